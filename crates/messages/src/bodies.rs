@@ -1,0 +1,388 @@
+//! Message bodies, one type per topic. Fortnight's own bodies carry everything the next step
+//! needs (stream, arch, version, tree ref and commit, image paths and checksums), so no
+//! consumer has to ask another one.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Message, Severity};
+use crate::ids::{Arch, Commit, Format, Ref, Sha256, Stream, UserName, Version};
+
+macro_rules! topic {
+    ($type:ty, $topic:literal) => {
+        impl Message for $type {
+            const TOPIC: &'static str = $topic;
+        }
+    };
+    ($type:ty, $topic:literal, severity = $severity:expr) => {
+        impl Message for $type {
+            const TOPIC: &'static str = $topic;
+            fn severity(&self) -> Severity {
+                $severity
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs Fedora sends. Fields stay raw strings: a message about a ref no stream uses is ignored,
+// not refused, so validation happens only once a stream claims the message.
+
+/// `pungi.compose.ostree`: a compose committed an OSTree tree (current and 2016 field sets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PungiComposeOstree {
+    pub arch: String,
+    #[serde(rename = "ref")]
+    pub ostree_ref: String,
+    /// Null when the compose committed nothing new; such messages are ignored.
+    pub commitid: Option<String>,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub compose_id: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub repo_path: Option<String>,
+    #[serde(default)]
+    pub local_repo_path: Option<String>,
+}
+topic!(PungiComposeOstree, "pungi.compose.ostree");
+
+/// `pungi.compose.status.change`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PungiComposeStatusChange {
+    pub compose_id: String,
+    pub location: String,
+    pub status: String,
+}
+topic!(PungiComposeStatusChange, "pungi.compose.status.change");
+
+impl PungiComposeStatusChange {
+    /// FINISHED and FINISHED_INCOMPLETE count as done.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status.as_str(), "FINISHED" | "FINISHED_INCOMPLETE")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trees and images.
+
+/// The OSTree tree a candidate was built from, carried through every message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Tree {
+    #[serde(rename = "ref")]
+    pub ostree_ref: Ref,
+    pub commit: Commit,
+    /// Filesystem path of the OSTree repository holding the commit.
+    pub repo: String,
+}
+
+/// `fortnight.tree.composed`: a tree is ready to be turned into images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TreeComposed {
+    pub arch: Arch,
+    pub tree: Tree,
+    /// The tree's version; read from the commit's `version` metadata when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_id: Option<String>,
+    /// Build again even when this (ref, commit) was built before (operator retry).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+topic!(TreeComposed, "fortnight.tree.composed");
+
+/// One image file in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Image {
+    pub format: Format,
+    /// Path relative to the artifact tree's root.
+    pub path: String,
+    pub size: u64,
+    pub sha256: Sha256,
+}
+
+/// `fortnight.image.built`: every format of one stream/version/arch is in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageBuilt {
+    pub stream: Stream,
+    pub version: Version,
+    pub arch: Arch,
+    pub tree: Tree,
+    pub images: Vec<Image>,
+    /// Build log path relative to the artifact tree's root.
+    pub build_log: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_id: Option<String>,
+}
+topic!(ImageBuilt, "fortnight.image.built");
+
+/// `fortnight.image.build.failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageBuildFailed {
+    pub stream: Stream,
+    /// Absent when the failure happened before the version could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    pub arch: Arch,
+    pub tree: Tree,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_log: Option<String>,
+}
+topic!(ImageBuildFailed, "fortnight.image.build.failed", severity = Severity::Error);
+
+/// How a test's result counts, as tunir had it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestKind {
+    Gating,
+    NonGating,
+    ExpectedToFail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestStatus {
+    Passed,
+    Failed,
+    TimedOut,
+    Skipped,
+}
+
+/// One test's outcome, summarised for messages; the full output stays in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TestSummary {
+    pub name: String,
+    pub kind: TestKind,
+    pub format: Format,
+    pub status: TestStatus,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    /// Log path relative to the artifact tree's root.
+    pub log: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The result of running a stream's suite over one stream/version/arch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TestReport {
+    pub stream: Stream,
+    pub version: Version,
+    pub arch: Arch,
+    pub tree: Tree,
+    pub images: Vec<Image>,
+    pub tests: Vec<TestSummary>,
+    /// Names of the gating tests that failed (empty when passed).
+    #[serde(default)]
+    pub failed: Vec<String>,
+}
+
+/// `fortnight.image.tests.passed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct ImageTestsPassed(pub TestReport);
+topic!(ImageTestsPassed, "fortnight.image.tests.passed");
+
+/// `fortnight.image.tests.failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct ImageTestsFailed(pub TestReport);
+topic!(ImageTestsFailed, "fortnight.image.tests.failed", severity = Severity::Warning);
+
+// ---------------------------------------------------------------------------------------------
+// Human testing.
+
+/// `fortnight.candidate.testing.requested`: every arch passed; humans may now vote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CandidateTestingRequested {
+    pub stream: Stream,
+    pub version: Version,
+    /// The tree of each configured arch.
+    pub arches: BTreeMap<Arch, Tree>,
+}
+topic!(CandidateTestingRequested, "fortnight.candidate.testing.requested");
+
+/// `fortnight.karma.submitted`: one tester's vote. The voter is the AMQP `user_id`; `user`
+/// is what the tester claims and must match it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KarmaSubmitted {
+    pub stream: Stream,
+    pub version: Version,
+    pub user: UserName,
+    #[schemars(range(min = -1, max = 1))]
+    pub karma: i8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+topic!(KarmaSubmitted, "fortnight.karma.submitted");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KarmaStatus {
+    Stable,
+    Unstable,
+}
+
+/// A tester's latest vote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Vote {
+    pub user: UserName,
+    pub karma: i8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// `fortnight.karma.threshold.reached`: once per candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KarmaThresholdReached {
+    pub stream: Stream,
+    pub version: Version,
+    pub status: KarmaStatus,
+    pub karma: i32,
+    pub votes: Vec<Vote>,
+}
+topic!(KarmaThresholdReached, "fortnight.karma.threshold.reached");
+
+// ---------------------------------------------------------------------------------------------
+// The two-week timer, overrides and releases.
+
+/// `fortnight.twoweek.timer.fired`: one per stream and period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TwoweekTimerFired {
+    pub stream: Stream,
+    /// Identifies the period (its scheduled start, RFC 3339); the dedup key for releases.
+    pub period: String,
+    pub scheduled_for: DateTime<Utc>,
+    pub fired_at: DateTime<Utc>,
+    /// Set when an operator fired it by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<UserName>,
+}
+topic!(TwoweekTimerFired, "fortnight.twoweek.timer.fired");
+
+/// What an operator asks of a stream or candidate. The operator is the AMQP `user_id`;
+/// `operator` is what they claim and must match it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Override {
+    pub stream: Stream,
+    /// The candidate concerned (block, unblock, release); absent for hold and unhold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    pub reason: String,
+    pub operator: UserName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<DateTime<Utc>>,
+}
+
+macro_rules! override_topic {
+    ($(#[$meta:meta])* $name:ident, $topic:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(transparent)]
+        pub struct $name(pub Override);
+
+        impl Message for $name {
+            const TOPIC: &'static str = $topic;
+            fn severity(&self) -> Severity {
+                Severity::Warning
+            }
+            fn users(&self) -> Vec<&UserName> {
+                vec![&self.0.operator]
+            }
+        }
+    };
+}
+override_topic!(
+    /// Keep a candidate from being released.
+    OverrideBlock,
+    "fortnight.override.block"
+);
+override_topic!(OverrideUnblock, "fortnight.override.unblock");
+override_topic!(
+    /// Release a named candidate now, even when its gates failed (recorded as forced).
+    OverrideRelease,
+    "fortnight.override.release"
+);
+override_topic!(
+    /// Stop a stream's releases until unhold.
+    OverrideHold,
+    "fortnight.override.hold"
+);
+override_topic!(OverrideUnhold, "fortnight.override.unhold");
+
+/// One arch of a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReleasedArch {
+    pub tree: Tree,
+    /// The stream's release ref, now pointing at `tree.commit`.
+    pub release_ref: Ref,
+    pub images: Vec<Image>,
+}
+
+/// `fortnight.release.published`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReleasePublished {
+    pub stream: Stream,
+    pub version: Version,
+    pub arches: BTreeMap<Arch, ReleasedArch>,
+    /// The timer period this release belongs to (absent for a forced release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// Released by an operator override, past failed gates.
+    pub forced: bool,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Version>,
+    pub released_at: DateTime<Utc>,
+}
+topic!(ReleasePublished, "fortnight.release.published");
+
+/// Why one candidate was not released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CandidateVerdict {
+    pub version: Version,
+    pub reasons: Vec<String>,
+}
+
+/// `fortnight.release.skipped`: nothing was eligible on a tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReleaseSkipped {
+    pub stream: Stream,
+    pub period: String,
+    pub candidates: Vec<CandidateVerdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_release: Option<Version>,
+    /// Age of the current release in seconds at the time of the tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_release_age_seconds: Option<i64>,
+    /// The stream's `when_nothing_passed` policy that now applies.
+    pub policy: String,
+}
+topic!(ReleaseSkipped, "fortnight.release.skipped", severity = Severity::Warning);
+
+/// One artifact in the old `releng.atomic.twoweek.complete` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LegacyArtifact {
+    pub compose_id: String,
+    pub name: String,
+    pub release: String,
+    pub image_name: String,
+    pub image_url: String,
+    pub size: u64,
+}
+
+/// `releng.atomic.twoweek.complete`: arch -> artifact key (`atomic_qcow2`, ...) -> artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct TwoweekComplete(pub BTreeMap<String, BTreeMap<String, LegacyArtifact>>);
+topic!(TwoweekComplete, "releng.atomic.twoweek.complete");

@@ -1,0 +1,11 @@
+//! Fortnight's messages: validated identifiers, typed bodies for every topic, and the
+//! fedora-messaging envelope. Pure data; no I/O.
+
+pub mod bodies;
+pub mod envelope;
+pub mod ids;
+pub mod schema;
+
+pub use bodies::*;
+pub use envelope::{Incoming, Message, Outgoing, RecordLine, Severity, derived_id};
+pub use ids::{Arch, Commit, Format, InvalidId, Ref, Sha256, Stream, UserName, Version};
