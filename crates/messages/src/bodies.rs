@@ -137,7 +137,11 @@ pub struct ImageBuildFailed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_log: Option<String>,
 }
-topic!(ImageBuildFailed, "fortnight.image.build.failed", severity = Severity::Error);
+topic!(
+    ImageBuildFailed,
+    "fortnight.image.build.failed",
+    severity = Severity::Error
+);
 
 /// How a test's result counts, as tunir had it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -196,7 +200,11 @@ topic!(ImageTestsPassed, "fortnight.image.tests.passed");
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct ImageTestsFailed(pub TestReport);
-topic!(ImageTestsFailed, "fortnight.image.tests.failed", severity = Severity::Warning);
+topic!(
+    ImageTestsFailed,
+    "fortnight.image.tests.failed",
+    severity = Severity::Warning
+);
 
 // ---------------------------------------------------------------------------------------------
 // Human testing.
@@ -209,7 +217,10 @@ pub struct CandidateTestingRequested {
     /// The tree of each configured arch.
     pub arches: BTreeMap<Arch, Tree>,
 }
-topic!(CandidateTestingRequested, "fortnight.candidate.testing.requested");
+topic!(
+    CandidateTestingRequested,
+    "fortnight.candidate.testing.requested"
+);
 
 /// `fortnight.karma.submitted`: one tester's vote. The voter is the AMQP `user_id`; `user`
 /// is what the tester claims and must match it.
@@ -368,7 +379,11 @@ pub struct ReleaseSkipped {
     /// The stream's `when_nothing_passed` policy that now applies.
     pub policy: String,
 }
-topic!(ReleaseSkipped, "fortnight.release.skipped", severity = Severity::Warning);
+topic!(
+    ReleaseSkipped,
+    "fortnight.release.skipped",
+    severity = Severity::Warning
+);
 
 /// One artifact in the old `releng.atomic.twoweek.complete` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

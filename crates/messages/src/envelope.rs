@@ -84,8 +84,14 @@ impl Outgoing {
     pub fn headers(&self, sent_at: DateTime<Utc>) -> BTreeMap<String, Value> {
         let mut headers = BTreeMap::new();
         headers.insert(HEADER_SCHEMA.to_owned(), Value::from(self.schema.clone()));
-        headers.insert(HEADER_SCHEMA_PACKAGE.to_owned(), Value::from(SCHEMA_PACKAGE));
-        headers.insert(HEADER_SEVERITY.to_owned(), Value::from(self.severity as i64));
+        headers.insert(
+            HEADER_SCHEMA_PACKAGE.to_owned(),
+            Value::from(SCHEMA_PACKAGE),
+        );
+        headers.insert(
+            HEADER_SEVERITY.to_owned(),
+            Value::from(self.severity as i64),
+        );
         headers.insert(HEADER_PRIORITY.to_owned(), Value::from(self.priority));
         headers.insert(
             HEADER_SENT_AT.to_owned(),
@@ -154,6 +160,17 @@ pub fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, BodyError> {
     }
 }
 
+/// An integer header as any AMQP integer width arrives after conversion to JSON; the
+/// reference client's header schema says "number", so an integral float counts too.
+fn header_integer(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+            .map(|f| f as i64)
+    })
+}
+
 /// Strips `prefix` (with or without its trailing dot) from a received routing key.
 pub fn strip_prefix<'a>(routing_key: &'a str, prefix: &str) -> &'a str {
     let prefix = prefix.trim_end_matches('.');
@@ -179,9 +196,11 @@ pub fn add_prefix(topic: &str, prefix: &str) -> String {
 impl Incoming {
     /// Deserializes the body as `M`, naming the topic in the error.
     pub fn parse<M: Message>(&self) -> Result<M, BodyError> {
-        serde_json::from_value(Value::Object(self.body.clone())).map_err(|source| BodyError::Schema {
-            topic: M::TOPIC,
-            source,
+        serde_json::from_value(Value::Object(self.body.clone())).map_err(|source| {
+            BodyError::Schema {
+                topic: M::TOPIC,
+                source,
+            }
         })
     }
 
@@ -195,12 +214,20 @@ impl Incoming {
 
     /// Severity from the headers, accepting any integer width; `Info` when absent or odd.
     pub fn severity(&self) -> Severity {
-        match self.headers.get(HEADER_SEVERITY).and_then(Value::as_i64) {
+        match self.headers.get(HEADER_SEVERITY).and_then(header_integer) {
             Some(10) => Severity::Debug,
             Some(30) => Severity::Warning,
             Some(40) => Severity::Error,
             _ => Severity::Info,
         }
+    }
+
+    /// The `priority` header, accepting any integer width; 0 when absent or odd.
+    pub fn priority(&self) -> i64 {
+        self.headers
+            .get(HEADER_PRIORITY)
+            .and_then(header_integer)
+            .unwrap_or(0)
     }
 
     /// The UUID inside the message id, accepting fedmsg's `YYYY-<uuid>` form.
@@ -235,17 +262,129 @@ pub struct RecordLine {
     pub topic: String,
 }
 
+/// Why a line of a record file was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(
+        "line {line}: not a record (a JSON object with a string \"topic\" and an object \"body\"): {source}"
+    )]
+    Invalid {
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("line {line}: \"body\" must be a JSON object, as fedora-messaging requires")]
+    BodyNotObject { line: usize },
+}
+
+impl RecordLine {
+    /// What `fortnight record` writes for a received message, as `fedora-messaging record` would.
+    pub fn from_incoming(message: &Incoming, queue: Option<&str>) -> Self {
+        Self {
+            body: Value::Object(message.body.clone()),
+            headers: message.headers.clone(),
+            id: message.id.clone(),
+            priority: Some(message.priority()),
+            queue: queue.map(str::to_owned),
+            topic: message.routing_key.clone(),
+        }
+    }
+
+    /// Parses one line (1-based `line` for the error); blank lines are the caller's to skip.
+    pub fn parse(text: &str, line: usize) -> Result<Self, RecordError> {
+        let record: RecordLine =
+            serde_json::from_str(text).map_err(|source| RecordError::Invalid { line, source })?;
+        if !record.body.is_object() {
+            return Err(RecordError::BodyNotObject { line });
+        }
+        Ok(record)
+    }
+
+    /// Parses a whole record file, skipping blank lines.
+    pub fn parse_all(text: &str) -> Result<Vec<Self>, RecordError> {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| Self::parse(l, i + 1))
+            .collect()
+    }
+
+    /// The line exactly as fedora-messaging writes it (Python's `json.dumps(sort_keys=True,
+    /// ensure_ascii=False)`: keys sorted, `", "` and `": "` separators), without the newline,
+    /// so files from either tool diff cleanly against each other.
+    pub fn to_line(&self) -> String {
+        let mut out = Vec::new();
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+        // Serializing plain JSON values into memory cannot fail.
+        let _ = self.serialize(&mut serializer);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// serde_json's compact output with Python's default separators.
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn prefix_is_never_added_twice() {
-        assert_eq!(add_prefix("fortnight.tree.composed", "org.fedoraproject.prod"), "org.fedoraproject.prod.fortnight.tree.composed");
-        assert_eq!(add_prefix("org.fedoraproject.prod.fortnight.tree.composed", "org.fedoraproject.prod."), "org.fedoraproject.prod.fortnight.tree.composed");
+        assert_eq!(
+            add_prefix("fortnight.tree.composed", "org.fedoraproject.prod"),
+            "org.fedoraproject.prod.fortnight.tree.composed"
+        );
+        assert_eq!(
+            add_prefix(
+                "org.fedoraproject.prod.fortnight.tree.composed",
+                "org.fedoraproject.prod."
+            ),
+            "org.fedoraproject.prod.fortnight.tree.composed"
+        );
         assert_eq!(add_prefix("x.y", ""), "x.y");
-        assert_eq!(strip_prefix("org.fedoraproject.stg.pungi.compose.ostree", "org.fedoraproject.stg"), "pungi.compose.ostree");
-        assert_eq!(strip_prefix("pungi.compose.ostree", "org.fedoraproject.stg"), "pungi.compose.ostree");
+        assert_eq!(
+            strip_prefix(
+                "org.fedoraproject.stg.pungi.compose.ostree",
+                "org.fedoraproject.stg"
+            ),
+            "pungi.compose.ostree"
+        );
+        assert_eq!(
+            strip_prefix("pungi.compose.ostree", "org.fedoraproject.stg"),
+            "pungi.compose.ostree"
+        );
     }
 
     #[test]
@@ -265,15 +404,27 @@ mod tests {
 
     #[test]
     fn bodies_must_be_objects() {
-        assert!(matches!(parse_body(b"[1]"), Err(BodyError::NotObject("an array"))));
-        assert!(matches!(parse_body(b"not json"), Err(BodyError::NotJson(_))));
+        assert!(matches!(
+            parse_body(b"[1]"),
+            Err(BodyError::NotObject("an array"))
+        ));
+        assert!(matches!(
+            parse_body(b"not json"),
+            Err(BodyError::NotJson(_))
+        ));
         assert!(parse_body(b"{\"a\":1}").is_ok());
     }
 
     #[test]
     fn derived_ids_are_stable_and_distinct() {
-        assert_eq!(derived_id("build", &["a", "b"]), derived_id("build", &["a", "b"]));
-        assert_ne!(derived_id("build", &["a", "b"]), derived_id("build", &["ab"]));
+        assert_eq!(
+            derived_id("build", &["a", "b"]),
+            derived_id("build", &["a", "b"])
+        );
+        assert_ne!(
+            derived_id("build", &["a", "b"]),
+            derived_id("build", &["ab"])
+        );
         assert_ne!(derived_id("build", &["a"]), derived_id("test", &["a"]));
     }
 }

@@ -31,7 +31,12 @@ impl InvalidId {
 }
 
 /// One path component: `[A-Za-z0-9._+-]`, not starting with `-` or `.`, at most `max` long.
-fn check_component(kind: &'static str, value: &str, max: usize, extra: &[char]) -> Result<(), InvalidId> {
+fn check_component(
+    kind: &'static str,
+    value: &str,
+    max: usize,
+    extra: &[char],
+) -> Result<(), InvalidId> {
     if value.is_empty() {
         return Err(InvalidId::new(kind, value, "must not be empty"));
     }
@@ -39,15 +44,18 @@ fn check_component(kind: &'static str, value: &str, max: usize, extra: &[char]) 
         return Err(InvalidId::new(kind, value, "is too long"));
     }
     if value.starts_with(['-', '.']) {
-        return Err(InvalidId::new(kind, value, "must not start with '-' or '.'"));
+        return Err(InvalidId::new(
+            kind,
+            value,
+            "must not start with '-' or '.'",
+        ));
     }
     if value.contains("..") {
         return Err(InvalidId::new(kind, value, "must not contain '..'"));
     }
-    if !value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' || extra.contains(&c))
-    {
+    if !value.chars().all(|c| {
+        c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' || extra.contains(&c)
+    }) {
         return Err(InvalidId::new(
             kind,
             value,
@@ -238,13 +246,37 @@ mod tests {
 
     #[test]
     fn hostile_values_are_refused() {
-        for bad in ["", "..", "../etc", "a/b", "a b", "a;rm -rf /", "$(id)", "`id`", "-rf", ".hidden", "a\0b", "a|b", "a&b", "a\nb"] {
+        for bad in [
+            "",
+            "..",
+            "../etc",
+            "a/b",
+            "a b",
+            "a;rm -rf /",
+            "$(id)",
+            "`id`",
+            "-rf",
+            ".hidden",
+            "a\0b",
+            "a|b",
+            "a&b",
+            "a\nb",
+        ] {
             assert!(bad.parse::<Stream>().is_err(), "stream {bad:?}");
             assert!(bad.parse::<Version>().is_err(), "version {bad:?}");
             assert!(bad.parse::<UserName>().is_err(), "user {bad:?}");
             assert!(bad.parse::<Arch>().is_err(), "arch {bad:?}");
         }
-        for bad in ["", "/abs", "a//b", "a/../b", "a/./b", "a/", "fedora/43/$(id)", "-x/y"] {
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/../b",
+            "a/./b",
+            "a/",
+            "fedora/43/$(id)",
+            "-x/y",
+        ] {
             assert!(bad.parse::<Ref>().is_err(), "ref {bad:?}");
         }
     }
@@ -260,10 +292,15 @@ mod tests {
         for good in ["43.20261127.0", "Fedora-43-20261110.n.1", "1.2+git3"] {
             good.parse::<Version>().unwrap();
         }
-        for good in ["fedora/43/x86_64/updates/atomic-host", "fedora-atomic/25/x86_64/docker-host"] {
+        for good in [
+            "fedora/43/x86_64/updates/atomic-host",
+            "fedora-atomic/25/x86_64/docker-host",
+        ] {
             good.parse::<Ref>().unwrap();
         }
-        "d428d3ad8ae8ec0d9c1bc6f9e3a8b1f4b2e7c1d0a9f8e7d6c5b4a39281706f5e".parse::<Commit>().unwrap();
+        "d428d3ad8ae8ec0d9c1bc6f9e3a8b1f4b2e7c1d0a9f8e7d6c5b4a39281706f5e"
+            .parse::<Commit>()
+            .unwrap();
         assert!("abc123".parse::<Commit>().is_err());
         assert!("F43".parse::<Stream>().is_err());
     }

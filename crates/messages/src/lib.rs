@@ -7,5 +7,7 @@ pub mod ids;
 pub mod schema;
 
 pub use bodies::*;
-pub use envelope::{Incoming, Message, Outgoing, RecordLine, Severity, derived_id};
+pub use envelope::{
+    BodyError, Incoming, Message, Outgoing, RecordError, RecordLine, Severity, derived_id,
+};
 pub use ids::{Arch, Commit, Format, InvalidId, Ref, Sha256, Stream, UserName, Version};
