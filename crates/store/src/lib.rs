@@ -1,1 +1,364 @@
+//! The artifact tree (the "location to put things"): plain files that any web server can
+//! serve and that several replicas of a consumer can share over a network filesystem.
+//!
+//! # Layout
+//!
+//! ```text
+//! <root>/<stream>/all/<version>/<arch>/images/<stream>-<version>.<arch>.<format>
+//! <root>/<stream>/all/<version>/<arch>/images/CHECKSUM     SHA256 (name) = <hex>, per image
+//! <root>/<stream>/all/<version>/<arch>/build.json          the fortnight.image.built body
+//! <root>/<stream>/all/<version>/<arch>/tests.json          the test report (messages::TestReport)
+//! <root>/<stream>/all/<version>/<arch>/junit.xml           the same, for CI dashboards
+//! <root>/<stream>/all/<version>/<arch>/logs/               build-<format>.log, test logs
+//! <root>/<stream>/all/<version>/karma/<user>.json          a voter's latest vote (messages::Vote)
+//! <root>/<stream>/passed-autotest/<version> -> ../all/<version>
+//! <root>/<stream>/passed-human/<version>    -> ../all/<version>
+//! <root>/<stream>/releases/<version>/...                   hard links, CHECKSUM, release.json
+//! <root>/<stream>/releases/latest           -> <version>
+//! <root>/<stream>/.built/<ref>/<commit>.json               image-builder's dedup markers
+//! <root>/<stream>/.locks/<name>.lock                       flock files for check-and-set
+//! <root>/site/...                                          the published page and JSON
+//! <root>/.jobs/<consumer>/                                 the bus runtime's job journal
+//! ```
+//!
+//! Every path is built from validated values only ([`messages::Stream`], [`Version`], [`Arch`],
+//! [`Format`], [`UserName`], [`Ref`], [`Commit`] and [`FileName`]), none of which can hold
+//! `/`, `..` or a leading `.`, so nothing from a message can escape the root or collide with
+//! the hidden names (`.built`, `.locks`, `.tmp*`) the store keeps for itself.
+//!
+//! # Writes
+//!
+//! Every file is written to a temporary file in its own directory, fsynced, renamed over its
+//! destination and the directory fsynced ([`write_atomic`], [`write_json`], [`ImageWriter`]),
+//! so a reader never sees half a file and a retried step overwrites its own output cleanly.
+//! Promotion between tiers is a symlink ([`Store::promote`]) or a tree of hard links
+//! ([`link_tree`]), never a copy. Disk full and permission denied surface as
+//! [`StoreError::is_retryable`] errors naming the path, with the temporary file removed.
+//!
+//! # Concurrency
+//!
+//! [`Store::promote`] relies on `symlink(2)` being exclusive: however many replicas race,
+//! exactly one creates the link. Anything wider (read several files, then decide) goes through
+//! [`with_lock`] on [`Store::lock_path`], an `flock` that the kernel releases if the holder
+//! dies. On NFS, Linux maps `flock` to POSIX byte-range locks, which the server arbitrates.
 
+mod atomic;
+pub mod checksum;
+mod error;
+mod lock;
+mod names;
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use messages::{
+    Arch, Commit, Format, ImageBuilt, Ref, Stream, TestReport, UserName, Version, Vote,
+};
+
+pub use atomic::{
+    Digested, ImageWriter, create_dir_all, hash_file, link_tree, read_json, symlink_once,
+    symlink_replace, sync_dir, write_atomic, write_json,
+};
+pub use error::{Result, StoreError};
+pub use lock::{LockGuard, lock, try_lock, with_lock};
+pub use names::FileName;
+
+/// The promotion tiers of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Every nightly, built or not yet tested.
+    All,
+    /// Every configured arch passed its gating tests.
+    PassedAutotest,
+    /// Stable karma from human testers.
+    PassedHuman,
+    /// Released on a two-week tick.
+    Releases,
+}
+
+impl Tier {
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Tier::All => "all",
+            Tier::PassedAutotest => "passed-autotest",
+            Tier::PassedHuman => "passed-human",
+            Tier::Releases => "releases",
+        }
+    }
+}
+
+/// Name of the symlink to the current release in `releases/`.
+pub const LATEST: &str = "latest";
+pub const CHECKSUM: &str = "CHECKSUM";
+
+/// Handle on the artifact tree; cheap to clone, holds no open files.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the tree at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        create_dir_all(&root)?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn stream_dir(&self, stream: &Stream) -> PathBuf {
+        self.root.join(stream)
+    }
+
+    pub fn tier_dir(&self, stream: &Stream, tier: Tier) -> PathBuf {
+        self.stream_dir(stream).join(tier.dir_name())
+    }
+
+    /// `<stream>/all/<version>`: a candidate across its arches.
+    pub fn version_dir(&self, stream: &Stream, version: &Version) -> PathBuf {
+        self.tier_dir(stream, Tier::All).join(version)
+    }
+
+    pub fn arch_dir(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
+        self.version_dir(stream, version).join(arch)
+    }
+
+    pub fn images_dir(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
+        self.arch_dir(stream, version, arch).join("images")
+    }
+
+    /// The file name of an image: `<stream>-<version>.<arch>.<format>`.
+    pub fn image_file_name(
+        stream: &Stream,
+        version: &Version,
+        arch: &Arch,
+        format: &Format,
+    ) -> FileName {
+        FileName(format!("{stream}-{version}.{arch}.{format}"))
+    }
+
+    pub fn image_path(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        arch: &Arch,
+        format: &Format,
+    ) -> PathBuf {
+        self.images_dir(stream, version, arch)
+            .join(Self::image_file_name(stream, version, arch, format))
+    }
+
+    pub fn checksum_path(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
+        self.images_dir(stream, version, arch).join(CHECKSUM)
+    }
+
+    pub fn build_json_path(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
+        self.arch_dir(stream, version, arch).join("build.json")
+    }
+
+    pub fn tests_json_path(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
+        self.arch_dir(stream, version, arch).join("tests.json")
+    }
+
+    pub fn junit_path(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
+        self.arch_dir(stream, version, arch).join("junit.xml")
+    }
+
+    pub fn logs_dir(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
+        self.arch_dir(stream, version, arch).join("logs")
+    }
+
+    pub fn log_path(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        arch: &Arch,
+        name: &FileName,
+    ) -> PathBuf {
+        self.logs_dir(stream, version, arch).join(name)
+    }
+
+    pub fn karma_dir(&self, stream: &Stream, version: &Version) -> PathBuf {
+        self.version_dir(stream, version).join("karma")
+    }
+
+    pub fn karma_path(&self, stream: &Stream, version: &Version, user: &UserName) -> PathBuf {
+        self.karma_dir(stream, version).join(format!("{user}.json"))
+    }
+
+    /// `<stream>/releases/<version>`.
+    pub fn release_dir(&self, stream: &Stream, version: &Version) -> PathBuf {
+        self.tier_dir(stream, Tier::Releases).join(version)
+    }
+
+    pub fn site_dir(&self) -> PathBuf {
+        self.root.join("site")
+    }
+
+    /// `<root>/.jobs/<consumer>`: where the bus runtime journals long-running jobs.
+    pub fn jobs_dir(&self, consumer: &FileName) -> PathBuf {
+        self.root.join(".jobs").join(consumer)
+    }
+
+    /// A lock file for check-and-set within a stream, to pass to [`with_lock`].
+    pub fn lock_path(&self, stream: &Stream, name: &FileName) -> PathBuf {
+        self.stream_dir(stream)
+            .join(".locks")
+            .join(format!("{name}.lock"))
+    }
+
+    /// The image-builder's marker that (ref, commit) was built for `stream`.
+    pub fn built_marker(&self, stream: &Stream, tree_ref: &Ref, commit: &Commit) -> PathBuf {
+        // Each `/`-separated part of a Ref is a validated component, so joining keeps it inside.
+        self.stream_dir(stream)
+            .join(".built")
+            .join(tree_ref.as_str())
+            .join(format!("{commit}.json"))
+    }
+
+    /// Creates `<stream>/<tier>/<version> -> ../all/<version>` unless it exists. Returns whether
+    /// this call created it; exactly one of any number of concurrent callers does.
+    pub fn promote(&self, stream: &Stream, version: &Version, tier: Tier) -> Result<bool> {
+        if tier == Tier::All {
+            return Ok(false);
+        }
+        let target = Path::new("..").join(Tier::All.dir_name()).join(version);
+        symlink_once(&target, &self.tier_dir(stream, tier).join(version))
+    }
+
+    /// Versions present in a tier, sorted; ignores anything that is not a valid version
+    /// (temporary files, `latest`).
+    pub fn list_versions(&self, stream: &Stream, tier: Tier) -> Result<Vec<Version>> {
+        let dir = self.tier_dir(stream, tier);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io("list", &dir)(e)),
+        };
+        let mut versions = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(StoreError::io("list", &dir))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name == LATEST {
+                continue;
+            }
+            if let Ok(version) = name.parse::<Version>() {
+                versions.push(version);
+            }
+        }
+        versions.sort();
+        Ok(versions)
+    }
+
+    /// Whether `version` is present in `tier`.
+    pub fn in_tier(&self, stream: &Stream, version: &Version, tier: Tier) -> bool {
+        fs::symlink_metadata(self.tier_dir(stream, tier).join(version)).is_ok()
+    }
+
+    pub fn read_build(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        arch: &Arch,
+    ) -> Result<Option<ImageBuilt>> {
+        read_json(&self.build_json_path(stream, version, arch))
+    }
+
+    pub fn read_tests(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        arch: &Arch,
+    ) -> Result<Option<TestReport>> {
+        read_json(&self.tests_json_path(stream, version, arch))
+    }
+
+    /// Records a voter's latest vote (replacing their previous one).
+    pub fn write_vote(&self, stream: &Stream, version: &Version, vote: &Vote) -> Result<()> {
+        write_json(&self.karma_path(stream, version, &vote.user), vote)
+    }
+
+    /// Every voter's latest vote for a candidate, sorted by user.
+    pub fn read_votes(&self, stream: &Stream, version: &Version) -> Result<Vec<Vote>> {
+        let dir = self.karma_dir(stream, version);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io("list", &dir)(e)),
+        };
+        let mut votes = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(StoreError::io("list", &dir))?.path();
+            let is_vote = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.') && n.ends_with(".json"));
+            if is_vote && let Some(vote) = read_json::<Vote>(&path)? {
+                votes.push(vote);
+            }
+        }
+        votes.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(votes)
+    }
+
+    /// Points `releases/latest` at `version` in one rename.
+    pub fn set_latest_release(&self, stream: &Stream, version: &Version) -> Result<()> {
+        symlink_replace(
+            Path::new(version.as_str()),
+            &self.tier_dir(stream, Tier::Releases).join(LATEST),
+        )
+    }
+
+    /// The version `releases/latest` points at, if any.
+    pub fn current_release(&self, stream: &Stream) -> Result<Option<Version>> {
+        let link = self.tier_dir(stream, Tier::Releases).join(LATEST);
+        match fs::read_link(&link) {
+            Ok(target) => Ok(target.to_str().and_then(|t| t.parse().ok())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read symlink", &link)(e)),
+        }
+    }
+
+    /// `path` relative to the root with `/` separators, as messages carry it.
+    pub fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The absolute path of a root-relative path taken from a message, refusing anything
+    /// that could leave the root or reach the store's hidden files.
+    pub fn resolve(&self, relative: &str) -> Result<PathBuf> {
+        let mut path = self.root.clone();
+        let mut parts = 0;
+        for component in Path::new(relative).components() {
+            match component {
+                Component::Normal(part) => {
+                    let name: FileName = part.to_str().unwrap_or("\u{0}").parse()?;
+                    path.push(name);
+                    parts += 1;
+                }
+                _ => {
+                    return Err(StoreError::FileName {
+                        name: relative.chars().take(80).collect(),
+                        rule: "must be a relative path of plain names (no '/', '..' or '.' prefix)",
+                    });
+                }
+            }
+        }
+        if parts == 0 {
+            return Err(StoreError::FileName {
+                name: relative.to_owned(),
+                rule: "must not be empty",
+            });
+        }
+        Ok(path)
+    }
+}
