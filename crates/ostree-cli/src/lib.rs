@@ -1,0 +1,264 @@
+//! The `ostree` commands Fortnight needs, run with [`Command`] and one argument per value:
+//! never through a shell, and only with validated [`Ref`]s and [`Commit`]s, which cannot start
+//! with `-` and so cannot be read as options.
+//!
+//! The commands are short (milliseconds on a local repo) and run synchronously; async callers
+//! that may hit a slow network filesystem wrap them in `spawn_blocking`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use messages::{Commit, Ref};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OstreeError {
+    #[error("cannot run `ostree {args}`: {source}; is ostree installed and on PATH?")]
+    Spawn {
+        args: String,
+        source: std::io::Error,
+    },
+    #[error("`ostree {args}` failed ({status}): {stderr}")]
+    Failed {
+        args: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("`ostree {args}` printed {output:?}, which is not {expected}")]
+    Parse {
+        args: String,
+        output: String,
+        expected: &'static str,
+    },
+}
+
+impl OstreeError {
+    /// Whether ostree could not even be started (missing binary), as opposed to refusing.
+    pub fn is_spawn(&self) -> bool {
+        matches!(self, OstreeError::Spawn { .. })
+    }
+}
+
+/// An OSTree repository on the local filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    path: PathBuf,
+}
+
+impl Repo {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `ostree ARGS --repo=PATH`; returns its trimmed stdout and the command line as
+    /// shown in errors.
+    fn run<I, S>(&self, args: I) -> Result<(String, String), OstreeError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        args.push(format!("--repo={}", self.path.display()).into());
+        let shown = args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let output = match Command::new("ostree").args(&args).output() {
+            Ok(output) => output,
+            Err(source) => {
+                return Err(OstreeError::Spawn {
+                    args: shown,
+                    source,
+                });
+            }
+        };
+        if !output.status.success() {
+            return Err(OstreeError::Failed {
+                args: shown,
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        Ok((
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            shown,
+        ))
+    }
+
+    /// `ostree init --mode=archive`: a repository to serve over HTTP (tests, the demo).
+    pub fn init_archive(&self) -> Result<(), OstreeError> {
+        self.run(["init", "--mode=archive"]).map(drop)
+    }
+
+    /// `ostree commit` of `tree` onto `branch` with string metadata (`version=...`).
+    pub fn commit(
+        &self,
+        branch: &Ref,
+        tree: &Path,
+        metadata: &[(&str, &str)],
+    ) -> Result<Commit, OstreeError> {
+        let mut args = vec![
+            "commit".into(),
+            format!("--branch={branch}").into(),
+            "--subject=fortnight".into(),
+        ];
+        for (key, value) in metadata {
+            args.push(std::ffi::OsString::from(format!(
+                "--add-metadata-string={key}={value}"
+            )));
+        }
+        args.push(tree.as_os_str().to_owned());
+        let (out, shown) = self.run(&args)?;
+        parse_commit(&out, &shown)
+    }
+
+    /// The commit a ref points at (`ostree rev-parse`); `None` when the ref does not exist.
+    pub fn rev_parse(&self, tree_ref: &Ref) -> Result<Option<Commit>, OstreeError> {
+        match self.run(["rev-parse", tree_ref.as_str()]) {
+            Ok((out, shown)) => parse_commit(&out, &shown).map(Some),
+            Err(OstreeError::Failed { stderr, .. }) if stderr.contains("not found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A string metadata key of a commit (`ostree show --print-metadata-key`); `None` when the
+    /// commit has no such key.
+    pub fn metadata_string(
+        &self,
+        commit: &Commit,
+        key: &str,
+    ) -> Result<Option<String>, OstreeError> {
+        let args = [
+            "show".to_owned(),
+            format!("--print-metadata-key={key}"),
+            commit.to_string(),
+        ];
+        match self.run(&args) {
+            Ok((out, shown)) => parse_gvariant_string(&out)
+                .map(Some)
+                .ok_or(OstreeError::Parse {
+                    args: shown,
+                    output: out,
+                    expected: "a quoted string",
+                }),
+            Err(OstreeError::Failed { stderr, .. }) if stderr.contains("No such metadata key") => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Points `tree_ref` at `commit`, creating the ref if needed. Unlike `ostree reset`, which
+    /// only moves an existing ref to an ancestor, this works for a release ref's first
+    /// promotion and for a commit on another branch (`ostree refs --create --force`).
+    pub fn set_ref(&self, tree_ref: &Ref, commit: &Commit) -> Result<(), OstreeError> {
+        if self.rev_parse(tree_ref)?.as_ref() == Some(commit) {
+            return Ok(());
+        }
+        self.run([
+            "refs".to_owned(),
+            "--force".to_owned(),
+            format!("--create={tree_ref}"),
+            commit.to_string(),
+        ])
+        .map(drop)
+    }
+
+    /// `ostree reset REF COMMIT`: moves an existing ref back to one of its ancestors.
+    pub fn reset(&self, tree_ref: &Ref, commit: &Commit) -> Result<(), OstreeError> {
+        self.run(["reset", tree_ref.as_str(), commit.as_str()])
+            .map(drop)
+    }
+
+    /// `ostree summary -u`: regenerates the summary clients read to find refs.
+    pub fn update_summary(&self) -> Result<(), OstreeError> {
+        self.run(["summary", "-u"]).map(drop)
+    }
+
+    /// `ostree checkout --user-mode COMMIT DEST`: the commit's files at `dest` (new directory).
+    pub fn checkout(&self, commit: &Commit, dest: &Path) -> Result<(), OstreeError> {
+        self.run([
+            OsStr::new("checkout"),
+            OsStr::new("--user-mode"),
+            OsStr::new(commit.as_str()),
+            dest.as_os_str(),
+        ])
+        .map(drop)
+    }
+}
+
+fn parse_commit(out: &str, shown: &str) -> Result<Commit, OstreeError> {
+    let last = out.lines().last().unwrap_or_default().trim();
+    last.parse().map_err(|_| OstreeError::Parse {
+        args: shown.to_owned(),
+        output: out.to_owned(),
+        expected: "a commit checksum",
+    })
+}
+
+/// The text of a GVariant string as `ostree show` prints it (`'43.1'`, or `"it's"` when the
+/// text holds a single quote). Escapes are not decoded: a value that needs them is refused
+/// (versions never do).
+fn parse_gvariant_string(out: &str) -> Option<String> {
+    let inner = out
+        .strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .or_else(|| out.strip_prefix('"').and_then(|s| s.strip_suffix('"')))?;
+    (!inner.contains('\\')).then(|| inner.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gvariant_strings() {
+        assert_eq!(parse_gvariant_string("'43.1'").as_deref(), Some("43.1"));
+        assert_eq!(parse_gvariant_string("\"it's\"").as_deref(), Some("it's"));
+        assert_eq!(parse_gvariant_string("'a\\'b'"), None);
+        assert_eq!(parse_gvariant_string("uint64 3"), None);
+    }
+
+    #[test]
+    fn real_repo_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(dir.path().join("repo"));
+        repo.init_archive().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
+        std::fs::write(tree.join("usr/lib/os-release"), "NAME=Fedora\n").unwrap();
+        let branch: Ref = "fedora/43/x86_64/atomic-host".parse().unwrap();
+        let first = repo.commit(&branch, &tree, &[("version", "43.1")]).unwrap();
+        std::fs::write(tree.join("usr/lib/os-release"), "NAME=Fedora\nVERSION=2\n").unwrap();
+        let second = repo.commit(&branch, &tree, &[("version", "43.2")]).unwrap();
+        assert_eq!(repo.rev_parse(&branch).unwrap(), Some(second.clone()));
+        assert_eq!(
+            repo.metadata_string(&first, "version").unwrap().as_deref(),
+            Some("43.1")
+        );
+        assert_eq!(repo.metadata_string(&first, "nope").unwrap(), None);
+
+        let release: Ref = "fedora/43/x86_64/stable".parse().unwrap();
+        assert_eq!(repo.rev_parse(&release).unwrap(), None);
+        repo.set_ref(&release, &second).unwrap();
+        assert_eq!(repo.rev_parse(&release).unwrap(), Some(second));
+        repo.set_ref(&release, &first).unwrap();
+        assert_eq!(repo.rev_parse(&release).unwrap(), Some(first.clone()));
+        repo.reset(&branch, &first).unwrap();
+        assert_eq!(repo.rev_parse(&branch).unwrap(), Some(first.clone()));
+        repo.update_summary().unwrap();
+        assert!(repo.path().join("summary").exists());
+
+        let out = dir.path().join("checkout");
+        repo.checkout(&first, &out).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("usr/lib/os-release")).unwrap(),
+            "NAME=Fedora\n"
+        );
+    }
+}
