@@ -1,0 +1,236 @@
+//! Runs the external programs Fortnight does not write itself: build recipes and test
+//! commands. Values travel as separate arguments and environment variables, never through a
+//! shell string. The program runs in its own process group so that a timeout or a cancelled
+//! step kills everything it started (a recipe's `qemu-img`, a test's `qemu-system`), not only
+//! the script at the top.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create log file {path}: {source}")]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start {program}: {source}; check that it exists and is executable")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot wait for {program}: {source}")]
+    Wait {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Added to the inherited environment.
+    pub env: Vec<(String, OsString)>,
+    pub cwd: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+impl Job {
+    pub fn new(program: impl Into<PathBuf>, timeout: Duration) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            timeout,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Exited(i32),
+    /// Killed by a signal it did not get from us.
+    Signalled,
+    /// Still running at the timeout; killed with its whole process group.
+    TimedOut,
+}
+
+impl Ending {
+    pub fn success(self) -> bool {
+        self == Ending::Exited(0)
+    }
+
+    /// A short phrase for reasons and logs: `exit status 2`, `timed out after 30s`.
+    pub fn describe(self, timeout: Duration) -> String {
+        match self {
+            Ending::Exited(code) => format!("exit status {code}"),
+            Ending::Signalled => "killed by a signal".to_owned(),
+            Ending::TimedOut => format!("timed out after {}s", timeout.as_secs()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    pub ending: Ending,
+    pub duration: Duration,
+}
+
+/// Kills the process group when dropped: on timeout, after a normal exit (stray background
+/// children), and when the future running the job is cancelled.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // ESRCH (group already gone) is the usual case and fine.
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+    }
+}
+
+/// Runs `job` with stdout and stderr written to `log` (created or truncated), stdin empty.
+pub async fn run(job: &Job, log: &Path) -> Result<Finished, RunError> {
+    let log_error = |source| RunError::Log {
+        path: log.to_owned(),
+        source,
+    };
+    let out = File::create(log).map_err(log_error)?;
+    let err = out.try_clone().map_err(log_error)?;
+    let mut command = tokio::process::Command::new(&job.program);
+    command
+        .args(&job.args)
+        .envs(job.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &job.cwd {
+        command.current_dir(dir);
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().map_err(|source| RunError::Spawn {
+        program: job.program.clone(),
+        source,
+    })?;
+    let _group = GroupGuard(child.id().and_then(|id| Pid::from_raw(id as i32)));
+    let ending = match tokio::time::timeout(job.timeout, child.wait()).await {
+        Ok(status) => ending_of(status.map_err(|source| RunError::Wait {
+            program: job.program.clone(),
+            source,
+        })?),
+        Err(_elapsed) => Ending::TimedOut,
+    };
+    Ok(Finished {
+        ending,
+        duration: started.elapsed(),
+    })
+}
+
+fn ending_of(status: ExitStatus) -> Ending {
+    status.code().map_or(Ending::Signalled, Ending::Exited)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout: Duration) -> Job {
+        Job::new("/bin/sh", timeout).arg("-c").arg(script)
+    }
+
+    #[tokio::test]
+    async fn captures_output_and_exit_status_and_passes_env_verbatim() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let hostile = "$(touch pwned); `id`; rm -rf /";
+        let job = sh(
+            "printf '%s\\n' \"$VALUE\"; echo err >&2; exit 3",
+            Duration::from_secs(10),
+        )
+        .env("VALUE", hostile)
+        .cwd(dir.path());
+        let done = run(&job, &log).await.unwrap();
+        assert_eq!(done.ending, Ending::Exited(3));
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            format!("{hostile}\nerr\n")
+        );
+        assert!(!dir.path().join("pwned").exists());
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        // The grandchild records its pid, then both would sleep far past the timeout.
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let done = run(
+            &sh(&script, Duration::from_millis(500)),
+            &dir.path().join("log"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(done.ending, Ending::TimedOut);
+        assert!(done.duration < Duration::from_secs(60));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The killed grandchild is reaped by init; poll until its /proc entry is gone or a zombie.
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let alive = state
+                .split(") ")
+                .nth(1)
+                .is_some_and(|rest| !rest.starts_with('Z'));
+            if !alive {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "grandchild {pid} survived the timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = run(
+            &Job::new("/nonexistent/recipe", Duration::from_secs(1)),
+            &dir.path().join("log"),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/recipe"), "{err}");
+    }
+}
