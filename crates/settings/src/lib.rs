@@ -261,6 +261,10 @@ pub struct StreamSettings {
     /// The pungi variant whose images are taken in compose mode (`AtomicHost`).
     #[serde(default)]
     pub compose_variant: Option<String>,
+    /// In compose mode, only composes whose id starts with this (`Fedora-43-`) belong to the
+    /// stream; every compose with the variant does when absent.
+    #[serde(default)]
+    pub compose_id_prefix: Option<String>,
     #[serde(default)]
     pub karma: KarmaSettings,
     /// Two-week releases; absent for nightly-only streams.
