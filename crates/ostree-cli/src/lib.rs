@@ -175,6 +175,16 @@ impl Repo {
             .map(drop)
     }
 
+    /// Whether `ancestor` is `descendant` or in its parent chain (`ostree log`), which makes
+    /// moving a ref from `ancestor` to `descendant` a fast-forward.
+    pub fn is_ancestor(&self, ancestor: &Commit, descendant: &Commit) -> Result<bool, OstreeError> {
+        let (out, _) = self.run(["log", descendant.as_str()])?;
+        Ok(out
+            .lines()
+            .filter_map(|line| line.strip_prefix("commit "))
+            .any(|commit| commit.trim() == ancestor.as_str()))
+    }
+
     /// `ostree summary -u`: regenerates the summary clients read to find refs.
     pub fn update_summary(&self) -> Result<(), OstreeError> {
         self.run(["summary", "-u"]).map(drop)
