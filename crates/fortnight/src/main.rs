@@ -1,5 +1,10 @@
-//! `fortnight`: the operator CLI. Each subcommand lives in its own module under `commands/`.
+//! `fortnight`: the operator CLI. Each subcommand lives in its own module under `commands/`;
+//! this file only parses and dispatches.
+//!
+//! Exit codes: 0 success, 1 failure (the message says what failed and what to do), 2 usage
+//! error (from the argument parser).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -7,11 +12,21 @@ use clap::{Parser, Subcommand};
 mod commands;
 
 #[derive(Debug, Parser)]
-#[command(name = "fortnight", version, about = "Fedora Atomic Host's two-week release pipeline on the message bus")]
+#[command(
+    name = "fortnight",
+    version,
+    about = "Fedora Atomic Host's two-week release pipeline on the message bus",
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error."
+)]
 struct Cli {
     /// Configuration file (TOML); FORTNIGHT_* environment variables override its keys.
-    #[arg(long, global = true, env = "FORTNIGHT_CONFIG", default_value = "/etc/fortnight/config.toml")]
-    config: std::path::PathBuf,
+    #[arg(
+        long,
+        global = true,
+        env = "FORTNIGHT_CONFIG",
+        default_value = "/etc/fortnight/config.toml"
+    )]
+    config: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,24 +42,22 @@ enum Command {
     /// Inspect, replay or purge a consumer's dead letters.
     #[command(subcommand)]
     DeadLetters(commands::dead_letters::Command),
+    /// Write or check the JSON Schemas of Fortnight's topics (schemas/).
+    #[command(subcommand)]
+    Schemas(commands::schemas::Command),
 }
 
 fn main() -> ExitCode {
     bus::init_tracing();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    let config = cli.config;
+    let result = block_on(async move {
         match cli.command {
-            Command::Publish(args) => commands::publish::run(&cli.config, args).await,
-            Command::Record(args) => commands::record::run(&cli.config, args).await,
-            Command::Replay(args) => commands::replay::run(&cli.config, args).await,
-            Command::DeadLetters(command) => commands::dead_letters::run(&cli.config, command).await,
+            Command::Publish(args) => commands::publish::run(&config, args).await,
+            Command::Record(args) => commands::record::run(&config, args).await,
+            Command::Replay(args) => commands::replay::run(&config, args).await,
+            Command::DeadLetters(command) => commands::dead_letters::run(&config, command).await,
+            Command::Schemas(command) => commands::schemas::run(command),
         }
     });
     match result {
@@ -54,4 +67,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn block_on<F: Future<Output = anyhow::Result<ExitCode>>>(future: F) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(future)
 }

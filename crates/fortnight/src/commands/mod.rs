@@ -1,0 +1,72 @@
+//! One module per subcommand; each has `Args` (or a `Command` enum) and an async `run`.
+//! Helpers shared by several commands live here.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+use messages::RecordLine;
+use settings::Settings;
+
+pub mod dead_letters;
+pub mod publish;
+pub mod record;
+pub mod replay;
+pub mod schemas;
+
+/// The name the CLI's connections carry in the broker's connection list.
+pub const CONNECTION_NAME: &str = "fortnight-cli";
+
+/// Loads the configuration, telling the operator how to point at another file.
+pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
+    Settings::load(path).with_context(|| {
+        format!(
+            "cannot use the configuration {} (pass --config FILE or set FORTNIGHT_CONFIG)",
+            path.display()
+        )
+    })
+}
+
+/// Reads a whole file, or standard input for `-`.
+pub fn read_input(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+/// Parses a record file (fedora-messaging's JSON Lines), naming the file in errors.
+pub fn read_records(path: &Path) -> anyhow::Result<Vec<RecordLine>> {
+    let text = read_input(path)?;
+    RecordLine::parse_all(&text).with_context(|| {
+        format!(
+            "{} is not in fedora-messaging's record format (one JSON object per line)",
+            path.display()
+        )
+    })
+}
+
+/// Publishes records as they are, waiting for each broker confirm; returns how many.
+pub async fn publish_records(settings: &Settings, records: &[RecordLine]) -> anyhow::Result<usize> {
+    let publisher = bus::Publisher::connect(settings, CONNECTION_NAME)
+        .await
+        .context("cannot connect to the broker (check amqp_url and [tls] in the configuration)")?;
+    for record in records {
+        publisher
+            .publish_record(record)
+            .await
+            .with_context(|| format!("cannot publish the message with topic {}", record.topic))?;
+        tracing::info!(
+            id = record.id.as_deref().unwrap_or("-"),
+            topic = %record.topic,
+            "message published"
+        );
+    }
+    publisher.close().await;
+    Ok(records.len())
+}
