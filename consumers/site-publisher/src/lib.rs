@@ -1,1 +1,107 @@
+//! The site publisher: on every release, skipped tick and candidate change it rebuilds the
+//! public site from the artifact tree into `<root>/site/`:
+//!
+//! ```text
+//! site/index.html                  every stream: current release, staleness, candidates
+//! site/streams/<stream>.html       one stream, with recent nightlies and release history
+//! site/streams/<stream>.json       stream metadata modeled on Fedora CoreOS's
+//! site/releases.atom               an Atom feed of releases
+//! site/latest/<stream>-<arch>.<format>  stable link to the current release's image
+//! ```
+//!
+//! `site` is a symlink to a generation under `<root>/.site/`, swapped in one rename. Pages are
+//! rendered from the store, never from the triggering message alone, so a replay (or any
+//! message) rebuilds the same site, and the step is idempotent.
 
+mod model;
+mod render;
+
+use std::sync::Arc;
+
+use bus::{Outcome, Step};
+use messages::{
+    CandidateTestingRequested, ImageTestsFailed, ImageTestsPassed, Incoming, KarmaThresholdReached,
+    Message, ReleasePublished, ReleaseSkipped, Stream,
+};
+use settings::Settings;
+use store::Store;
+
+pub use model::{Site, StreamView, collect};
+pub use render::{SiteError, publish, render_files};
+
+/// The topics that change what the site shows.
+const TOPICS: [&str; 6] = [
+    ReleasePublished::TOPIC,
+    ReleaseSkipped::TOPIC,
+    ImageTestsPassed::TOPIC,
+    ImageTestsFailed::TOPIC,
+    CandidateTestingRequested::TOPIC,
+    KarmaThresholdReached::TOPIC,
+];
+
+#[derive(Debug)]
+pub struct SitePublisher {
+    settings: Arc<Settings>,
+    store: Store,
+}
+
+impl SitePublisher {
+    pub fn new(settings: Arc<Settings>) -> Result<Self, SiteError> {
+        let store = Store::open(&settings.store.root)?;
+        Ok(Self { settings, store })
+    }
+
+    /// Rebuilds the site now (also used by `fortnight demo` and operators' tooling).
+    pub fn publish(&self) -> Result<std::path::PathBuf, SiteError> {
+        render::publish(&self.settings, &self.store, chrono::Utc::now())
+    }
+
+    /// The stream a message is about, after checking that the body matches its topic's schema.
+    fn stream_of(message: &Incoming) -> Result<Stream, String> {
+        let stream = match message.topic.as_str() {
+            ReleasePublished::TOPIC => message.parse::<ReleasePublished>().map(|m| m.stream),
+            ReleaseSkipped::TOPIC => message.parse::<ReleaseSkipped>().map(|m| m.stream),
+            ImageTestsPassed::TOPIC => message.parse::<ImageTestsPassed>().map(|m| m.0.stream),
+            ImageTestsFailed::TOPIC => message.parse::<ImageTestsFailed>().map(|m| m.0.stream),
+            CandidateTestingRequested::TOPIC => message
+                .parse::<CandidateTestingRequested>()
+                .map(|m| m.stream),
+            KarmaThresholdReached::TOPIC => {
+                message.parse::<KarmaThresholdReached>().map(|m| m.stream)
+            }
+            other => return Err(format!("topic {other} is not one the site publisher binds")),
+        };
+        stream.map_err(|e| e.to_string())
+    }
+}
+
+impl Step for SitePublisher {
+    const NAME: &'static str = "site-publisher";
+
+    fn topics(&self) -> Vec<String> {
+        TOPICS.iter().map(|t| (*t).to_owned()).collect()
+    }
+
+    async fn handle(&self, message: &Incoming) -> Outcome {
+        let stream = match Self::stream_of(message) {
+            Ok(stream) => stream,
+            Err(reason) => return Outcome::reject(reason),
+        };
+        if self.settings.stream(&stream).is_none() {
+            return Outcome::reject(format!("stream {stream} is not configured"));
+        }
+        let settings = Arc::clone(&self.settings);
+        let store = self.store.clone();
+        // Rendering reads and fsyncs many files: keep it off the async workers.
+        let result = tokio::task::spawn_blocking(move || {
+            render::publish(&settings, &store, chrono::Utc::now())
+        })
+        .await;
+        match result {
+            Ok(Ok(_)) => Outcome::Done(Vec::new()),
+            Ok(Err(error)) if error.is_retryable() => Outcome::retry(error.to_string()),
+            Ok(Err(error)) => Outcome::reject(error.to_string()),
+            Err(join) => Outcome::retry(format!("site rendering task failed: {join}")),
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! What the site shows, read from the artifact tree alone (never from the triggering message),
+//! so that replaying any message rebuilds the same pages.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use messages::{Arch, Format, ReleasePublished, Stream, TestReport, TestStatus, Version};
+use serde::Serialize;
+use settings::{Settings, StreamSettings};
+use store::{Store, StoreError, Tier};
+
+/// How many of the newest nightlies a stream page lists.
+const NIGHTLIES_SHOWN: usize = 10;
+
+/// Everything the templates and the JSON need.
+#[derive(Debug, Serialize)]
+pub struct Site {
+    pub generated_at: String,
+    pub intro: String,
+    pub base_url: String,
+    pub streams: Vec<StreamView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StreamView {
+    pub name: Stream,
+    /// Period between two-week releases; `None` for nightly-only streams.
+    pub period_days: Option<u32>,
+    pub release: Option<ReleaseView>,
+    /// Set when a two-week stream's newest release is older than its period (or missing).
+    pub stale: Option<Staleness>,
+    pub candidates: Vec<CandidateView>,
+    pub nightlies: Vec<NightlyView>,
+    /// Every release of the stream, newest first (for the feed).
+    pub history: Vec<ReleaseView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Staleness {
+    /// Whole days since the newest release; `None` when there has never been one.
+    pub age_days: Option<i64>,
+    pub period_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseView {
+    pub version: Version,
+    /// RFC 3339, for machines and the feed.
+    pub released_at: String,
+    /// `2026-11-24`, for people.
+    pub released_on: String,
+    pub forced: bool,
+    pub reason: String,
+    pub karma: KarmaView,
+    pub arches: Vec<ReleasedArchView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleasedArchView {
+    pub arch: Arch,
+    pub commit: String,
+    pub tree_ref: String,
+    pub release_ref: String,
+    pub tests: TestsView,
+    pub images: Vec<ImageView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageView {
+    pub format: Format,
+    pub size: u64,
+    pub size_human: String,
+    pub sha256: String,
+    /// Root-relative store path (the JSON's `location` is the base URL joined with it).
+    pub path: String,
+    pub url: String,
+    /// The stable name under `site/latest/` that always points at the current release.
+    pub latest_name: String,
+    pub latest_url: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TestsView {
+    pub passed: usize,
+    pub total: usize,
+    pub failed: Vec<String>,
+    /// False when the store holds no test report.
+    pub known: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KarmaView {
+    pub total: i32,
+    pub votes: usize,
+    pub stable_threshold: i32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CandidateView {
+    pub version: Version,
+    pub karma: KarmaView,
+    pub arches: Vec<Arch>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NightlyView {
+    pub version: Version,
+    pub arches: Vec<NightlyArch>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NightlyArch {
+    pub arch: Arch,
+    /// `passed`, `failed`, `testing` (built, no report yet) or `building` (nothing built yet).
+    pub status: &'static str,
+}
+
+/// Reads the whole site's state. A file that cannot be read or parsed is logged and left out,
+/// so one damaged candidate never takes the page down; only listing directories can fail.
+pub fn collect(settings: &Settings, store: &Store, now: DateTime<Utc>) -> Result<Site, StoreError> {
+    let base_url = normalized_base(&settings.site.base_url);
+    let streams = settings
+        .streams
+        .iter()
+        .map(|(name, stream)| collect_stream(store, &base_url, name, stream, now))
+        .collect::<Result<_, _>>()?;
+    Ok(Site {
+        generated_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        intro: settings.site.intro.clone(),
+        base_url,
+        streams,
+    })
+}
+
+fn normalized_base(base: &str) -> String {
+    format!("{}/", base.trim_end_matches('/'))
+}
+
+fn collect_stream(
+    store: &Store,
+    base_url: &str,
+    name: &Stream,
+    stream: &StreamSettings,
+    now: DateTime<Utc>,
+) -> Result<StreamView, StoreError> {
+    let karma = |version: &Version| karma_of(store, name, version, stream.karma.stable_threshold);
+    let mut history: Vec<(DateTime<Utc>, ReleaseView)> = store
+        .list_versions(name, Tier::Releases)?
+        .iter()
+        .filter_map(|version| read_release(store, name, version))
+        .map(|release| {
+            let view = release_view(store, base_url, &release, karma(&release.version));
+            (release.released_at, view)
+        })
+        .collect();
+    history.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+
+    let current = store.current_release(name)?;
+    let current_release = current
+        .as_ref()
+        .and_then(|version| history.iter().find(|(_, r)| &r.version == version))
+        .cloned();
+    let stale = stream.twoweek.as_ref().and_then(|twoweek| {
+        let age = current_release.as_ref().map(|(at, _)| now - *at);
+        let period = chrono::Duration::days(i64::from(twoweek.period_days));
+        match age {
+            Some(age) if age <= period => None,
+            age => Some(Staleness {
+                age_days: age.map(|a| a.num_days()),
+                period_days: twoweek.period_days,
+            }),
+        }
+    });
+
+    let released: Vec<&Version> = history.iter().map(|(_, r)| &r.version).collect();
+    let candidates = store
+        .list_versions(name, Tier::PassedAutotest)?
+        .into_iter()
+        .rev()
+        .filter(|v| !released.contains(&v) && !store.in_tier(name, v, Tier::PassedHuman))
+        // Older than the current release: it can no longer be released, so asking for votes
+        // would waste testers' time.
+        .filter(|v| current.as_ref().is_none_or(|c| v > c))
+        .map(|version| CandidateView {
+            karma: karma(&version),
+            arches: stream.arches.clone(),
+            version,
+        })
+        .collect();
+
+    let nightlies = store
+        .list_versions(name, Tier::All)?
+        .into_iter()
+        .rev()
+        .take(NIGHTLIES_SHOWN)
+        .map(|version| NightlyView {
+            arches: stream
+                .arches
+                .iter()
+                .map(|arch| NightlyArch {
+                    arch: arch.clone(),
+                    status: nightly_status(store, name, &version, arch),
+                })
+                .collect(),
+            version,
+        })
+        .collect();
+
+    Ok(StreamView {
+        name: name.clone(),
+        period_days: stream.twoweek.as_ref().map(|t| t.period_days),
+        release: current_release.map(|(_, r)| r),
+        stale,
+        candidates,
+        nightlies,
+        history: history.into_iter().map(|(_, r)| r).collect(),
+    })
+}
+
+/// Logs and drops a read failure: the page renders without the damaged entry.
+fn tolerate<T>(result: Result<Option<T>, StoreError>, what: &str) -> Option<T> {
+    result.unwrap_or_else(|error| {
+        tracing::warn!(%error, what, "store entry left off the site");
+        None
+    })
+}
+
+fn read_release(store: &Store, stream: &Stream, version: &Version) -> Option<ReleasePublished> {
+    let path = store.release_dir(stream, version).join("release.json");
+    tolerate(store::read_json(&path), "release.json")
+}
+
+fn karma_of(store: &Store, stream: &Stream, version: &Version, stable_threshold: i32) -> KarmaView {
+    let votes = store.read_votes(stream, version).unwrap_or_else(|error| {
+        tracing::warn!(%error, %stream, %version, "votes left off the site");
+        Vec::new()
+    });
+    KarmaView {
+        total: votes.iter().map(|v| i32::from(v.karma)).sum(),
+        votes: votes.len(),
+        stable_threshold,
+    }
+}
+
+fn tests_view(report: Option<TestReport>) -> TestsView {
+    report.map_or_else(TestsView::default, |report| TestsView {
+        passed: report
+            .tests
+            .iter()
+            .filter(|t| t.status == TestStatus::Passed)
+            .count(),
+        total: report.tests.len(),
+        failed: report.failed,
+        known: true,
+    })
+}
+
+fn nightly_status(store: &Store, stream: &Stream, version: &Version, arch: &Arch) -> &'static str {
+    match tolerate(store.read_tests(stream, version, arch), "tests.json") {
+        Some(report) if report.failed.is_empty() => "passed",
+        Some(_) => "failed",
+        None if store.build_json_path(stream, version, arch).exists() => "testing",
+        None => "building",
+    }
+}
+
+fn release_view(
+    store: &Store,
+    base_url: &str,
+    release: &ReleasePublished,
+    karma: KarmaView,
+) -> ReleaseView {
+    let stream = &release.stream;
+    ReleaseView {
+        version: release.version.clone(),
+        released_at: release.released_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        released_on: release.released_at.format("%Y-%m-%d").to_string(),
+        forced: release.forced,
+        reason: release.reason.clone(),
+        karma,
+        arches: release
+            .arches
+            .iter()
+            .map(|(arch, released)| ReleasedArchView {
+                arch: arch.clone(),
+                commit: released.tree.commit.to_string(),
+                tree_ref: released.tree.ostree_ref.to_string(),
+                release_ref: released.release_ref.to_string(),
+                tests: tests_view(tolerate(store.read_tests(stream, &release.version, arch), "tests.json")),
+                images: released
+                    .images
+                    .iter()
+                    // release.json is the releaser's, but a path that would leave the store
+                    // must never become a link or a symlink target.
+                    .filter(|image| match store.resolve(&image.path) {
+                        Ok(_) => true,
+                        Err(error) => {
+                            tracing::warn!(%error, %stream, version = %release.version, "image left off the site");
+                            false
+                        }
+                    })
+                    .map(|image| {
+                        let latest_name = latest_name(stream, arch, &image.format);
+                        ImageView {
+                            format: image.format.clone(),
+                            size: image.size,
+                            size_human: human_size(image.size),
+                            sha256: image.sha256.to_string(),
+                            url: format!("{base_url}{}", image.path),
+                            latest_url: format!("{base_url}site/latest/{latest_name}"),
+                            latest_name,
+                            path: image.path.clone(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// `<stream>-<arch>.<format>`: built from validated ids only, so it is one safe file name.
+fn latest_name(stream: &Stream, arch: &Arch, format: &Format) -> String {
+    format!("{stream}-{arch}.{format}")
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+impl Site {
+    /// Per stream, the machine-readable metadata modeled on Fedora CoreOS stream metadata.
+    pub fn stream_json(&self, stream: &StreamView) -> serde_json::Value {
+        let release = stream.release.as_ref();
+        let architectures: BTreeMap<&str, serde_json::Value> = release
+            .map(|r| {
+                r.arches
+                    .iter()
+                    .map(|arch| {
+                        let formats: BTreeMap<&str, serde_json::Value> = arch
+                            .images
+                            .iter()
+                            .map(|image| {
+                                let disk = serde_json::json!({
+                                    "location": image.url,
+                                    "sha256": image.sha256,
+                                    "size": image.size,
+                                });
+                                (image.format.as_str(), serde_json::json!({ "disk": disk }))
+                            })
+                            .collect();
+                        let entry = serde_json::json!({
+                            "release": r.version,
+                            "commit": arch.commit,
+                            "ref": arch.release_ref,
+                            "artifacts": { "atomic-host": { "release": r.version, "formats": formats } },
+                        });
+                        (arch.arch.as_str(), entry)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        serde_json::json!({
+            "stream": stream.name,
+            "metadata": {
+                // The release time, not the render time: a rebuild from the same tree writes
+                // byte-identical metadata, so caches and mirrors see no change.
+                "last-modified": release.map(|r| r.released_at.as_str()),
+                "generator": concat!("fortnight site-publisher ", env!("CARGO_PKG_VERSION")),
+            },
+            "release": release.map(|r| &r.version),
+            "architectures": architectures,
+        })
+    }
+
+    /// Releases of every stream for the feed, newest first.
+    pub fn feed_entries(&self) -> Vec<(&StreamView, &ReleaseView)> {
+        let mut entries: Vec<_> = self
+            .streams
+            .iter()
+            .flat_map(|s| s.history.iter().map(move |r| (s, r)))
+            .collect();
+        entries.sort_by(|a, b| b.1.released_at.cmp(&a.1.released_at));
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_a_download_page() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(human_size(700 * 1024 * 1024 * 1024), "700.0 GiB");
+    }
+
+    #[test]
+    fn base_url_gets_exactly_one_trailing_slash() {
+        assert_eq!(normalized_base("https://x/y"), "https://x/y/");
+        assert_eq!(normalized_base("https://x/y//"), "https://x/y/");
+    }
+}
