@@ -1,23 +1,162 @@
 //! The message bus runtime. Steps (the consumers' libraries) never see AMQP: they implement
-//! [`Step`], return an [`Outcome`], and this crate publishes with confirms and acks.
+//! [`Step`], return an [`Outcome`], and [`run`] publishes with confirms and acks.
 //!
-//! API CONTRACT (other crates code against exactly these items):
-//!
-//! ```ignore
-//! pub enum Outcome { Done(Vec<Outgoing>), Retry { reason: String, after: Option<Duration> }, Reject { reason: String } }
-//! pub trait Step: Send + Sync + 'static {
-//!     const NAME: &'static str;                   // consumer name, e.g. "image-builder"
-//!     fn topics(&self) -> Vec<String>;            // logical topics to bind
-//!     fn long_running(&self) -> bool { false }    // journal + ack before running (consumer_timeout)
-//!     fn handle(&self, message: &Incoming) -> impl Future<Output = Outcome> + Send;
-//! }
-//! pub async fn run<S: Step>(settings: &Settings, step: Arc<S>, shutdown: impl Future<Output = ()> + Send) -> Result<(), BusError>;
-//! pub struct Publisher;  // Publisher::connect(&Settings, connection_name).await?
-//!                        // .publish(&Outgoing).await? (prefix added, confirm awaited)
-//!                        // .publish_record(&RecordLine).await? (topic used as is)
-//! pub mod dead_letters;  // list/show/replay/purge for a consumer's dead-letter queue
-//! pub mod record;        // consume matching topics into RecordLines
-//! pub fn init_tracing(); // one log style for every binary
-//! pub async fn shutdown_signal(); // SIGTERM or SIGINT
-//! pub fn consumer_main<S: Step>(make: impl FnOnce(Arc<Settings>) -> Result<S, E>) -> ExitCode;
-//! ```
+//! Guarantees of [`run`]:
+//! - at least once: the input is acked only after every message the step returned was
+//!   confirmed by the broker (or, for a [long-running](journal) step, after the input is on
+//!   disk); a redelivered input runs the step again, so steps are idempotent;
+//! - bad input never reaches the step and never stops the consumer: an oversized body, a body
+//!   that is not JSON or not an object goes to the dead-letter queue `<queue>.dead` with the
+//!   reason in a header;
+//! - [`Outcome::Retry`] goes through a delay queue (see [`topology`]) and, past
+//!   `consumers.<name>.max_attempts`, to the dead-letter queue; [`Outcome::Reject`] goes there
+//!   at once. Dead letters keep body, id and original headers so [`dead_letters`] can replay
+//!   them;
+//! - a lost connection is retried with capped exponential backoff and jitter, the topology is
+//!   declared again and consuming resumes; a delivery from a dead channel is never acked;
+//! - the shutdown future stops intake, lets the message in hand finish, and `run` returns.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use messages::{Incoming, Outgoing};
+
+mod amqp;
+mod cli;
+pub mod dead_letters;
+mod health;
+pub mod journal;
+mod publisher;
+pub mod record;
+mod runtime;
+pub mod topology;
+
+pub use cli::{consumer_main, init_tracing, shutdown_signal};
+pub use health::Metrics;
+pub use publisher::Publisher;
+pub use runtime::run;
+
+/// Header counting failed attempts on a retried copy.
+pub const HEADER_ATTEMPTS: &str = "x-fortnight-attempts";
+/// Header naming the consumer that dead-lettered a message.
+pub const HEADER_CONSUMER: &str = "x-fortnight-consumer";
+/// Header with the reason a message was retried or dead-lettered.
+pub const HEADER_REASON: &str = "x-fortnight-reason";
+/// Header keeping the original routing key while a message sits in a retry or dead-letter queue.
+pub const HEADER_ROUTING_KEY: &str = "x-fortnight-routing-key";
+
+/// What a step made of one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The step's effect is durable; publish these, then ack.
+    Done(Vec<Outgoing>),
+    /// A transient failure: try again after `after` (the configured delay when `None`).
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// The message can never succeed: dead-letter it with this reason.
+    Reject { reason: String },
+}
+
+impl Outcome {
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+
+    pub fn reject(reason: impl Into<String>) -> Self {
+        Self::Reject {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One consumer's step.
+pub trait Step: Send + Sync + 'static {
+    /// Consumer name, e.g. `image-builder`: names the queue, the connection and the config.
+    const NAME: &'static str;
+
+    /// Logical topics to bind (the configured prefix is added).
+    fn topics(&self) -> Vec<String>;
+
+    /// Steps that may outlive the broker's `consumer_timeout` are journaled and acked before
+    /// they run; see [`journal`].
+    fn long_running(&self) -> bool {
+        false
+    }
+
+    fn handle(&self, message: &Incoming) -> impl Future<Output = Outcome> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("invalid amqp_url {url}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot use TLS file {path}: {reason}; check the [tls] section of the configuration")]
+    Tls { path: PathBuf, reason: String },
+    #[error(
+        "cannot connect to {url} as {name}: {source}; check that the broker runs and that amqp_url and [tls] are right"
+    )]
+    Connect {
+        url: String,
+        name: String,
+        source: lapin::Error,
+    },
+    #[error("cannot {operation}: {source}")]
+    Amqp {
+        operation: &'static str,
+        source: lapin::Error,
+    },
+    #[error(
+        "cannot declare {kind} `{name}`: {source} (with passive_declares an administrator must create it)"
+    )]
+    Declare {
+        kind: &'static str,
+        name: String,
+        source: lapin::Error,
+    },
+    #[error("the broker refused (nacked) a message to `{routing_key}`; it will be retried")]
+    Nacked { routing_key: String },
+    #[error("the connection to the broker was lost")]
+    ConnectionLost,
+    #[error("job journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot serve health endpoints on {addr}: {source}; change consumers.<name>.health_addr"
+    )]
+    Health {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("message `{id}` not found in `{queue}`")]
+    NotFound { queue: String, id: String },
+}
+
+impl BusError {
+    fn amqp(operation: &'static str, source: lapin::Error) -> Self {
+        Self::Amqp { operation, source }
+    }
+
+    fn declare(kind: &'static str, name: &str, source: lapin::Error) -> Self {
+        Self::Declare {
+            kind,
+            name: name.to_owned(),
+            source,
+        }
+    }
+
+    /// Errors that retrying cannot fix: the configuration must change.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Url { .. } | Self::Tls { .. } | Self::Health { .. }
+        )
+    }
+}

@@ -1,0 +1,270 @@
+//! Connecting to the broker and translating between AMQP and the fedora-messaging envelope.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use lapin::auth::SASLMechanism;
+use lapin::options::ConfirmSelectOptions;
+use lapin::protocol::basic::AMQPProperties;
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
+use lapin::uri::AMQPUri;
+use lapin::{Channel, Connection, ConnectionProperties};
+use messages::Outgoing;
+use serde_json::{Map, Number, Value};
+use settings::Settings;
+
+use crate::BusError;
+
+/// Heartbeat asked for when the URL does not say (fedora-messaging's default).
+const DEFAULT_HEARTBEAT_SECONDS: u16 = 60;
+
+/// Opens a connection named `name` (shown in the broker's connection list).
+pub(crate) async fn connect(settings: &Settings, name: &str) -> Result<Connection, BusError> {
+    let url = redact(&settings.amqp_url);
+    let mut uri = AMQPUri::from_str(&settings.amqp_url).map_err(|reason| BusError::Url {
+        url: url.clone(),
+        reason,
+    })?;
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECONDS);
+    }
+    let tls = match &settings.tls {
+        Some(tls) => {
+            // fedora-messaging authenticates with the client certificate whenever one is
+            // configured; a URL that names a mechanism explicitly still wins.
+            if !settings.amqp_url.contains("auth_mechanism=") {
+                uri.query.auth_mechanism = Some(SASLMechanism::External);
+            }
+            tls_config(&tls.ca_cert, &tls.certfile, &tls.keyfile)?
+        }
+        None => OwnedTLSConfig::default(),
+    };
+    let mut properties = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio)
+        .with_connection_name(name.into());
+    if let Some(app) = &settings.client_properties.app {
+        properties
+            .client_properties
+            .insert("app".into(), AMQPValue::LongString(app.as_str().into()));
+    }
+    Connection::connect_uri_with_config(uri, properties, tls)
+        .await
+        .map_err(|source| BusError::Connect {
+            url,
+            name: name.to_owned(),
+            source,
+        })
+}
+
+/// A channel in confirm mode: every publish on it is acknowledged by the broker.
+pub(crate) async fn confirm_channel(connection: &Connection) -> Result<Channel, BusError> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|source| BusError::amqp("open a channel", source))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|source| BusError::amqp("enable publisher confirms", source))?;
+    Ok(channel)
+}
+
+/// The URL without its password, for logs and errors.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Builds the TLS settings from PEM files. lapin only takes a client identity as PKCS#12, so
+/// the PEM certificate chain and PKCS#8 key are packed into one in memory.
+fn tls_config(ca_cert: &Path, certfile: &Path, keyfile: &Path) -> Result<OwnedTLSConfig, BusError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| BusError::Tls {
+            path: path.to_owned(),
+            reason: source.to_string(),
+        })
+    };
+    let ca = String::from_utf8(read(ca_cert)?).map_err(|_| BusError::Tls {
+        path: ca_cert.to_owned(),
+        reason: "not a PEM text file".to_owned(),
+    })?;
+    let chain = rustls_pemfile::certs(&mut read(certfile)?.as_slice())
+        .map(|cert| {
+            cert.map_err(|e| e.to_string()).and_then(|der| {
+                p12_keystore::Certificate::from_der(der.as_ref()).map_err(|e| e.to_string())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| BusError::Tls {
+            path: certfile.to_owned(),
+            reason,
+        })?;
+    if chain.is_empty() {
+        return Err(BusError::Tls {
+            path: certfile.to_owned(),
+            reason: "no CERTIFICATE block found".to_owned(),
+        });
+    }
+    let key = rustls_pemfile::pkcs8_private_keys(&mut read(keyfile)?.as_slice())
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| BusError::Tls {
+            path: keyfile.to_owned(),
+            reason:
+                "no PKCS#8 `PRIVATE KEY` block found (convert with `openssl pkcs8 -topk8 -nocrypt`)"
+                    .to_owned(),
+        })?;
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(
+        "client",
+        p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+            key.secret_pkcs8_der(),
+            b"client",
+            chain,
+        )),
+    );
+    // The PKCS#12 blob never leaves this process; the password only satisfies the format.
+    let password = uuid::Uuid::new_v4().to_string();
+    let der = store.writer(&password).write().map_err(|e| BusError::Tls {
+        path: certfile.to_owned(),
+        reason: format!("cannot pack certificate and key: {e}"),
+    })?;
+    Ok(OwnedTLSConfig {
+        identity: Some(OwnedIdentity { der, password }),
+        cert_chain: Some(ca),
+    })
+}
+
+/// The properties fedora-messaging sets on every message, and nothing else.
+pub(crate) fn outgoing_properties(message: &Outgoing, headers: FieldTable) -> AMQPProperties {
+    AMQPProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2)
+        .with_message_id(message.id.to_string().into())
+        .with_headers(headers)
+}
+
+/// JSON header values to an AMQP table, with integers as narrow as they fit (as pika does).
+pub(crate) fn to_table<'a>(
+    headers: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in headers {
+        table.insert(ShortString::from(key.as_str()), to_amqp(value));
+    }
+    table
+}
+
+fn to_amqp(value: &Value) -> AMQPValue {
+    match value {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => match i32::try_from(i) {
+                Ok(small) => AMQPValue::LongInt(small),
+                Err(_) => AMQPValue::LongLongInt(i),
+            },
+            (None, Some(f)) => AMQPValue::Double(f),
+            (None, None) => AMQPValue::LongString(n.to_string().into()),
+        },
+        Value::String(s) => AMQPValue::LongString(s.as_str().into()),
+        Value::Array(items) => AMQPValue::FieldArray(FieldArray::from(
+            items.iter().map(to_amqp).collect::<Vec<_>>(),
+        )),
+        Value::Object(map) => AMQPValue::FieldTable(to_table(map)),
+    }
+}
+
+/// An AMQP table to JSON, accepting every integer width and string kind a publisher may use.
+pub(crate) fn from_table(table: &FieldTable) -> BTreeMap<String, Value> {
+    table
+        .inner()
+        .iter()
+        .map(|(key, value)| (key.to_string(), from_amqp(value)))
+        .collect()
+}
+
+fn from_amqp(value: &AMQPValue) -> Value {
+    match value {
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(i) => Value::from(*i),
+        AMQPValue::ShortShortUInt(i) => Value::from(*i),
+        AMQPValue::ShortInt(i) => Value::from(*i),
+        AMQPValue::ShortUInt(i) => Value::from(*i),
+        AMQPValue::LongInt(i) => Value::from(*i),
+        AMQPValue::LongUInt(i) => Value::from(*i),
+        AMQPValue::LongLongInt(i) => Value::from(*i),
+        AMQPValue::Timestamp(t) => Value::from(*t),
+        AMQPValue::Float(f) => Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number),
+        AMQPValue::Double(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        AMQPValue::DecimalValue(d) => {
+            let value = f64::from(d.value) / 10f64.powi(i32::from(d.scale));
+            Number::from_f64(value).map_or(Value::Null, Value::Number)
+        }
+        AMQPValue::ShortString(s) => Value::from(s.as_str()),
+        AMQPValue::LongString(s) => Value::from(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ByteArray(b) => Value::from(String::from_utf8_lossy(b.as_slice()).into_owned()),
+        AMQPValue::FieldArray(items) => {
+            Value::Array(items.as_slice().iter().map(from_amqp).collect())
+        }
+        AMQPValue::FieldTable(table) => {
+            Value::Object(from_table(table).into_iter().collect::<Map<_, _>>())
+        }
+        AMQPValue::Void => Value::Null,
+    }
+}
+
+/// A string property as text.
+pub(crate) fn short(value: &Option<ShortString>) -> Option<String> {
+    value.as_ref().map(ToString::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_through_amqp_tables() {
+        let headers: BTreeMap<String, Value> = serde_json::from_str(
+            r#"{"a": 1, "big": 12345678901, "s": "x", "b": true, "n": null, "f": 1.5,
+                "list": [1, "two"], "nested": {"k": -3}}"#,
+        )
+        .unwrap();
+        assert_eq!(from_table(&to_table(&headers)), headers);
+    }
+
+    #[test]
+    fn every_integer_width_reads_as_a_number() {
+        let mut table = FieldTable::default();
+        table.insert("a".into(), AMQPValue::ShortShortInt(-1));
+        table.insert("b".into(), AMQPValue::ShortUInt(20));
+        table.insert("c".into(), AMQPValue::LongUInt(30));
+        table.insert("d".into(), AMQPValue::LongLongInt(40));
+        table.insert("e".into(), AMQPValue::ShortString("text".into()));
+        let json = from_table(&table);
+        assert_eq!(json["a"], Value::from(-1));
+        assert_eq!(json["b"], Value::from(20));
+        assert_eq!(json["c"].as_i64(), Some(30));
+        assert_eq!(json["d"].as_i64(), Some(40));
+        assert_eq!(json["e"], Value::from("text"));
+    }
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(redact("amqps://host/%2f"), "amqps://host/%2f");
+    }
+}

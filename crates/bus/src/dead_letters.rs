@@ -1,0 +1,200 @@
+//! A consumer's dead letters (`<queue>.dead`): list them with their reasons, put them back on
+//! the consumer's queue, or drop them.
+//!
+//! Listing takes every message with `basic.get` without acking and then closes the channel,
+//! which returns them all to the queue in their order: nothing is lost if the tool dies.
+
+use std::collections::BTreeMap;
+
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
+use lapin::protocol::basic::AMQPProperties;
+use lapin::{Channel, Connection};
+use serde_json::Value;
+use settings::Settings;
+
+use crate::amqp::{self, to_table};
+use crate::publisher::{Wire, publish_all};
+use crate::runtime::publisher_headers;
+use crate::topology::dead_letter_queue;
+use crate::{
+    BusError, HEADER_ATTEMPTS, HEADER_CONSUMER, HEADER_REASON, HEADER_ROUTING_KEY, Metrics,
+};
+
+/// One dead letter, as the operator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub id: Option<String>,
+    /// The consumer that gave up on it.
+    pub consumer: Option<String>,
+    pub reason: String,
+    pub attempts: u64,
+    /// The routing key it was first published with.
+    pub routing_key: String,
+    /// The publisher's headers.
+    pub headers: BTreeMap<String, Value>,
+    /// The body as received (it may not be JSON: that can be why it is here).
+    pub body: Vec<u8>,
+}
+
+impl DeadLetter {
+    fn from_delivery(delivery: &Delivery) -> Self {
+        let all = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(amqp::from_table)
+            .unwrap_or_default();
+        let text = |key: &str| all.get(key).and_then(Value::as_str).map(str::to_owned);
+        Self {
+            id: amqp::short(delivery.properties.message_id()),
+            consumer: text(HEADER_CONSUMER),
+            reason: text(HEADER_REASON).unwrap_or_else(|| "no reason recorded".to_owned()),
+            attempts: all
+                .get(HEADER_ATTEMPTS)
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            routing_key: text(HEADER_ROUTING_KEY)
+                .unwrap_or_else(|| delivery.routing_key.to_string()),
+            body: delivery.data.clone(),
+            headers: publisher_headers(all),
+        }
+    }
+
+    /// The body for display: JSON text, or the bytes made printable.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+struct Session {
+    connection: Connection,
+    channel: Channel,
+    queue: String,
+    dead: String,
+}
+
+impl Session {
+    async fn open(settings: &Settings, consumer: &str) -> Result<Self, BusError> {
+        let connection = amqp::connect(settings, "fortnight-dead-letters").await?;
+        let channel = amqp::confirm_channel(&connection).await?;
+        let queue = settings.queue_name(consumer);
+        Ok(Self {
+            dead: dead_letter_queue(&queue),
+            queue,
+            connection,
+            channel,
+        })
+    }
+
+    /// The next dead letter, held unacked by this session.
+    async fn get(&self) -> Result<Option<Delivery>, BusError> {
+        let got = self
+            .channel
+            .basic_get(&self.dead, BasicGetOptions { no_ack: false })
+            .await
+            .map_err(|source| BusError::amqp("read the dead-letter queue", source))?;
+        Ok(got.map(|message| message.delivery))
+    }
+
+    /// Closing returns every unacked message to the queue.
+    async fn close(self) {
+        let _ = self.channel.close(200, "done").await;
+        let _ = self.connection.close(200, "done").await;
+    }
+}
+
+/// Every dead letter of `consumer`, oldest first; the queue is left as it was.
+pub async fn list(settings: &Settings, consumer: &str) -> Result<Vec<DeadLetter>, BusError> {
+    let session = Session::open(settings, consumer).await?;
+    let mut letters = Vec::new();
+    let result = async {
+        while let Some(delivery) = session.get().await? {
+            letters.push(DeadLetter::from_delivery(&delivery));
+        }
+        Ok(())
+    }
+    .await;
+    session.close().await;
+    result.map(|()| letters)
+}
+
+/// The dead letter with message id `id`.
+pub async fn show(settings: &Settings, consumer: &str, id: &str) -> Result<DeadLetter, BusError> {
+    list(settings, consumer)
+        .await?
+        .into_iter()
+        .find(|letter| letter.id.as_deref() == Some(id))
+        .ok_or_else(|| BusError::NotFound {
+            queue: dead_letter_queue(&settings.queue_name(consumer)),
+            id: id.to_owned(),
+        })
+}
+
+/// Moves dead letters back to the consumer's queue (all of them, or the one with id `only`),
+/// keeping body, id, headers and routing key, with attempts reset. Each is acked from the
+/// dead-letter queue only after the broker confirmed its copy. Returns how many moved.
+pub async fn replay(
+    settings: &Settings,
+    consumer: &str,
+    only: Option<&str>,
+) -> Result<usize, BusError> {
+    let session = Session::open(settings, consumer).await?;
+    let metrics = Metrics::default();
+    let mut moved = 0;
+    let result = async {
+        while let Some(delivery) = session.get().await? {
+            let letter = DeadLetter::from_delivery(&delivery);
+            if only.is_some_and(|id| letter.id.as_deref() != Some(id)) {
+                continue;
+            }
+            let mut headers = letter.headers.clone();
+            headers.insert(HEADER_ROUTING_KEY.to_owned(), Value::from(letter.routing_key.clone()));
+            let mut properties = AMQPProperties::default()
+                .with_content_type(delivery.properties.content_type().clone().unwrap_or_else(|| "application/json".into()))
+                .with_content_encoding(delivery.properties.content_encoding().clone().unwrap_or_else(|| "utf-8".into()))
+                .with_delivery_mode(2)
+                .with_headers(to_table(&headers));
+            if let Some(id) = &letter.id {
+                properties = properties.with_message_id(id.as_str().into());
+            }
+            let wire = Wire {
+                exchange: String::new(),
+                routing_key: session.queue.clone(),
+                body: letter.body.clone(),
+                properties,
+            };
+            publish_all(&session.channel, &[wire], &metrics).await?;
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(|source| BusError::amqp("remove a replayed dead letter", source))?;
+            tracing::info!(id = letter.id.as_deref().unwrap_or("-"), queue = %session.queue, "dead letter replayed");
+            moved += 1;
+        }
+        Ok(())
+    }
+    .await;
+    session.close().await;
+    match (result, only) {
+        (Err(error), _) => Err(error),
+        (Ok(()), Some(id)) if moved == 0 => Err(BusError::NotFound {
+            queue: dead_letter_queue(&settings.queue_name(consumer)),
+            id: id.to_owned(),
+        }),
+        (Ok(()), _) => Ok(moved),
+    }
+}
+
+/// Drops every dead letter of `consumer`; returns how many.
+pub async fn purge(settings: &Settings, consumer: &str) -> Result<u32, BusError> {
+    let session = Session::open(settings, consumer).await?;
+    let purged = session
+        .channel
+        .queue_purge(&session.dead, QueuePurgeOptions::default())
+        .await
+        .map_err(|source| BusError::amqp("purge the dead-letter queue", source));
+    session.close().await;
+    purged
+}

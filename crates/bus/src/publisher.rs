@@ -1,0 +1,171 @@
+//! Publishing with publisher confirms, for the runtime and for operator tools.
+
+use chrono::Utc;
+use lapin::options::BasicPublishOptions;
+use lapin::protocol::basic::AMQPProperties;
+use lapin::publisher_confirm::PublisherConfirm;
+use lapin::{Channel, Connection};
+use messages::envelope::add_prefix;
+use messages::{Outgoing, RecordLine};
+use serde_json::Value;
+use settings::Settings;
+use uuid::Uuid;
+
+use crate::BusError;
+use crate::amqp::{self, to_table};
+
+/// One message ready for the wire.
+#[derive(Debug)]
+pub(crate) struct Wire {
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub properties: AMQPProperties,
+}
+
+impl Wire {
+    /// A step's message, as fedora-messaging would publish it.
+    pub(crate) fn outgoing(settings: &Settings, message: &Outgoing) -> Self {
+        let headers = message.headers(Utc::now());
+        Self {
+            exchange: settings.publish_exchange.clone(),
+            routing_key: add_prefix(&message.topic, &settings.topic_prefix),
+            body: serde_json::to_vec(&message.body).unwrap_or_else(|_| b"{}".to_vec()),
+            properties: amqp::outgoing_properties(message, to_table(&headers)),
+        }
+    }
+
+    /// A recorded message, replayed as recorded: topic as is, headers, id and priority kept.
+    fn record(settings: &Settings, record: &RecordLine) -> Self {
+        let id = record
+            .id
+            .clone()
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let mut headers = record.headers.clone();
+        if let Some(priority) = record.priority {
+            headers.insert(
+                messages::envelope::HEADER_PRIORITY.to_owned(),
+                Value::from(priority),
+            );
+        }
+        let properties = AMQPProperties::default()
+            .with_content_type("application/json".into())
+            .with_content_encoding("utf-8".into())
+            .with_delivery_mode(2)
+            .with_message_id(id.into())
+            .with_headers(to_table(&headers));
+        Self {
+            exchange: settings.publish_exchange.clone(),
+            routing_key: record.topic.clone(),
+            body: serde_json::to_vec(&record.body).unwrap_or_else(|_| b"{}".to_vec()),
+            properties,
+        }
+    }
+}
+
+/// Sends every message, then waits for every confirm: one round trip for the batch.
+pub(crate) async fn publish_all(
+    channel: &Channel,
+    wires: &[Wire],
+    metrics: &crate::Metrics,
+) -> Result<(), BusError> {
+    let mut pending: Vec<(PublisherConfirm, &str)> = Vec::with_capacity(wires.len());
+    for wire in wires {
+        let confirm = channel
+            .basic_publish(
+                &wire.exchange,
+                &wire.routing_key,
+                BasicPublishOptions::default(),
+                &wire.body,
+                wire.properties.clone(),
+            )
+            .await
+            .map_err(|source| BusError::amqp("publish", source))?;
+        crate::Metrics::count(&metrics.published);
+        pending.push((confirm, &wire.routing_key));
+    }
+    let mut refused = None;
+    for (confirm, routing_key) in pending {
+        let confirmation = confirm
+            .await
+            .map_err(|source| BusError::amqp("await a publish confirm", source))?;
+        if confirmation.is_nack() {
+            crate::Metrics::count(&metrics.nacked);
+            refused.get_or_insert_with(|| routing_key.to_owned());
+        } else {
+            crate::Metrics::count(&metrics.confirmed);
+        }
+    }
+    match refused {
+        Some(routing_key) => Err(BusError::Nacked { routing_key }),
+        None => Ok(()),
+    }
+}
+
+/// A confirmed publisher for tools and tests (`fortnight publish`, replays).
+#[derive(Debug)]
+pub struct Publisher {
+    settings: Settings,
+    connection: Connection,
+    channel: Channel,
+    metrics: crate::Metrics,
+}
+
+impl Publisher {
+    /// Connects as `name` (shown in the broker's connection list).
+    pub async fn connect(settings: &Settings, name: &str) -> Result<Self, BusError> {
+        let connection = amqp::connect(settings, name).await?;
+        let channel = amqp::confirm_channel(&connection).await?;
+        Ok(Self {
+            settings: settings.clone(),
+            connection,
+            channel,
+            metrics: crate::Metrics::default(),
+        })
+    }
+
+    /// Publishes a step message (prefix added) and waits for the broker's confirm.
+    pub async fn publish(&self, message: &Outgoing) -> Result<(), BusError> {
+        publish_all(
+            &self.channel,
+            &[Wire::outgoing(&self.settings, message)],
+            &self.metrics,
+        )
+        .await
+    }
+
+    /// Publishes a recorded message exactly as recorded and waits for the confirm.
+    pub async fn publish_record(&self, record: &RecordLine) -> Result<(), BusError> {
+        publish_all(
+            &self.channel,
+            &[Wire::record(&self.settings, record)],
+            &self.metrics,
+        )
+        .await
+    }
+
+    /// Publishes raw bytes to a routing key (used to test how consumers treat bad input).
+    pub async fn publish_raw(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        headers: &std::collections::BTreeMap<String, Value>,
+    ) -> Result<(), BusError> {
+        let wire = Wire {
+            exchange: self.settings.publish_exchange.clone(),
+            routing_key: routing_key.to_owned(),
+            body: body.to_vec(),
+            properties: AMQPProperties::default()
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2)
+                .with_message_id(Uuid::new_v4().to_string().into())
+                .with_headers(to_table(headers)),
+        };
+        publish_all(&self.channel, &[wire], &self.metrics).await
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "done").await;
+    }
+}

@@ -1,0 +1,589 @@
+//! The consume loop: connect, declare, consume, settle each delivery, reconnect.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::protocol::basic::AMQPProperties;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use messages::Incoming;
+use messages::envelope::{parse_body, strip_prefix};
+use rand::Rng;
+use serde_json::Value;
+use settings::{ConsumerSettings, Settings};
+use tracing::Instrument;
+
+use crate::amqp::{self, to_table};
+use crate::health::{self, Metrics};
+use crate::journal::{Job, JobRecord, Journal, RESCAN};
+use crate::publisher::{Wire, publish_all};
+use crate::topology::Topology;
+use crate::{
+    BusError, HEADER_ATTEMPTS, HEADER_CONSUMER, HEADER_REASON, HEADER_ROUTING_KEY, Outcome, Step,
+};
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Runs `step` until `shutdown` completes: consumes its queue, settles every message, and
+/// reconnects after connection loss. Returns `Ok` after a clean shutdown and `Err` only for
+/// configuration errors that retrying cannot fix. Several consumers may run in one process,
+/// each with its own connection, sharing one shutdown signal (e.g. clones of a
+/// `tokio::sync::watch` receiver).
+pub async fn run<S: Step>(
+    settings: &Settings,
+    step: Arc<S>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), BusError> {
+    let journal = match step.long_running() {
+        true => Some(Journal::open(&settings.store.root, S::NAME)?),
+        false => None,
+    };
+    let ctx = Arc::new(Context {
+        settings: settings.clone(),
+        name: S::NAME,
+        config: settings.consumer(S::NAME),
+        topology: Topology::new(settings, S::NAME, &step.topics()),
+        metrics: Arc::new(Metrics::default()),
+        journal,
+    });
+    let health = match ctx.config.health_addr {
+        Some(addr) => Some(health::serve(addr, S::NAME, ctx.metrics.clone()).await?),
+        None => None,
+    };
+    tokio::pin!(shutdown);
+    let mut failures = 0u32;
+    let result = loop {
+        let opened = tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            opened = Session::open(&ctx) => opened,
+        };
+        match opened {
+            Ok(session) => {
+                failures = 0;
+                match session.serve(&ctx, &step, &mut shutdown).await {
+                    Ok(()) => break Ok(()),
+                    Err(error) => {
+                        tracing::warn!(consumer = S::NAME, error = %error, "connection lost, reconnecting")
+                    }
+                }
+            }
+            Err(error) if error.is_permanent() => break Err(error),
+            Err(error) => {
+                tracing::warn!(consumer = S::NAME, error = %error, "cannot start consuming")
+            }
+        }
+        ctx.metrics.set_ready(false);
+        let delay = backoff(failures);
+        failures = failures.saturating_add(1);
+        tracing::info!(
+            consumer = S::NAME,
+            delay_ms = delay.as_millis() as u64,
+            "waiting before reconnecting"
+        );
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            () = tokio::time::sleep(delay) => {}
+        }
+    };
+    ctx.metrics.set_ready(false);
+    if let Some(health) = health {
+        health.abort();
+    }
+    tracing::info!(consumer = S::NAME, "consumer stopped");
+    result
+}
+
+/// Capped exponential backoff with jitter, so replicas do not reconnect in lockstep.
+fn backoff(failures: u32) -> Duration {
+    let full = BACKOFF_FIRST
+        .saturating_mul(2u32.saturating_pow(failures.min(16)))
+        .min(BACKOFF_CAP);
+    let low = full / 2;
+    low + full
+        .saturating_sub(low)
+        .mul_f64(rand::rng().random::<f64>())
+}
+
+/// Everything a consumer needs across reconnects.
+struct Context {
+    settings: Settings,
+    name: &'static str,
+    config: ConsumerSettings,
+    topology: Topology,
+    metrics: Arc<Metrics>,
+    journal: Option<Journal>,
+}
+
+type JobFuture = Pin<Box<dyn Future<Output = Result<bool, BusError>> + Send>>;
+
+/// One connection's worth of consuming.
+struct Session {
+    connection: Connection,
+    channel: Channel,
+    consumer: Consumer,
+}
+
+impl Session {
+    async fn open(ctx: &Context) -> Result<Self, BusError> {
+        let connection = amqp::connect(&ctx.settings, ctx.name).await?;
+        let channel = amqp::confirm_channel(&connection).await?;
+        ctx.topology.declare(&channel).await?;
+        channel
+            .basic_qos(ctx.settings.qos.prefetch_count, BasicQosOptions::default())
+            .await
+            .map_err(|source| BusError::amqp("set the prefetch count", source))?;
+        let tag = format!("{}-{}", ctx.name, uuid::Uuid::new_v4());
+        let consumer = channel
+            .basic_consume(
+                &ctx.topology.queue,
+                &tag,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|source| BusError::amqp("start consuming", source))?;
+        ctx.metrics.set_ready(true);
+        tracing::info!(consumer = ctx.name, queue = %ctx.topology.queue, bindings = ?ctx.topology.bindings, "consuming");
+        Ok(Self {
+            connection,
+            channel,
+            consumer,
+        })
+    }
+
+    /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`).
+    async fn serve<S: Step>(
+        mut self,
+        ctx: &Arc<Context>,
+        step: &Arc<S>,
+        shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<(), BusError> {
+        let mut job: Option<JobFuture> = None;
+        let mut scan = ctx.journal.is_some();
+        let mut rescan = tokio::time::interval(RESCAN);
+        loop {
+            // Only one job runs at a time; the journal is read when something may have changed.
+            if job.is_none()
+                && std::mem::take(&mut scan)
+                && let Some(journal) = &ctx.journal
+                && let Some(claimed) = journal.claim_next()?
+            {
+                job = Some(Box::pin(run_job(
+                    ctx.clone(),
+                    step.clone(),
+                    self.channel.clone(),
+                    claimed,
+                )));
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.as_mut() => {
+                    // A running job stays in the journal; unacked deliveries are requeued
+                    // when the channel closes.
+                    drop(job);
+                    let _ = self.channel.close(200, "shutting down").await;
+                    let _ = self.connection.close(200, "shutting down").await;
+                    return Ok(());
+                }
+                finished = async { job.as_mut().expect("guarded by the condition").await }, if job.is_some() => {
+                    job = None;
+                    scan = finished?;
+                }
+                _ = rescan.tick(), if ctx.journal.is_some() => scan = true,
+                delivery = self.consumer.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        process(ctx, step.as_ref(), &self.channel, delivery).await?;
+                        scan = ctx.journal.is_some();
+                    }
+                    Some(Err(source)) => return Err(BusError::amqp("receive a delivery", source)),
+                    None => return Err(BusError::ConnectionLost),
+                },
+            }
+        }
+    }
+}
+
+/// A delivery read the tolerant way, with the runtime's own headers taken apart.
+struct Received {
+    id: Option<String>,
+    /// The routing key the publisher used (kept in a header while in a retry queue).
+    routing_key: String,
+    /// The publisher's headers.
+    headers: BTreeMap<String, Value>,
+    user_id: Option<String>,
+    body: Vec<u8>,
+    /// Failed attempts so far.
+    attempts: u32,
+    properties: AMQPProperties,
+}
+
+impl Received {
+    fn from_delivery(delivery: &Delivery) -> Self {
+        let all = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(amqp::from_table)
+            .unwrap_or_default();
+        let attempts = all
+            .get(HEADER_ATTEMPTS)
+            .and_then(Value::as_u64)
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        let routing_key = all
+            .get(HEADER_ROUTING_KEY)
+            .and_then(Value::as_str)
+            .map_or_else(|| delivery.routing_key.to_string(), str::to_owned);
+        Self {
+            id: amqp::short(delivery.properties.message_id()),
+            routing_key,
+            headers: publisher_headers(all),
+            user_id: amqp::short(delivery.properties.user_id()),
+            body: delivery.data.clone(),
+            attempts,
+            properties: delivery.properties.clone(),
+        }
+    }
+
+    fn from_record(record: &JobRecord) -> Self {
+        let mut properties = AMQPProperties::default()
+            .with_content_type("application/json".into())
+            .with_content_encoding("utf-8".into())
+            .with_delivery_mode(2);
+        if let Some(id) = &record.id {
+            properties = properties.with_message_id(id.as_str().into());
+        }
+        Self {
+            id: record.id.clone(),
+            routing_key: record.routing_key.clone(),
+            headers: record.headers.clone(),
+            user_id: record.user_id.clone(),
+            body: serde_json::to_vec(&record.body).unwrap_or_default(),
+            attempts: record.attempts,
+            properties,
+        }
+    }
+
+    /// The message as a step sees it, or why it cannot be one.
+    fn incoming(&self, ctx: &Context) -> Result<Incoming, String> {
+        if self.body.len() > ctx.config.max_body_bytes {
+            return Err(format!(
+                "body is {} bytes, over consumers.{}.max_body_bytes = {}",
+                self.body.len(),
+                ctx.name,
+                ctx.config.max_body_bytes
+            ));
+        }
+        let body = parse_body(&self.body).map_err(|e| e.to_string())?;
+        Ok(Incoming {
+            id: self.id.clone(),
+            topic: strip_prefix(&self.routing_key, &ctx.settings.topic_prefix).to_owned(),
+            routing_key: self.routing_key.clone(),
+            headers: self.headers.clone(),
+            body,
+            user_id: self.user_id.clone(),
+        })
+    }
+
+    /// A copy for a retry or dead-letter queue: body, id and the publisher's headers kept,
+    /// plus the runtime's bookkeeping. `user_id` is dropped: the broker only accepts the
+    /// publishing connection's own user there.
+    fn copy_to(&self, queue: &str, extra: &[(&str, Value)]) -> Wire {
+        let mut headers = self.headers.clone();
+        headers.insert(
+            HEADER_ROUTING_KEY.to_owned(),
+            Value::from(self.routing_key.clone()),
+        );
+        for (key, value) in extra {
+            headers.insert((*key).to_owned(), value.clone());
+        }
+        let mut properties = self
+            .properties
+            .clone()
+            .with_headers(to_table(&headers))
+            .with_delivery_mode(2);
+        if properties.user_id().is_some() {
+            properties = AMQPProperties::default()
+                .with_content_type(
+                    properties
+                        .content_type()
+                        .clone()
+                        .unwrap_or_else(|| "application/json".into()),
+                )
+                .with_content_encoding(
+                    properties
+                        .content_encoding()
+                        .clone()
+                        .unwrap_or_else(|| "utf-8".into()),
+                )
+                .with_delivery_mode(2)
+                .with_headers(to_table(&headers));
+            if let Some(id) = &self.id {
+                properties = properties.with_message_id(id.as_str().into());
+            }
+        }
+        Wire {
+            exchange: String::new(),
+            routing_key: queue.to_owned(),
+            body: self.body.clone(),
+            properties,
+        }
+    }
+
+    fn job(&self, incoming: &Incoming) -> JobRecord {
+        JobRecord {
+            id: self.id.clone(),
+            routing_key: self.routing_key.clone(),
+            headers: self.headers.clone(),
+            user_id: self.user_id.clone(),
+            body: incoming.body.clone(),
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// Headers a publisher set, without the runtime's bookkeeping and the broker's `x-death`.
+pub(crate) fn publisher_headers(mut all: BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    all.retain(|key, _| {
+        !key.starts_with("x-fortnight-")
+            && !key.starts_with("x-death")
+            && !key.starts_with("x-first-death-")
+    });
+    all
+}
+
+fn message_span(
+    ctx: &Context,
+    received: &Received,
+    body: Option<&serde_json::Map<String, Value>>,
+) -> tracing::Span {
+    let field = |name: &str| {
+        body.and_then(|b| b.get(name))
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_owned()
+    };
+    tracing::info_span!(
+        "message",
+        consumer = ctx.name,
+        id = received.id.as_deref().unwrap_or("-"),
+        topic = %received.routing_key,
+        stream = %field("stream"),
+        version = %field("version"),
+        arch = %field("arch"),
+    )
+}
+
+/// Settles one delivery; `Err` only when the channel is unusable.
+async fn process<S: Step>(
+    ctx: &Arc<Context>,
+    step: &S,
+    channel: &Channel,
+    delivery: Delivery,
+) -> Result<(), BusError> {
+    Metrics::count(&ctx.metrics.received);
+    let received = Received::from_delivery(&delivery);
+    let incoming = received.incoming(ctx);
+    let span = message_span(ctx, &received, incoming.as_ref().ok().map(|i| &i.body));
+    async {
+        let settled = match incoming {
+            Err(reason) => dead_letter(ctx, channel, &received, &reason).await,
+            Ok(incoming) => match &ctx.journal {
+                Some(journal) => {
+                    let path = journal.write(&received.job(&incoming))?;
+                    tracing::info!(path = %path.display(), "job journaled");
+                    Ok(())
+                }
+                None => {
+                    let outcome = handle(step, &incoming, &ctx.metrics).await;
+                    settle(ctx, channel, &received, outcome).await
+                }
+            },
+        };
+        match settled {
+            Ok(()) => delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(|source| BusError::amqp("ack a delivery", source)),
+            Err(BusError::Nacked { routing_key }) => {
+                tracing::warn!(routing_key = %routing_key, "broker refused a publish, requeueing the input");
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|source| BusError::amqp("requeue a delivery", source))
+            }
+            Err(error) => Err(error),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs a journaled job; `Ok(true)` when it finished and the journal may be scanned again.
+async fn run_job<S: Step>(
+    ctx: Arc<Context>,
+    step: Arc<S>,
+    channel: Channel,
+    job: Job,
+) -> Result<bool, BusError> {
+    let received = Received::from_record(&job.record);
+    let incoming = Incoming {
+        id: received.id.clone(),
+        topic: strip_prefix(&received.routing_key, &ctx.settings.topic_prefix).to_owned(),
+        routing_key: received.routing_key.clone(),
+        headers: received.headers.clone(),
+        body: job.record.body.clone(),
+        user_id: received.user_id.clone(),
+    };
+    let span = message_span(&ctx, &received, Some(&incoming.body));
+    async {
+        tracing::info!(path = %job.path().display(), "job started");
+        let outcome = handle(step.as_ref(), &incoming, &ctx.metrics).await;
+        match settle(&ctx, &channel, &received, outcome).await {
+            Ok(()) => {
+                job.finish()?;
+                Ok(true)
+            }
+            // Kept in the journal; the next scan tries again.
+            Err(BusError::Nacked { routing_key }) => {
+                tracing::warn!(routing_key = %routing_key, "broker refused a publish, job kept");
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Calls the step, timing it; a panic is a failure to retry, not the end of the consumer.
+async fn handle<S: Step>(step: &S, incoming: &Incoming, metrics: &Metrics) -> Outcome {
+    let started = Instant::now();
+    let outcome = AssertUnwindSafe(step.handle(incoming))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Outcome::retry("the step panicked"));
+    metrics.observe_step(started.elapsed());
+    outcome
+}
+
+/// Publishes what the outcome calls for, with confirms. The caller acks after `Ok`.
+async fn settle(
+    ctx: &Context,
+    channel: &Channel,
+    received: &Received,
+    outcome: Outcome,
+) -> Result<(), BusError> {
+    match outcome {
+        Outcome::Done(messages) => {
+            let wires: Vec<Wire> = messages
+                .iter()
+                .map(|m| Wire::outgoing(&ctx.settings, m))
+                .collect();
+            publish_all(channel, &wires, &ctx.metrics).await?;
+            Metrics::count(&ctx.metrics.processed);
+            tracing::info!(published = wires.len(), "message processed");
+            Ok(())
+        }
+        Outcome::Retry { reason, after } => {
+            let attempts = received.attempts.saturating_add(1);
+            if attempts >= ctx.config.max_attempts {
+                let reason = format!("gave up after {attempts} attempts: {reason}");
+                return dead_letter_after(ctx, channel, received, &reason, attempts).await;
+            }
+            let wanted = after.unwrap_or_else(|| ctx.config.retry_delay(attempts));
+            let (delay, queue) = ctx.topology.retry_queue(wanted);
+            let wire = received.copy_to(
+                queue,
+                &[
+                    (HEADER_ATTEMPTS, Value::from(attempts)),
+                    (HEADER_REASON, Value::from(reason.clone())),
+                ],
+            );
+            publish_all(channel, &[wire], &ctx.metrics).await?;
+            Metrics::count(&ctx.metrics.retried);
+            tracing::warn!(reason = %reason, attempts, delay_s = delay.as_secs(), "step failed, retrying later");
+            Ok(())
+        }
+        Outcome::Reject { reason } => dead_letter(ctx, channel, received, &reason).await,
+    }
+}
+
+async fn dead_letter(
+    ctx: &Context,
+    channel: &Channel,
+    received: &Received,
+    reason: &str,
+) -> Result<(), BusError> {
+    dead_letter_after(ctx, channel, received, reason, received.attempts).await
+}
+
+async fn dead_letter_after(
+    ctx: &Context,
+    channel: &Channel,
+    received: &Received,
+    reason: &str,
+    attempts: u32,
+) -> Result<(), BusError> {
+    let wire = received.copy_to(
+        &ctx.topology.dead_letter_queue,
+        &[
+            (HEADER_CONSUMER, Value::from(ctx.name)),
+            (HEADER_REASON, Value::from(reason)),
+            (HEADER_ATTEMPTS, Value::from(attempts)),
+        ],
+    );
+    publish_all(channel, &[wire], &ctx.metrics).await?;
+    Metrics::count(&ctx.metrics.dead_lettered);
+    tracing::warn!(reason = %reason, attempts, queue = %ctx.topology.dead_letter_queue, "message dead-lettered");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        for failures in 0..40 {
+            let delay = backoff(failures);
+            let full = BACKOFF_FIRST
+                .saturating_mul(2u32.saturating_pow(failures.min(16)))
+                .min(BACKOFF_CAP);
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "{failures}: {delay:?} vs {full:?}"
+            );
+        }
+        assert!(backoff(30) <= BACKOFF_CAP);
+    }
+
+    #[test]
+    fn runtime_headers_are_not_the_publishers() {
+        let all: BTreeMap<String, Value> = [
+            ("x-fortnight-attempts", Value::from(2)),
+            ("x-death", Value::Array(vec![])),
+            ("fedora_messaging_schema", Value::from("base.message")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let kept = publisher_headers(all);
+        assert_eq!(
+            kept.keys().collect::<Vec<_>>(),
+            vec!["fedora_messaging_schema"]
+        );
+    }
+}
