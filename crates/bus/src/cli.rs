@@ -89,30 +89,46 @@ fn config_path(name: &str, args: &[String]) -> Result<PathBuf, (u8, String)> {
     Ok(path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)))
 }
 
+/// Arguments, logging and configuration, shared by every long-running binary; `Err` is the
+/// exit code after printing why.
+fn start(name: &str) -> Result<Arc<Settings>, ExitCode> {
+    init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = match config_path(name, &args) {
+        Ok(path) => path,
+        Err((0, text)) => {
+            println!("{text}");
+            return Err(ExitCode::SUCCESS);
+        }
+        Err((code, text)) => {
+            eprintln!("{text}");
+            return Err(ExitCode::from(code));
+        }
+    };
+    match Settings::load(&path) {
+        Ok(settings) => Ok(Arc::new(settings)),
+        Err(error) => {
+            tracing::error!(error = %error, "cannot start");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|error| {
+        tracing::error!(error = %error, "cannot start the async runtime");
+        ExitCode::FAILURE
+    })
+}
+
 /// The whole `main` of a consumer binary: arguments, configuration, logging, the step, the
 /// runtime, signals and exit codes.
 pub fn consumer_main<S: Step, E: Display>(
     make: impl FnOnce(Arc<Settings>) -> Result<S, E>,
 ) -> ExitCode {
-    init_tracing();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = match config_path(S::NAME, &args) {
-        Ok(path) => path,
-        Err((0, text)) => {
-            println!("{text}");
-            return ExitCode::SUCCESS;
-        }
-        Err((code, text)) => {
-            eprintln!("{text}");
-            return ExitCode::from(code);
-        }
-    };
-    let settings = match Settings::load(&path) {
-        Ok(settings) => Arc::new(settings),
-        Err(error) => {
-            tracing::error!(error = %error, "cannot start");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let settings = match start(S::NAME) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     let step = match make(settings.clone()) {
         Ok(step) => Arc::new(step),
@@ -121,12 +137,9 @@ pub fn consumer_main<S: Step, E: Display>(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(error = %error, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(crate::run(&settings, step, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,6 +149,34 @@ pub fn consumer_main<S: Step, E: Display>(
         }
         Err(error) => {
             tracing::error!(consumer = S::NAME, error = %error, "stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `main` of a service driven by something other than a queue (the release timer's
+/// clock): the same arguments, configuration, logging and exit codes as [`consumer_main`].
+/// `serve` gets the settings and the shutdown signal.
+pub fn service_main<F, E>(
+    name: &str,
+    serve: impl FnOnce(Arc<Settings>, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
+) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: Display,
+{
+    let settings = match start(name) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(serve(settings, Box::pin(shutdown_signal()))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(service = name, error = %error, "stopped");
             ExitCode::FAILURE
         }
     }

@@ -32,7 +32,7 @@ pub mod record;
 mod runtime;
 pub mod topology;
 
-pub use cli::{consumer_main, init_tracing, shutdown_signal};
+pub use cli::{consumer_main, init_tracing, service_main, shutdown_signal};
 pub use health::Metrics;
 pub use publisher::Publisher;
 pub use runtime::run;

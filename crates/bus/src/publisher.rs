@@ -134,6 +134,23 @@ impl Publisher {
         .await
     }
 
+    /// Publishes a step message with the AMQP `user_id` property set to `user`. RabbitMQ
+    /// refuses it unless `user` is the connection's own user, which is what lets a receiver
+    /// trust who sent a vote or an override.
+    pub async fn publish_as(&self, message: &Outgoing, user: &str) -> Result<(), BusError> {
+        let mut wire = Wire::outgoing(&self.settings, message);
+        wire.properties = wire.properties.with_user_id(user.into());
+        publish_all(&self.channel, &[wire], &self.metrics).await
+    }
+
+    /// The broker user this publisher connects as, when `amqp_url` names one (with TLS client
+    /// certificates the broker derives it from the certificate instead).
+    pub fn url_user(settings: &Settings) -> Option<String> {
+        let uri: lapin::uri::AMQPUri = settings.amqp_url.parse().ok()?;
+        let named = settings.amqp_url.contains('@');
+        (named && settings.tls.is_none()).then_some(uri.authority.userinfo.username)
+    }
+
     /// Publishes a recorded message exactly as recorded and waits for the confirm.
     pub async fn publish_record(&self, record: &RecordLine) -> Result<(), BusError> {
         publish_all(
