@@ -1,1 +1,297 @@
+//! The human gate. Once every configured arch of a candidate passed automated tests, asks
+//! testers to vote (`fortnight.candidate.testing.requested`); then records each tester's
+//! latest vote in the store and, when the sum reaches the stream's stable or unstable
+//! threshold, publishes `fortnight.karma.threshold.reached` once (stable also links the
+//! candidate into `passed-human/`).
+//!
+//! The voter is the AMQP `user_id` property, which RabbitMQ checks against the connection's
+//! user; the `user` a body claims must match it. A vote from anyone else, from someone the
+//! stream does not allow, or on a candidate that is unknown or has not passed, is refused
+//! (dead-lettered with the reason).
 
+pub mod candidate;
+mod tally;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bus::Outcome;
+use chrono::{DateTime, Utc};
+use messages::{
+    Arch, CandidateTestingRequested, ImageTestsPassed, Incoming, KarmaStatus, KarmaSubmitted,
+    KarmaThresholdReached, Message, Outgoing, Stream, Version, Vote, derived_id,
+};
+use serde::{Deserialize, Serialize};
+use settings::{Settings, StreamSettings};
+use store::{FileName, Store, StoreError, Tier};
+
+pub use candidate::{ArchResult, AutotestState};
+pub use tally::Tally;
+
+pub const NAME: &str = "karma-tracker";
+
+/// The karma-tracker step.
+#[derive(Debug, Clone)]
+pub struct KarmaTracker {
+    settings: Arc<Settings>,
+    store: Store,
+}
+
+/// Which vote made a candidate reach a threshold, kept so that replaying that vote publishes
+/// the same message again while later votes publish nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ThresholdRecord {
+    trigger: String,
+    message: KarmaThresholdReached,
+}
+
+fn threshold_path(store: &Store, stream: &Stream, version: &Version) -> PathBuf {
+    store.karma_dir(stream, version).join(".threshold.json")
+}
+
+/// A store failure as an outcome: retried when it may pass (disk full, I/O), refused otherwise.
+pub fn store_outcome(context: &str, error: &StoreError) -> Outcome {
+    let reason = format!("{context}: {error}");
+    if error.is_retryable() {
+        Outcome::Retry {
+            reason,
+            after: None,
+        }
+    } else {
+        Outcome::Reject { reason }
+    }
+}
+
+fn reject(reason: String) -> Outcome {
+    Outcome::Reject { reason }
+}
+
+/// The time a message was sent (its `sent-at` header), or now when absent or unreadable.
+pub fn sent_at(message: &Incoming) -> DateTime<Utc> {
+    message
+        .headers
+        .get(messages::envelope::HEADER_SENT_AT)
+        .and_then(|v| v.as_str())
+        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+        .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
+}
+
+impl KarmaTracker {
+    pub fn new(settings: Arc<Settings>) -> Result<Self, StoreError> {
+        let store = Store::open(&settings.store.root)?;
+        Ok(Self { settings, store })
+    }
+
+    fn stream(&self, stream: &Stream) -> Result<&StreamSettings, Outcome> {
+        self.settings
+            .stream(stream)
+            .ok_or_else(|| reject(format!("unknown stream {stream}: not in the configuration")))
+    }
+
+    fn tests_passed(&self, message: &Incoming) -> Outcome {
+        let report = match message.parse::<ImageTestsPassed>() {
+            Ok(ImageTestsPassed(report)) => report,
+            Err(error) => return reject(error.to_string()),
+        };
+        let settings = match self.stream(&report.stream) {
+            Ok(s) => s,
+            Err(outcome) => return outcome,
+        };
+        if !settings.arches.contains(&report.arch) {
+            return reject(format!(
+                "arch {} is not configured for stream {}",
+                report.arch, report.stream
+            ));
+        }
+        if !report.failed.is_empty() {
+            return reject(format!(
+                "tests.passed lists failed gating tests: {}",
+                report.failed.join(", ")
+            ));
+        }
+        let (stream, version) = (report.stream.clone(), report.version.clone());
+        let state = match AutotestState::read(&self.store, &stream, settings, &version) {
+            Ok(state) => state.with_report(report),
+            Err(error) => return store_outcome("cannot read the candidate's test reports", &error),
+        };
+        let Some(passed) = state.all_passed() else {
+            tracing::info!(stream = %stream, version = %version, waiting = ?state.reasons(), "waiting for other arches");
+            return Outcome::Done(Vec::new());
+        };
+        if let Err(error) = self.store.promote(&stream, &version, Tier::PassedAutotest) {
+            return store_outcome("cannot link the candidate into passed-autotest", &error);
+        }
+        let arches = passed
+            .into_iter()
+            .map(|(arch, report): (Arch, _)| (arch, report.tree.clone()))
+            .collect();
+        let body = CandidateTestingRequested {
+            stream: stream.clone(),
+            version: version.clone(),
+            arches,
+        };
+        tracing::info!(stream = %stream, version = %version, "every arch passed; human testing requested");
+        let id = derived_id(
+            NAME,
+            &[
+                stream.as_str(),
+                version.as_str(),
+                CandidateTestingRequested::TOPIC,
+            ],
+        );
+        Outcome::Done(vec![Outgoing::new(id, &body)])
+    }
+
+    fn karma_submitted(&self, message: &Incoming) -> Outcome {
+        let vote = match message.parse::<KarmaSubmitted>() {
+            Ok(vote) => vote,
+            Err(error) => return reject(error.to_string()),
+        };
+        if !(-1..=1).contains(&vote.karma) {
+            return reject(format!("karma {} is not one of -1, 0, +1", vote.karma));
+        }
+        let settings = match self.stream(&vote.stream) {
+            Ok(s) => s,
+            Err(outcome) => return outcome,
+        };
+        match message.user_id.as_deref() {
+            Some(publisher) if publisher == vote.user.as_str() => {}
+            Some(publisher) => {
+                return reject(format!(
+                    "vote claims user {} but was published by broker user {publisher}",
+                    vote.user
+                ));
+            }
+            None => {
+                return reject(format!(
+                    "vote claims user {} but carries no user_id property",
+                    vote.user
+                ));
+            }
+        }
+        if let Some(voters) = &settings.karma.voters
+            && !voters.contains(&vote.user)
+        {
+            return reject(format!(
+                "user {} may not vote on stream {}",
+                vote.user, vote.stream
+            ));
+        }
+        let (stream, version) = (&vote.stream, &vote.version);
+        let autotest = match AutotestState::read(&self.store, stream, settings, version) {
+            Ok(state) => state,
+            Err(error) => return store_outcome("cannot read the candidate's test reports", &error),
+        };
+        if autotest.all_passed().is_none() {
+            let known = autotest.arches.values().any(|r| *r != ArchResult::Pending);
+            let what = if known {
+                "has not passed automated tests"
+            } else {
+                "is not a known candidate"
+            };
+            return reject(format!(
+                "version {version} of stream {stream} {what} ({})",
+                autotest.reasons().join("; ")
+            ));
+        }
+        let lock = match format!("karma-{version}").parse::<FileName>() {
+            Ok(name) => self.store.lock_path(stream, &name),
+            Err(error) => return store_outcome("cannot name the candidate's lock", &error),
+        };
+        let trigger = message.log_id().to_owned();
+        let record = Vote {
+            user: vote.user.clone(),
+            karma: vote.karma,
+            comment: vote.comment.clone(),
+            at: sent_at(message),
+        };
+        let result = store::with_lock(&lock, || {
+            self.record_vote(settings, stream, version, record, &trigger)
+        });
+        match result {
+            Ok(outgoing) => Outcome::Done(outgoing),
+            Err(error) => store_outcome("cannot record the vote", &error),
+        }
+    }
+
+    /// Stores the vote (unless a newer one of the same tester is there) and returns the
+    /// threshold message when this vote is the one that reached it.
+    fn record_vote(
+        &self,
+        settings: &StreamSettings,
+        stream: &Stream,
+        version: &Version,
+        vote: Vote,
+        trigger: &str,
+    ) -> Result<Vec<Outgoing>, StoreError> {
+        let store = &self.store;
+        let previous: Option<Vote> =
+            store::read_json(&store.karma_path(stream, version, &vote.user))?;
+        if previous.as_ref().is_none_or(|p| p.at <= vote.at) {
+            store.write_vote(stream, version, &vote)?;
+            tracing::info!(stream = %stream, version = %version, user = %vote.user, karma = vote.karma, "vote recorded");
+        } else {
+            tracing::info!(stream = %stream, version = %version, user = %vote.user, "older vote ignored; a newer one is recorded");
+        }
+        let threshold_id = derived_id(
+            NAME,
+            &[
+                stream.as_str(),
+                version.as_str(),
+                KarmaThresholdReached::TOPIC,
+            ],
+        );
+        let marker = threshold_path(store, stream, version);
+        if let Some(reached) = store::read_json::<ThresholdRecord>(&marker)? {
+            // Once per candidate; only a replay of the vote that reached it publishes again.
+            return Ok(if reached.trigger == trigger {
+                vec![Outgoing::new(threshold_id, &reached.message)]
+            } else {
+                Vec::new()
+            });
+        }
+        let tally = Tally::count(store.read_votes(stream, version)?, &settings.karma);
+        let Some(status) = tally.status else {
+            return Ok(Vec::new());
+        };
+        let message = KarmaThresholdReached {
+            stream: stream.clone(),
+            version: version.clone(),
+            status,
+            karma: tally.karma,
+            votes: tally.votes,
+        };
+        // Link first: a crash before the marker is written replays into the same state.
+        if status == KarmaStatus::Stable {
+            store.promote(stream, version, Tier::PassedHuman)?;
+        }
+        store::write_json(
+            &marker,
+            &ThresholdRecord {
+                trigger: trigger.to_owned(),
+                message: message.clone(),
+            },
+        )?;
+        tracing::info!(stream = %stream, version = %version, status = ?status, karma = message.karma, "karma threshold reached");
+        Ok(vec![Outgoing::new(threshold_id, &message)])
+    }
+}
+
+impl bus::Step for KarmaTracker {
+    const NAME: &'static str = NAME;
+
+    fn topics(&self) -> Vec<String> {
+        vec![
+            ImageTestsPassed::TOPIC.to_owned(),
+            KarmaSubmitted::TOPIC.to_owned(),
+        ]
+    }
+
+    async fn handle(&self, message: &Incoming) -> Outcome {
+        match message.topic.as_str() {
+            ImageTestsPassed::TOPIC => self.tests_passed(message),
+            KarmaSubmitted::TOPIC => self.karma_submitted(message),
+            other => reject(format!("karma-tracker does not handle topic {other}")),
+        }
+    }
+}

@@ -1,1 +1,241 @@
+//! The two-week timer: for every stream with `[twoweek]` settings, publishes
+//! `fortnight.twoweek.timer.fired` once per release period, with an id derived from the stream
+//! and the period so that two timer replicas, or a restart, publish the same message and the
+//! releaser deduplicates it.
+//!
+//! Unlike the other consumers this is a clock, not a queue consumer. What it last fired is kept
+//! per stream in the store (`<root>/<stream>/timer.json`): after downtime the current period's
+//! tick fires once at start, however many periods were missed, because only the newest
+//! candidate matters to a release.
 
+mod schedule;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use messages::{Outgoing, Stream, TwoweekTimerFired, UserName, derived_id};
+use serde::{Deserialize, Serialize};
+use settings::Settings;
+
+pub use schedule::{Schedule, period_id};
+
+/// The consumer name: connection name, id namespace and log target.
+pub const NAME: &str = "release-timer";
+
+/// How long the loop sleeps at most before looking at the clock again, so that a clock that
+/// jumps (suspend, NTP step) delays a tick by no more than this.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TimerError {
+    #[error(
+        "stream {stream}: invalid cron expression {expression:?}: {reason}; fix `streams.{stream}.twoweek.cron`"
+    )]
+    Cron {
+        stream: Stream,
+        expression: String,
+        reason: String,
+    },
+    #[error("stream {stream}: no schedule; set `streams.{stream}.twoweek.anchor` or `cron`")]
+    NoSchedule { stream: Stream },
+    #[error("stream {stream} has no `[streams.{stream}.twoweek]` settings, so it has no timer")]
+    NotTwoweek { stream: Stream },
+    #[error("cannot read or write the timer state {path}: {source}")]
+    State {
+        path: PathBuf,
+        source: store::StoreError,
+    },
+    #[error("cannot connect to the broker to publish ticks: {0}")]
+    Connect(Box<bus::BusError>),
+    #[error("cannot publish the tick of stream {stream}: {source}")]
+    Publish {
+        stream: Stream,
+        source: Box<bus::BusError>,
+    },
+}
+
+/// What the timer last fired for a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerState {
+    pub period: String,
+    pub scheduled_for: DateTime<Utc>,
+    pub fired_at: DateTime<Utc>,
+}
+
+fn state_path(root: &Path, stream: &Stream) -> PathBuf {
+    root.join(stream.as_str()).join("timer.json")
+}
+
+/// The last tick fired for `stream`, if any.
+pub fn load_state(root: &Path, stream: &Stream) -> Result<Option<TimerState>, TimerError> {
+    let path = state_path(root, stream);
+    store::read_json(&path).map_err(|source| TimerError::State { path, source })
+}
+
+fn save_state(root: &Path, stream: &Stream, state: &TimerState) -> Result<(), TimerError> {
+    let path = state_path(root, stream);
+    store::write_json(&path, state).map_err(|source| TimerError::State { path, source })
+}
+
+/// The message for one tick. Scheduled ticks get an id derived from (stream, period) so that
+/// every publication of the same tick is one message downstream; an operator's tick gets its
+/// own id, because firing by hand is a deliberate retry of the period.
+pub fn tick_message(
+    stream: &Stream,
+    scheduled_for: DateTime<Utc>,
+    fired_at: DateTime<Utc>,
+    operator: Option<UserName>,
+) -> Outgoing {
+    let period = period_id(scheduled_for);
+    let id = match &operator {
+        None => derived_id(NAME, &[stream.as_str(), &period]),
+        Some(_) => uuid::Uuid::new_v4(),
+    };
+    let body = TwoweekTimerFired {
+        stream: stream.clone(),
+        period,
+        scheduled_for,
+        fired_at,
+        operator,
+    };
+    Outgoing::new(id, &body)
+}
+
+/// Publishes a tick; an operator's carries their broker-checked `user_id`.
+async fn publish(
+    publisher: &bus::Publisher,
+    stream: &Stream,
+    message: &Outgoing,
+    operator: Option<&UserName>,
+) -> Result<(), TimerError> {
+    let sent = match operator {
+        Some(user) => publisher.publish_as(message, user.as_str()).await,
+        None => publisher.publish(message).await,
+    };
+    sent.map_err(|source| TimerError::Publish {
+        stream: stream.clone(),
+        source: Box::new(source),
+    })
+}
+
+/// The schedule of every stream that has two-week releases.
+pub fn schedules(settings: &Settings) -> Result<Vec<(Stream, Schedule)>, TimerError> {
+    settings
+        .streams
+        .iter()
+        .filter_map(|(stream, s)| s.twoweek.as_ref().map(|tw| (stream, tw)))
+        .map(|(stream, tw)| Ok((stream.clone(), Schedule::for_stream(stream, tw)?)))
+        .collect()
+}
+
+/// Publishes the current period's tick of every stream that has not had it yet, then records
+/// it. The state is written only after the broker confirmed the message: a crash in between
+/// publishes the same (deterministic) message again, never loses it.
+pub async fn fire_due(
+    settings: &Settings,
+    schedules: &[(Stream, Schedule)],
+    publisher: &bus::Publisher,
+    now: DateTime<Utc>,
+) -> Result<Vec<TwoweekTimerFired>, TimerError> {
+    let root = &settings.store.root;
+    let mut fired = Vec::new();
+    for (stream, schedule) in schedules {
+        let Some(scheduled_for) = schedule.current(now) else {
+            continue;
+        };
+        let last = load_state(root, stream)?;
+        if last
+            .as_ref()
+            .is_some_and(|last| last.scheduled_for >= scheduled_for)
+        {
+            continue;
+        }
+        let message = tick_message(stream, scheduled_for, now, None);
+        publish(publisher, stream, &message, None).await?;
+        let period = period_id(scheduled_for);
+        let missed = last.map(|l| l.period);
+        tracing::info!(stream = %stream, period = %period, id = %message.id, previous = ?missed, "tick fired");
+        save_state(
+            root,
+            stream,
+            &TimerState {
+                period: period.clone(),
+                scheduled_for,
+                fired_at: now,
+            },
+        )?;
+        fired.push(TwoweekTimerFired {
+            stream: stream.clone(),
+            period,
+            scheduled_for,
+            fired_at: now,
+            operator: None,
+        });
+    }
+    Ok(fired)
+}
+
+/// Publishes an operator's tick for the stream's current period (or now, before the schedule
+/// starts), signed with `operator`, who must be the publisher's broker user. The releaser
+/// still releases at most once per period.
+pub async fn fire_now(
+    settings: &Settings,
+    stream: &Stream,
+    operator: UserName,
+    publisher: &bus::Publisher,
+) -> Result<TwoweekTimerFired, TimerError> {
+    let twoweek = settings
+        .stream(stream)
+        .and_then(|s| s.twoweek.as_ref())
+        .ok_or_else(|| TimerError::NotTwoweek {
+            stream: stream.clone(),
+        })?;
+    let now = Utc::now();
+    let scheduled_for = Schedule::for_stream(stream, twoweek)?
+        .current(now)
+        .unwrap_or(now);
+    let message = tick_message(stream, scheduled_for, now, Some(operator.clone()));
+    publish(publisher, stream, &message, Some(&operator)).await?;
+    tracing::info!(stream = %stream, period = %period_id(scheduled_for), operator = %operator, "tick fired by hand");
+    Ok(TwoweekTimerFired {
+        stream: stream.clone(),
+        period: period_id(scheduled_for),
+        scheduled_for,
+        fired_at: now,
+        operator: Some(operator),
+    })
+}
+
+/// Runs the timer until `shutdown` resolves: fires what is due at start (missed ticks once),
+/// then sleeps until the next tick of any stream.
+pub async fn run(
+    settings: Arc<Settings>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), TimerError> {
+    let schedules = schedules(&settings)?;
+    let publisher = bus::Publisher::connect(&settings, NAME)
+        .await
+        .map_err(|e| TimerError::Connect(Box::new(e)))?;
+    tokio::pin!(shutdown);
+    loop {
+        let now = Utc::now();
+        if let Err(error) = fire_due(&settings, &schedules, &publisher, now).await {
+            // A broker or disk hiccup must not stop the clock; the tick is retried next round.
+            tracing::error!(error = %error, "cannot fire due ticks; retrying");
+        }
+        let next = schedules.iter().filter_map(|(_, s)| s.next(now)).min();
+        let wait = next
+            .and_then(|next| (next - Utc::now()).to_std().ok())
+            .map_or(MAX_SLEEP, |wait| wait.min(MAX_SLEEP));
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("timer stopped");
+                return Ok(());
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -1,1 +1,456 @@
+//! The releaser: on each two-week tick, releases the newest candidate of the stream that
+//! passed every gate, or publishes `fortnight.release.skipped` saying why each candidate is not
+//! eligible. Operators steer it with overrides (block, unblock, release, hold, unhold), each
+//! kept in the stream's audit log. With `when_nothing_passed = "release-next-pass"`, a skipped
+//! period is released as soon as a candidate becomes eligible (on tests passed or karma).
+//!
+//! Everything that reads and then changes a stream happens under the stream's lock in the
+//! store, so replicas and duplicate messages release at most once per period.
 
+pub mod decision;
+pub mod overrides;
+pub mod periods;
+pub mod release;
+pub mod version_order;
+
+use std::sync::Arc;
+
+use bus::Outcome;
+use chrono::{DateTime, Utc};
+use karma_tracker::store_outcome;
+use messages::{
+    ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
+    OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold,
+    ReleasePublished, ReleaseSkipped, Stream, TwoweekComplete, TwoweekTimerFired, Version,
+    derived_id,
+};
+use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
+use store::{FileName, Store, StoreError};
+
+pub use decision::{Decision, HumanGate, StreamView, Verdict, decide};
+use overrides::{Action, AuditEntry};
+use periods::{Period, PeriodState};
+use release::{ReleaseError, Request};
+
+pub const NAME: &str = "releaser";
+
+/// The releaser step.
+#[derive(Debug, Clone)]
+pub struct Releaser {
+    settings: Arc<Settings>,
+    store: Store,
+}
+
+fn reject(reason: impl Into<String>) -> Outcome {
+    Outcome::reject(reason)
+}
+
+fn release_outcome(error: &ReleaseError) -> Outcome {
+    let reason = error.to_string();
+    if error.is_retryable() {
+        Outcome::retry(reason)
+    } else {
+        Outcome::reject(reason)
+    }
+}
+
+/// The stream's settings when it has two-week releases.
+pub fn twoweek_stream<'a>(
+    settings: &'a Settings,
+    stream: &Stream,
+) -> Result<(&'a StreamSettings, &'a TwoWeekSettings), String> {
+    let s = settings
+        .stream(stream)
+        .ok_or_else(|| format!("unknown stream {stream}: not in the configuration"))?;
+    let tw = s.twoweek.as_ref().ok_or_else(|| {
+        format!("stream {stream} has no two-week releases (no [streams.{stream}.twoweek])")
+    })?;
+    Ok((s, tw))
+}
+
+fn policy_name(policy: WhenNothingPassed) -> &'static str {
+    match policy {
+        WhenNothingPassed::Skip => "skip",
+        WhenNothingPassed::ReleaseNextPass => "release-next-pass",
+    }
+}
+
+impl Releaser {
+    pub fn new(settings: Arc<Settings>) -> Result<Self, StoreError> {
+        let store = Store::open(&settings.store.root)?;
+        Ok(Self { settings, store })
+    }
+
+    fn lock_path(&self, stream: &Stream) -> std::path::PathBuf {
+        let name: FileName = NAME
+            .parse()
+            .unwrap_or_else(|_| unreachable!("a constant valid file name"));
+        self.store.lock_path(stream, &name)
+    }
+
+    /// Runs `f` under the stream's lock, turning store errors into outcomes.
+    fn locked(&self, stream: &Stream, f: impl FnOnce() -> Outcome) -> Outcome {
+        match store::lock(&self.lock_path(stream)) {
+            Ok(_guard) => f(),
+            Err(error) => store_outcome("cannot lock the stream", &error),
+        }
+    }
+
+    /// The messages announcing a release: `release.published`, and the legacy body when the
+    /// stream asks for it. Ids derive from the release, so a replay republishes the same ones.
+    fn announce(&self, record: &ReleasePublished, twoweek: &TwoWeekSettings) -> Vec<Outgoing> {
+        let period = record.period.as_deref().unwrap_or("forced");
+        let identity = [record.stream.as_str(), record.version.as_str(), period];
+        let mut out = vec![Outgoing::new(
+            derived_id(NAME, &[&identity[..], &[ReleasePublished::TOPIC]].concat()),
+            record,
+        )];
+        if twoweek.legacy_messages {
+            let legacy = release::legacy_complete(record, &self.settings.site.base_url);
+            out.push(Outgoing::new(
+                derived_id(NAME, &[&identity[..], &[TwoweekComplete::TOPIC]].concat()),
+                &legacy,
+            ));
+        }
+        out
+    }
+
+    fn release(
+        &self,
+        request: &Request<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outgoing>, ReleaseError> {
+        let record = release::perform(&self.store, request, now)?;
+        tracing::info!(stream = %record.stream, version = %record.version, period = ?record.period, forced = record.forced, reason = %record.reason, "released");
+        Ok(self.announce(&record, request.twoweek))
+    }
+
+    /// Releases `version` for `period`, recording the choice first so that a crash is finished
+    /// by a replay.
+    fn release_for_period(
+        &self,
+        stream: &Stream,
+        period: &Period,
+        version: &Version,
+        reason: String,
+    ) -> Outcome {
+        let Ok((settings, twoweek)) = twoweek_stream(&self.settings, stream) else {
+            return reject(format!("stream {stream} lost its two-week settings"));
+        };
+        let now = Utc::now();
+        let releasing = PeriodState::Releasing {
+            version: version.clone(),
+        };
+        if let Err(error) = periods::write(&self.store, stream, period, releasing, now) {
+            return store_outcome("cannot record the period's choice", &error);
+        }
+        let request = Request {
+            stream,
+            version,
+            settings,
+            twoweek,
+            period: Some(period.id()),
+            forced: false,
+            reason,
+        };
+        match self.release(&request, now) {
+            Ok(out) => match periods::write(
+                &self.store,
+                stream,
+                period,
+                PeriodState::Released {
+                    version: version.clone(),
+                },
+                now,
+            ) {
+                Ok(()) => Outcome::Done(out),
+                Err(error) => store_outcome("cannot record the release of the period", &error),
+            },
+            Err(error) => {
+                tracing::error!(stream = %stream, version = %version, error = %error, "release failed");
+                release_outcome(&error)
+            }
+        }
+    }
+
+    fn timer_fired(&self, message: &Incoming) -> Outcome {
+        let tick = match message.parse::<TwoweekTimerFired>() {
+            Ok(tick) => tick,
+            Err(error) => return reject(error.to_string()),
+        };
+        let (settings, twoweek) = match twoweek_stream(&self.settings, &tick.stream) {
+            Ok(found) => found,
+            Err(reason) => return reject(reason),
+        };
+        let period = match Period::parse(&tick.period) {
+            Ok(period) => period,
+            Err(reason) => return reject(reason),
+        };
+        let stream = &tick.stream;
+        self.locked(stream, || {
+            let state = match periods::read(&self.store, stream, &period) {
+                Ok(state) => state,
+                Err(error) => return store_outcome("cannot read the period record", &error),
+            };
+            match state {
+                Some(PeriodState::Released { version }) => {
+                    tracing::info!(stream = %stream, period = %period.id(), version = %version, "period already released; announcing again");
+                    self.reannounce(stream, &version, twoweek)
+                }
+                Some(PeriodState::Releasing { version }) => {
+                    tracing::warn!(stream = %stream, period = %period.id(), version = %version, "finishing an interrupted release");
+                    self.release_for_period(stream, &period, &version, format!("two-week release for period {}", period.id()))
+                }
+                Some(PeriodState::Skipped | PeriodState::Waiting) | None => self.decide_tick(stream, settings, twoweek, &period),
+            }
+        })
+    }
+
+    fn reannounce(&self, stream: &Stream, version: &Version, twoweek: &TwoWeekSettings) -> Outcome {
+        match store::read_json::<ReleasePublished>(&decision::release_json_path(
+            &self.store,
+            stream,
+            version,
+        )) {
+            Ok(Some(record)) => Outcome::Done(self.announce(&record, twoweek)),
+            Ok(None) => reject(format!(
+                "{stream} {version} is recorded as released but its release.json is missing; restore it from a backup or the release message"
+            )),
+            Err(error) => store_outcome("cannot read release.json", &error),
+        }
+    }
+
+    fn decide_tick(
+        &self,
+        stream: &Stream,
+        settings: &StreamSettings,
+        twoweek: &TwoWeekSettings,
+        period: &Period,
+    ) -> Outcome {
+        let now = Utc::now();
+        let view = match StreamView::read(&self.store, stream, settings, now) {
+            Ok(view) => view,
+            Err(error) => return store_outcome("cannot read the stream's candidates", &error),
+        };
+        let (decision, verdicts) = decide(&view, settings, twoweek.karma_required);
+        let mut candidates: Vec<_> = verdicts.iter().map(Verdict::as_message).collect();
+        let policy = match decision {
+            Decision::Release(version) => {
+                let reason = format!(
+                    "newest candidate passing every gate at the tick of period {}",
+                    period.id()
+                );
+                return self.release_for_period(stream, period, &version, reason);
+            }
+            Decision::Held(hold) => {
+                let held = format!("stream on hold {}", hold.describe());
+                for candidate in &mut candidates {
+                    candidate.reasons.push(held.clone());
+                }
+                tracing::info!(stream = %stream, period = %period.id(), hold = %held, "stream on hold; nothing released");
+                "hold"
+            }
+            Decision::Nothing => policy_name(twoweek.when_nothing_passed),
+        };
+        let state = if twoweek.when_nothing_passed == WhenNothingPassed::ReleaseNextPass {
+            PeriodState::Waiting
+        } else {
+            PeriodState::Skipped
+        };
+        if let Err(error) = periods::write(&self.store, stream, period, state, now) {
+            return store_outcome("cannot record the skipped period", &error);
+        }
+        let skipped = ReleaseSkipped {
+            stream: stream.clone(),
+            period: period.id(),
+            candidates,
+            current_release: view.current_version().cloned(),
+            current_release_age_seconds: view.current_age_seconds(),
+            policy: policy.to_owned(),
+        };
+        tracing::info!(stream = %stream, period = %period.id(), candidates = skipped.candidates.len(), policy = policy, "nothing eligible; release skipped");
+        let id = derived_id(
+            NAME,
+            &[stream.as_str(), &period.id(), ReleaseSkipped::TOPIC],
+        );
+        Outcome::Done(vec![Outgoing::new(id, &skipped)])
+    }
+
+    /// With `release-next-pass`, a candidate becoming eligible releases a waiting period.
+    fn candidate_changed(&self, stream: &Stream) -> Outcome {
+        let Ok((settings, twoweek)) = twoweek_stream(&self.settings, stream) else {
+            // Nightly-only or unknown streams have nothing to release; the event is not ours.
+            return Outcome::Done(Vec::new());
+        };
+        if twoweek.when_nothing_passed != WhenNothingPassed::ReleaseNextPass {
+            return Outcome::Done(Vec::new());
+        }
+        self.locked(stream, || {
+            let period = match periods::waiting(&self.store, stream) {
+                Ok(Some(period)) => period,
+                Ok(None) => return Outcome::Done(Vec::new()),
+                Err(error) => return store_outcome("cannot read the waiting period", &error),
+            };
+            match periods::read(&self.store, stream, &period) {
+                Ok(Some(PeriodState::Waiting)) => {}
+                Ok(_) => return Outcome::Done(Vec::new()),
+                Err(error) => return store_outcome("cannot read the period record", &error),
+            }
+            let view = match StreamView::read(&self.store, stream, settings, Utc::now()) {
+                Ok(view) => view,
+                Err(error) => return store_outcome("cannot read the stream's candidates", &error),
+            };
+            match decide(&view, settings, twoweek.karma_required).0 {
+                Decision::Release(version) => {
+                    let reason = format!(
+                        "first candidate to pass every gate after the skipped tick of period {}",
+                        period.id()
+                    );
+                    self.release_for_period(stream, &period, &version, reason)
+                }
+                Decision::Held(_) | Decision::Nothing => Outcome::Done(Vec::new()),
+            }
+        })
+    }
+
+    fn tests_passed(&self, message: &Incoming) -> Outcome {
+        match message.parse::<ImageTestsPassed>() {
+            Ok(ImageTestsPassed(report)) => self.candidate_changed(&report.stream),
+            Err(error) => reject(error.to_string()),
+        }
+    }
+
+    fn threshold_reached(&self, message: &Incoming) -> Outcome {
+        match message.parse::<KarmaThresholdReached>() {
+            Ok(reached) if reached.status == KarmaStatus::Stable => {
+                self.candidate_changed(&reached.stream)
+            }
+            Ok(_) => Outcome::Done(Vec::new()),
+            Err(error) => reject(error.to_string()),
+        }
+    }
+
+    fn parse_override(message: &Incoming, action: Action) -> Result<Override, String> {
+        let parsed = match action {
+            Action::Block => message.parse::<OverrideBlock>().map(|o| o.0),
+            Action::Unblock => message.parse::<OverrideUnblock>().map(|o| o.0),
+            Action::Release => message.parse::<OverrideRelease>().map(|o| o.0),
+            Action::Hold => message.parse::<OverrideHold>().map(|o| o.0),
+            Action::Unhold => message.parse::<OverrideUnhold>().map(|o| o.0),
+        };
+        parsed.map_err(|e| e.to_string())
+    }
+
+    fn override_received(&self, message: &Incoming, action: Action) -> Outcome {
+        let body = match Self::parse_override(message, action) {
+            Ok(body) => body,
+            Err(reason) => return reject(reason),
+        };
+        match message.user_id.as_deref() {
+            Some(publisher) if publisher == body.operator.as_str() => {}
+            Some(publisher) => {
+                return reject(format!(
+                    "override claims operator {} but was published by broker user {publisher}",
+                    body.operator
+                ));
+            }
+            None => {
+                return reject(format!(
+                    "override claims operator {} but carries no user_id property",
+                    body.operator
+                ));
+            }
+        }
+        if !self.settings.operators.contains(&body.operator) {
+            return reject(format!(
+                "{} is not an operator (see `operators` in the configuration)",
+                body.operator
+            ));
+        }
+        let (settings, twoweek) = match twoweek_stream(&self.settings, &body.stream) {
+            Ok(found) => found,
+            Err(reason) => return reject(reason),
+        };
+        if body.reason.trim().is_empty() {
+            return reject("an override needs a reason");
+        }
+        let version = match (&body.version, action.needs_version()) {
+            (Some(version), true) => Some(version.clone()),
+            (None, true) => {
+                return reject(format!("override {action:?} needs the candidate's version"));
+            }
+            (_, false) => None,
+        };
+        let now = Utc::now();
+        // The id makes a redelivered override a no-op in the log; without one, the body is
+        // the identity.
+        let id = message.id.clone().unwrap_or_else(|| {
+            let body_text = serde_json::to_string(&body).unwrap_or_default();
+            derived_id(NAME, &[&body_text]).to_string()
+        });
+        let entry = AuditEntry::new(id, action, &body, now);
+        let stream = &body.stream;
+        self.locked(stream, || {
+            match overrides::append(&self.store, &entry) {
+                Ok(true) => tracing::info!(stream = %stream, action = ?action, operator = %entry.operator, version = ?entry.version, reason = %entry.reason, "override recorded"),
+                Ok(false) => tracing::info!(stream = %stream, id = %entry.id, "override already recorded"),
+                Err(error) => return store_outcome("cannot append to the override audit log", &error),
+            }
+            let Some(version) = version.filter(|_| action == Action::Release) else {
+                return Outcome::Done(Vec::new());
+            };
+            let request = Request {
+                stream,
+                version: &version,
+                settings,
+                twoweek,
+                period: None,
+                forced: true,
+                reason: format!("forced {}", entry.describe()),
+            };
+            match self.release(&request, now) {
+                Ok(out) => Outcome::Done(out),
+                Err(error) => {
+                    tracing::error!(stream = %stream, version = %version, error = %error, "forced release failed");
+                    release_outcome(&error)
+                }
+            }
+        })
+    }
+
+    fn handle_blocking(&self, message: &Incoming) -> Outcome {
+        let topic = message.topic.as_str();
+        if let Some(action) = Action::from_topic(topic) {
+            return self.override_received(message, action);
+        }
+        match topic {
+            TwoweekTimerFired::TOPIC => self.timer_fired(message),
+            ImageTestsPassed::TOPIC => self.tests_passed(message),
+            KarmaThresholdReached::TOPIC => self.threshold_reached(message),
+            other => reject(format!("the releaser does not handle topic {other}")),
+        }
+    }
+}
+
+impl bus::Step for Releaser {
+    const NAME: &'static str = NAME;
+
+    fn topics(&self) -> Vec<String> {
+        let mut topics = vec![
+            TwoweekTimerFired::TOPIC.to_owned(),
+            ImageTestsPassed::TOPIC.to_owned(),
+            KarmaThresholdReached::TOPIC.to_owned(),
+        ];
+        topics.extend(Action::TOPICS.iter().map(|(topic, _)| (*topic).to_owned()));
+        topics
+    }
+
+    async fn handle(&self, message: &Incoming) -> Outcome {
+        // Locks, hard links and ostree are blocking calls; keep them off the async workers.
+        let this = self.clone();
+        let message = message.clone();
+        tokio::task::spawn_blocking(move || this.handle_blocking(&message))
+            .await
+            .unwrap_or_else(|error| Outcome::retry(format!("the release task panicked: {error}")))
+    }
+}

@@ -1,0 +1,144 @@
+//! When a stream's release periods start: `anchor + n * period` or a cron expression, in UTC.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use croner::Cron;
+use messages::Stream;
+use settings::TwoWeekSettings;
+
+use crate::TimerError;
+
+/// A stream's tick schedule.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    Periodic {
+        anchor: DateTime<Utc>,
+        period: TimeDelta,
+    },
+    Cron(Box<Cron>),
+}
+
+impl Schedule {
+    /// The schedule a stream's settings describe; a cron expression wins over the anchor.
+    pub fn for_stream(stream: &Stream, twoweek: &TwoWeekSettings) -> Result<Self, TimerError> {
+        if let Some(expression) = &twoweek.cron {
+            let cron = Cron::from_str(expression).map_err(|source| TimerError::Cron {
+                stream: stream.clone(),
+                expression: expression.clone(),
+                reason: source.to_string(),
+            })?;
+            return Ok(Self::Cron(Box::new(cron)));
+        }
+        let anchor = twoweek.anchor.ok_or_else(|| TimerError::NoSchedule {
+            stream: stream.clone(),
+        })?;
+        Ok(Self::Periodic {
+            anchor,
+            period: TimeDelta::days(i64::from(twoweek.period_days)),
+        })
+    }
+
+    /// The start of the period that contains `now`: the latest tick at or before it, or none
+    /// when the schedule has not started yet.
+    pub fn current(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Periodic { anchor, period } => {
+                if now < *anchor {
+                    return None;
+                }
+                let elapsed = (now - *anchor).num_seconds();
+                let periods = elapsed / period.num_seconds();
+                Some(*anchor + TimeDelta::seconds(periods * period.num_seconds()))
+            }
+            Self::Cron(cron) => cron.find_previous_occurrence(&now, true).ok(),
+        }
+    }
+
+    /// The first tick strictly after `after`.
+    pub fn next(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Periodic { anchor, period } => match self.current(after) {
+                Some(current) => Some(current + *period),
+                None => Some(*anchor),
+            },
+            Self::Cron(cron) => cron.find_next_occurrence(&after, false).ok(),
+        }
+    }
+}
+
+/// The period id carried by a tick: its scheduled start, RFC 3339 at second precision.
+pub fn period_id(scheduled: DateTime<Utc>) -> String {
+    scheduled.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn periodic(anchor: &str, days: i64) -> Schedule {
+        Schedule::Periodic {
+            anchor: at(anchor),
+            period: TimeDelta::days(days),
+        }
+    }
+
+    #[test]
+    fn periodic_ticks_are_anchor_plus_whole_periods() {
+        let s = periodic("2026-11-03T12:00:00Z", 14);
+        assert_eq!(s.current(at("2026-11-03T11:59:59Z")), None);
+        assert_eq!(
+            s.current(at("2026-11-03T12:00:00Z")),
+            Some(at("2026-11-03T12:00:00Z"))
+        );
+        assert_eq!(
+            s.current(at("2026-11-27T03:00:00Z")),
+            Some(at("2026-11-17T12:00:00Z"))
+        );
+        assert_eq!(
+            s.next(at("2026-11-27T03:00:00Z")),
+            Some(at("2026-12-01T12:00:00Z"))
+        );
+        assert_eq!(
+            s.next(at("2026-11-01T00:00:00Z")),
+            Some(at("2026-11-03T12:00:00Z"))
+        );
+        // A tick exactly at `after` is not "next".
+        assert_eq!(
+            s.next(at("2026-11-17T12:00:00Z")),
+            Some(at("2026-12-01T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn cron_ticks_follow_the_expression_in_utc() {
+        let s = Schedule::Cron(Box::new(Cron::from_str("0 15 * * TUE").unwrap()));
+        // 2026-11-27 is a Friday; the previous Tuesday is the 24th.
+        assert_eq!(
+            s.current(at("2026-11-27T03:00:00Z")),
+            Some(at("2026-11-24T15:00:00Z"))
+        );
+        assert_eq!(
+            s.next(at("2026-11-27T03:00:00Z")),
+            Some(at("2026-12-01T15:00:00Z"))
+        );
+        assert_eq!(
+            s.current(at("2026-11-24T15:00:00Z")),
+            Some(at("2026-11-24T15:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn period_ids_are_stable_text() {
+        assert_eq!(
+            period_id(at("2026-11-17T12:00:00+00:00")),
+            "2026-11-17T12:00:00Z"
+        );
+    }
+}
