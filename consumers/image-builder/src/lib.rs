@@ -1,1 +1,400 @@
+//! The image-builder consumer: the first step of the choreography.
+//!
+//! - `pungi.compose.ostree` and `fortnight.tree.composed` (recipe mode): for every stream that
+//!   lists the tree's ref as an input, run the stream's recipe for each format and put the
+//!   images in the store. A (stream, ref, commit) is built once: pungi re-sends the same tree
+//!   every five minutes until it is signed, and only an operator's `force` builds it again.
+//! - `pungi.compose.status.change` (compose mode): when a compose finishes, take the images
+//!   its `metadata/images.json` lists for each stream's variant, arches and formats, and
+//!   verify them against the listed checksums.
+//!
+//! Either way the result is `fortnight.image.built` per stream/version/arch, or
+//! `fortnight.image.build.failed` with the reason and the build log. Images are staged in a
+//! hidden directory next to their destination and renamed into place only when every format
+//! of the arch succeeded, so a failed, timed-out or interrupted build leaves nothing visible.
 
+mod compose;
+mod recipe;
+mod staging;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::{Outcome, Step};
+use messages::{
+    Arch, Commit, Format, ImageBuildFailed, ImageBuilt, Incoming, Message, Outgoing,
+    PungiComposeOstree, PungiComposeStatusChange, Ref, Stream, Tree, TreeComposed, Version,
+    derived_id,
+};
+use ostree_cli::Repo;
+use serde::Serialize;
+use settings::Settings;
+use store::{FileName, Store, StoreError};
+
+use crate::staging::Staging;
+
+pub const NAME: &str = "image-builder";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuilderError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot create the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The image-builder step.
+#[derive(Debug)]
+pub struct ImageBuilder {
+    settings: Arc<Settings>,
+    store: Store,
+    http: reqwest::Client,
+}
+
+/// Why a build did not produce images.
+#[derive(Debug)]
+enum Failure {
+    /// Transient (store full, broker of a download down): retry the message later.
+    Retry(String),
+    /// The build failed for good: publish `fortnight.image.build.failed`.
+    Build {
+        format: Option<Format>,
+        reason: String,
+    },
+}
+
+impl Failure {
+    fn build(format: Option<&Format>, reason: impl Into<String>) -> Self {
+        Failure::Build {
+            format: format.cloned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        if e.is_retryable() {
+            Failure::Retry(e.to_string())
+        } else {
+            Failure::build(None, e.to_string())
+        }
+    }
+}
+
+/// One tree to build for one stream and arch.
+#[derive(Debug, Clone)]
+struct TreeRequest {
+    stream: Stream,
+    arch: Arch,
+    tree_ref: Ref,
+    commit: Commit,
+    version: Option<Version>,
+    force: bool,
+}
+
+/// The dedup marker's content: what happened to (stream, ref, commit).
+#[derive(Debug, Serialize)]
+struct Marker<'a> {
+    status: &'static str,
+    version: Option<&'a Version>,
+    reason: Option<&'a str>,
+    message_id: &'a str,
+}
+
+impl ImageBuilder {
+    pub fn new(settings: Arc<Settings>) -> Result<Self, BuilderError> {
+        let store = Store::open(&settings.store.root)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            settings,
+            store,
+            http,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn recipe_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.image_builder.recipe_timeout_seconds)
+    }
+
+    /// Every (stream, arch) whose input ref is `tree_ref`, optionally only for `arch`.
+    fn streams_for(&self, tree_ref: &str, arch: Option<&Arch>) -> Vec<(Stream, Arch, Ref)> {
+        let mut found = Vec::new();
+        for (stream, s) in &self.settings.streams {
+            for (a, r) in &s.input_refs {
+                if r.as_str() == tree_ref && arch.is_none_or(|want| want == a) {
+                    found.push((stream.clone(), a.clone(), r.clone()));
+                }
+            }
+        }
+        found
+    }
+
+    async fn on_pungi_tree(&self, message: &Incoming) -> Outcome {
+        let body: PungiComposeOstree = match message.parse() {
+            Ok(body) => body,
+            Err(e) => return Outcome::reject(e.to_string()),
+        };
+        let Some(commit) = body.commitid.as_deref() else {
+            tracing::info!(tree_ref = %body.ostree_ref, "compose committed nothing new; ignored");
+            return Outcome::Done(Vec::new());
+        };
+        let targets = self.streams_for(&body.ostree_ref, None);
+        if targets.is_empty() {
+            tracing::debug!(tree_ref = %body.ostree_ref, "no stream builds this ref; ignored");
+            return Outcome::Done(Vec::new());
+        }
+        let commit: Commit = match commit.parse() {
+            Ok(commit) => commit,
+            Err(e) => return Outcome::reject(e.to_string()),
+        };
+        let requests = targets
+            .into_iter()
+            .map(|(stream, arch, tree_ref)| TreeRequest {
+                stream,
+                arch,
+                tree_ref,
+                commit: commit.clone(),
+                version: None,
+                force: false,
+            });
+        self.build_all(message, requests).await
+    }
+
+    async fn on_tree_composed(&self, message: &Incoming) -> Outcome {
+        let body: TreeComposed = match message.parse() {
+            Ok(body) => body,
+            Err(e) => return Outcome::reject(e.to_string()),
+        };
+        let targets = self.streams_for(body.tree.ostree_ref.as_str(), Some(&body.arch));
+        if targets.is_empty() {
+            tracing::info!(tree_ref = %body.tree.ostree_ref, arch = %body.arch, "no stream builds this ref; ignored");
+            return Outcome::Done(Vec::new());
+        }
+        let requests = targets
+            .into_iter()
+            .map(|(stream, arch, tree_ref)| TreeRequest {
+                stream,
+                arch,
+                tree_ref,
+                commit: body.tree.commit.clone(),
+                version: body.version.clone(),
+                force: body.force,
+            });
+        self.build_all(message, requests).await
+    }
+
+    async fn build_all(
+        &self,
+        message: &Incoming,
+        requests: impl Iterator<Item = TreeRequest>,
+    ) -> Outcome {
+        let mut outgoing = Vec::new();
+        for request in requests {
+            match self.build_tree(message, request).await {
+                Ok(Some(out)) => outgoing.push(out),
+                Ok(None) => {}
+                Err(reason) => return Outcome::retry(reason),
+            }
+        }
+        Outcome::Done(outgoing)
+    }
+
+    /// Builds one tree for one stream/arch; `Ok(None)` when it was built before (or is being
+    /// built by another replica right now), `Err` for a transient failure to retry.
+    async fn build_tree(
+        &self,
+        message: &Incoming,
+        request: TreeRequest,
+    ) -> Result<Option<Outgoing>, String> {
+        let Some(stream_settings) = self.settings.stream(&request.stream) else {
+            return Ok(None);
+        };
+        let tree = Tree {
+            ostree_ref: request.tree_ref.clone(),
+            commit: request.commit.clone(),
+            repo: stream_settings.ostree_repo.display().to_string(),
+        };
+        let marker = self
+            .store
+            .built_marker(&request.stream, &request.tree_ref, &request.commit);
+        let lock_name: FileName = format!("build-{}-{}", request.arch, request.commit)
+            .parse()
+            .map_err(|e: StoreError| e.to_string())?;
+        let lock_path = self.store.lock_path(&request.stream, &lock_name);
+        let Some(_guard) = store::try_lock(&lock_path).map_err(|e| e.to_string())? else {
+            tracing::info!(stream = %request.stream, commit = %request.commit, "another replica is building this tree; skipped");
+            return Ok(None);
+        };
+        if !request.force && marker.exists() {
+            tracing::info!(stream = %request.stream, arch = %request.arch, commit = %request.commit, "tree already built; skipped");
+            return Ok(None);
+        }
+        let mut version = request.version.clone();
+        let result = self
+            .build_recipes(&request, stream_settings, &tree, &mut version)
+            .await;
+        let key = if request.force { message.log_id() } else { "" };
+        let (outgoing, status, reason) = match result {
+            Ok(built) => {
+                tracing::info!(stream = %built.stream, version = %built.version, arch = %built.arch, images = built.images.len(), "images built");
+                let id = derived_id(
+                    NAME,
+                    &[
+                        "built",
+                        built.stream.as_str(),
+                        built.version.as_str(),
+                        built.arch.as_str(),
+                        built.tree.commit.as_str(),
+                        key,
+                    ],
+                );
+                (Outgoing::new(id, &built), "built", None)
+            }
+            Err(Failure::Retry(reason)) => return Err(reason),
+            Err(Failure::Build { format, reason }) => {
+                tracing::warn!(stream = %request.stream, arch = %request.arch, commit = %request.commit, reason = %reason, "build failed");
+                let build_log = version.as_ref().map(|v| {
+                    self.store.relative(&self.store.build_log_path(
+                        &request.stream,
+                        v,
+                        &request.arch,
+                    ))
+                });
+                let failed = ImageBuildFailed {
+                    stream: request.stream.clone(),
+                    version: version.clone(),
+                    arch: request.arch.clone(),
+                    tree: tree.clone(),
+                    format,
+                    reason: reason.clone(),
+                    build_log,
+                };
+                let id = derived_id(
+                    NAME,
+                    &[
+                        "failed",
+                        request.stream.as_str(),
+                        request.arch.as_str(),
+                        request.commit.as_str(),
+                        key,
+                    ],
+                );
+                (Outgoing::new(id, &failed), "failed", Some(reason))
+            }
+        };
+        let record = Marker {
+            status,
+            version: version.as_ref(),
+            reason: reason.as_deref(),
+            message_id: message.log_id(),
+        };
+        store::write_json(&marker, &record).map_err(|e| e.to_string())?;
+        Ok(Some(outgoing))
+    }
+
+    /// Runs every format's recipe and installs the images; `version` is filled in as soon as
+    /// it is known so that a failure message can carry it.
+    async fn build_recipes(
+        &self,
+        request: &TreeRequest,
+        stream_settings: &settings::StreamSettings,
+        tree: &Tree,
+        version: &mut Option<Version>,
+    ) -> Result<ImageBuilt, Failure> {
+        let resolved = match version.clone() {
+            Some(v) => v,
+            None => {
+                let v = tree_version(&stream_settings.ostree_repo, &request.commit).await?;
+                *version = Some(v.clone());
+                v
+            }
+        };
+        let candidate = staging::Candidate {
+            stream: request.stream.clone(),
+            version: resolved,
+            arch: request.arch.clone(),
+        };
+        let mut staging = Staging::new(&self.store, &candidate)?;
+        let result = async {
+            for format in &stream_settings.formats {
+                recipe::build(
+                    &mut staging,
+                    stream_settings,
+                    tree,
+                    &candidate,
+                    format,
+                    self.recipe_timeout(),
+                )
+                .await?;
+            }
+            Ok::<_, Failure>(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(staging
+                .install(&self.store, &candidate, tree.clone(), None)
+                .await?),
+            Err(failure) => {
+                staging.keep_log(&self.store, &candidate).await?;
+                Err(failure)
+            }
+        }
+    }
+}
+
+/// The tree's version from the commit's `version` metadata.
+async fn tree_version(repo: &std::path::Path, commit: &Commit) -> Result<Version, Failure> {
+    let repo = Repo::new(repo);
+    let c = commit.clone();
+    let read = tokio::task::spawn_blocking(move || repo.metadata_string(&c, "version"))
+        .await
+        .map_err(|e| Failure::Retry(format!("reading the tree version panicked: {e}")))?;
+    match read {
+        Ok(Some(text)) => text.parse().map_err(|e| {
+            Failure::build(
+                None,
+                format!("commit {commit} has version metadata that is not a valid version: {e}"),
+            )
+        }),
+        Ok(None) => Err(Failure::build(
+            None,
+            format!(
+                "commit {commit} has no `version` metadata; commit with --add-metadata-string=version=... or send fortnight.tree.composed with a version"
+            ),
+        )),
+        // The commit may not have reached this repository yet (mirroring lag): retry.
+        Err(e) => Err(Failure::Retry(e.to_string())),
+    }
+}
+
+impl Step for ImageBuilder {
+    const NAME: &'static str = NAME;
+
+    fn topics(&self) -> Vec<String> {
+        vec![
+            PungiComposeOstree::TOPIC.to_owned(),
+            TreeComposed::TOPIC.to_owned(),
+            PungiComposeStatusChange::TOPIC.to_owned(),
+        ]
+    }
+
+    fn long_running(&self) -> bool {
+        true
+    }
+
+    async fn handle(&self, message: &Incoming) -> Outcome {
+        match message.topic.as_str() {
+            PungiComposeOstree::TOPIC => self.on_pungi_tree(message).await,
+            TreeComposed::TOPIC => self.on_tree_composed(message).await,
+            PungiComposeStatusChange::TOPIC => self.on_compose_status(message).await,
+            other => Outcome::reject(format!("image-builder does not handle topic `{other}`")),
+        }
+    }
+}

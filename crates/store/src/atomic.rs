@@ -209,6 +209,15 @@ impl ImageWriter {
     }
 }
 
+/// Renames a finished file (written under a hidden name in the same filesystem, e.g. by a
+/// build recipe in a staging directory) to `dest` and makes the rename durable.
+pub fn move_into_place(from: &Path, dest: &Path) -> Result<()> {
+    let dir = parent(dest)?;
+    create_dir_all(dir)?;
+    fs::rename(from, dest).map_err(StoreError::io("rename into", dest))?;
+    sync_dir(dir)
+}
+
 /// Creates the symlink `link -> target` only if nothing is at `link` yet. Returns whether
 /// this call created it: `symlink(2)` is atomic and exclusive, so among any number of
 /// concurrent callers (threads, processes, replicas on a shared filesystem) exactly one gets

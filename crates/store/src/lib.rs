@@ -9,7 +9,7 @@
 //! <root>/<stream>/all/<version>/<arch>/build.json          the fortnight.image.built body
 //! <root>/<stream>/all/<version>/<arch>/tests.json          the test report (messages::TestReport)
 //! <root>/<stream>/all/<version>/<arch>/junit.xml           the same, for CI dashboards
-//! <root>/<stream>/all/<version>/<arch>/logs/               build-<format>.log, test logs
+//! <root>/<stream>/all/<version>/<arch>/logs/               build.log, one log per test and format
 //! <root>/<stream>/all/<version>/karma/<user>.json          a voter's latest vote (messages::Vote)
 //! <root>/<stream>/passed-autotest/<version> -> ../all/<version>
 //! <root>/<stream>/passed-human/<version>    -> ../all/<version>
@@ -57,8 +57,8 @@ use messages::{
 };
 
 pub use atomic::{
-    Digested, ImageWriter, create_dir_all, hash_file, link_tree, read_json, symlink_once,
-    symlink_replace, sync_dir, write_atomic, write_json,
+    Digested, ImageWriter, create_dir_all, hash_file, link_tree, move_into_place, read_json,
+    symlink_once, symlink_replace, sync_dir, write_atomic, write_json,
 };
 pub use error::{Result, StoreError};
 pub use lock::{LockGuard, lock, try_lock, with_lock};
@@ -180,6 +180,11 @@ impl Store {
         name: &FileName,
     ) -> PathBuf {
         self.logs_dir(stream, version, arch).join(name)
+    }
+
+    /// `logs/build.log`: the image-builder's log for one arch (every format's recipe output).
+    pub fn build_log_path(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
+        self.logs_dir(stream, version, arch).join("build.log")
     }
 
     pub fn karma_dir(&self, stream: &Stream, version: &Version) -> PathBuf {

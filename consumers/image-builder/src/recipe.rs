@@ -1,0 +1,121 @@
+//! Recipe mode: the stream's recipe for a format is an executable that receives its inputs
+//! as environment variables and writes exactly one image file into `FORTNIGHT_OUTPUT_DIR`.
+//!
+//! | variable | value |
+//! |---|---|
+//! | `FORTNIGHT_REPO` | the OSTree repository (path) |
+//! | `FORTNIGHT_REF`, `FORTNIGHT_COMMIT` | the tree |
+//! | `FORTNIGHT_VERSION`, `FORTNIGHT_STREAM`, `FORTNIGHT_ARCH`, `FORTNIGHT_FORMAT` | the candidate and format |
+//! | `FORTNIGHT_OUTPUT_DIR` | an empty directory for the image; also the working directory |
+
+use std::time::Duration;
+
+use messages::{Format, Tree};
+use runner::{Job, RunError};
+use settings::StreamSettings;
+
+use crate::Failure;
+use crate::staging::{Candidate, Staging};
+
+/// Runs the recipe for `format` and stages the image it wrote.
+pub(crate) async fn build(
+    staging: &mut Staging,
+    stream: &StreamSettings,
+    tree: &Tree,
+    candidate: &Candidate,
+    format: &Format,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let Some(recipe) = stream.recipes.get(format) else {
+        return Err(Failure::build(
+            Some(format),
+            format!(
+                "stream {} has no recipe for format {format}; add streams.{}.recipes.\"{format}\"",
+                candidate.stream, candidate.stream
+            ),
+        ));
+    };
+    let out_dir = staging.path().join(format!("out-{format}"));
+    let log = staging.path().join(format!("{format}.log"));
+    tokio::fs::create_dir(&out_dir)
+        .await
+        .map_err(|e| Failure::Retry(format!("cannot create {}: {e}", out_dir.display())))?;
+    let job = Job::new(recipe, timeout)
+        .env("FORTNIGHT_REPO", &tree.repo)
+        .env("FORTNIGHT_REF", tree.ostree_ref.as_str())
+        .env("FORTNIGHT_COMMIT", tree.commit.as_str())
+        .env("FORTNIGHT_VERSION", candidate.version.as_str())
+        .env("FORTNIGHT_STREAM", candidate.stream.as_str())
+        .env("FORTNIGHT_ARCH", candidate.arch.as_str())
+        .env("FORTNIGHT_FORMAT", format.as_str())
+        .env("FORTNIGHT_OUTPUT_DIR", &out_dir)
+        .cwd(&out_dir);
+    tracing::info!(recipe = %recipe.display(), format = %format, "recipe started");
+    let finished = match runner::run(&job, &log).await {
+        Ok(finished) => finished,
+        Err(e @ RunError::Spawn { .. }) => return Err(Failure::build(Some(format), e.to_string())),
+        Err(e) => return Err(Failure::Retry(e.to_string())),
+    };
+    let output = tokio::fs::read(&log).await.unwrap_or_default();
+    let ending = finished.ending.describe(timeout);
+    staging.log(&format!(
+        "### {format}: {} ({ending}, {:.1}s)",
+        recipe.display(),
+        finished.duration.as_secs_f64()
+    ));
+    staging.log(&String::from_utf8_lossy(&output));
+    tracing::info!(format = %format, ending = %ending, seconds = finished.duration.as_secs_f64(), "recipe finished");
+    if !finished.ending.success() {
+        return Err(Failure::build(
+            Some(format),
+            format!("recipe {} for {format}: {ending}", recipe.display()),
+        ));
+    }
+    let image = single_output(&out_dir).await.map_err(|problem| {
+        Failure::build(
+            Some(format),
+            format!("recipe {} for {format} {problem}", recipe.display()),
+        )
+    })?;
+    staging.add_image(format, image, None);
+    Ok(())
+}
+
+/// The one regular, non-empty file a recipe must leave in its output directory.
+async fn single_output(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let mut entries = tokio::fs::read_dir(dir)
+        .await
+        .map_err(|e| format!("left an unreadable output directory: {e}"))?;
+    let mut found = Vec::new();
+    while let Some(entry) = entries.next_entry().await.map_err(|e| e.to_string())? {
+        let kind = entry.file_type().await.map_err(|e| e.to_string())?;
+        if !kind.is_file() {
+            return Err(format!(
+                "wrote {:?}, which is not a regular file (symlinks and directories are refused)",
+                entry.file_name()
+            ));
+        }
+        found.push(entry.path());
+    }
+    match found.as_slice() {
+        [] => Err("exited 0 but wrote nothing to FORTNIGHT_OUTPUT_DIR".to_owned()),
+        [one] => {
+            let size = tokio::fs::metadata(one)
+                .await
+                .map_err(|e| e.to_string())?
+                .len();
+            if size == 0 {
+                Err(format!(
+                    "wrote an empty file {:?}",
+                    one.file_name().unwrap_or_default()
+                ))
+            } else {
+                Ok(one.clone())
+            }
+        }
+        many => Err(format!(
+            "wrote {} files to FORTNIGHT_OUTPUT_DIR; exactly one image is expected",
+            many.len()
+        )),
+    }
+}

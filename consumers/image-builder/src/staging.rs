@@ -1,0 +1,149 @@
+//! A hidden directory next to an arch's images where a build assembles its files; nothing in
+//! it is visible in the store until [`Staging::install`] renames the images into place.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use messages::{Arch, Format, Image, ImageBuilt, Stream, Tree, Version};
+use store::{Digested, Store, StoreError, checksum};
+use tempfile::TempDir;
+
+/// One stream/version/arch.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    pub stream: Stream,
+    pub version: Version,
+    pub arch: Arch,
+}
+
+#[derive(Debug)]
+struct Staged {
+    format: Format,
+    path: PathBuf,
+    /// Known when the file was hashed while it was written (downloads).
+    digest: Option<Digested>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Staging {
+    dir: TempDir,
+    images: Vec<Staged>,
+    log: String,
+}
+
+fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(io_error(
+            "finish a store task for",
+            Path::new("."),
+            std::io::Error::other(e),
+        ))
+    })
+}
+
+impl Staging {
+    pub fn new(store: &Store, candidate: &Candidate) -> Result<Self, StoreError> {
+        let arch_dir = store.arch_dir(&candidate.stream, &candidate.version, &candidate.arch);
+        store::create_dir_all(&arch_dir)?;
+        let dir = tempfile::Builder::new()
+            .prefix(".build-")
+            .tempdir_in(&arch_dir)
+            .map_err(|e| io_error("create a staging directory in", &arch_dir, e))?;
+        Ok(Self {
+            dir,
+            images: Vec::new(),
+            log: String::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn add_image(&mut self, format: &Format, path: PathBuf, digest: Option<Digested>) {
+        self.images.push(Staged {
+            format: format.clone(),
+            path,
+            digest,
+        });
+    }
+
+    pub fn log(&mut self, text: &str) {
+        self.log.push_str(text);
+        if !text.ends_with('\n') {
+            self.log.push('\n');
+        }
+    }
+
+    /// Writes the build log into the store (after a failure, so build.failed can point at it).
+    pub async fn keep_log(self, store: &Store, candidate: &Candidate) -> Result<(), StoreError> {
+        let path = store.build_log_path(&candidate.stream, &candidate.version, &candidate.arch);
+        blocking(move || store::write_atomic(&path, self.log.as_bytes())).await
+    }
+
+    /// Hashes the images that were not hashed while written, renames them into place, then
+    /// writes CHECKSUM, the build log and build.json, in that order, so that build.json (what
+    /// readers look for) appears only once everything it names is there.
+    pub async fn install(
+        self,
+        store: &Store,
+        candidate: &Candidate,
+        tree: Tree,
+        compose_id: Option<String>,
+    ) -> Result<ImageBuilt, StoreError> {
+        let store = store.clone();
+        let candidate = candidate.clone();
+        blocking(move || {
+            let Candidate {
+                stream,
+                version,
+                arch,
+            } = &candidate;
+            let mut images = Vec::new();
+            let mut sums = BTreeMap::new();
+            for staged in &self.images {
+                let digest = match &staged.digest {
+                    Some(digest) => digest.clone(),
+                    None => store::hash_file(&staged.path)?,
+                };
+                let dest = store.image_path(stream, version, arch, &staged.format);
+                store::move_into_place(&staged.path, &dest)?;
+                sums.insert(
+                    Store::image_file_name(stream, version, arch, &staged.format),
+                    digest.sha256.clone(),
+                );
+                images.push(Image {
+                    format: staged.format.clone(),
+                    path: store.relative(&dest),
+                    size: digest.size,
+                    sha256: digest.sha256,
+                });
+            }
+            checksum::write(&store.checksum_path(stream, version, arch), &sums)?;
+            let log = store.build_log_path(stream, version, arch);
+            store::write_atomic(&log, self.log.as_bytes())?;
+            let built = ImageBuilt {
+                stream: stream.clone(),
+                version: version.clone(),
+                arch: arch.clone(),
+                tree,
+                images,
+                build_log: store.relative(&log),
+                compose_id,
+            };
+            store::write_json(&store.build_json_path(stream, version, arch), &built)?;
+            Ok(built)
+        })
+        .await
+    }
+}
