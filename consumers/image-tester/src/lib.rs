@@ -1,1 +1,326 @@
+//! The image-tester consumer: runs the stream's test suite over every image of a
+//! `fortnight.image.built` message, keeps each test's output, `tests.json` and `junit.xml` in
+//! the store, and publishes `fortnight.image.tests.passed` or `fortnight.image.tests.failed`.
+//!
+//! When every configured arch of a version has passed, the version is linked into
+//! `passed-autotest/`. Each replica re-reads every arch's `tests.json` under the version's
+//! lock after writing its own, and the link is created with an exclusive `symlink(2)`, so
+//! however the arches' results interleave across replicas the link appears exactly once.
 
+mod junit;
+mod run;
+pub mod suite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bus::{Outcome, Step};
+use messages::{
+    ImageBuilt, ImageTestsFailed, ImageTestsPassed, Incoming, Message, Outgoing, Stream,
+    TestReport, Version, derived_id,
+};
+use settings::{Settings, StreamSettings};
+use store::{FileName, Store, StoreError, Tier};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+pub use run::EXIT_SKIPPED;
+use run::{ImageContext, LogTarget, Ran};
+use suite::Suite;
+
+pub const NAME: &str = "image-tester";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TesterError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The image-tester step.
+#[derive(Debug)]
+pub struct ImageTester {
+    settings: Arc<Settings>,
+    store: Store,
+}
+
+fn store_outcome(e: StoreError) -> Outcome {
+    if e.is_retryable() {
+        Outcome::retry(e.to_string())
+    } else {
+        Outcome::reject(e.to_string())
+    }
+}
+
+impl ImageTester {
+    pub fn new(settings: Arc<Settings>) -> Result<Self, TesterError> {
+        let store = Store::open(&settings.store.root)?;
+        Ok(Self { settings, store })
+    }
+
+    /// Checks that every image the message names is where the store keeps that format for
+    /// this stream/version/arch, so a message cannot point the tests at another file.
+    fn check_images(&self, built: &ImageBuilt) -> Result<(), String> {
+        for image in &built.images {
+            let expected =
+                self.store
+                    .image_path(&built.stream, &built.version, &built.arch, &image.format);
+            let given = self.store.resolve(&image.path).map_err(|e| e.to_string())?;
+            if given != expected {
+                return Err(format!(
+                    "image path {:?} is not where the store keeps the {} image ({})",
+                    image.path,
+                    image.format,
+                    self.store.relative(&expected)
+                ));
+            }
+            if !expected.is_file() {
+                return Err(format!(
+                    "image {} does not exist in the store",
+                    expected.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn contexts(&self, built: &ImageBuilt) -> Vec<(ImageContext, String)> {
+        let checksum = self
+            .store
+            .checksum_path(&built.stream, &built.version, &built.arch);
+        built
+            .images
+            .iter()
+            .map(|image| {
+                let path = self.store.image_path(
+                    &built.stream,
+                    &built.version,
+                    &built.arch,
+                    &image.format,
+                );
+                let env = vec![
+                    ("FORTNIGHT_IMAGE".to_owned(), path.display().to_string()),
+                    ("FORTNIGHT_FORMAT".to_owned(), image.format.to_string()),
+                    ("FORTNIGHT_ARCH".to_owned(), built.arch.to_string()),
+                    ("FORTNIGHT_VERSION".to_owned(), built.version.to_string()),
+                    ("FORTNIGHT_STREAM".to_owned(), built.stream.to_string()),
+                    ("FORTNIGHT_COMMIT".to_owned(), built.tree.commit.to_string()),
+                    (
+                        "FORTNIGHT_REF".to_owned(),
+                        built.tree.ostree_ref.to_string(),
+                    ),
+                    ("FORTNIGHT_REPO".to_owned(), built.tree.repo.clone()),
+                    (
+                        "FORTNIGHT_CHECKSUM_FILE".to_owned(),
+                        checksum.display().to_string(),
+                    ),
+                ];
+                let context = ImageContext {
+                    env,
+                    format: image.format.clone(),
+                };
+                (context, image.sha256.to_string())
+            })
+            .collect()
+    }
+
+    /// Runs every applicable (test, image) pair, at most `image_tester.parallel` at a time,
+    /// and returns the results in suite order, then format order.
+    async fn run_suite(&self, built: &ImageBuilt, suite: &Suite) -> Result<Vec<Ran>, Outcome> {
+        let permits = Arc::new(Semaphore::new(self.settings.image_tester.parallel.max(1)));
+        let mut tasks = JoinSet::new();
+        for (test_index, test) in suite.tests.iter().enumerate() {
+            for (image_index, (context, _)) in self.contexts(built).into_iter().enumerate() {
+                if !test.applies_to(&context.format) {
+                    continue;
+                }
+                let name: FileName = match run::log_name(test, &context.format).parse() {
+                    Ok(name) => name,
+                    Err(e) => return Err(Outcome::reject(e.to_string())),
+                };
+                let path = self
+                    .store
+                    .log_path(&built.stream, &built.version, &built.arch, &name);
+                let log = LogTarget {
+                    relative: self.store.relative(&path),
+                    path,
+                };
+                let (test, permits) = (test.clone(), permits.clone());
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let ran = run::run_test(&test, &context, &log).await;
+                    ((test_index, image_index), log, ran)
+                });
+            }
+        }
+        let mut results = BTreeMap::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (order, log, ran) =
+                joined.map_err(|e| Outcome::retry(format!("a test task panicked: {e}")))?;
+            let ran = ran.map_err(|e| {
+                Outcome::retry(format!("cannot make a scratch directory for a test: {e}"))
+            })?;
+            store::write_atomic(&log.path, ran.log.as_bytes()).map_err(store_outcome)?;
+            results.insert(order, ran);
+        }
+        Ok(results.into_values().collect())
+    }
+
+    /// Links the version into passed-autotest once every configured arch has passed.
+    async fn promote_if_complete(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        settings: &StreamSettings,
+    ) -> Result<bool, StoreError> {
+        let store = self.store.clone();
+        let (stream, version, arches) = (stream.clone(), version.clone(), settings.arches.clone());
+        tokio::task::spawn_blocking(move || {
+            let lock_name: FileName = format!("autotest-{version}").parse()?;
+            store::with_lock(&store.lock_path(&stream, &lock_name), || {
+                for arch in &arches {
+                    match store.read_tests(&stream, &version, arch)? {
+                        Some(report) if report.failed.is_empty() => {}
+                        _ => return Ok(false),
+                    }
+                }
+                store.promote(&stream, &version, Tier::PassedAutotest)
+            })
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Io {
+                op: "finish the promotion check for",
+                path: std::path::PathBuf::from("passed-autotest"),
+                source: std::io::Error::other(e),
+            })
+        })
+    }
+
+    async fn finish(&self, report: TestReport, settings: &StreamSettings) -> Outcome {
+        if report.failed.is_empty() {
+            match self
+                .promote_if_complete(&report.stream, &report.version, settings)
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(stream = %report.stream, version = %report.version, "every arch passed; promoted to passed-autotest")
+                }
+                Ok(false) => {}
+                Err(e) => return store_outcome(e),
+            }
+        }
+        let identity = [
+            report.stream.as_str(),
+            report.version.as_str(),
+            report.arch.as_str(),
+            report.tree.commit.as_str(),
+        ];
+        let outgoing = if report.failed.is_empty() {
+            Outgoing::new(
+                derived_id(NAME, &[&["passed"][..], &identity].concat()),
+                &ImageTestsPassed(report),
+            )
+        } else {
+            Outgoing::new(
+                derived_id(NAME, &[&["failed"][..], &identity].concat()),
+                &ImageTestsFailed(report),
+            )
+        };
+        Outcome::Done(vec![outgoing])
+    }
+
+    async fn on_built(&self, message: &Incoming) -> Outcome {
+        let built: ImageBuilt = match message.parse() {
+            Ok(built) => built,
+            Err(e) => return Outcome::reject(e.to_string()),
+        };
+        let Some(settings) = self.settings.stream(&built.stream) else {
+            return Outcome::reject(format!(
+                "unknown stream `{}`; it is not in the configuration",
+                built.stream
+            ));
+        };
+        if !settings.arches.contains(&built.arch) {
+            return Outcome::reject(format!(
+                "stream `{}` does not build arch `{}`",
+                built.stream, built.arch
+            ));
+        }
+        if let Err(reason) = self.check_images(&built) {
+            return Outcome::reject(reason);
+        }
+        match self
+            .store
+            .read_tests(&built.stream, &built.version, &built.arch)
+        {
+            Ok(Some(report)) if report.tree == built.tree && report.images == built.images => {
+                tracing::info!(stream = %built.stream, version = %built.version, arch = %built.arch, "images already tested; result published again");
+                return self.finish(report, settings).await;
+            }
+            Ok(_) => {}
+            Err(e) if e.is_retryable() => return store_outcome(e),
+            // An unreadable old report is replaced by this run.
+            Err(e) => tracing::warn!(error = %e, "previous tests.json unreadable; testing again"),
+        }
+        let suite = match &settings.test_suite {
+            Some(path) => match Suite::load(path) {
+                Ok(suite) => suite,
+                // The suite is configuration: retrying gives an operator the time to fix it.
+                Err(e) => return Outcome::retry(e.to_string()),
+            },
+            None => Suite::default(),
+        };
+        let ran = match self.run_suite(&built, &suite).await {
+            Ok(ran) => ran,
+            Err(outcome) => return outcome,
+        };
+        let tests: Vec<_> = ran.into_iter().map(|r| r.summary).collect();
+        let mut failed: Vec<String> = tests
+            .iter()
+            .filter(|t| run::blocks(t))
+            .map(|t| t.name.clone())
+            .collect();
+        failed.dedup();
+        let report = TestReport {
+            stream: built.stream.clone(),
+            version: built.version.clone(),
+            arch: built.arch.clone(),
+            tree: built.tree.clone(),
+            images: built.images.clone(),
+            tests,
+            failed,
+        };
+        let (stream, version, arch) = (&report.stream, &report.version, &report.arch);
+        let written = store::write_atomic(
+            &self.store.junit_path(stream, version, arch),
+            junit::render(&report).as_bytes(),
+        )
+        .and_then(|()| {
+            store::write_json(&self.store.tests_json_path(stream, version, arch), &report)
+        });
+        if let Err(e) = written {
+            return store_outcome(e);
+        }
+        tracing::info!(stream = %stream, version = %version, arch = %arch, failed = ?report.failed, "tests finished");
+        self.finish(report, settings).await
+    }
+}
+
+impl Step for ImageTester {
+    const NAME: &'static str = NAME;
+
+    fn topics(&self) -> Vec<String> {
+        vec![ImageBuilt::TOPIC.to_owned()]
+    }
+
+    fn long_running(&self) -> bool {
+        true
+    }
+
+    async fn handle(&self, message: &Incoming) -> Outcome {
+        match message.topic.as_str() {
+            ImageBuilt::TOPIC => self.on_built(message).await,
+            other => Outcome::reject(format!("image-tester does not handle topic `{other}`")),
+        }
+    }
+}

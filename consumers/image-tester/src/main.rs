@@ -1,0 +1,5 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    bus::consumer_main(image_tester::ImageTester::new)
+}

@@ -1,0 +1,57 @@
+# Shared by the Atomic Host test scripts; sourced, not run.
+set -euo pipefail
+
+# Exit code for "skipped" (automake's convention); the last line printed says why.
+SKIP=77
+
+require_env() {
+    local var
+    for var in "$@"; do
+        if [[ -z "${!var:-}" ]]; then
+            echo "test: $var is not set" >&2
+            exit 2
+        fi
+    done
+}
+
+# Prints the path of a raw copy of FORTNIGHT_IMAGE in FORTNIGHT_SCRATCH (the image itself
+# when it is raw), converting or decompressing as its format needs.
+to_raw() {
+    require_env FORTNIGHT_IMAGE FORTNIGHT_FORMAT FORTNIGHT_SCRATCH
+    local raw="$FORTNIGHT_SCRATCH/disk.raw"
+    case "$FORTNIGHT_FORMAT" in
+        qcow2) qemu-img convert -f qcow2 -O raw "$FORTNIGHT_IMAGE" "$raw" ;;
+        raw.xz) xz --decompress --stdout -- "$FORTNIGHT_IMAGE" > "$raw" ;;
+        raw) raw="$FORTNIGHT_IMAGE" ;;
+        *)
+            echo "cannot read format $FORTNIGHT_FORMAT as a raw disk" >&2
+            exit "$SKIP"
+            ;;
+    esac
+    printf '%s\n' "$raw"
+}
+
+# The deployment directory of FORTNIGHT_COMMIT inside a raw image, as the recipe lays it out:
+# /ostree/deploy/<osname>/deploy/<commit>.0
+deployment_of() {
+    local raw="$1" osname
+    for osname in $(debugfs -R "ls /ostree/deploy" "$raw" 2>/dev/null | tr -s ' ' '\n' | grep -v '^\.\{1,2\}$' | grep -v '^$'); do
+        if debugfs -R "stat /ostree/deploy/$osname/deploy/$FORTNIGHT_COMMIT.0" "$raw" 2>/dev/null | grep -q '^Inode:'; then
+            printf '%s\n' "/ostree/deploy/$osname/deploy/$FORTNIGHT_COMMIT.0"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Prints a reason and exits as skipped.
+skip() {
+    echo "skipped: $*"
+    exit "$SKIP"
+}
+
+# Prints a reason and exits as failed.
+fail() {
+    echo "FAIL: $*"
+    exit 1
+}
