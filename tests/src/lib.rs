@@ -1,3 +1,260 @@
-//! Helpers shared by the end-to-end tests in `tests/tests/`.
+//! The shared end-to-end test harness. Everything talks to the real RabbitMQ on
+//! 127.0.0.1:5672 (override with `FORTNIGHT_TEST_AMQP_URL`).
+//!
+//! [`TestBus`] gives each test its own exchange, topic prefix, queue names and store root, so
+//! tests run in parallel without seeing each other's messages, and deletes what it declared
+//! in [`TestBus::cleanup`]. [`broker`] drives the broker itself (restart, consumer timeout, a
+//! TLS node) for the tests that must run alone. [`probe`] is a tiny consumer whose effects can
+//! be counted, used in-process and as the `probe-consumer` binary.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bus::Publisher;
+use bus::record::Recording;
+use messages::RecordLine;
+use settings::Settings;
+
+pub mod broker;
 pub mod browser;
+pub mod probe;
+
+/// The broker the tests use.
+pub fn amqp_url() -> String {
+    std::env::var("FORTNIGHT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// One test's private corner of the broker and the file system.
+#[derive(Debug)]
+pub struct TestBus {
+    /// Unique per test; part of every name below.
+    pub id: String,
+    pub exchange: String,
+    pub prefix: String,
+    /// Store root and config files; removed on drop.
+    pub dir: tempfile::TempDir,
+    /// Extra TOML appended to every generated configuration (consumer sections, ...).
+    extra: String,
+    consumers: Vec<(String, String)>,
+}
+
+impl TestBus {
+    pub fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// `extra` is TOML tables appended to the configuration (`[qos]`, ...); consumer
+    /// sections come from [`TestBus::consumer`].
+    pub fn with_config(extra: &str) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        Self {
+            exchange: format!("fortnight.test.{id}"),
+            prefix: format!("test.{id}"),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            extra: extra.to_owned(),
+            consumers: Vec::new(),
+            id,
+        }
+    }
+
+    /// Registers a consumer: its queues get unique names and are cleaned up; `keys` are
+    /// more TOML lines of its `[consumers.<name>]` section.
+    pub fn consumer(mut self, name: &str, keys: &str) -> Self {
+        self.consumers.push((name.to_owned(), keys.to_owned()));
+        self
+    }
+
+    pub fn store_root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The queue of a registered consumer.
+    pub fn queue(&self, consumer: &str) -> String {
+        format!("test.{}.{consumer}", self.id)
+    }
+
+    /// The full configuration text.
+    pub fn config_toml(&self) -> String {
+        let mut text = format!(
+            r#"
+amqp_url = "{url}"
+publish_exchange = "{exchange}"
+topic_prefix = "{prefix}"
+
+[store]
+root = "{root}"
+
+[streams.f43]
+arches = ["x86_64"]
+input_refs = {{ x86_64 = "fedora/43/x86_64/atomic-host" }}
+ostree_repo = "{root}/repo"
+formats = ["qcow2"]
+"#,
+            url = amqp_url(),
+            exchange = self.exchange,
+            prefix = self.prefix,
+            root = self.store_root().display(),
+        );
+        text.push_str(&self.extra);
+        for (name, keys) in &self.consumers {
+            text.push_str(&format!(
+                "\n[consumers.{name}]\nqueue = \"{}\"\n{keys}\n",
+                self.queue(name)
+            ));
+        }
+        text
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings::from_toml(&self.config_toml()).expect("the test configuration is valid")
+    }
+
+    /// Writes the configuration for a consumer process and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, self.config_toml()).expect("config written");
+        path
+    }
+
+    pub async fn publisher(&self) -> Publisher {
+        Publisher::connect(&self.settings(), &format!("test-{}", self.id))
+            .await
+            .expect("the test broker accepts connections")
+    }
+
+    /// Starts recording `topics` (logical; the prefix is added) before anything is published.
+    pub async fn watch(&self, topics: &[&str]) -> Watch {
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        Watch {
+            recording: bus::record::subscribe(&self.settings(), &topics)
+                .await
+                .expect("a recording queue"),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Every dead letter of a registered consumer.
+    pub async fn dead_letters(&self, consumer: &str) -> Vec<bus::dead_letters::DeadLetter> {
+        bus::dead_letters::list(&self.settings(), consumer)
+            .await
+            .expect("the dead-letter queue is readable")
+    }
+
+    /// Polls the dead-letter queue until it holds `count` messages or `deadline` passes.
+    pub async fn wait_dead_letters(
+        &self,
+        consumer: &str,
+        count: usize,
+        deadline: Duration,
+    ) -> Vec<bus::dead_letters::DeadLetter> {
+        let until = Instant::now() + deadline;
+        loop {
+            let letters = self.dead_letters(consumer).await;
+            if letters.len() >= count || Instant::now() > until {
+                return letters;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Deletes every queue of the registered consumers and the exchange.
+    pub async fn cleanup(self) {
+        let settings = self.settings();
+        let mut queues = Vec::new();
+        for (consumer, _) in &self.consumers {
+            queues.extend(bus::topology::Topology::new(&settings, consumer, &[]).queues());
+        }
+        bus::topology::delete(&settings, &queues, std::slice::from_ref(&self.exchange))
+            .await
+            .expect("clean-up reaches the broker");
+    }
+}
+
+impl Default for TestBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Messages recorded since the watch started.
+#[derive(Debug)]
+pub struct Watch {
+    recording: Recording,
+    seen: Vec<RecordLine>,
+}
+
+impl Watch {
+    /// Waits until `count` messages arrived (or the deadline passed) and returns all seen.
+    pub async fn wait_for(&mut self, count: usize, deadline: Duration) -> &[RecordLine] {
+        let until = tokio::time::Instant::now() + deadline;
+        while self.seen.len() < count {
+            match tokio::time::timeout_at(until, self.recording.next()).await {
+                Ok(Some(Ok(line))) => self.seen.push(line),
+                Ok(Some(Err(error))) => panic!("recording failed: {error}"),
+                Ok(None) => panic!("the recording connection closed"),
+                Err(_) => break,
+            }
+        }
+        &self.seen
+    }
+
+    /// Keeps collecting for `quiet` to catch duplicates that come late.
+    pub async fn settle(&mut self, quiet: Duration) -> &[RecordLine] {
+        while let Ok(Some(Ok(line))) = tokio::time::timeout(quiet, self.recording.next()).await {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
+    pub async fn close(self) {
+        self.recording.close().await;
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds or `deadline` passes; returns whether it held.
+pub async fn eventually(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + deadline;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Counts the lines of a file equal to each value (missing file: none).
+pub fn count_lines(path: &Path) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        *counts.entry(line.to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A loopback address with a port nobody listens on right now.
+pub fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
+/// A plain HTTP/1.0 GET: `(status, body)`, or `None` when nothing answers.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}

@@ -159,7 +159,10 @@ pub fn consumer_main<S: Step, E: Display>(
 /// `serve` gets the settings and the shutdown signal.
 pub fn service_main<F, E>(
     name: &str,
-    serve: impl FnOnce(Arc<Settings>, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
+    serve: impl FnOnce(
+        Arc<Settings>,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> F,
 ) -> ExitCode
 where
     F: std::future::Future<Output = Result<(), E>>,

@@ -112,10 +112,18 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects as `name` (shown in the broker's connection list).
+    /// Connects as `name` (shown in the broker's connection list). The publish exchange is
+    /// declared (checked with `passive_declares`): publishing to a missing one would close
+    /// the channel.
     pub async fn connect(settings: &Settings, name: &str) -> Result<Self, BusError> {
         let connection = amqp::connect(settings, name).await?;
         let channel = amqp::confirm_channel(&connection).await?;
+        crate::topology::declare_exchange(
+            &channel,
+            &settings.publish_exchange,
+            settings.passive_declares,
+        )
+        .await?;
         Ok(Self {
             settings: settings.clone(),
             connection,
@@ -161,24 +169,27 @@ impl Publisher {
         .await
     }
 
-    /// Publishes raw bytes to a routing key (used to test how consumers treat bad input).
+    /// Publishes raw bytes to a logical topic (prefix added), to see how consumers treat
+    /// bad input. Returns the message id.
     pub async fn publish_raw(
         &self,
-        routing_key: &str,
+        topic: &str,
         body: &[u8],
         headers: &std::collections::BTreeMap<String, Value>,
-    ) -> Result<(), BusError> {
+    ) -> Result<String, BusError> {
+        let id = Uuid::new_v4().to_string();
         let wire = Wire {
             exchange: self.settings.publish_exchange.clone(),
-            routing_key: routing_key.to_owned(),
+            routing_key: add_prefix(topic, &self.settings.topic_prefix),
             body: body.to_vec(),
             properties: AMQPProperties::default()
                 .with_content_type("application/json".into())
                 .with_delivery_mode(2)
-                .with_message_id(Uuid::new_v4().to_string().into())
+                .with_message_id(id.as_str().into())
                 .with_headers(to_table(headers)),
         };
-        publish_all(&self.channel, &[wire], &self.metrics).await
+        publish_all(&self.channel, &[wire], &self.metrics).await?;
+        Ok(id)
     }
 
     /// Closes the connection politely.

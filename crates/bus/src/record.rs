@@ -30,6 +30,12 @@ pub async fn subscribe(settings: &Settings, patterns: &[String]) -> Result<Recor
         .create_channel()
         .await
         .map_err(|source| BusError::amqp("open a channel", source))?;
+    crate::topology::declare_exchange(
+        &channel,
+        &settings.publish_exchange,
+        settings.passive_declares,
+    )
+    .await?;
     let queue = format!("fortnight.record.{}", uuid::Uuid::new_v4());
     channel
         .queue_declare(

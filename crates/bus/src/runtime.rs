@@ -95,7 +95,9 @@ pub async fn run<S: Step>(
     };
     ctx.metrics.set_ready(false);
     if let Some(health) = health {
+        // Awaited so the port is closed when `run` returns.
         health.abort();
+        let _ = health.await;
     }
     tracing::info!(consumer = S::NAME, "consumer stopped");
     result

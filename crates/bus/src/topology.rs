@@ -86,21 +86,7 @@ impl Topology {
 
     /// Declares (or, passively, checks) the exchange, the queues and the bindings.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), BusError> {
-        if !self.exchange.starts_with("amq.") {
-            channel
-                .exchange_declare(
-                    &self.exchange,
-                    ExchangeKind::Topic,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        passive: self.passive,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|source| BusError::declare("exchange", &self.exchange, source))?;
-        }
+        declare_exchange(channel, &self.exchange, self.passive).await?;
         let mut main = FieldTable::default();
         if self.quorum {
             main.insert(
@@ -171,6 +157,30 @@ impl Topology {
         all.extend(self.retry_queues.iter().map(|(_, name)| name.clone()));
         all
     }
+}
+
+/// Declares (or, passively, checks) a durable topic exchange; `amq.*` ones always exist.
+pub(crate) async fn declare_exchange(
+    channel: &Channel,
+    exchange: &str,
+    passive: bool,
+) -> Result<(), BusError> {
+    if exchange.starts_with("amq.") {
+        return Ok(());
+    }
+    channel
+        .exchange_declare(
+            exchange,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                passive,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| BusError::declare("exchange", exchange, source))
 }
 
 /// Deletes queues and exchanges (test clean-up, decommissioning a consumer). Missing ones are

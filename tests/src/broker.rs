@@ -1,0 +1,85 @@
+//! Driving the broker itself, for the tests that restart or reconfigure it. Such tests live in
+//! one test binary and hold [`serial`] so they never overlap.
+
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The broker's default `consumer_timeout` (30 minutes), restored after a test lowers it.
+pub const DEFAULT_CONSUMER_TIMEOUT_MS: u64 = 1_800_000;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds every other disruptive test off; a test that panicked does not block the rest.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `rabbitmqctl` with `args`; `Err` has its output.
+pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
+    let output = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+pub fn stop_app() {
+    rabbitmqctl(&["stop_app"]).expect("rabbitmqctl stop_app");
+}
+
+pub fn start_app() {
+    rabbitmqctl(&["start_app"]).expect("rabbitmqctl start_app");
+    rabbitmqctl(&["await_startup"]).expect("rabbitmqctl await_startup");
+}
+
+/// Starts the app again when dropped, so a failing test never leaves the broker down.
+#[derive(Debug)]
+pub struct Stopped(());
+
+impl Stopped {
+    pub fn stop() -> Self {
+        stop_app();
+        Self(())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        start_app();
+    }
+}
+
+/// Lowers the broker-wide `consumer_timeout` until dropped (restored even when the test
+/// fails).
+#[derive(Debug)]
+pub struct ConsumerTimeout(());
+
+impl ConsumerTimeout {
+    pub fn set(timeout: Duration) -> Self {
+        set_consumer_timeout(timeout.as_millis() as u64);
+        Self(())
+    }
+}
+
+impl Drop for ConsumerTimeout {
+    fn drop(&mut self) {
+        set_consumer_timeout(DEFAULT_CONSUMER_TIMEOUT_MS);
+    }
+}
+
+fn set_consumer_timeout(ms: u64) {
+    rabbitmqctl(&[
+        "eval",
+        &format!("application:set_env(rabbit, consumer_timeout, {ms})."),
+    ])
+    .expect("rabbitmqctl eval sets consumer_timeout");
+}

@@ -1,0 +1,505 @@
+//! The bus runtime against the real broker: settling, poison messages, retries, dead letters,
+//! health, and consumer processes killed or stopped mid-step. Nothing here disturbs the broker
+//! itself (see bus_disruptive.rs for that), so these tests run in parallel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC};
+use tests::{TestBus, eventually, free_port, http_get};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const PROBE_BIN: &str = env!("CARGO_BIN_EXE_probe-consumer");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs the probe in this process until the returned sender is dropped or fires.
+fn run_probe(
+    bus: &TestBus,
+    long_running: bool,
+) -> (oneshot::Sender<()>, JoinHandle<Result<(), bus::BusError>>) {
+    let settings = bus.settings();
+    let step = Arc::new(Probe::new(
+        &bus.dir.path().join("probe"),
+        Arc::new(settings.clone()),
+        long_running,
+    ));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        bus::run(&settings, step, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (stop, task)
+}
+
+async fn stop(stop: oneshot::Sender<()>, task: JoinHandle<Result<(), bus::BusError>>) {
+    let _ = stop.send(());
+    task.await
+        .expect("the runtime task does not panic")
+        .expect("run returns Ok after shutdown");
+}
+
+fn probe_dir(bus: &TestBus) -> std::path::PathBuf {
+    bus.dir.path().join("probe")
+}
+
+/// Waits until the probe's queue exists and is consumed, so published messages are routed.
+async fn wait_consuming(bus: &TestBus) {
+    let queue = bus.queue("probe");
+    let consuming = eventually(DEADLINE, || {
+        tests::broker::rabbitmqctl(&[
+            "list_queues",
+            "name",
+            "consumers",
+            "--no-table-headers",
+            "--quiet",
+        ])
+        .is_ok_and(|out| {
+            out.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue.as_str(), "1"])
+        })
+    })
+    .await;
+    assert!(consuming, "the probe never consumed {queue}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn done_outcomes_are_published_with_the_fedora_messaging_envelope_and_acked() {
+    let bus = TestBus::new().consumer("probe", "");
+    let mut watch = bus.watch(&[DONE_TOPIC]).await;
+    let (stopper, task) = run_probe(&bus, false);
+    wait_consuming(&bus).await;
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Probe::message("k1", Duration::ZERO))
+        .await
+        .unwrap();
+
+    let seen = watch.wait_for(1, DEADLINE).await.to_vec();
+    assert_eq!(seen.len(), 1, "one done message");
+    let done = &seen[0];
+    assert_eq!(
+        done.topic,
+        format!("{}.{DONE_TOPIC}", bus.prefix),
+        "prefix added exactly once"
+    );
+    assert_eq!(done.id.as_deref(), Some(Probe::done_id("k1").as_str()));
+    assert_eq!(done.body["key"], "k1");
+    assert_eq!(done.headers["fedora_messaging_schema"], DONE_TOPIC);
+    assert_eq!(done.headers["fedora_messaging_severity"], 20);
+    assert_eq!(done.headers["priority"], 0);
+    let sent_at = done.headers["sent-at"].as_str().unwrap();
+    assert!(
+        chrono_like(sent_at),
+        "sent-at at second precision: {sent_at}"
+    );
+    assert!(Probe::effect_done(&probe_dir(&bus), "k1"));
+
+    stop(stopper, task).await;
+    let queue = bus.queue("probe");
+    let left = tests::broker::rabbitmqctl(&[
+        "list_queues",
+        "name",
+        "messages",
+        "--no-table-headers",
+        "--quiet",
+    ])
+    .unwrap();
+    assert!(
+        left.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue.as_str(), "0"]),
+        "the input was acked: {left}"
+    );
+    publisher.close().await;
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+/// `2026-11-27T02:49:31+00:00`: no fractional seconds.
+fn chrono_like(text: &str) -> bool {
+    text.len() == 25
+        && text.ends_with("+00:00")
+        && text.as_bytes()[10] == b'T'
+        && !text.contains('.')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_goes_on() {
+    let bus = TestBus::new().consumer("probe", "max_body_bytes = 1048576");
+    let (stopper, task) = run_probe(&bus, false);
+    wait_consuming(&bus).await;
+    let publisher = bus.publisher().await;
+    let huge = format!(
+        r#"{{"key":"big","stream":"f43","pad":"{}"}}"#,
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not-json", b"this is not json".to_vec(), "not valid JSON"),
+        ("not-object", b"[1, 2, 3]".to_vec(), "not an object"),
+        (
+            "schema",
+            br#"{"stream":"f43"}"#.to_vec(),
+            "does not match the probe schema",
+        ),
+        (
+            "unknown-stream",
+            br#"{"key":"a","stream":"f99"}"#.to_vec(),
+            "unknown stream `f99`",
+        ),
+        (
+            "traversal",
+            br#"{"key":"../../etc/passwd","stream":"f43"}"#.to_vec(),
+            "not a safe file name",
+        ),
+        (
+            "shell",
+            br#"{"key":"a;rm -rf $HOME","stream":"f43"}"#.to_vec(),
+            "not a safe file name",
+        ),
+        (
+            "oversized",
+            huge.into_bytes(),
+            "over consumers.probe.max_body_bytes",
+        ),
+    ];
+    let mut expected = BTreeMap::new();
+    for (name, body, reason) in &cases {
+        let headers = BTreeMap::from([("test-case".to_owned(), Value::from(*name))]);
+        let id = publisher
+            .publish_raw(RUN_TOPIC, body, &headers)
+            .await
+            .unwrap();
+        expected.insert(id, (*name, *reason, body.clone()));
+    }
+    publisher
+        .publish(&Probe::message("after-poison", Duration::ZERO))
+        .await
+        .unwrap();
+
+    let dir = probe_dir(&bus);
+    assert!(
+        eventually(DEADLINE, || Probe::effect_done(&dir, "after-poison")).await,
+        "the consumer went on with the next message"
+    );
+    let letters = bus.wait_dead_letters("probe", cases.len(), DEADLINE).await;
+    assert_eq!(
+        letters.len(),
+        cases.len(),
+        "every poison message is dead-lettered once"
+    );
+    for letter in &letters {
+        let id = letter.id.clone().expect("the id is kept");
+        let (name, reason, body) = &expected[&id];
+        assert!(
+            letter.reason.contains(reason),
+            "{name}: reason {:?} should mention {reason:?}",
+            letter.reason
+        );
+        assert_eq!(letter.consumer.as_deref(), Some("probe"), "{name}");
+        assert_eq!(
+            letter.routing_key,
+            format!("{}.{RUN_TOPIC}", bus.prefix),
+            "{name}"
+        );
+        assert_eq!(
+            letter.headers["test-case"], *name,
+            "{name}: original headers kept"
+        );
+        assert_eq!(&letter.body, body, "{name}: body kept byte for byte");
+    }
+    let runs = Probe::runs(&dir);
+    assert_eq!(
+        runs.keys().collect::<Vec<_>>(),
+        vec!["after-poison"],
+        "no poison message got to work"
+    );
+
+    stop(stopper, task).await;
+    publisher.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_purged() {
+    let bus = TestBus::new().consumer("probe", "max_attempts = 3\nretry_delays_seconds = [1]");
+    let (stopper, task) = run_probe(&bus, false);
+    wait_consuming(&bus).await;
+    let publisher = bus.publisher().await;
+    let mut message = Probe::message("flaky", Duration::ZERO);
+    message.body.insert("fail".into(), Value::Bool(true));
+    publisher.publish(&message).await.unwrap();
+    let id = message.id.to_string();
+    let dir = probe_dir(&bus);
+
+    let letters = bus.wait_dead_letters("probe", 1, DEADLINE).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].id.as_deref(), Some(id.as_str()));
+    assert_eq!(letters[0].attempts, 3);
+    assert!(
+        letters[0].reason.contains("gave up after 3 attempts"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(
+        letters[0].routing_key,
+        format!("{}.{RUN_TOPIC}", bus.prefix)
+    );
+    assert_eq!(
+        Probe::runs(&dir)["flaky"],
+        3,
+        "each attempt ran the step once"
+    );
+    assert_eq!(
+        letters[0].headers["fedora_messaging_schema"], RUN_TOPIC,
+        "publisher headers kept"
+    );
+
+    let settings = bus.settings();
+    let shown = bus::dead_letters::show(&settings, "probe", &id)
+        .await
+        .unwrap();
+    assert_eq!(shown, letters[0]);
+    assert!(
+        bus::dead_letters::show(&settings, "probe", "no-such-id")
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        bus.dead_letters("probe").await.len(),
+        1,
+        "listing leaves the queue as it was"
+    );
+
+    // Replayed with attempts reset: three more runs, then dead again.
+    assert_eq!(
+        bus::dead_letters::replay(&settings, "probe", Some(&id))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        eventually(DEADLINE, || Probe::runs(&dir)["flaky"] == 6).await,
+        "the replayed message ran three more times"
+    );
+    let letters = bus.wait_dead_letters("probe", 1, DEADLINE).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].attempts, 3, "attempts were reset by the replay");
+    assert_eq!(
+        letters[0].id.as_deref(),
+        Some(id.as_str()),
+        "the id survives the replay"
+    );
+
+    assert_eq!(
+        bus::dead_letters::purge(&settings, "probe").await.unwrap(),
+        1
+    );
+    assert!(bus.dead_letters("probe").await.is_empty());
+
+    stop(stopper, task).await;
+    publisher.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_report_readiness_and_counts() {
+    let addr = free_port();
+    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{addr}\""));
+    let (stopper, task) = run_probe(&bus, false);
+    assert!(
+        eventually(DEADLINE, || http_get(addr, "/ready")
+            .is_some_and(|(s, _)| s == 200))
+        .await,
+        "ready once consuming"
+    );
+    assert_eq!(http_get(addr, "/live").map(|(s, _)| s), Some(200));
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Probe::message("counted", Duration::ZERO))
+        .await
+        .unwrap();
+    let processed = |text: &str| text.contains("fortnight_processed_total{consumer=\"probe\"} 1");
+    assert!(
+        eventually(DEADLINE, || http_get(addr, "/metrics")
+            .is_some_and(|(_, body)| processed(&body)))
+        .await,
+        "processed counter reaches 1"
+    );
+    let (_, metrics) = http_get(addr, "/metrics").unwrap();
+    for line in [
+        "fortnight_received_total{consumer=\"probe\"} 1",
+        "fortnight_published_total{consumer=\"probe\"} 1",
+        "fortnight_publish_confirmed_total{consumer=\"probe\"} 1",
+        "fortnight_step_duration_seconds_count{consumer=\"probe\"} 1",
+        "fortnight_ready{consumer=\"probe\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
+    stop(stopper, task).await;
+    assert!(
+        http_get(addr, "/live").is_none(),
+        "endpoints close with the consumer"
+    );
+    publisher.close().await;
+    bus.cleanup().await;
+}
+
+/// A probe process with a health address, ready to take messages.
+async fn start_probe(
+    bus: &TestBus,
+    long_running: bool,
+    health: std::net::SocketAddr,
+) -> ProbeProcess {
+    ProbeProcess::start(
+        Path::new(PROBE_BIN),
+        &bus.write_config(),
+        &probe_dir(bus),
+        long_running,
+        health,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_step_gets_the_message_again_and_the_effect_happens_once() {
+    let health = free_port();
+    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let mut watch = bus.watch(&[DONE_TOPIC]).await;
+    let dir = probe_dir(&bus);
+    let mut probe = start_probe(&bus, false, health).await;
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Probe::message("killed", Duration::from_secs(3)))
+        .await
+        .unwrap();
+
+    assert!(
+        eventually(DEADLINE, || Probe::runs(&dir).contains_key("killed")).await,
+        "the step started"
+    );
+    probe.signal("KILL");
+    probe
+        .wait_exit(DEADLINE)
+        .await
+        .expect("SIGKILL ends the process");
+    assert!(
+        !Probe::effect_done(&dir, "killed"),
+        "killed before the effect"
+    );
+
+    let _probe = start_probe(&bus, false, health).await;
+    assert!(
+        eventually(DEADLINE, || Probe::effect_done(&dir, "killed")).await,
+        "redelivered and done"
+    );
+    let seen = watch.wait_for(1, DEADLINE).await.to_vec();
+    assert_eq!(
+        Probe::runs(&dir)["killed"],
+        2,
+        "the step ran once per delivery"
+    );
+    let ids: BTreeSet<_> = seen.iter().filter_map(|m| m.id.clone()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([Probe::done_id("killed")]),
+        "one result, with its derived id"
+    );
+
+    publisher.close().await;
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_step_finishes_the_message_and_exits_0() {
+    let health = free_port();
+    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let dir = probe_dir(&bus);
+    let mut probe = start_probe(&bus, false, health).await;
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Probe::message("in-hand", Duration::from_secs(2)))
+        .await
+        .unwrap();
+    publisher
+        .publish(&Probe::message("queued", Duration::ZERO))
+        .await
+        .unwrap();
+
+    assert!(
+        eventually(DEADLINE, || Probe::runs(&dir).contains_key("in-hand")).await,
+        "the step started"
+    );
+    probe.signal("TERM");
+    let status = probe
+        .wait_exit(DEADLINE)
+        .await
+        .expect("SIGTERM ends the process");
+    assert_eq!(status.code(), Some(0), "clean exit");
+    assert!(
+        Probe::effect_done(&dir, "in-hand"),
+        "the message in hand was finished"
+    );
+
+    // The message that was prefetched but not started is still on the queue.
+    let _probe = start_probe(&bus, false, health).await;
+    assert!(
+        eventually(DEADLINE, || Probe::effect_done(&dir, "queued")).await,
+        "nothing lost"
+    );
+    assert_eq!(
+        Probe::runs(&dir)["in-hand"],
+        1,
+        "the finished message was acked, not redelivered"
+    );
+
+    publisher.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journaled_long_step_resumes_after_its_process_dies() {
+    let health = free_port();
+    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let dir = probe_dir(&bus);
+    let jobs = bus.store_root().join(".jobs").join("probe");
+    let mut probe = start_probe(&bus, true, health).await;
+    let publisher = bus.publisher().await;
+    let message = Probe::message("long", Duration::from_secs(3));
+    publisher.publish(&message).await.unwrap();
+
+    assert!(
+        eventually(DEADLINE, || Probe::runs(&dir).contains_key("long")).await,
+        "the job started"
+    );
+    let job = jobs.join(format!("{}.json", message.id));
+    assert!(job.exists(), "the job is in the journal while it runs");
+    probe.signal("KILL");
+    probe
+        .wait_exit(DEADLINE)
+        .await
+        .expect("SIGKILL ends the process");
+
+    let _probe = start_probe(&bus, true, health).await;
+    assert!(
+        eventually(DEADLINE, || Probe::effect_done(&dir, "long")).await,
+        "the job resumed and finished"
+    );
+    assert!(
+        eventually(DEADLINE, || !job.exists()).await,
+        "a finished job leaves the journal"
+    );
+    assert_eq!(
+        Probe::runs(&dir)["long"],
+        2,
+        "resumed once from the journal"
+    );
+
+    publisher.close().await;
+    bus.cleanup().await;
+}
