@@ -1,0 +1,488 @@
+//! A two-arch stream with two-week releases, run against the real broker and a real OSTree
+//! repository: nightlies are committed with `ostree`, their images and test reports written to
+//! the store as the image-tester leaves them, and `fortnight.image.tests.passed` published; the
+//! karma-tracker and releaser consume in this process. Votes and overrides come from broker
+//! users created for the test with `rabbitmqctl` (deleted on drop), so `user_id` is checked by
+//! RabbitMQ exactly as in production.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::Publisher;
+use chrono::{DateTime, Utc};
+use karma_tracker::KarmaTracker;
+use messages::{
+    Arch, Commit, Format, Image, ImageTestsPassed, KarmaSubmitted, Outgoing, Override, RecordLine,
+    Stream, TestReport, Tree, UserName, Version,
+};
+use ostree_cli::Repo;
+use releaser::Releaser;
+use settings::Settings;
+use store::{ImageWriter, Store};
+use tests::broker::rabbitmqctl;
+use tests::{TestBus, Watch};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const STREAM: &str = "tw";
+pub const ARCHES: [&str; 2] = ["aarch64", "x86_64"];
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn stream() -> Stream {
+    STREAM.parse().unwrap()
+}
+
+pub fn version(text: &str) -> Version {
+    text.parse().unwrap()
+}
+
+pub fn arch(text: &str) -> Arch {
+    text.parse().unwrap()
+}
+
+pub fn release_ref(arch: &str) -> messages::Ref {
+    format!("fedora/{STREAM}/{arch}/release").parse().unwrap()
+}
+
+fn input_ref(arch: &str) -> messages::Ref {
+    format!("fedora/{STREAM}/{arch}/atomic-host")
+        .parse()
+        .unwrap()
+}
+
+/// A broker account for one voter or operator, deleted when dropped.
+#[derive(Debug)]
+pub struct BrokerUser {
+    pub name: UserName,
+    password: String,
+}
+
+impl BrokerUser {
+    pub fn create(role: &str) -> Self {
+        let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let name = format!("{role}-{id}");
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        rabbitmqctl(&["add_user", &name, &password]).expect("rabbitmqctl add_user");
+        rabbitmqctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"])
+            .expect("rabbitmqctl set_permissions");
+        Self {
+            name: name.parse().unwrap(),
+            password,
+        }
+    }
+
+    /// A publisher connected as this user.
+    pub async fn publisher(&self, settings: &Settings) -> Publisher {
+        let mut settings = settings.clone();
+        let url = tests::amqp_url();
+        let host = url
+            .rsplit_once('@')
+            .map_or(url.as_str(), |(_, host)| host)
+            .to_owned();
+        let host = host.strip_prefix("amqp://").unwrap_or(&host);
+        settings.amqp_url = format!("amqp://{}:{}@{host}", self.name, self.password);
+        Publisher::connect(&settings, &format!("test-{}", self.name))
+            .await
+            .expect("the test user can connect")
+    }
+}
+
+impl Drop for BrokerUser {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["delete_user", self.name.as_str()]);
+    }
+}
+
+/// How the stream is configured.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub karma_required: bool,
+    pub release_next_pass: bool,
+    pub voters: Option<Vec<UserName>>,
+    pub operators: Vec<UserName>,
+    pub releaser_replicas: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            karma_required: true,
+            release_next_pass: false,
+            voters: None,
+            operators: Vec::new(),
+            releaser_replicas: 1,
+        }
+    }
+}
+
+/// The running pipeline of one test.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub bus: TestBus,
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub repo: Repo,
+    publisher: Publisher,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _repo_dir: tempfile::TempDir,
+}
+
+fn stream_toml(repo: &Path, options: &Options) -> String {
+    let refs = |kind: &str| {
+        ARCHES
+            .iter()
+            .map(|a| format!("{a} = \"fedora/{STREAM}/{a}/{kind}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let voters = match &options.voters {
+        Some(list) => format!(
+            "voters = [{}]",
+            list.iter()
+                .map(|v| format!("\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"
+[streams.{STREAM}]
+arches = ["aarch64", "x86_64"]
+input_refs = {{ {input} }}
+ostree_repo = "{repo}"
+formats = ["qcow2"]
+[streams.{STREAM}.karma]
+{voters}
+[streams.{STREAM}.twoweek]
+release_refs = {{ {release} }}
+anchor = "2026-01-06T12:00:00Z"
+karma_required = {karma_required}
+when_nothing_passed = "{policy}"
+legacy_messages = true
+"#,
+        input = refs("atomic-host"),
+        release = refs("release"),
+        repo = repo.display(),
+        karma_required = options.karma_required,
+        policy = if options.release_next_pass {
+            "release-next-pass"
+        } else {
+            "skip"
+        },
+    )
+}
+
+fn with_health(settings: &Settings, consumer: &str) -> (Settings, std::net::SocketAddr) {
+    let mut settings = settings.clone();
+    let addr = tests::free_port();
+    let mut section = settings.consumer(consumer);
+    section.health_addr = Some(addr);
+    settings.consumers.insert(consumer.to_owned(), section);
+    (settings, addr)
+}
+
+impl Pipeline {
+    pub async fn start(options: Options) -> Self {
+        let repo_dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(repo_dir.path().join("repo"));
+        repo.init_archive().expect("ostree init");
+        let keys = "retry_delays_seconds = [1]\nmax_attempts = 2";
+        let bus = TestBus::with_config(&stream_toml(repo.path(), &options))
+            .consumer("karma-tracker", keys)
+            .consumer("releaser", keys);
+        let mut settings = bus.settings();
+        settings.operators = options.operators.clone();
+        let settings = Arc::new(settings);
+        let store = Store::open(&settings.store.root).unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut health = Vec::new();
+        let shutdown = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let (karma_settings, addr) = with_health(&settings, karma_tracker::NAME);
+        let step = Arc::new(KarmaTracker::new(Arc::new(karma_settings.clone())).unwrap());
+        let rx = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            bus::run(&karma_settings, step, shutdown(rx))
+                .await
+                .expect("karma-tracker runs");
+        }));
+        health.push(addr);
+        for _ in 0..options.releaser_replicas {
+            let (releaser_settings, addr) = with_health(&settings, releaser::NAME);
+            let step = Arc::new(Releaser::new(Arc::new(releaser_settings.clone())).unwrap());
+            let rx = stopped.clone();
+            tasks.push(tokio::spawn(async move {
+                bus::run(&releaser_settings, step, shutdown(rx))
+                    .await
+                    .expect("releaser runs");
+            }));
+            health.push(addr);
+        }
+        for addr in health {
+            let ready = tests::eventually(WAIT, || {
+                tests::http_get(addr, "/ready").is_some_and(|(s, _)| s == 200)
+            })
+            .await;
+            assert!(ready, "consumer on {addr} did not become ready");
+        }
+        let publisher = bus.publisher().await;
+        Self {
+            bus,
+            settings,
+            store,
+            repo,
+            publisher,
+            stop,
+            tasks,
+            _repo_dir: repo_dir,
+        }
+    }
+
+    pub async fn watch(&self, topics: &[&str]) -> Watch {
+        self.bus.watch(topics).await
+    }
+
+    /// Commits a nightly of every arch (each on top of the previous one) and writes its
+    /// images and CHECKSUM to the store. Returns the commits.
+    pub fn nightly(&self, version_text: &str) -> BTreeMap<Arch, Commit> {
+        let mut commits = BTreeMap::new();
+        for a in ARCHES {
+            let tree = self.bus.dir.path().join(format!("tree-{version_text}-{a}"));
+            std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
+            std::fs::write(
+                tree.join("usr/lib/os-release"),
+                format!("VERSION_ID={version_text}\nARCH={a}\n"),
+            )
+            .unwrap();
+            let commit = self
+                .repo
+                .commit(&input_ref(a), &tree, &[("version", version_text)])
+                .expect("ostree commit");
+            let format: Format = "qcow2".parse().unwrap();
+            let (s, v, ar) = (stream(), version(version_text), arch(a));
+            let path = self.store.image_path(&s, &v, &ar, &format);
+            let mut writer = ImageWriter::create(&path).unwrap();
+            writer
+                .write_all(format!("image {version_text} {a}").as_bytes())
+                .unwrap();
+            let digest = writer.finish().unwrap();
+            let name: store::FileName =
+                path.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            store::checksum::write(
+                &self.store.checksum_path(&s, &v, &ar),
+                &BTreeMap::from([(name, digest.sha256.clone())]),
+            )
+            .unwrap();
+            commits.insert(ar, commit);
+        }
+        commits
+    }
+
+    fn report(&self, version_text: &str, a: &str, commit: &Commit, failed: &[&str]) -> TestReport {
+        let (s, v, ar) = (stream(), version(version_text), arch(a));
+        let format: Format = "qcow2".parse().unwrap();
+        let path = self.store.image_path(&s, &v, &ar, &format);
+        let digest = store::hash_file(&path).unwrap();
+        TestReport {
+            stream: s,
+            version: v,
+            arch: ar,
+            tree: Tree {
+                ostree_ref: input_ref(a),
+                commit: commit.clone(),
+                repo: self.repo.path().display().to_string(),
+            },
+            images: vec![Image {
+                format,
+                path: self.store.relative(&path),
+                size: digest.size,
+                sha256: digest.sha256,
+            }],
+            tests: Vec::new(),
+            failed: failed.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+
+    /// Writes one arch's test report to the store, without a message.
+    pub fn write_report(
+        &self,
+        version_text: &str,
+        a: &str,
+        commit: &Commit,
+        failed: &[&str],
+    ) -> TestReport {
+        let report = self.report(version_text, a, commit, failed);
+        store::write_json(
+            &self
+                .store
+                .tests_json_path(&report.stream, &report.version, &report.arch),
+            &report,
+        )
+        .unwrap();
+        report
+    }
+
+    /// Records one arch's test result as the image-tester does (report first, then the
+    /// message when it passed).
+    pub async fn tested(&self, version_text: &str, a: &str, commit: &Commit, failed: &[&str]) {
+        let report = self.write_report(version_text, a, commit, failed);
+        if failed.is_empty() {
+            let id = uuid::Uuid::new_v4();
+            self.publisher
+                .publish(&Outgoing::new(id, &ImageTestsPassed(report)))
+                .await
+                .expect("tests.passed published");
+        }
+    }
+
+    /// A nightly whose every arch passed, except `failing` (arch, test).
+    pub async fn nightly_tested(
+        &self,
+        version_text: &str,
+        failing: Option<(&str, &str)>,
+    ) -> BTreeMap<Arch, Commit> {
+        let commits = self.nightly(version_text);
+        for (ar, commit) in &commits {
+            let failed: Vec<&str> = failing
+                .filter(|(a, _)| *a == ar.as_str())
+                .map(|(_, t)| t)
+                .into_iter()
+                .collect();
+            self.tested(version_text, ar.as_str(), commit, &failed)
+                .await;
+        }
+        commits
+    }
+
+    pub async fn vote(&self, voter: &BrokerUser, version_text: &str, karma: i8) {
+        let body = KarmaSubmitted {
+            stream: stream(),
+            version: version(version_text),
+            user: voter.name.clone(),
+            karma,
+            comment: Some("tested on my laptop".into()),
+        };
+        let publisher = voter.publisher(&self.settings).await;
+        publisher
+            .publish_as(
+                &Outgoing::new(uuid::Uuid::new_v4(), &body),
+                voter.name.as_str(),
+            )
+            .await
+            .expect("vote published");
+        publisher.close().await;
+    }
+
+    /// Publishes an override of `M` (block, release, hold, ...) as `operator`.
+    pub async fn override_as<M: messages::Message>(&self, operator: &BrokerUser, body: M) {
+        let publisher = operator.publisher(&self.settings).await;
+        publisher
+            .publish_as(
+                &Outgoing::new(uuid::Uuid::new_v4(), &body),
+                operator.name.as_str(),
+            )
+            .await
+            .expect("override published");
+        publisher.close().await;
+    }
+
+    pub fn override_body(
+        &self,
+        operator: &BrokerUser,
+        version_text: Option<&str>,
+        reason: &str,
+    ) -> Override {
+        Override {
+            stream: stream(),
+            version: version_text.map(version),
+            reason: reason.to_owned(),
+            operator: operator.name.clone(),
+            expires: None,
+        }
+    }
+
+    /// The tick of the period starting at `period`, as the release timer publishes it.
+    pub async fn tick(&self, period: &str) -> Outgoing {
+        let scheduled: DateTime<Utc> = period.parse().unwrap();
+        let message = release_timer::tick_message(&stream(), scheduled, Utc::now(), None);
+        self.publish(&message).await;
+        message
+    }
+
+    pub async fn publish(&self, message: &Outgoing) {
+        self.publisher.publish(message).await.expect("published");
+    }
+
+    pub fn release_commit(&self, a: &str) -> Option<Commit> {
+        self.repo
+            .rev_parse(&release_ref(a))
+            .expect("ostree rev-parse")
+    }
+
+    pub fn audit_log(&self) -> Vec<releaser::overrides::AuditEntry> {
+        releaser::overrides::read_log(&self.store, &stream()).unwrap()
+    }
+
+    pub fn release_dir(&self, version_text: &str) -> PathBuf {
+        self.store.release_dir(&stream(), &version(version_text))
+    }
+
+    /// Stops the consumers and deletes the test's queues and exchange.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await.expect("consumer task ends cleanly");
+        }
+        self.publisher.close().await;
+        self.bus.cleanup().await;
+    }
+}
+
+/// The recorded messages whose topic ends with `topic`.
+pub fn of_topic<'a>(lines: &'a [RecordLine], topic: &str) -> Vec<&'a RecordLine> {
+    lines.iter().filter(|l| l.topic.ends_with(topic)).collect()
+}
+
+/// Waits until at least `count` messages of `topic` were recorded; returns them.
+pub async fn wait_topic(watch: &mut Watch, topic: &str, count: usize) -> Vec<RecordLine> {
+    let until = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = watch.wait_for(0, Duration::ZERO).await.to_vec();
+        let matching: Vec<RecordLine> = of_topic(&seen, topic).into_iter().cloned().collect();
+        if matching.len() >= count || tokio::time::Instant::now() > until {
+            return matching;
+        }
+        watch
+            .wait_for(seen.len() + 1, Duration::from_millis(500))
+            .await;
+    }
+}
+
+/// Waits for a dead letter of `consumer` whose reason contains `text`.
+pub async fn dead_letter_with(
+    p: &Pipeline,
+    consumer: &str,
+    text: &str,
+) -> bus::dead_letters::DeadLetter {
+    let until = std::time::Instant::now() + WAIT;
+    loop {
+        let letters = p.bus.dead_letters(consumer).await;
+        if let Some(letter) = letters.iter().find(|l| l.reason.contains(text)) {
+            return letter.clone();
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no dead letter of {consumer} says {text:?}; found {:?}",
+            letters.iter().map(|l| &l.reason).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
