@@ -4,70 +4,28 @@
 //! exactly what was recorded.
 //!
 //! The reference client is `$FM_BIN`, else `fedora-messaging` on PATH, else
-//! `/tmp/fmvenv/bin/fedora-messaging` (`.ci/run` installs it into a virtualenv). Every test
-//! declares its own exchange and queues, named with a fresh UUID, and deletes them at the end.
+//! `/tmp/fmvenv/bin/fedora-messaging` (`.ci/run` installs it into a virtualenv).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use bus::{Outcome, Publisher, Step};
-use chrono::Utc;
+use bus::{Outcome, Step};
 use messages::schema;
 use messages::{
     Incoming, KarmaSubmitted, Message, Outgoing, Override, OverrideBlock, PungiComposeOstree,
     RecordLine, TreeComposed, derived_id,
 };
-use serde_json::{Value, json};
-use settings::Settings;
+use serde_json::Value;
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2F";
-/// Long enough for a slow CI machine; every wait polls a condition and stops early.
-const DEADLINE: Duration = Duration::from_secs(60);
-const PREFIX: &str = "org.fedoraproject.test";
-
-fn fm_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("FM_BIN") {
-        return PathBuf::from(path);
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("fedora-messaging"))
-            .find(|candidate| candidate.is_file())
-    });
-    on_path.unwrap_or_else(|| PathBuf::from("/tmp/fmvenv/bin/fedora-messaging"))
-}
-
-/// The Python that runs the reference client (its venv's, so pika is importable).
-fn fm_python() -> PathBuf {
-    let bin = fm_bin();
-    let sibling = bin.with_file_name("python");
-    if sibling.is_file() {
-        sibling
-    } else {
-        PathBuf::from("python3")
-    }
-}
-
-/// Declares or deletes broker objects with pika, the reference client's own AMQP library,
-/// so a test can set up an exchange before any client binds to it.
-const ADMIN_PY: &str = r#"
-import sys, pika
-op, url, exchange, *queues = sys.argv[1:]
-connection = pika.BlockingConnection(pika.URLParameters(url))
-for queue in queues:
-    connection.channel().queue_delete(queue)
-if op == "declare":
-    connection.channel().exchange_declare(exchange, exchange_type="topic", durable=True)
-else:
-    connection.channel().exchange_delete(exchange)
-connection.close()
-"#;
+use common::*;
 
 /// A fedora-messaging callback that writes what the reference client saw, properties
 /// included, and stops after `FORTNIGHT_TEST_LIMIT` messages.
@@ -90,295 +48,6 @@ def callback(message):
     if len(seen) >= int(os.environ["FORTNIGHT_TEST_LIMIT"]):
         raise exceptions.HaltConsumer(exit_code=0, requeue=False)
 "#;
-
-/// One test's private corner of the broker and the file system.
-struct Env {
-    id: String,
-    exchange: String,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    settings: Settings,
-    /// Queues to delete at the end (auto-deleted ones need not be listed).
-    queues: Mutex<Vec<String>>,
-}
-
-impl Env {
-    fn new() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let exchange = format!("fortnight.test.{id}");
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("fortnight.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-amqp_url = "{AMQP_URL}"
-publish_exchange = "{exchange}"
-topic_prefix = "{PREFIX}"
-[store]
-root = "{root}"
-[consumers.interop-probe]
-queue = "fortnight.test.{id}.probe"
-retry_delays_seconds = [1]
-[streams.f43]
-arches = ["x86_64"]
-input_refs = {{ x86_64 = "fedora/43/x86_64/updates/atomic-host" }}
-ostree_repo = "{root}/repo"
-formats = ["qcow2"]
-"#,
-                root = dir.path().display()
-            ),
-        )
-        .unwrap();
-        let settings = Settings::from_toml(&std::fs::read_to_string(&config).unwrap()).unwrap();
-        let env = Self {
-            id,
-            exchange,
-            dir,
-            config,
-            settings,
-            queues: Mutex::new(Vec::new()),
-        };
-        env.admin("declare", &[]);
-        env
-    }
-
-    fn admin(&self, op: &str, queues: &[String]) {
-        let output = Command::new(fm_python())
-            .args(["-c", ADMIN_PY, op, AMQP_URL, &self.exchange])
-            .args(queues)
-            .output()
-            .expect("run the reference client's python");
-        assert!(
-            output.status.success(),
-            "pika {op} failed: {}",
-            text(&output.stderr)
-        );
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A fedora-messaging config with one auto-deleted queue bound to `#` on the exchange.
-    /// `topic_prefix` stays empty: a recorded topic already carries its prefix.
-    fn fm_config(&self, name: &str) -> (PathBuf, String) {
-        let queue = format!("fortnight.test.{}.{name}", self.id);
-        let path = self.path(&format!("{name}.fm.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                r##"
-amqp_url = "{AMQP_URL}"
-publish_exchange = "{exchange}"
-topic_prefix = ""
-passive_declares = false
-[client_properties]
-app = "fortnight-interop-{name}"
-[exchanges."{exchange}"]
-type = "topic"
-durable = true
-auto_delete = false
-arguments = {{}}
-[queues."{queue}"]
-durable = false
-auto_delete = true
-exclusive = false
-arguments = {{}}
-[[bindings]]
-queue = "{queue}"
-exchange = "{exchange}"
-routing_keys = ["#"]
-[qos]
-prefetch_size = 0
-prefetch_count = 10
-"##,
-                exchange = self.exchange
-            ),
-        )
-        .unwrap();
-        self.queues.lock().unwrap().push(queue.clone());
-        (path, queue)
-    }
-
-    fn fm(&self, config: &Path) -> Command {
-        let mut command = Command::new(fm_bin());
-        command
-            .env("FEDORA_MESSAGING_CONF", config)
-            .arg("--conf")
-            .arg(config);
-        command
-    }
-
-    fn fortnight(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fortnight"));
-        command
-            .arg("--config")
-            .arg(&self.config)
-            .env("FORTNIGHT_LOG", "info");
-        command
-    }
-
-    /// Waits until `queue` is bound to this test's exchange.
-    fn wait_for_binding(&self, queue: &str) {
-        wait_until("the queue to be bound", || {
-            let output = Command::new("rabbitmqctl")
-                .args(["-q", "list_bindings", "source_name", "destination_name"])
-                .output()
-                .expect("run rabbitmqctl");
-            text(&output.stdout).lines().any(|line| {
-                let mut fields = line.split('\t');
-                fields.next() == Some(&self.exchange) && fields.next() == Some(queue)
-            })
-        });
-    }
-
-    /// Starts `fortnight record FILE --limit N` and waits until it is subscribed.
-    fn start_record(&self, file: &Path, limit: usize) -> Recorder {
-        let mut child = self
-            .fortnight()
-            .args(["record", "--limit", &limit.to_string()])
-            .arg(file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (lines, seen) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let collected = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                collected.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = lines.send(line);
-            }
-        });
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match seen.recv_timeout(left) {
-                Ok(line) if line.contains("recording started") => break,
-                Ok(_) => {}
-                Err(_) => panic!("fortnight record did not start: {}", log.lock().unwrap()),
-            }
-        }
-        Recorder { child, log }
-    }
-
-    async fn publisher(&self) -> Publisher {
-        Publisher::connect(&self.settings, "fortnight-interop-test")
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let queues = self.queues.lock().map(|q| q.clone()).unwrap_or_default();
-        self.admin("delete", &queues);
-    }
-}
-
-struct Recorder {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Recorder {
-    fn finish(mut self) {
-        let status = wait_child(&mut self.child, "fortnight record");
-        assert!(
-            status.success(),
-            "fortnight record failed: {}",
-            self.log.lock().unwrap()
-        );
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn wait_child(child: &mut Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn run_ok(command: &mut Command, what: &str) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}): {}{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    output
-}
-
-fn read_records(path: &Path) -> Vec<RecordLine> {
-    RecordLine::parse_all(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn write_records(path: &Path, records: &[RecordLine]) {
-    let lines: String = records
-        .iter()
-        .map(|r| format!("{}\n", r.to_line()))
-        .collect();
-    std::fs::write(path, lines).unwrap();
-}
-
-fn tree_composed(n: u32) -> TreeComposed {
-    serde_json::from_value(json!({
-        "arch": "x86_64",
-        "tree": {
-            "ref": "fedora/43/x86_64/updates/atomic-host",
-            "commit": format!("{n:064x}"),
-            "repo": "/srv/fortnight/ostree/repo"
-        },
-        "version": format!("43.20261127.{n}")
-    }))
-    .unwrap()
-}
-
-/// A record line for a typed message, validated against its checked-in schema.
-fn record_of<M: Message>(message: &M, topic: String) -> RecordLine {
-    let outgoing = Outgoing::new(uuid::Uuid::new_v4(), message);
-    let body = Value::Object(outgoing.body.clone());
-    schema::validate(M::TOPIC, &body).unwrap();
-    RecordLine {
-        body,
-        headers: outgoing.headers(Utc::now()),
-        id: Some(outgoing.id.to_string()),
-        priority: Some(0),
-        queue: None,
-        topic,
-    }
-}
-
-fn without_queue(mut record: RecordLine) -> RecordLine {
-    record.queue = None;
-    record
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_headers() {
@@ -501,7 +170,7 @@ struct Probe {
 }
 
 impl Step for Probe {
-    const NAME: &'static str = "interop-probe";
+    const NAME: &'static str = "test-probe";
 
     fn topics(&self) -> Vec<String> {
         vec![PungiComposeOstree::TOPIC.to_owned()]
@@ -517,19 +186,7 @@ impl Step for Probe {
 async fn fedora_messaging_publish_is_handled_by_a_fortnight_consumer() {
     let env = Env::new();
     let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let probe = Arc::new(Probe { received: sender });
-    let topology = bus::topology::Topology::new(&env.settings, Probe::NAME, &probe.topics());
-    env.queues.lock().unwrap().extend(topology.queues());
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let settings = env.settings.clone();
-    let consumer = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        bus::run(&settings, probe, shutdown).await
-    });
-    env.wait_for_binding(&topology.queue);
+    let consumer = env.start_consumer(Probe { received: sender });
 
     // Fedora's own message, as `fedora-messaging record` captured it, under this test's prefix.
     let fixture = std::fs::read_to_string(
@@ -561,12 +218,7 @@ async fn fedora_messaging_publish_is_handled_by_a_fortnight_consumer() {
     assert_eq!(body.ostree_ref, "fedora/28/x86_64/atomic-host");
     assert_eq!(Value::Object(message.body.clone()), record.body);
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(DEADLINE, consumer)
-        .await
-        .expect("the consumer did not stop")
-        .unwrap()
-        .unwrap();
+    consumer.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
