@@ -45,6 +45,18 @@ enum Command {
     /// Write or check the JSON Schemas of Fortnight's topics (schemas/).
     #[command(subcommand)]
     Schemas(commands::schemas::Command),
+    /// Vote on a candidate: +1 (works), 0, -1 (broken); signed as your broker user.
+    Vote(commands::vote::Args),
+    /// Block, unblock or force-release a candidate; hold or unhold a stream.
+    #[command(subcommand)]
+    Override(commands::override_::Command),
+    /// Fire a stream's two-week tick by hand.
+    #[command(subcommand)]
+    Timer(commands::timer::Command),
+    /// Current releases, candidates with each gate's state, overrides in force.
+    Status(commands::status::Args),
+    /// Why one candidate is or is not releasable.
+    Explain(commands::explain::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +69,11 @@ fn main() -> ExitCode {
             Command::Record(args) => commands::record::run(&config, args).await,
             Command::Replay(args) => commands::replay::run(&config, args).await,
             Command::DeadLetters(command) => commands::dead_letters::run(&config, command).await,
+            Command::Vote(args) => commands::vote::run(&config, args).await,
+            Command::Override(command) => commands::override_::run(&config, command).await,
+            Command::Timer(command) => commands::timer::run(&config, command).await,
+            Command::Status(args) => commands::status::run(&config, args).await,
+            Command::Explain(args) => commands::explain::run(&config, args).await,
             Command::Schemas(command) => commands::schemas::run(command),
         }
     });

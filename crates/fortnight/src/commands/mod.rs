@@ -9,10 +9,15 @@ use messages::RecordLine;
 use settings::Settings;
 
 pub mod dead_letters;
+pub mod explain;
+pub mod override_;
 pub mod publish;
 pub mod record;
 pub mod replay;
 pub mod schemas;
+pub mod status;
+pub mod timer;
+pub mod vote;
 
 /// The name the CLI's connections carry in the broker's connection list.
 pub const CONNECTION_NAME: &str = "fortnight-cli";

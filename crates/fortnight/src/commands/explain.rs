@@ -1,0 +1,87 @@
+//! `fortnight explain STREAM VERSION`: every gate of one candidate and whether the next tick
+//! would release it, from the releaser's own decision code.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use messages::{Stream, Version};
+use releaser::{Decision, HumanGate, Verdict, decide};
+use store::Store;
+
+use super::status::read_view;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub stream: Stream,
+    pub version: Version,
+}
+
+pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCode> {
+    let settings = super::load_settings(config)?;
+    let store = Store::open(&settings.store.root).context("cannot open the store")?;
+    let view = read_view(&settings, &store, &args.stream)?;
+    let (stream_settings, twoweek) =
+        releaser::twoweek_stream(&settings, &args.stream).map_err(anyhow::Error::msg)?;
+    let Some(candidate) = view.candidate(&args.version) else {
+        bail!(
+            "{} has no candidate {} in the store ({}); see `fortnight status {}`",
+            args.stream,
+            args.version,
+            store.version_dir(&args.stream, &args.version).display(),
+            args.stream
+        );
+    };
+    let verdict = Verdict::of(&view, candidate, stream_settings, twoweek.karma_required);
+    println!("{} {}", args.stream, args.version);
+    if verdict.autotest.is_empty() {
+        println!("  automated tests: passed on every arch");
+    } else {
+        println!("  automated tests: {}", verdict.autotest.join("; "));
+    }
+    let votes = candidate
+        .tally
+        .votes
+        .iter()
+        .map(|v| format!("{} {:+}", v.user, v.karma))
+        .collect::<Vec<_>>();
+    println!(
+        "  karma: {:+} from [{}]",
+        candidate.tally.karma,
+        votes.join(", ")
+    );
+    match &verdict.human {
+        HumanGate::Passed => println!("  human testing: passed"),
+        HumanGate::Failed(reason) => println!("  human testing: {reason}"),
+        HumanGate::Advisory(reason) => println!(
+            "  human testing: advisory for this stream{}",
+            reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+    }
+    match &verdict.blocked {
+        Some(block) => println!("  blocked {}", block.describe()),
+        None => println!("  not blocked"),
+    }
+    if let Some(current) = &verdict.not_newer_than {
+        println!("  not newer than the current release {current}");
+    }
+    let reasons = verdict.reasons();
+    let (decision, _) = decide(&view, stream_settings, twoweek.karma_required);
+    match decision {
+        _ if !reasons.is_empty() => println!("not releasable: {}", reasons.join("; ")),
+        Decision::Release(chosen) if chosen == args.version => {
+            println!("releasable: the next tick releases it")
+        }
+        Decision::Release(chosen) => {
+            println!("releasable, but the next tick releases the newer {chosen}")
+        }
+        Decision::Held(hold) => println!(
+            "releasable once the stream's hold is lifted ({})",
+            hold.describe()
+        ),
+        Decision::Nothing => println!("releasable"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

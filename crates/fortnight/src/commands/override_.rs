@@ -1,0 +1,151 @@
+//! `fortnight override block|unblock|release|hold|unhold`: steer the releaser. Each override
+//! carries a reason, the operator (signed with the broker-checked `user_id`) and an optional
+//! expiry; the releaser keeps every one in the stream's audit log.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use chrono::{DateTime, TimeDelta, Utc};
+use messages::{
+    Message, Override, OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock,
+    OverrideUnhold, Stream, Version,
+};
+
+use super::vote::{Identity, publish_signed};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Keep a candidate from being released.
+    Block(Candidate),
+    /// Lift a block.
+    Unblock(Candidate),
+    /// Release a candidate now, even when its gates failed (recorded as forced).
+    Release(Candidate),
+    /// Stop the stream's releases until unhold (or the expiry).
+    Hold(Whole),
+    Unhold(Whole),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Candidate {
+    pub stream: Stream,
+    pub version: Version,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Whole {
+    pub stream: Stream,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Why; shown in skip reasons, `fortnight status` and the audit log.
+    #[arg(long, required = true)]
+    pub reason: String,
+    /// When the override lapses: an RFC 3339 time, or a delay such as `12h` or `7d`.
+    #[arg(long, value_parser = parse_expiry)]
+    pub expires: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub identity: Identity,
+}
+
+fn parse_expiry(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let amount: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a delay like 12h or 7d"))?;
+    let delay = match unit {
+        "h" => TimeDelta::try_hours(amount),
+        "d" => TimeDelta::try_days(amount),
+        _ => None,
+    }
+    .filter(|d| *d > TimeDelta::zero())
+    .ok_or_else(|| format!("{text:?}: a delay is a positive number of hours (h) or days (d)"))?;
+    Ok(Utc::now() + delay)
+}
+
+async fn send<M: Message>(
+    settings: &settings::Settings,
+    body: M,
+    what: &Override,
+) -> anyhow::Result<ExitCode> {
+    let message = publish_signed(settings, &body, &what.operator).await?;
+    let until = what
+        .expires
+        .map(|t| format!(" until {}", t.to_rfc3339()))
+        .unwrap_or_default();
+    println!(
+        "{} for {}{} sent by {}{until} (message {}); see `fortnight status {}`",
+        M::TOPIC,
+        what.stream,
+        what.version
+            .as_ref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default(),
+        what.operator,
+        message.id,
+        what.stream
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(config: &std::path::Path, command: Command) -> anyhow::Result<ExitCode> {
+    let settings = super::load_settings(config)?;
+    let (stream, version, common) = match &command {
+        Command::Block(c) | Command::Unblock(c) | Command::Release(c) => {
+            (&c.stream, Some(c.version.clone()), &c.common)
+        }
+        Command::Hold(w) | Command::Unhold(w) => (&w.stream, None, &w.common),
+    };
+    if let Err(reason) = releaser::twoweek_stream(&settings, stream) {
+        bail!("{reason}");
+    }
+    let operator = common.identity.resolve(&settings)?;
+    if !settings.operators.contains(&operator) {
+        bail!(
+            "{operator} is not in `operators` of the configuration, so the releaser would refuse the override"
+        );
+    }
+    if common.reason.trim().is_empty() {
+        bail!("--reason must say why");
+    }
+    let body = Override {
+        stream: stream.clone(),
+        version,
+        reason: common.reason.clone(),
+        operator,
+        expires: common.expires,
+    };
+    match command {
+        Command::Block(_) => send(&settings, OverrideBlock(body.clone()), &body).await,
+        Command::Unblock(_) => send(&settings, OverrideUnblock(body.clone()), &body).await,
+        Command::Release(_) => send(&settings, OverrideRelease(body.clone()), &body).await,
+        Command::Hold(_) => send(&settings, OverrideHold(body.clone()), &body).await,
+        Command::Unhold(_) => send(&settings, OverrideUnhold(body.clone()), &body).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_a_time_or_a_positive_delay() {
+        assert_eq!(
+            parse_expiry("2026-12-01T00:00:00Z").unwrap(),
+            "2026-12-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        let in_a_week = parse_expiry("7d").unwrap() - Utc::now();
+        assert!((TimeDelta::days(7) - in_a_week).num_seconds().abs() < 5);
+        assert!(parse_expiry("0d").is_err());
+        assert!(parse_expiry("7w").is_err());
+        assert!(parse_expiry("soon").is_err());
+    }
+}

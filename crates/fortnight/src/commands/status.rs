@@ -1,0 +1,122 @@
+//! `fortnight status [STREAM]`: each stream's current release and its age, the candidates
+//! newer than it with the state of every gate, and the overrides in force. Read from the store
+//! with the releaser's own decision code, so it says what the next tick would do.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use messages::Stream;
+use releaser::{Decision, StreamView, decide};
+use settings::Settings;
+use store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this stream (default: every stream with two-week releases).
+    pub stream: Option<Stream>,
+}
+
+/// "3 days", "5 hours", "12 minutes".
+pub fn human_age(seconds: i64) -> String {
+    let (amount, unit) = match seconds {
+        s if s >= 2 * 86_400 => (s / 86_400, "days"),
+        s if s >= 2 * 3600 => (s / 3600, "hours"),
+        s => (s / 60, "minutes"),
+    };
+    format!("{amount} {unit}")
+}
+
+/// Reads a stream as the releaser sees it now.
+pub fn read_view(
+    settings: &Settings,
+    store: &Store,
+    stream: &Stream,
+) -> anyhow::Result<StreamView> {
+    let (stream_settings, _) =
+        releaser::twoweek_stream(settings, stream).map_err(anyhow::Error::msg)?;
+    StreamView::read(store, stream, stream_settings, Utc::now()).with_context(|| {
+        format!(
+            "cannot read stream {stream} from the store at {}",
+            store.root().display()
+        )
+    })
+}
+
+fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::Result<()> {
+    let view = read_view(settings, store, stream)?;
+    let (stream_settings, twoweek) =
+        releaser::twoweek_stream(settings, stream).map_err(anyhow::Error::msg)?;
+    match (&view.current, view.current_age_seconds()) {
+        (Some((version, _)), Some(age)) => println!(
+            "{stream}: current release {version}, {} old",
+            human_age(age)
+        ),
+        (Some((version, _)), None) => {
+            println!("{stream}: current release {version} (no release.json)")
+        }
+        (None, _) => println!("{stream}: nothing released yet"),
+    }
+    match &view.overrides.hold {
+        Some(hold) => println!("  ON HOLD {}", hold.describe()),
+        None => println!("  not on hold"),
+    }
+    for (version, block) in &view.overrides.blocks {
+        println!("  {version} blocked {}", block.describe());
+    }
+    let (decision, verdicts) = decide(&view, stream_settings, twoweek.karma_required);
+    if verdicts.is_empty() {
+        println!("  no candidate newer than the current release");
+    }
+    for verdict in &verdicts {
+        let reasons = verdict.reasons();
+        let state = if reasons.is_empty() {
+            "eligible".to_owned()
+        } else {
+            reasons.join("; ")
+        };
+        let karma = view
+            .candidate(&verdict.version)
+            .map_or(0, |c| c.tally.karma);
+        println!("  {}  karma {karma:+}  {state}", verdict.version);
+    }
+    match decision {
+        Decision::Release(version) => println!("  next tick releases {version}"),
+        Decision::Held(_) => println!("  next tick releases nothing: the stream is on hold"),
+        Decision::Nothing => println!("  next tick releases nothing eligible"),
+    }
+    Ok(())
+}
+
+pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCode> {
+    let settings = super::load_settings(config)?;
+    let store = Store::open(&settings.store.root).context("cannot open the store")?;
+    let streams: Vec<Stream> = match args.stream {
+        Some(stream) => vec![stream],
+        None => settings
+            .streams
+            .iter()
+            .filter(|(_, s)| s.twoweek.is_some())
+            .map(|(name, _)| name.clone())
+            .collect(),
+    };
+    if streams.is_empty() {
+        bail!("no stream has two-week releases ([streams.<name>.twoweek] in the configuration)");
+    }
+    for stream in &streams {
+        print_stream(&settings, &store, stream)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(human_age(20 * 86_400 + 5), "20 days");
+        assert_eq!(human_age(86_400), "24 hours");
+        assert_eq!(human_age(600), "10 minutes");
+    }
+}

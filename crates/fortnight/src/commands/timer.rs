@@ -1,0 +1,33 @@
+//! `fortnight timer fire STREAM`: publish the stream's two-week tick now, for its current
+//! period. The releaser still releases at most once per period, so this retries a tick; to
+//! release outside the schedule use `fortnight override release`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use messages::Stream;
+
+use super::vote::Identity;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Publish the tick of the stream's current period, signed by you.
+    Fire {
+        stream: Stream,
+        #[command(flatten)]
+        identity: Identity,
+    },
+}
+
+pub async fn run(config: &std::path::Path, command: Command) -> anyhow::Result<ExitCode> {
+    let settings = super::load_settings(config)?;
+    let Command::Fire { stream, identity } = command;
+    let operator = identity.resolve(&settings)?;
+    let publisher = bus::Publisher::connect(&settings, super::CONNECTION_NAME)
+        .await
+        .context("cannot connect to the broker (check amqp_url and [tls] in the configuration)")?;
+    let fired = release_timer::fire_now(&settings, &stream, operator, &publisher).await?;
+    publisher.close().await;
+    println!("tick of {} for period {} sent", fired.stream, fired.period);
+    Ok(ExitCode::SUCCESS)
+}
