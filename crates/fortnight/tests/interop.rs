@@ -76,6 +76,19 @@ async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_heade
         &tree_composed(2),
         format!("{PREFIX}.{}", TreeComposed::TOPIC),
     );
+    // A file with a bad line publishes nothing, not even the good lines before it (were
+    // this one sent, the consumer below would see an id it does not expect).
+    let bad = env.path("bad.jsonl");
+    let early = record_of(&tree_composed(9), TreeComposed::TOPIC.to_owned());
+    std::fs::write(&bad, format!("{}\n{{\"topic\": \"x\"}}\n", early.to_line())).unwrap();
+    let output = env.fortnight().arg("publish").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("line 2"),
+        "{}",
+        text(&output.stderr)
+    );
+
     let file = env.path("publish.jsonl");
     write_records(&file, &[plain.clone(), prefixed.clone()]);
     run_ok(
@@ -287,11 +300,14 @@ async fn record_files_cross_between_fortnight_and_fedora_messaging() {
         assert_eq!(theirs.headers["fedora_messaging_schema"], "base.message");
     }
 
-    // 3. And back: `fortnight publish` takes fedora-messaging's file, unchanged.
+    // 3. And back: `fortnight publish` takes fedora-messaging's file, unchanged (from standard
+    // input this time).
     let third = env.path("fortnight-2.jsonl");
     let recorder = env.start_record(&third, 2);
     run_ok(
-        env.fortnight().arg("publish").arg(&second),
+        env.fortnight()
+            .args(["publish", "-"])
+            .stdin(std::fs::File::open(&second).unwrap()),
         "fortnight publish",
     );
     recorder.finish();
