@@ -45,6 +45,11 @@ enum Command {
     /// Write or check the JSON Schemas of Fortnight's topics (schemas/).
     #[command(subcommand)]
     Schemas(commands::schemas::Command),
+    /// Run every consumer and the release timer in one process (a single-host deployment).
+    Up(commands::up::Args),
+    /// Run the whole pipeline on this machine against the local RabbitMQ, from a scratch
+    /// OSTree repository to a released image set and its download page.
+    Demo(commands::demo::Args),
     /// Vote on a candidate: +1 (works), 0, -1 (broken); signed as your broker user.
     Vote(commands::vote::Args),
     /// Block, unblock or force-release a candidate; hold or unhold a stream.
@@ -69,6 +74,8 @@ fn main() -> ExitCode {
             Command::Record(args) => commands::record::run(&config, args).await,
             Command::Replay(args) => commands::replay::run(&config, args).await,
             Command::DeadLetters(command) => commands::dead_letters::run(&config, command).await,
+            Command::Up(args) => commands::up::run(&config, args).await,
+            Command::Demo(args) => commands::demo::run(&config, args).await,
             Command::Vote(args) => commands::vote::run(&config, args).await,
             Command::Override(command) => commands::override_::run(&config, command).await,
             Command::Timer(command) => commands::timer::run(&config, command).await,

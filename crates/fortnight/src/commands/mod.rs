@@ -9,6 +9,7 @@ use messages::RecordLine;
 use settings::Settings;
 
 pub mod dead_letters;
+pub mod demo;
 pub mod explain;
 pub mod override_;
 pub mod publish;
@@ -17,6 +18,7 @@ pub mod replay;
 pub mod schemas;
 pub mod status;
 pub mod timer;
+pub mod up;
 pub mod vote;
 
 /// The name the CLI's connections carry in the broker's connection list.
