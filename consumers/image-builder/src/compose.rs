@@ -264,6 +264,7 @@ impl ImageBuilder {
             Failure::Retry(reason) => Err(reason),
             Failure::Build { format, reason } => {
                 tracing::warn!(compose = %version, stream = %stream, arch = %arch, reason = %reason, "compose images refused");
+                staging.log(&format!("### refused: {reason}"));
                 staging
                     .keep_log(&self.store, candidate)
                     .await

@@ -342,6 +342,9 @@ impl ImageBuilder {
                 .install(&self.store, &candidate, tree.clone(), None)
                 .await?),
             Err(failure) => {
+                if let Failure::Build { reason, .. } = &failure {
+                    staging.log(&format!("### build failed: {reason}"));
+                }
                 staging.keep_log(&self.store, &candidate).await?;
                 Err(failure)
             }

@@ -1,0 +1,490 @@
+//! Trees to images to test results, through the real broker: the image-builder with the
+//! shipped recipes, the image-tester with the shipped suite.
+
+mod images_support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use image_builder::ImageBuilder;
+use image_tester::ImageTester;
+use images_support::*;
+use messages::{
+    ImageBuildFailed, ImageBuilt, ImageTestsFailed, ImageTestsPassed, PungiComposeOstree,
+    TestStatus, Tree, TreeComposed,
+};
+use std::sync::Arc;
+use store::{Store, Tier, checksum};
+use tests::TestBus;
+
+const REF_X86: &str = "fortnight/test/x86_64/atomic-host";
+const REF_ARM: &str = "fortnight/test/aarch64/atomic-host";
+
+fn pipeline(streams: &[StreamToml<'_>], extra: &str) -> TestBus {
+    let mut config: String = streams.iter().map(StreamToml::render).collect();
+    config.push_str(extra);
+    TestBus::with_config(&config)
+        .consumer("image-builder", "")
+        .consumer("image-tester", "")
+}
+
+fn tree_composed(
+    work: &Work,
+    tree_ref: &str,
+    arch: &str,
+    commit: &messages::Commit,
+) -> TreeComposed {
+    TreeComposed {
+        arch: arch.parse().unwrap(),
+        tree: Tree {
+            ostree_ref: tree_ref.parse().unwrap(),
+            commit: commit.clone(),
+            repo: work.repo.path().display().to_string(),
+        },
+        version: None,
+        compose_id: None,
+        force: false,
+    }
+}
+
+async fn start_both(bus: &TestBus) -> (Running, Running) {
+    let settings = Arc::new(bus.settings());
+    let builder = Running::start(bus, ImageBuilder::new(settings.clone()).unwrap());
+    let tester = Running::start(bus, ImageTester::new(settings).unwrap());
+    wait_consuming(&bus.queue("image-builder"), 1).await;
+    wait_consuming(&bus.queue("image-tester"), 1).await;
+    (builder, tester)
+}
+
+#[tokio::test]
+async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
+    let work = Work::new();
+    let commit = work.commit(REF_X86, "43.20261127.0", GOOD_TREE);
+    let stream = StreamToml {
+        name: "img",
+        arches: &[("x86_64", REF_X86)],
+        repo: work.repo.path(),
+        formats: &["qcow2", "raw.xz"],
+        recipes: &[
+            ("qcow2", shipped_recipe("qcow2")),
+            ("raw.xz", shipped_recipe("raw.xz")),
+        ],
+        suite: Some(shipped_suite()),
+        extra: "",
+    };
+    let bus = pipeline(&[stream], "");
+    let mut watch = bus
+        .watch(&[
+            "fortnight.image.built",
+            "fortnight.image.tests.passed",
+            "fortnight.image.tests.failed",
+        ])
+        .await;
+    let (builder, tester) = start_both(&bus).await;
+
+    publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
+    let seen = watch.wait_for(2, WAIT).await.to_vec();
+    let built: Vec<ImageBuilt> = bodies(&seen);
+    let passed: Vec<ImageTestsPassed> = bodies(&seen);
+    assert_eq!(built.len(), 1, "{seen:?}");
+    assert_eq!(passed.len(), 1, "tests did not pass: {seen:?}");
+
+    let built = &built[0];
+    assert_eq!(
+        built.version.as_str(),
+        "43.20261127.0",
+        "version read from the commit metadata"
+    );
+    assert_eq!(built.tree.commit, commit);
+    let store = Store::open(bus.store_root()).unwrap();
+    let sums =
+        checksum::read(&store.checksum_path(&built.stream, &built.version, &built.arch)).unwrap();
+    assert_eq!(sums.len(), 2);
+    for image in &built.images {
+        let path = store.resolve(&image.path).unwrap();
+        let out = Command::new("sha256sum").arg(&path).output().unwrap();
+        let real = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            real.split_whitespace().next(),
+            Some(image.sha256.as_str()),
+            "{}",
+            image.path
+        );
+        let name = path.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        assert_eq!(sums[&name], image.sha256, "CHECKSUM line for {name}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), image.size);
+    }
+    let qcow2 = built
+        .images
+        .iter()
+        .find(|i| i.format.as_str() == "qcow2")
+        .unwrap();
+    let check = Command::new("qemu-img")
+        .args(["check", "-f", "qcow2"])
+        .arg(store.resolve(&qcow2.path).unwrap())
+        .status()
+        .unwrap();
+    assert!(check.success(), "qemu-img check refuses the built qcow2");
+
+    let report = &passed[0].0;
+    assert!(report.failed.is_empty());
+    let status = |name: &str, format: &str| {
+        report
+            .tests
+            .iter()
+            .find(|t| t.name == name && t.format.as_str() == format)
+            .unwrap_or_else(|| panic!("no {name} on {format} in {report:?}"))
+    };
+    for (name, format) in [
+        ("qemu-img-check", "qcow2"),
+        ("checksum", "raw.xz"),
+        ("filesystem", "qcow2"),
+        ("filesystem", "raw.xz"),
+        ("image-format", "raw.xz"),
+    ] {
+        assert_eq!(
+            status(name, format).status,
+            TestStatus::Passed,
+            "{name} on {format}"
+        );
+    }
+    let boot = status("boot", "qcow2");
+    assert_eq!(boot.status, TestStatus::Skipped);
+    assert!(
+        boot.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no kernel"),
+        "{boot:?}"
+    );
+    assert!(store.resolve(&boot.log).unwrap().is_file(), "boot log kept");
+    let tests_json = store
+        .read_tests(&built.stream, &built.version, &built.arch)
+        .unwrap()
+        .unwrap();
+    assert_eq!(&tests_json, report);
+    let junit =
+        std::fs::read_to_string(store.junit_path(&built.stream, &built.version, &built.arch))
+            .unwrap();
+    assert!(
+        junit.contains("<skipped message=\"skipped: the tree has no kernel"),
+        "{junit}"
+    );
+    assert_eq!(
+        store
+            .list_versions(&built.stream, Tier::PassedAutotest)
+            .unwrap(),
+        vec![built.version.clone()]
+    );
+
+    builder.stop().await;
+    tester.stop().await;
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_tree_that_breaks_a_gating_test_fails_naming_the_test() {
+    let work = Work::new();
+    // No os-release: the gating filesystem test must refuse it.
+    let commit = work.commit(
+        REF_X86,
+        "43.20261127.1",
+        &[("usr/bin/rpm-ostree", "#!/bin/sh\n")],
+    );
+    let stream = StreamToml {
+        name: "img",
+        arches: &[("x86_64", REF_X86)],
+        repo: work.repo.path(),
+        formats: &["qcow2"],
+        recipes: &[("qcow2", shipped_recipe("qcow2"))],
+        suite: Some(shipped_suite()),
+        extra: "",
+    };
+    let bus = pipeline(&[stream], "");
+    let mut watch = bus
+        .watch(&[
+            "fortnight.image.tests.passed",
+            "fortnight.image.tests.failed",
+        ])
+        .await;
+    let (builder, tester) = start_both(&bus).await;
+
+    publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
+    let seen = watch.wait_for(1, WAIT).await.to_vec();
+    let failed: Vec<ImageTestsFailed> = bodies(&seen);
+    assert_eq!(failed.len(), 1, "{seen:?}");
+    let report = &failed[0].0;
+    assert_eq!(report.failed, vec!["filesystem".to_owned()]);
+    let test = report
+        .tests
+        .iter()
+        .find(|t| t.name == "filesystem")
+        .unwrap();
+    assert!(
+        test.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("os-release"),
+        "{test:?}"
+    );
+    let store = Store::open(bus.store_root()).unwrap();
+    assert!(
+        store
+            .list_versions(&report.stream, Tier::PassedAutotest)
+            .unwrap()
+            .is_empty()
+    );
+
+    builder.stop().await;
+    tester.stop().await;
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_same_pungi_tree_sent_three_times_builds_once() {
+    let work = Work::new();
+    let commit = work.commit(REF_X86, "43.20261127.2", GOOD_TREE);
+    let counter = work.dir.path().join("runs");
+    // Counts its runs, then builds with the shipped recipe.
+    let recipe = work.script(
+        "counting-qcow2",
+        &format!(
+            "echo run >> '{}'\nexec '{}'",
+            counter.display(),
+            shipped_recipe("qcow2").display()
+        ),
+    );
+    let stream = StreamToml {
+        name: "img",
+        arches: &[("x86_64", REF_X86)],
+        repo: work.repo.path(),
+        formats: &["qcow2"],
+        recipes: &[("qcow2", recipe)],
+        suite: None,
+        extra: "",
+    };
+    let bus = TestBus::with_config(&stream.render()).consumer("image-builder", "");
+    let mut watch = bus
+        .watch(&["fortnight.image.built", "fortnight.image.build.failed"])
+        .await;
+    let builder = Running::start(&bus, ImageBuilder::new(Arc::new(bus.settings())).unwrap());
+    wait_consuming(&bus.queue("image-builder"), 1).await;
+
+    let pungi = PungiComposeOstree {
+        arch: "x86_64".to_owned(),
+        ostree_ref: REF_X86.to_owned(),
+        commitid: Some(commit.to_string()),
+        variant: Some("AtomicHost".to_owned()),
+        compose_id: Some("Fedora-43-20261127.n.0".to_owned()),
+        location: None,
+        repo_path: None,
+        local_repo_path: Some(work.repo.path().display().to_string()),
+    };
+    // Every copy gets a new message id, as pungi's re-sends do.
+    for _ in 0..3 {
+        publish(&bus, &pungi).await;
+    }
+    let seen = watch.wait_for(1, WAIT).await.len();
+    assert_eq!(seen, 1);
+    // The other two copies must be consumed without a second build: wait until the queue is
+    // drained and acknowledged, then look for late duplicates.
+    let queue = bus.queue("image-builder");
+    let drained = tests::eventually(WAIT, || {
+        tests::broker::rabbitmqctl(&[
+            "list_queues",
+            "name",
+            "messages",
+            "--no-table-headers",
+            "--quiet",
+        ])
+        .is_ok_and(|out| {
+            out.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue.as_str(), "0"])
+        })
+    })
+    .await;
+    assert!(drained, "the builder never drained its queue");
+    let all = watch.settle(Duration::from_secs(3)).await;
+    let built: Vec<ImageBuilt> = bodies(all);
+    assert_eq!((all.len(), built.len()), (1, 1), "{all:?}");
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap(),
+        "run\n",
+        "the recipe ran more than once"
+    );
+
+    // An operator's replay with force builds again.
+    let mut forced = tree_composed(&work, REF_X86, "x86_64", &commit);
+    forced.force = true;
+    publish(&bus, &forced).await;
+    let all = watch.wait_for(2, WAIT).await;
+    assert_eq!(bodies::<ImageBuilt>(all).len(), 2);
+    assert_eq!(std::fs::read_to_string(&counter).unwrap(), "run\nrun\n");
+
+    builder.stop().await;
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test]
+async fn failing_hanging_and_silent_recipes_give_build_failed_and_leave_nothing_half_written() {
+    let work = Work::new();
+    let commit = work.commit(REF_X86, "43.20261127.3", GOOD_TREE);
+    let recipes = [
+        (
+            "fails",
+            work.script("fails", "echo 'mke2fs: no space left' >&2\nexit 3"),
+            "exit status 3",
+        ),
+        (
+            "hangs",
+            work.script(
+                "hangs",
+                "echo partial > \"$FORTNIGHT_OUTPUT_DIR/disk.qcow2\"\nsleep 300",
+            ),
+            "timed out after 2s",
+        ),
+        (
+            "silent",
+            work.script("silent", "echo 'nothing to do'"),
+            "wrote nothing",
+        ),
+    ];
+    // Three streams on the same ref: one tree event, three builds.
+    let per_stream: Vec<[(&str, std::path::PathBuf); 1]> = recipes
+        .iter()
+        .map(|(_, recipe, _)| [("qcow2", recipe.clone())])
+        .collect();
+    let streams: Vec<StreamToml<'_>> = recipes
+        .iter()
+        .zip(&per_stream)
+        .map(|((name, _, _), recipes)| StreamToml {
+            name,
+            arches: &[("x86_64", REF_X86)],
+            repo: work.repo.path(),
+            formats: &["qcow2"],
+            recipes,
+            suite: None,
+            extra: "",
+        })
+        .collect();
+    let mut config: String = streams.iter().map(StreamToml::render).collect();
+    config.push_str("\n[image_builder]\nrecipe_timeout_seconds = 2\n");
+    let bus = TestBus::with_config(&config).consumer("image-builder", "");
+    let mut watch = bus
+        .watch(&["fortnight.image.built", "fortnight.image.build.failed"])
+        .await;
+    let builder = Running::start(&bus, ImageBuilder::new(Arc::new(bus.settings())).unwrap());
+    wait_consuming(&bus.queue("image-builder"), 1).await;
+
+    publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
+    let seen = watch.wait_for(3, WAIT).await.to_vec();
+    let failed: Vec<ImageBuildFailed> = bodies(&seen);
+    assert_eq!((seen.len(), failed.len()), (3, 3), "{seen:?}");
+    let store = Store::open(bus.store_root()).unwrap();
+    for (name, _, reason) in &recipes {
+        let f = failed.iter().find(|f| f.stream.as_str() == *name).unwrap();
+        assert!(f.reason.contains(reason), "{name}: {}", f.reason);
+        assert_eq!(f.format.as_ref().map(|f| f.as_str()), Some("qcow2"));
+        let version = f.version.clone().expect("the version was known");
+        let arch_dir = store.arch_dir(&f.stream, &version, &f.arch);
+        let mut left: Vec<String> = std::fs::read_dir(&arch_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["logs"],
+            "{name}: only the build log may be left in {}",
+            arch_dir.display()
+        );
+        let log = std::fs::read_to_string(store.resolve(f.build_log.as_deref().unwrap()).unwrap())
+            .unwrap();
+        assert!(log.contains(reason), "{name}: log says why: {log}");
+    }
+    let fails = failed
+        .iter()
+        .find(|f| f.stream.as_str() == "fails")
+        .unwrap();
+    let log = std::fs::read_to_string(store.resolve(fails.build_log.as_deref().unwrap()).unwrap())
+        .unwrap();
+    assert!(
+        log.contains("mke2fs: no space left"),
+        "the recipe's own output is captured: {log}"
+    );
+
+    builder.stop().await;
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_arches_on_two_tester_replicas_reach_passed_autotest_exactly_once() {
+    let work = Work::new();
+    let stream = StreamToml {
+        name: "img",
+        arches: &[("x86_64", REF_X86), ("aarch64", REF_ARM)],
+        repo: work.repo.path(),
+        formats: &["qcow2"],
+        recipes: &[("qcow2", shipped_recipe("qcow2"))],
+        suite: Some(shipped_suite()),
+        extra: "",
+    };
+    let bus = pipeline(&[stream], "");
+    let mut watch = bus
+        .watch(&[
+            "fortnight.image.tests.passed",
+            "fortnight.image.tests.failed",
+        ])
+        .await;
+    let settings = Arc::new(bus.settings());
+    let builder = Running::start(&bus, ImageBuilder::new(settings.clone()).unwrap());
+    let replicas = [
+        Running::start(&bus, ImageTester::new(settings.clone()).unwrap()),
+        Running::start(&bus, ImageTester::new(settings).unwrap()),
+    ];
+    wait_consuming(&bus.queue("image-builder"), 1).await;
+    wait_consuming(&bus.queue("image-tester"), 2).await;
+
+    // Two candidates whose arches arrive in opposite orders.
+    let rounds = [
+        (
+            "43.20261127.10",
+            [("x86_64", REF_X86), ("aarch64", REF_ARM)],
+        ),
+        (
+            "43.20261127.11",
+            [("aarch64", REF_ARM), ("x86_64", REF_X86)],
+        ),
+    ];
+    for (version, order) in &rounds {
+        for (arch, tree_ref) in order {
+            let commit = work.commit(tree_ref, version, GOOD_TREE);
+            publish(&bus, &tree_composed(&work, tree_ref, arch, &commit)).await;
+        }
+    }
+    let seen = watch.wait_for(4, WAIT).await.to_vec();
+    let passed: Vec<ImageTestsPassed> = bodies(&seen);
+    assert_eq!(passed.len(), 4, "{seen:?}");
+    let store = Store::open(bus.store_root()).unwrap();
+    let stream = "img".parse().unwrap();
+    let promoted = std::fs::read_dir(store.tier_dir(&stream, Tier::PassedAutotest))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(
+        promoted,
+        rounds.iter().map(|(v, _)| (*v).to_owned()).collect(),
+        "one link per candidate, nothing else"
+    );
+
+    builder.stop().await;
+    for replica in replicas {
+        replica.stop().await;
+    }
+    watch.close().await;
+    bus.cleanup().await;
+}

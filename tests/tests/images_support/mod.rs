@@ -1,0 +1,203 @@
+//! The image pipeline against the real broker, real `ostree`, the shipped recipes and the
+//! shipped test suite: each test gets its own exchange and queues ([`TestBus`]), its own OSTree
+//! repository and recipes in a temporary directory, and runs the consumers in this process.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::Step;
+use messages::{Commit, Message, Outgoing, RecordLine, Ref};
+use ostree_cli::Repo;
+use tests::{TestBus, eventually};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Generous: a build plus the suite takes seconds, but CI machines are shared.
+pub const WAIT: Duration = Duration::from_secs(180);
+
+/// The repository's root (deploy/ lives there).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+pub fn shipped_recipe(format: &str) -> PathBuf {
+    workspace().join("deploy/recipes").join(format)
+}
+
+pub fn shipped_suite() -> PathBuf {
+    workspace().join("deploy/tests/atomic-host.toml")
+}
+
+/// A test's files outside the store: the OSTree repository, trees, recipes, composes.
+#[derive(Debug)]
+pub struct Work {
+    pub dir: tempfile::TempDir,
+    pub repo: Repo,
+}
+
+impl Work {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let repo = Repo::new(dir.path().join("repo"));
+        repo.init_archive().expect("ostree init");
+        Self { dir, repo }
+    }
+
+    /// Commits a tree made of `files` (path, content) onto `branch` with a `version`.
+    pub fn commit(&self, branch: &str, version: &str, files: &[(&str, &str)]) -> Commit {
+        let tree = self
+            .dir
+            .path()
+            .join(format!("tree-{}", uuid::Uuid::new_v4().simple()));
+        for (path, content) in files {
+            let path = tree.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        let branch: Ref = branch.parse().unwrap();
+        let commit = self
+            .repo
+            .commit(&branch, &tree, &[("version", version)])
+            .expect("ostree commit");
+        std::fs::remove_dir_all(tree).unwrap();
+        commit
+    }
+
+    /// An executable shell script in the work directory (a recipe or a test).
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+}
+
+/// A tree every gating test of the shipped suite accepts.
+pub const GOOD_TREE: &[(&str, &str)] = &[
+    (
+        "usr/lib/os-release",
+        "NAME=\"Fedora Linux\"\nID=fedora\nVERSION_ID=43\nVARIANT_ID=atomic.host\n",
+    ),
+    ("usr/bin/rpm-ostree", "#!/bin/sh\n"),
+    ("usr/etc/hostname", "localhost\n"),
+];
+
+/// `[streams.<name>]` TOML.
+pub struct StreamToml<'a> {
+    pub name: &'a str,
+    pub arches: &'a [(&'a str, &'a str)],
+    pub repo: &'a Path,
+    pub formats: &'a [&'a str],
+    pub recipes: &'a [(&'a str, PathBuf)],
+    pub suite: Option<PathBuf>,
+    pub extra: &'a str,
+}
+
+impl StreamToml<'_> {
+    pub fn render(&self) -> String {
+        let quote = |s: &str| format!("\"{s}\"");
+        let arches: Vec<_> = self.arches.iter().map(|(a, _)| quote(a)).collect();
+        let refs: Vec<_> = self
+            .arches
+            .iter()
+            .map(|(a, r)| format!("{a} = {}", quote(r)))
+            .collect();
+        let formats: Vec<_> = self.formats.iter().map(|f| quote(f)).collect();
+        let recipes: Vec<_> = self
+            .recipes
+            .iter()
+            .map(|(f, p)| format!("{} = {}", quote(f), quote(&p.display().to_string())))
+            .collect();
+        let mut text = format!(
+            "\n[streams.{}]\narches = [{}]\ninput_refs = {{ {} }}\nostree_repo = {}\nformats = [{}]\nrecipes = {{ {} }}\n",
+            self.name,
+            arches.join(", "),
+            refs.join(", "),
+            quote(&self.repo.display().to_string()),
+            formats.join(", "),
+            recipes.join(", "),
+        );
+        if let Some(suite) = &self.suite {
+            text.push_str(&format!(
+                "test_suite = {}\n",
+                quote(&suite.display().to_string())
+            ));
+        }
+        text.push_str(self.extra);
+        text.push('\n');
+        text
+    }
+}
+
+/// A consumer running in this process until [`Running::stop`].
+#[derive(Debug)]
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), bus::BusError>>,
+}
+
+impl Running {
+    pub fn start<S: Step>(bus: &TestBus, step: S) -> Self {
+        let settings = bus.settings();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            bus::run(&settings, Arc::new(step), async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("the consumer task does not panic")
+            .expect("the consumer stops cleanly");
+    }
+}
+
+/// Waits until `queue` has `consumers` consumers, so that published messages are routed.
+pub async fn wait_consuming(queue: &str, consumers: usize) {
+    let want = consumers.to_string();
+    let ok = eventually(WAIT, || {
+        tests::broker::rabbitmqctl(&[
+            "list_queues",
+            "name",
+            "consumers",
+            "--no-table-headers",
+            "--quiet",
+        ])
+        .is_ok_and(|out| {
+            out.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue, want.as_str()])
+        })
+    })
+    .await;
+    assert!(ok, "{queue} never had {consumers} consumers");
+}
+
+pub async fn publish<M: Message>(bus: &TestBus, body: &M) {
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Outgoing::new(uuid::Uuid::new_v4(), body))
+        .await
+        .expect("the broker confirms the message");
+}
+
+/// The recorded messages of one logical topic, parsed.
+pub fn bodies<M: Message>(lines: &[RecordLine]) -> Vec<M> {
+    lines
+        .iter()
+        .filter(|l| l.topic.ends_with(M::TOPIC))
+        .map(|l| serde_json::from_value(l.body.clone()).expect("a body of the topic's schema"))
+        .collect()
+}
