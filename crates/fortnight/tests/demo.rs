@@ -1,0 +1,331 @@
+//! `fortnight demo` end to end against the real RabbitMQ and ostree: what it released, the
+//! promoted refs, the page and JSON, and the messages as fedora-messaging's own consumer
+//! receives them. Then a second run in the same directory, and the advice when no broker
+//! answers.
+
+#[allow(unused_imports)] // the shared helpers import what other tests use
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::{ADMIN_PY, AMQP_URL, fm_bin, fm_python, text, wait_child, wait_until};
+use serde_json::Value;
+
+const RELEASED: &str = "43.20261125.0";
+
+/// Writes every message fedora-messaging delivers as one JSON line.
+const CALLBACK_PY: &str = r#"
+import json, os
+
+def callback(message):
+    with open(os.environ["FORTNIGHT_TEST_OUT"], "a") as out:
+        out.write(json.dumps({
+            "topic": message.topic, "id": message.id, "body": message.body,
+            "headers": message._properties.headers,
+        }) + "\n")
+"#;
+
+/// A fedora-messaging config whose auto-deleted queue takes everything on the exchange.
+fn fm_config(path: &Path, exchange: &str, queue: &str) {
+    std::fs::write(
+        path,
+        format!(
+            r##"
+amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2F"
+publish_exchange = "{exchange}"
+topic_prefix = ""
+passive_declares = false
+[client_properties]
+app = "fortnight-demo-test"
+[exchanges."{exchange}"]
+type = "topic"
+durable = true
+auto_delete = false
+arguments = {{}}
+[queues."{queue}"]
+durable = false
+auto_delete = true
+exclusive = false
+arguments = {{}}
+[[bindings]]
+queue = "{queue}"
+exchange = "{exchange}"
+routing_keys = ["#"]
+[qos]
+prefetch_size = 0
+prefetch_count = 10
+"##
+        ),
+    )
+    .unwrap();
+}
+
+fn is_bound(exchange: &str, queue: &str) -> bool {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "list_bindings", "source_name", "destination_name"])
+        .output()
+        .expect("run rabbitmqctl");
+    text(&output.stdout).lines().any(|line| {
+        let mut fields = line.split('\t');
+        fields.next() == Some(exchange) && fields.next() == Some(queue)
+    })
+}
+
+fn demo(dir: &Path, run_id: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fortnight"))
+        .args(["demo", "--timeout", "120", "--run-id", run_id, "--dir"])
+        .arg(dir)
+        .env("FORTNIGHT_LOG", "warn")
+        .env_remove("FORTNIGHT_AMQP_URL")
+        .output()
+        .expect("run fortnight demo")
+}
+
+fn ostree(repo: &Path, args: &[&str]) -> String {
+    let output = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(args)
+        .output()
+        .expect("run ostree");
+    assert!(
+        output.status.success(),
+        "ostree {args:?}: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout).trim().to_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+#[test]
+fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_all() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("demo");
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let exchange = format!("fortnight.demo.{run_id}");
+    let queue = format!("fortnight.demo-test.{run_id}");
+    let fm_conf = scratch.path().join("fm.toml");
+    fm_config(&fm_conf, &exchange, &queue);
+    let callback = scratch.path().join("callback.py");
+    std::fs::write(&callback, CALLBACK_PY).unwrap();
+    let seen = scratch.path().join("seen.jsonl");
+    // `fedora-messaging consume` binds but does not declare exchanges; the demo later
+    // declares the same durable topic exchange and deletes it when done.
+    let declared = Command::new(fm_python())
+        .args(["-c", ADMIN_PY, "declare", AMQP_URL, &exchange])
+        .output()
+        .expect("run the reference client's python");
+    assert!(
+        declared.status.success(),
+        "pika declare: {}",
+        text(&declared.stderr)
+    );
+    let mut consumer = Command::new(fm_bin())
+        .env("FEDORA_MESSAGING_CONF", &fm_conf)
+        .arg("--conf")
+        .arg(&fm_conf)
+        .arg("consume")
+        .arg("--callback-file")
+        .arg(format!("{}:callback", callback.display()))
+        .env("FORTNIGHT_TEST_OUT", &seen)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fedora-messaging consume (set FM_BIN)");
+    wait_until("fedora-messaging to bind its queue", || {
+        is_bound(&exchange, &queue)
+    });
+
+    let output = demo(&dir, &run_id);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        text(&output.stderr)
+    );
+
+    // What it printed: progress per stage, the release, why the others were not released.
+    for line in [
+        "consumers ready",
+        "published 6 fortnight.tree.composed events",
+        "tests failed: f43 43.20261126.0 aarch64: os-release",
+        "karma threshold reached: f43 43.20261125.0",
+        "two-week tick fired for f43",
+        "Released f43 43.20261125.0",
+        "43.20261126.0: gating tests failed on aarch64: os-release",
+        "43.20261124.0: no stable karma from testers; older than 43.20261125.0",
+        "Page: file://",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+
+    // The promoted refs point at the released nightly's commits.
+    let store = dir.join("store");
+    let release = read_json(
+        &store
+            .join("f43/releases")
+            .join(RELEASED)
+            .join("release.json"),
+    );
+    let repo = dir.join("repo");
+    for arch in ["x86_64", "aarch64"] {
+        let commit = ostree(
+            &repo,
+            &["rev-parse", &format!("fedora/43/{arch}/atomic-host")],
+        );
+        assert_eq!(
+            release["arches"][arch]["tree"]["commit"],
+            commit.as_str(),
+            "{arch} release ref"
+        );
+        assert_eq!(
+            ostree(&repo, &["show", "--print-metadata-key=version", &commit]),
+            format!("'{RELEASED}'")
+        );
+    }
+
+    // The page and the stream metadata show it, with the right checksums.
+    let index = std::fs::read_to_string(store.join("site/index.html")).unwrap();
+    assert!(
+        index.contains(&format!("Current release <strong>{RELEASED}</strong>")),
+        "{index}"
+    );
+    assert!(
+        !index.contains("<strong>Warning:</strong>"),
+        "a fresh release is not stale"
+    );
+    let json = read_json(&store.join("site/streams/f43.json"));
+    assert_eq!(json["release"], RELEASED);
+    let disk =
+        &json["architectures"]["x86_64"]["artifacts"]["atomic-host"]["formats"]["qcow2"]["disk"];
+    let location = disk["location"].as_str().unwrap();
+    let file = Path::new(
+        location
+            .strip_prefix("file://")
+            .expect("a file:// link in the demo"),
+    );
+    let bytes = std::fs::read(file).unwrap();
+    assert_eq!(disk["size"], bytes.len() as u64);
+    let sum = Command::new("sha256sum").arg(file).output().unwrap();
+    assert_eq!(
+        disk["sha256"].as_str().unwrap(),
+        text(&sum.stdout).split_whitespace().next().unwrap()
+    );
+
+    // The messages as the reference client received them, prefix included.
+    let prefix = format!("demo.{run_id}.");
+    wait_until("fedora-messaging to receive the release", || {
+        std::fs::read_to_string(&seen).is_ok_and(|s| s.contains("fortnight.release.published"))
+    });
+    let _ = consumer.kill();
+    wait_child(&mut consumer, "fedora-messaging consume");
+    let messages: Vec<Value> = std::fs::read_to_string(&seen)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for message in &messages {
+        let topic = message["topic"].as_str().unwrap();
+        let logical = topic
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{topic} lacks the run's prefix"));
+        *counts.entry(logical.to_owned()).or_default() += 1;
+        assert_eq!(
+            message["headers"]["fedora_messaging_schema"], logical,
+            "schema header of {topic}"
+        );
+        assert!(
+            message["headers"]["sent-at"].is_string(),
+            "sent-at header of {topic}"
+        );
+    }
+    let expected = [
+        ("fortnight.tree.composed", 6),
+        ("fortnight.image.built", 6),
+        ("fortnight.image.tests.passed", 5),
+        ("fortnight.image.tests.failed", 1),
+        ("fortnight.candidate.testing.requested", 2),
+        ("fortnight.karma.submitted", 1),
+        ("fortnight.karma.threshold.reached", 1),
+        ("fortnight.twoweek.timer.fired", 1),
+        ("fortnight.release.published", 1),
+    ];
+    for (topic, count) in expected {
+        assert_eq!(
+            counts.get(topic).copied().unwrap_or(0),
+            count,
+            "{topic} in {counts:?}"
+        );
+    }
+    let published = messages
+        .iter()
+        .find(|m| {
+            m["topic"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("fortnight.release.published"))
+        })
+        .unwrap();
+    assert_eq!(published["body"]["version"], RELEASED);
+    assert_eq!(
+        published["body"]["arches"]["aarch64"]["release_ref"],
+        "fedora/43/aarch64/atomic-host"
+    );
+
+    // A second run in the same directory starts over and works again.
+    let again = demo(&dir, &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    assert!(
+        again.status.success(),
+        "second demo failed:\n{}\n{}",
+        text(&again.stdout),
+        text(&again.stderr)
+    );
+    assert!(text(&again.stdout).contains("Released f43 43.20261125.0"));
+    let leftovers = |what: &str| {
+        let output = Command::new("rabbitmqctl")
+            .args(["-q", what, "name"])
+            .output()
+            .unwrap();
+        text(&output.stdout)
+            .lines()
+            .filter(|l| l.contains(&run_id))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        leftovers("list_queues"),
+        Vec::<String>::new(),
+        "the demo deletes its queues"
+    );
+    assert_eq!(
+        leftovers("list_exchanges"),
+        Vec::<String>::new(),
+        "the demo deletes its exchange"
+    );
+}
+
+#[test]
+fn demo_names_the_command_that_starts_rabbitmq_when_none_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fortnight"))
+        .args(["demo", "--dir"])
+        .arg(dir.path().join("demo"))
+        // Port 1 on loopback: nothing listens there.
+        .env("FORTNIGHT_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/%2f"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rabbitmq-server -detached"), "{stderr}");
+}
