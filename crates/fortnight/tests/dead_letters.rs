@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bus::{Outcome, Step};
-use messages::{Incoming, Message, Outgoing, TreeComposed, schema};
+use messages::{Incoming, Message, Outgoing, TreeComposed};
 use serde_json::Value;
 
 use common::*;
@@ -63,7 +63,7 @@ async fn operators_list_show_replay_and_purge_dead_letters() {
     let mut ids = Vec::new();
     for n in [7, 8] {
         let message = Outgoing::new(uuid::Uuid::new_v4(), &tree_composed(n));
-        schema::validate(&message.topic, &Value::Object(message.body.clone())).unwrap();
+        message.validate().unwrap();
         publisher.publish(&message).await.unwrap();
         ids.push(message.id.to_string());
     }

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus::{Outcome, Step};
-use messages::schema;
 use messages::{
     Incoming, KarmaSubmitted, Message, Outgoing, Override, OverrideBlock, PungiComposeOstree,
     RecordLine, TreeComposed, derived_id,
@@ -105,7 +104,7 @@ async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_heade
         expires: None,
     });
     let outgoing = Outgoing::new(derived_id("interop", &[&env.id]), &block);
-    schema::validate(OverrideBlock::TOPIC, &Value::Object(outgoing.body.clone())).unwrap();
+    outgoing.validate().unwrap();
     let publisher = env.publisher().await;
     publisher.publish(&outgoing).await.unwrap();
     publisher.close().await;
@@ -210,6 +209,12 @@ async fn fedora_messaging_publish_is_handled_by_a_fortnight_consumer() {
     let mut record = RecordLine::parse_all(&fixture).unwrap().remove(0);
     record.topic = format!("{PREFIX}.{}", PungiComposeOstree::TOPIC);
     record.id = Some(uuid::Uuid::new_v4().to_string());
+    // pungi sends this topic with priority 3; a warning severity makes the header's value
+    // distinguishable from the default a missing header would give.
+    record.priority = Some(3);
+    record
+        .headers
+        .insert("fedora_messaging_severity".into(), Value::from(30));
     let file = env.path("pungi.jsonl");
     write_records(&file, std::slice::from_ref(&record));
     let (fm_conf, _) = env.fm_config("publish");
@@ -226,7 +231,9 @@ async fn fedora_messaging_publish_is_handled_by_a_fortnight_consumer() {
     assert_eq!(message.topic, PungiComposeOstree::TOPIC);
     assert_eq!(message.routing_key, record.topic);
     assert_eq!(message.schema(), "base.message");
-    assert_eq!(message.severity(), messages::Severity::Info);
+    // pika sends these as AMQP integers of its choosing; they arrive as the numbers sent.
+    assert_eq!(message.severity(), messages::Severity::Warning);
+    assert_eq!(message.priority(), 3);
     let body: PungiComposeOstree = message.parse().unwrap();
     assert_eq!(body.ostree_ref, "fedora/28/x86_64/atomic-host");
     assert_eq!(Value::Object(message.body.clone()), record.body);
@@ -253,7 +260,7 @@ async fn record_files_cross_between_fortnight_and_fedora_messaging() {
         Outgoing::new(uuid::Uuid::new_v4(), &tree_composed(3)),
         Outgoing::new(uuid::Uuid::new_v4(), &vote),
     ] {
-        schema::validate(&message.topic, &Value::Object(message.body.clone())).unwrap();
+        message.validate().unwrap();
         publisher.publish(&message).await.unwrap();
     }
     publisher.close().await;

@@ -80,6 +80,12 @@ impl Outgoing {
         }
     }
 
+    /// Checks the body against its topic's schema (what `schemas/` holds). Tests run every
+    /// message they publish through this.
+    pub fn validate(&self) -> Result<(), crate::schema::SchemaError> {
+        crate::schema::validate(&self.topic, &Value::Object(self.body.clone()))
+    }
+
     /// The AMQP headers fedora-messaging sends, with `sent-at` at second precision.
     pub fn headers(&self, sent_at: DateTime<Utc>) -> BTreeMap<String, Value> {
         let mut headers = BTreeMap::new();

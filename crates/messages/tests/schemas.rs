@@ -87,7 +87,7 @@ fn tree_composed() -> TreeComposed {
 #[test]
 fn typed_bodies_validate_against_their_schema() {
     let message = Outgoing::new(Uuid::nil(), &tree_composed());
-    schema::validate(&message.topic, &message.body.clone().into()).unwrap();
+    message.validate().unwrap();
     let vote = KarmaSubmitted {
         stream: "f43".parse().unwrap(),
         version: "43.20261127.0".parse().unwrap(),
@@ -96,7 +96,7 @@ fn typed_bodies_validate_against_their_schema() {
         comment: Some("rpm-ostree upgrade fails".into()),
     };
     let message = Outgoing::new(Uuid::nil(), &vote);
-    schema::validate(KarmaSubmitted::TOPIC, &message.body.into()).unwrap();
+    message.validate().unwrap();
 }
 
 #[test]
