@@ -33,7 +33,11 @@ pub enum SettingsError {
     },
 }
 
-fn invalid(key: impl Into<String>, value: impl Into<String>, allowed: impl Into<String>) -> SettingsError {
+fn invalid(
+    key: impl Into<String>,
+    value: impl Into<String>,
+    allowed: impl Into<String>,
+) -> SettingsError {
     SettingsError::Invalid {
         key: key.into(),
         value: value.into(),
@@ -173,7 +177,8 @@ impl Default for ConsumerSettings {
 impl ConsumerSettings {
     /// The delay before retry number `attempt` (1-based).
     pub fn retry_delay(&self, attempt: u32) -> Duration {
-        let index = (attempt.max(1) as usize - 1).min(self.retry_delays_seconds.len().saturating_sub(1));
+        let index =
+            (attempt.max(1) as usize - 1).min(self.retry_delays_seconds.len().saturating_sub(1));
         Duration::from_secs(self.retry_delays_seconds.get(index).copied().unwrap_or(10))
     }
 }
@@ -344,7 +349,9 @@ impl Settings {
     /// Loads `path` and applies `FORTNIGHT_` environment overrides, then validates.
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
         let env: config::Map<String, String> = std::env::vars()
-            .filter(|(key, _)| key.starts_with("FORTNIGHT_") && !ENV_NOT_CONFIG.contains(&key.as_str()))
+            .filter(|(key, _)| {
+                key.starts_with("FORTNIGHT_") && !ENV_NOT_CONFIG.contains(&key.as_str())
+            })
             .collect();
         let loaded = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
@@ -382,22 +389,42 @@ impl Settings {
     /// Cross-field rules that types alone cannot carry.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if !(self.amqp_url.starts_with("amqp://") || self.amqp_url.starts_with("amqps://")) {
-            return Err(invalid("amqp_url", &self.amqp_url, "an amqp:// or amqps:// URL"));
+            return Err(invalid(
+                "amqp_url",
+                &self.amqp_url,
+                "an amqp:// or amqps:// URL",
+            ));
         }
         if self.qos.prefetch_count == 0 {
-            return Err(invalid("qos.prefetch_count", "0", "a number from 1 to 65535"));
+            return Err(invalid(
+                "qos.prefetch_count",
+                "0",
+                "a number from 1 to 65535",
+            ));
         }
         for (name, consumer) in &self.consumers {
             if consumer.max_attempts == 0 {
-                return Err(invalid(format!("consumers.{name}.max_attempts"), "0", "at least 1"));
+                return Err(invalid(
+                    format!("consumers.{name}.max_attempts"),
+                    "0",
+                    "at least 1",
+                ));
             }
             if consumer.retry_delays_seconds.is_empty() {
-                return Err(invalid(format!("consumers.{name}.retry_delays_seconds"), "[]", "at least one delay"));
+                return Err(invalid(
+                    format!("consumers.{name}.retry_delays_seconds"),
+                    "[]",
+                    "at least one delay",
+                ));
             }
         }
         for (stream, s) in &self.streams {
             if s.arches.is_empty() {
-                return Err(invalid(format!("streams.{stream}.arches"), "[]", "at least one architecture"));
+                return Err(invalid(
+                    format!("streams.{stream}.arches"),
+                    "[]",
+                    "at least one architecture",
+                ));
             }
             for arch in &s.arches {
                 if !s.input_refs.contains_key(arch) {
@@ -419,7 +446,11 @@ impl Settings {
                     }
                 }
                 if tw.period_days == 0 {
-                    return Err(invalid(format!("streams.{stream}.twoweek.period_days"), "0", "at least 1 day"));
+                    return Err(invalid(
+                        format!("streams.{stream}.twoweek.period_days"),
+                        "0",
+                        "at least 1 day",
+                    ));
                 }
                 if tw.anchor.is_none() && tw.cron.is_none() {
                     return Err(invalid(
@@ -432,7 +463,10 @@ impl Settings {
             if s.karma.stable_threshold <= 0 || s.karma.unstable_threshold >= 0 {
                 return Err(invalid(
                     format!("streams.{stream}.karma"),
-                    format!("stable {} / unstable {}", s.karma.stable_threshold, s.karma.unstable_threshold),
+                    format!(
+                        "stable {} / unstable {}",
+                        s.karma.stable_threshold, s.karma.unstable_threshold
+                    ),
                     "a positive stable_threshold and a negative unstable_threshold",
                 ));
             }
@@ -458,7 +492,10 @@ impl Settings {
     }
 
     /// The stream (and arch) whose input ref is `ostree_ref`, if any stream builds it.
-    pub fn stream_for_input_ref(&self, ostree_ref: &str) -> Option<(&Stream, &Arch, &StreamSettings)> {
+    pub fn stream_for_input_ref(
+        &self,
+        ostree_ref: &str,
+    ) -> Option<(&Stream, &Arch, &StreamSettings)> {
         self.streams.iter().find_map(|(stream, s)| {
             s.input_refs
                 .iter()
@@ -488,7 +525,9 @@ mod tests {
         assert_eq!(s.publish_exchange, "amq.topic");
         assert_eq!(s.qos.prefetch_count, 25);
         assert_eq!(s.queue_name("image-builder"), "fortnight.image-builder");
-        let (stream, arch, _) = s.stream_for_input_ref("fedora/43/x86_64/updates/atomic-host").unwrap();
+        let (stream, arch, _) = s
+            .stream_for_input_ref("fedora/43/x86_64/updates/atomic-host")
+            .unwrap();
         assert_eq!((stream.as_str(), arch.as_str()), ("f43", "x86_64"));
     }
 
@@ -500,10 +539,22 @@ mod tests {
 
     #[test]
     fn invalid_value_names_key_value_and_rule() {
-        let err = Settings::from_toml(&MINIMAL.replace("\"f43\"", "x").replace("streams.f43", "streams.\"../x\"")).unwrap_err();
+        let err = Settings::from_toml(
+            &MINIMAL
+                .replace("\"f43\"", "x")
+                .replace("streams.f43", "streams.\"../x\""),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("../x"), "{err}");
-        let err = Settings::from_toml(&MINIMAL.replace("arches = [\"x86_64\"]", "arches = [\"x86_64\", \"aarch64\"]")).unwrap_err();
+        let err = Settings::from_toml(&MINIMAL.replace(
+            "arches = [\"x86_64\"]",
+            "arches = [\"x86_64\", \"aarch64\"]",
+        ))
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("streams.f43.input_refs") && text.contains("aarch64"), "{text}");
+        assert!(
+            text.contains("streams.f43.input_refs") && text.contains("aarch64"),
+            "{text}"
+        );
     }
 }
