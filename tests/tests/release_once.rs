@@ -131,6 +131,20 @@ async fn a_release_interrupted_half_way_is_finished_by_replaying_the_tick() {
         "the replay announces the same release, nothing new"
     );
 
+    // A newer eligible candidate, then a replayed tick of a past period: nothing is released
+    // for it. The current period's tick after it (one consumer, so handled in order) shows
+    // the stale one was handled.
+    p.nightly_tested("43.20261111.0", None).await;
+    p.tick("2026-11-03T12:00:00Z").await;
+    p.publish(&tick).await;
+    let after = wait_topic(&mut watch, PUBLISHED, 3).await;
+    assert_eq!(after.len(), 3);
+    assert_eq!(ids(&after).len(), 1, "still the one release");
+    assert_eq!(
+        p.store.current_release(&stream()).unwrap(),
+        Some(version("43.20261110.0"))
+    );
+
     watch.close().await;
     p.stop().await;
 }

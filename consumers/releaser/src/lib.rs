@@ -201,7 +201,15 @@ impl Releaser {
                     tracing::warn!(stream = %stream, period = %period.id(), version = %version, "finishing an interrupted release");
                     self.release_for_period(stream, &period, &version, format!("two-week release for period {}", period.id()))
                 }
-                Some(PeriodState::Skipped | PeriodState::Waiting) | None => self.decide_tick(stream, settings, twoweek, &period),
+                Some(PeriodState::Skipped | PeriodState::Waiting) | None => match periods::latest(&self.store, stream) {
+                    // A replayed tick of a past period must not release today's candidate.
+                    Ok(Some(latest)) if latest.is_after(&period) => {
+                        tracing::warn!(stream = %stream, period = %period.id(), latest = %latest.id(), "tick of a past period ignored");
+                        Outcome::Done(Vec::new())
+                    }
+                    Ok(_) => self.decide_tick(stream, settings, twoweek, &period),
+                    Err(error) => store_outcome("cannot list the period records", &error),
+                },
             }
         })
     }

@@ -5,10 +5,13 @@
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use messages::{Stream, Version};
 use serde::{Deserialize, Serialize};
 use store::{Store, StoreError};
+
+const FILE_FORMAT: &str = "%Y-%m-%dT%H%M%SZ";
+const FILE_SUFFIX: &str = ".json";
 
 /// A period id as carried by `fortnight.twoweek.timer.fired`, validated: its RFC 3339 start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +34,20 @@ impl Period {
         self.0.to_rfc3339_opts(SecondsFormat::Secs, true)
     }
 
+    pub fn is_after(&self, other: &Period) -> bool {
+        self.0 > other.0
+    }
+
     /// A file name without ':' (which some web servers and filesystems mishandle).
     fn file_name(&self) -> String {
-        format!("{}.json", self.0.format("%Y-%m-%dT%H%M%SZ"))
+        format!("{}{FILE_SUFFIX}", self.0.format(FILE_FORMAT))
+    }
+
+    fn from_file_name(name: &str) -> Option<Self> {
+        let stem = name.strip_suffix(FILE_SUFFIX)?;
+        NaiveDateTime::parse_from_str(stem, FILE_FORMAT)
+            .ok()
+            .map(|t| Self(t.and_utc()))
     }
 }
 
@@ -86,20 +100,52 @@ pub fn write(
     state: PeriodState,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let waiting = state == PeriodState::Waiting;
+    let waits = state == PeriodState::Waiting;
     let record = PeriodRecord {
         period: period.id(),
         state,
         updated: now,
     };
     store::write_json(&path(store, stream, period), &record)?;
-    // The pointer always names the newest period that waits, or nothing.
-    let pointer: Option<String> = waiting.then(|| period.id());
-    let current: Option<Option<String>> = store::read_json(&waiting_path(store, stream))?;
-    if waiting || current.flatten() == Some(period.id()) {
+    // The pointer names the newest period that waits, or nothing: a later period's tick ends
+    // any earlier wait, so one period never releases on behalf of another.
+    let superseded = waiting(store, stream)?.is_some_and(|pending| pending.0 <= period.0);
+    if waits || superseded {
+        let pointer: Option<String> = waits.then(|| period.id());
         store::write_json(&waiting_path(store, stream), &pointer)?;
     }
     Ok(())
+}
+
+/// The newest period that has a record.
+pub fn latest(store: &Store, stream: &Stream) -> Result<Option<Period>, StoreError> {
+    let dir = dir(store, stream);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::Io {
+                op: "list",
+                path: dir,
+                source,
+            });
+        }
+    };
+    let mut latest: Option<Period> = None;
+    for entry in entries {
+        let entry = entry.map_err(|source| StoreError::Io {
+            op: "list",
+            path: dir.clone(),
+            source,
+        })?;
+        let period = entry.file_name().to_str().and_then(Period::from_file_name);
+        if let Some(period) = period
+            && latest.as_ref().is_none_or(|l| period.is_after(l))
+        {
+            latest = Some(period);
+        }
+    }
+    Ok(latest)
 }
 
 /// The period that waits for a candidate, if any.
@@ -119,5 +165,37 @@ mod tests {
         assert_eq!(p.file_name(), "2026-11-17T120000Z.json");
         assert!(Period::parse("../../etc/passwd").is_err());
         assert!(Period::parse("2026-11-17T12:00:00Z; rm -rf /").is_err());
+    }
+
+    #[test]
+    fn a_later_period_ends_an_earlier_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let stream: Stream = "f43".parse().unwrap();
+        let (first, second) = (
+            Period::parse("2026-11-03T12:00:00Z").unwrap(),
+            Period::parse("2026-11-17T12:00:00Z").unwrap(),
+        );
+        let now = Utc::now();
+        write(&store, &stream, &first, PeriodState::Waiting, now).unwrap();
+        assert_eq!(waiting(&store, &stream).unwrap(), Some(first.clone()));
+        write(&store, &stream, &second, PeriodState::Skipped, now).unwrap();
+        assert_eq!(
+            waiting(&store, &stream).unwrap(),
+            None,
+            "the newer tick ended the wait"
+        );
+        write(&store, &stream, &second, PeriodState::Waiting, now).unwrap();
+        write(&store, &stream, &first, PeriodState::Skipped, now).unwrap();
+        assert_eq!(
+            waiting(&store, &stream).unwrap(),
+            Some(second.clone()),
+            "an older record leaves a newer wait alone"
+        );
+        assert_eq!(
+            latest(&store, &stream).unwrap(),
+            Some(second),
+            "waiting.json is not a period"
+        );
     }
 }
