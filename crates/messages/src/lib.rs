@@ -1,5 +1,6 @@
 //! Fortnight's messages: validated identifiers, typed bodies for every topic, and the
-//! fedora-messaging envelope. Pure data; no I/O.
+//! fedora-messaging envelope. Pure data: the only I/O is [`schema`] reading and writing the
+//! checked-in `schemas/` directory.
 
 pub mod bodies;
 pub mod envelope;
