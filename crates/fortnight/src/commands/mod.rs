@@ -34,9 +34,14 @@ pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     })
 }
 
+/// Whether a file argument means standard input or output.
+pub fn is_stdio(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
 /// Reads a whole file, or standard input for `-`.
 pub fn read_input(path: &Path) -> anyhow::Result<String> {
-    if path == Path::new("-") {
+    if is_stdio(path) {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)

@@ -22,7 +22,7 @@ pub struct Args {
 
 pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::load_settings(config)?;
-    let mut out: Box<dyn Write> = if args.file == std::path::Path::new("-") {
+    let mut out: Box<dyn Write> = if super::is_stdio(&args.file) {
         Box::new(std::io::stdout().lock())
     } else {
         let file = std::fs::File::create(&args.file)
