@@ -118,9 +118,6 @@ impl KarmaTracker {
             tracing::info!(stream = %stream, version = %version, waiting = ?state.reasons(), "waiting for other arches");
             return Outcome::Done(Vec::new());
         };
-        if let Err(error) = self.store.promote(&stream, &version, Tier::PassedAutotest) {
-            return store_outcome("cannot link the candidate into passed-autotest", &error);
-        }
         let arches = passed
             .into_iter()
             .map(|(arch, report): (Arch, _)| (arch, report.tree.clone()))
