@@ -49,7 +49,7 @@ async fn bad_ticks_and_votes_are_dead_lettered_and_the_consumers_carry_on() {
     publisher.publish_record(&tick).await.unwrap();
     dead_letter_with(&p, "releaser", "invalid stream").await;
     let unknown = TwoweekTimerFired {
-        stream: "f99".parse().unwrap(),
+        stream: "f98".parse().unwrap(),
         period: "2026-11-17T12:00:00Z".into(),
         scheduled_for: Utc::now(),
         fired_at: Utc::now(),
@@ -57,10 +57,32 @@ async fn bad_ticks_and_votes_are_dead_lettered_and_the_consumers_carry_on() {
     };
     p.publish(&Outgoing::new(uuid::Uuid::new_v4(), &unknown))
         .await;
-    dead_letter_with(&p, "releaser", "unknown stream f99").await;
+    dead_letter_with(&p, "releaser", "unknown stream f98").await;
+
+    // A test report of a stream nobody configured reaches both consumers.
+    p.nightly_tested("43.20261110.0", None).await;
+    let report_path = p.store.tests_json_path(
+        &stream(),
+        &version("43.20261110.0"),
+        &release_support::arch("x86_64"),
+    );
+    let mut report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report_path).unwrap()).unwrap();
+    report["stream"] = json!("f99");
+    publisher
+        .publish_record(&raw(&full("fortnight.image.tests.passed"), report))
+        .await
+        .unwrap();
+    for consumer in ["karma-tracker", "releaser"] {
+        let letter = dead_letter_with(&p, consumer, "unknown stream f99").await;
+        assert!(
+            letter.routing_key.ends_with("fortnight.image.tests.passed"),
+            "{}",
+            letter.routing_key
+        );
+    }
 
     // A vote of +5.
-    p.nightly_tested("43.20261110.0", None).await;
     let vote = KarmaSubmitted {
         stream: stream(),
         version: version("43.20261110.0"),

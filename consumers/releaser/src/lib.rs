@@ -286,8 +286,11 @@ impl Releaser {
 
     /// With `release-next-pass`, a candidate becoming eligible releases a waiting period.
     fn candidate_changed(&self, stream: &Stream) -> Outcome {
+        if self.settings.stream(stream).is_none() {
+            return reject(format!("unknown stream {stream}: not in the configuration"));
+        }
         let Ok((settings, twoweek)) = twoweek_stream(&self.settings, stream) else {
-            // Nightly-only or unknown streams have nothing to release; the event is not ours.
+            // A nightly-only stream has nothing to release.
             return Outcome::Done(Vec::new());
         };
         if twoweek.when_nothing_passed != WhenNothingPassed::ReleaseNextPass {
