@@ -22,17 +22,26 @@ use messages::{
     Incoming, KarmaSubmitted, Message, Outgoing, Override, OverrideBlock, PungiComposeOstree,
     RecordLine, TreeComposed, derived_id,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use common::*;
 
 /// A fedora-messaging callback that writes what the reference client saw, properties
-/// included, and stops after `FORTNIGHT_TEST_LIMIT` messages.
+/// included, validates each body with Python's jsonschema against the checked-in
+/// `schemas/<topic>.json`, and stops after `FORTNIGHT_TEST_LIMIT` messages.
 const CALLBACK_PY: &str = r#"
 import json, os
+import jsonschema
 from fedora_messaging import exceptions
 
 seen = []
+
+def schema_errors(message):
+    topic = message.topic.removeprefix(os.environ["FORTNIGHT_TEST_PREFIX"] + ".")
+    path = os.path.join(os.environ["FORTNIGHT_TEST_SCHEMAS"], topic + ".json")
+    with open(path) as f:
+        validator = jsonschema.Draft7Validator(json.load(f))
+    return [e.message for e in validator.iter_errors(message.body)]
 
 def callback(message):
     p = message._properties
@@ -43,6 +52,7 @@ def callback(message):
             "severity": message.severity, "content_type": p.content_type,
             "content_encoding": p.content_encoding, "delivery_mode": p.delivery_mode,
             "message_id": p.message_id, "headers": p.headers,
+            "schema_errors": schema_errors(message),
         }) + "\n")
     if len(seen) >= int(os.environ["FORTNIGHT_TEST_LIMIT"]):
         raise exceptions.HaltConsumer(exit_code=0, requeue=False)
@@ -62,6 +72,11 @@ async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_heade
         .arg(format!("{}:callback", callback.display()))
         .env("FORTNIGHT_TEST_OUT", &seen)
         .env("FORTNIGHT_TEST_LIMIT", "3")
+        .env("FORTNIGHT_TEST_PREFIX", PREFIX)
+        .env(
+            "FORTNIGHT_TEST_SCHEMAS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -137,6 +152,11 @@ async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_heade
         assert_eq!(m["content_encoding"], "utf-8");
         assert_eq!(m["delivery_mode"], 2);
         assert_eq!(m["message_id"], m["id"]);
+        assert_eq!(
+            m["schema_errors"],
+            json!([]),
+            "Python's jsonschema accepts the body"
+        );
     }
     let expected_topic = format!("{PREFIX}.{}", TreeComposed::TOPIC);
     for record in [&plain, &prefixed] {

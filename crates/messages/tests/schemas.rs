@@ -55,6 +55,19 @@ fn drift_is_reported_per_file() {
     assert!(!dir.path().join("fortnight.gone.json").exists());
 }
 
+/// Readers in other languages load these files with any draft-07 validator.
+#[test]
+fn checked_in_schemas_are_valid_draft_07() {
+    for (topic, _) in schema::all() {
+        let path = schemas_dir().join(schema::file_name(topic));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if let Err(e) = jsonschema::draft7::meta::validate(&value) {
+            panic!("{} is not a valid draft-07 schema: {e}", path.display());
+        }
+    }
+}
+
 #[test]
 fn every_topic_has_a_schema_file_named_after_it() {
     for (topic, schema) in schema::all() {
