@@ -58,28 +58,34 @@ impl Drop for Stopped {
     }
 }
 
+/// The broker's default `channel_tick_interval`: how often a channel checks the timeout.
+pub const DEFAULT_CHANNEL_TICK_MS: u64 = 60_000;
+
 /// Lowers the broker-wide `consumer_timeout` until dropped (restored even when the test
-/// fails).
+/// fails). Channels only check it every `channel_tick_interval`, so that is shortened too;
+/// both are read when a channel opens.
 #[derive(Debug)]
 pub struct ConsumerTimeout(());
 
 impl ConsumerTimeout {
     pub fn set(timeout: Duration) -> Self {
-        set_consumer_timeout(timeout.as_millis() as u64);
+        set_env("channel_tick_interval", 1000);
+        set_env("consumer_timeout", timeout.as_millis() as u64);
         Self(())
     }
 }
 
 impl Drop for ConsumerTimeout {
     fn drop(&mut self) {
-        set_consumer_timeout(DEFAULT_CONSUMER_TIMEOUT_MS);
+        set_env("consumer_timeout", DEFAULT_CONSUMER_TIMEOUT_MS);
+        set_env("channel_tick_interval", DEFAULT_CHANNEL_TICK_MS);
     }
 }
 
-fn set_consumer_timeout(ms: u64) {
+fn set_env(key: &str, value: u64) {
     rabbitmqctl(&[
         "eval",
-        &format!("application:set_env(rabbit, consumer_timeout, {ms})."),
+        &format!("application:set_env(rabbit, {key}, {value})."),
     ])
-    .expect("rabbitmqctl eval sets consumer_timeout");
+    .unwrap_or_else(|out| panic!("rabbitmqctl eval cannot set {key}: {out}"));
 }

@@ -135,6 +135,27 @@ formats = ["qcow2"]
         }
     }
 
+    /// Waits until a registered consumer's queue has a consumer, so that what is published
+    /// next is routed to it.
+    pub async fn wait_consuming(&self, consumer: &str) {
+        let queue = self.queue(consumer);
+        let args = [
+            "list_queues",
+            "name",
+            "consumers",
+            "--no-table-headers",
+            "--quiet",
+        ];
+        let consuming = eventually(Duration::from_secs(30), || {
+            broker::rabbitmqctl(&args).is_ok_and(|out| {
+                out.lines()
+                    .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue.as_str(), "1"])
+            })
+        })
+        .await;
+        assert!(consuming, "nothing consumes {queue}");
+    }
+
     /// Every dead letter of a registered consumer.
     pub async fn dead_letters(&self, consumer: &str) -> Vec<bus::dead_letters::DeadLetter> {
         bus::dead_letters::list(&self.settings(), consumer)

@@ -48,32 +48,12 @@ fn probe_dir(bus: &TestBus) -> std::path::PathBuf {
     bus.dir.path().join("probe")
 }
 
-/// Waits until the probe's queue exists and is consumed, so published messages are routed.
-async fn wait_consuming(bus: &TestBus) {
-    let queue = bus.queue("probe");
-    let consuming = eventually(DEADLINE, || {
-        tests::broker::rabbitmqctl(&[
-            "list_queues",
-            "name",
-            "consumers",
-            "--no-table-headers",
-            "--quiet",
-        ])
-        .is_ok_and(|out| {
-            out.lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue.as_str(), "1"])
-        })
-    })
-    .await;
-    assert!(consuming, "the probe never consumed {queue}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn done_outcomes_are_published_with_the_fedora_messaging_envelope_and_acked() {
     let bus = TestBus::new().consumer("probe", "");
     let mut watch = bus.watch(&[DONE_TOPIC]).await;
     let (stopper, task) = run_probe(&bus, false);
-    wait_consuming(&bus).await;
+    bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     publisher
         .publish(&Probe::message("k1", Duration::ZERO))
@@ -132,7 +112,7 @@ fn chrono_like(text: &str) -> bool {
 async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_goes_on() {
     let bus = TestBus::new().consumer("probe", "max_body_bytes = 1048576");
     let (stopper, task) = run_probe(&bus, false);
-    wait_consuming(&bus).await;
+    bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     let huge = format!(
         r#"{{"key":"big","stream":"f43","pad":"{}"}}"#,
@@ -228,7 +208,7 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_go
 async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_purged() {
     let bus = TestBus::new().consumer("probe", "max_attempts = 3\nretry_delays_seconds = [1]");
     let (stopper, task) = run_probe(&bus, false);
-    wait_consuming(&bus).await;
+    bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     let mut message = Probe::message("flaky", Duration::ZERO);
     message.body.insert("fail".into(), Value::Bool(true));

@@ -1,0 +1,200 @@
+//! Tests that restart or reconfigure the broker. They live in this one test binary and each
+//! holds `broker::serial()`, so they never overlap with each other; cargo runs test binaries
+//! one after another, so they never overlap with the rest either.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bus::{Outcome, Step};
+use messages::Incoming;
+use tests::broker::{self, ConsumerTimeout, Stopped};
+use tests::probe::{DONE_TOPIC, Probe};
+use tests::{TestBus, eventually};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+type Running = (oneshot::Sender<()>, JoinHandle<Result<(), bus::BusError>>);
+
+fn spawn<S: Step>(bus: &TestBus, step: S) -> Running {
+    let settings = bus.settings();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        bus::run(&settings, Arc::new(step), async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (stop, task)
+}
+
+async fn stop((stop, task): Running) {
+    let _ = stop.send(());
+    task.await
+        .expect("no panic")
+        .expect("run returns Ok after shutdown");
+}
+
+fn probe(bus: &TestBus, long_running: bool) -> Probe {
+    Probe::new(
+        &bus.dir.path().join("probe"),
+        Arc::new(bus.settings()),
+        long_running,
+    )
+}
+
+/// Collects the ids of the probe's results, duplicates included.
+#[derive(Debug, Default)]
+struct Sink {
+    ids: Arc<Mutex<Vec<String>>>,
+}
+
+impl Step for Sink {
+    const NAME: &'static str = "sink";
+
+    fn topics(&self) -> Vec<String> {
+        vec![DONE_TOPIC.to_owned()]
+    }
+
+    async fn handle(&self, message: &Incoming) -> Outcome {
+        let id = message.id.clone().unwrap_or_default();
+        self.ids.lock().expect("sink lock").push(id);
+        Outcome::Done(Vec::new())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_with_hundreds_of_messages_in_flight_loses_nothing_and_doubles_nothing() {
+    let _serial = broker::serial();
+    const COUNT: usize = 300;
+    let bus = TestBus::new().consumer("probe", "").consumer("sink", "");
+    let dir = bus.dir.path().join("probe");
+    let sink = Sink::default();
+    let sink_ids = sink.ids.clone();
+    let sink_task = spawn(&bus, sink);
+    let probe_task = spawn(&bus, probe(&bus, false));
+    let keys: Vec<String> = (0..COUNT).map(|i| format!("m{i:03}")).collect();
+    bus.wait_consuming("probe").await;
+    bus.wait_consuming("sink").await;
+    let publisher = bus.publisher().await;
+    for key in &keys {
+        publisher
+            .publish(&Probe::message(key, Duration::from_millis(10)))
+            .await
+            .unwrap();
+    }
+    publisher.close().await;
+
+    assert!(
+        eventually(Duration::from_secs(60), || Probe::runs(&dir).len()
+            >= COUNT / 5)
+        .await,
+        "work started before the restart"
+    );
+    {
+        let _stopped = Stopped::stop();
+        let done_before = Probe::runs(&dir).len();
+        assert!(
+            done_before < COUNT,
+            "the restart happened with messages in flight ({done_before} done)"
+        );
+        // The outage lasts long enough for every client to notice its connection is gone.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    let all_done = eventually(Duration::from_secs(120), || {
+        keys.iter().all(|k| Probe::effect_done(&dir, k))
+    })
+    .await;
+    assert!(all_done, "every message was processed after the restart");
+    let expected: BTreeSet<String> = keys.iter().map(|k| Probe::done_id(k)).collect();
+    let delivered = eventually(Duration::from_secs(60), || {
+        let ids = sink_ids.lock().expect("sink lock");
+        ids.iter().cloned().collect::<BTreeSet<_>>() == expected
+    })
+    .await;
+    let ids = sink_ids.lock().expect("sink lock").clone();
+    assert!(
+        delivered,
+        "every result reached the next consumer ({} of {COUNT})",
+        ids.len()
+    );
+    let distinct: BTreeSet<_> = ids.iter().collect();
+    let runs = Probe::runs(&dir);
+    let rerun = runs.values().filter(|n| **n > 1).count();
+    println!(
+        "{COUNT} messages: {rerun} ran again after the restart, {} duplicate results (same id), {} distinct",
+        ids.len() - distinct.len(),
+        distinct.len()
+    );
+    assert!(
+        ids.iter().all(|id| expected.contains(id)),
+        "duplicates carry the derived id, so downstream dedups"
+    );
+
+    stop(probe_task).await;
+    stop(sink_task).await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled() {
+    let _serial = broker::serial();
+    let _timeout = ConsumerTimeout::set(Duration::from_secs(5));
+    let step = Duration::from_secs(12);
+
+    // Control: without the journal the broker takes the delivery back mid-step.
+    let held = TestBus::new().consumer("probe", "");
+    let held_dir = held.dir.path().join("probe");
+    let running = spawn(&held, probe(&held, false));
+    held.wait_consuming("probe").await;
+    let publisher = held.publisher().await;
+    publisher
+        .publish(&Probe::message("held", step))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(90), || Probe::runs(&held_dir)
+            .get("held")
+            .is_some_and(|n| *n >= 2))
+        .await,
+        "a delivery held past consumer_timeout is redelivered (so the timeout is in force)"
+    );
+    publisher.close().await;
+    stop(running).await;
+    held.cleanup().await;
+
+    let bus = TestBus::new().consumer("probe", "");
+    let dir = bus.dir.path().join("probe");
+    let running = spawn(&bus, probe(&bus, true));
+    bus.wait_consuming("probe").await;
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Probe::message("journaled", step))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(90), || Probe::effect_done(
+            &dir,
+            "journaled"
+        ))
+        .await,
+        "the long step finished"
+    );
+    let jobs = bus.store_root().join(".jobs").join("probe");
+    assert!(
+        eventually(Duration::from_secs(10), || std::fs::read_dir(&jobs)
+            .is_ok_and(|d| d.count() == 0))
+        .await,
+        "the journal is empty once the result is confirmed"
+    );
+    assert_eq!(
+        Probe::runs(&dir)["journaled"],
+        1,
+        "the step ran exactly once"
+    );
+    assert!(bus.dead_letters("probe").await.is_empty());
+    publisher.close().await;
+    stop(running).await;
+    bus.cleanup().await;
+}
