@@ -2,19 +2,18 @@
 //! one test binary and hold [`serial`] so they never overlap.
 
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The broker's default `consumer_timeout` (30 minutes), restored after a test lowers it.
 pub const DEFAULT_CONSUMER_TIMEOUT_MS: u64 = 1_800_000;
 
-static SERIAL: Mutex<()> = Mutex::new(());
+/// An async mutex: each test has its own runtime and holds the guard across awaits. A test
+/// that panicked releases it like any other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Holds every other disruptive test off; a test that panicked does not block the rest.
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Holds every other disruptive test off.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 /// Runs `rabbitmqctl` with `args`; `Err` has its output.

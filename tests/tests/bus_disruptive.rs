@@ -65,7 +65,7 @@ impl Step for Sink {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_with_hundreds_of_messages_in_flight_loses_nothing_and_doubles_nothing() {
-    let _serial = broker::serial();
+    let _serial = broker::serial().await;
     const COUNT: usize = 300;
     let bus = TestBus::new().consumer("probe", "").consumer("sink", "");
     let dir = bus.dir.path().join("probe");
@@ -139,7 +139,7 @@ async fn a_broker_restart_with_hundreds_of_messages_in_flight_loses_nothing_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled() {
-    let _serial = broker::serial();
+    let _serial = broker::serial().await;
     let _timeout = ConsumerTimeout::set(Duration::from_secs(5));
     let step = Duration::from_secs(12);
 
