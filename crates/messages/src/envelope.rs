@@ -86,6 +86,19 @@ impl Outgoing {
         crate::schema::validate(&self.topic, &Value::Object(self.body.clone()))
     }
 
+    /// The message as a consumer receives it from a broker without a topic prefix: lets a
+    /// step's `handle` be driven directly (unit tests, benchmarks).
+    pub fn to_incoming(&self) -> Incoming {
+        Incoming {
+            id: Some(self.id.to_string()),
+            routing_key: self.topic.clone(),
+            topic: self.topic.clone(),
+            headers: self.headers(Utc::now()),
+            body: self.body.clone(),
+            user_id: None,
+        }
+    }
+
     /// The AMQP headers fedora-messaging sends, with `sent-at` at second precision.
     pub fn headers(&self, sent_at: DateTime<Utc>) -> BTreeMap<String, Value> {
         let mut headers = BTreeMap::new();
