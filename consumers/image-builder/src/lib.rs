@@ -27,9 +27,10 @@ use messages::{
     derived_id,
 };
 use ostree_cli::Repo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use settings::Settings;
 use store::{FileName, Store, StoreError};
+use uuid::Uuid;
 
 use crate::staging::Staging;
 
@@ -93,13 +94,24 @@ struct TreeRequest {
     force: bool,
 }
 
-/// The dedup marker's content: what happened to (stream, ref, commit).
-#[derive(Debug, Serialize)]
-struct Marker<'a> {
-    status: &'static str,
-    version: Option<&'a Version>,
-    reason: Option<&'a str>,
-    message_id: &'a str,
+/// The dedup marker of (stream, ref, commit): the message its build published. A repeat
+/// (pungi's re-sends, an operator's replay without force, a journaled job resumed after a
+/// crash between marker and publish) publishes it again with the same id instead of building
+/// again, so no result is lost and downstream can drop the duplicate by id.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+enum Marker {
+    Built { id: Uuid, message: ImageBuilt },
+    Failed { id: Uuid, message: ImageBuildFailed },
+}
+
+impl Marker {
+    fn outgoing(&self) -> Outgoing {
+        match self {
+            Marker::Built { id, message } => Outgoing::new(*id, message),
+            Marker::Failed { id, message } => Outgoing::new(*id, message),
+        }
+    }
 }
 
 impl ImageBuilder {
@@ -232,16 +244,23 @@ impl ImageBuilder {
             tracing::info!(stream = %request.stream, commit = %request.commit, "another replica is building this tree; skipped");
             return Ok(None);
         };
-        if !request.force && marker.exists() {
-            tracing::info!(stream = %request.stream, arch = %request.arch, commit = %request.commit, "tree already built; skipped");
-            return Ok(None);
+        if !request.force {
+            match store::read_json::<Marker>(&marker) {
+                Ok(Some(done)) => {
+                    tracing::info!(stream = %request.stream, arch = %request.arch, commit = %request.commit, "tree already built; result published again");
+                    return Ok(Some(done.outgoing()));
+                }
+                Ok(None) => {}
+                Err(e) if e.is_retryable() => return Err(e.to_string()),
+                Err(e) => tracing::warn!(error = %e, "unreadable build marker; building again"),
+            }
         }
         let mut version = request.version.clone();
         let result = self
             .build_recipes(&request, stream_settings, &tree, &mut version)
             .await;
         let key = if request.force { message.log_id() } else { "" };
-        let (outgoing, status, reason) = match result {
+        let record = match result {
             Ok(built) => {
                 tracing::info!(stream = %built.stream, version = %built.version, arch = %built.arch, images = built.images.len(), "images built");
                 let id = derived_id(
@@ -255,7 +274,7 @@ impl ImageBuilder {
                         key,
                     ],
                 );
-                (Outgoing::new(id, &built), "built", None)
+                Marker::Built { id, message: built }
             }
             Err(Failure::Retry(reason)) => return Err(reason),
             Err(Failure::Build { format, reason }) => {
@@ -273,7 +292,7 @@ impl ImageBuilder {
                     arch: request.arch.clone(),
                     tree: tree.clone(),
                     format,
-                    reason: reason.clone(),
+                    reason,
                     build_log,
                 };
                 let id = derived_id(
@@ -286,17 +305,14 @@ impl ImageBuilder {
                         key,
                     ],
                 );
-                (Outgoing::new(id, &failed), "failed", Some(reason))
+                Marker::Failed {
+                    id,
+                    message: failed,
+                }
             }
         };
-        let record = Marker {
-            status,
-            version: version.as_ref(),
-            reason: reason.as_deref(),
-            message_id: message.log_id(),
-        };
         store::write_json(&marker, &record).map_err(|e| e.to_string())?;
-        Ok(Some(outgoing))
+        Ok(Some(record.outgoing()))
     }
 
     /// Runs every format's recipe and installs the images; `version` is filled in as soon as
