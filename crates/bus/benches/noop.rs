@@ -1,0 +1,505 @@
+//! Benchmark of a no-op step: consume, validate, publish one message with a confirm, ack.
+//! Three implementations run as separate processes against the real broker, driven the same
+//! way, and are printed side by side:
+//!
+//! - `fortnight`: [`bus::run`] with a step that reads the body's `n` and returns one message;
+//! - `raw lapin`: the smallest lapin loop with the same guarantees (parse, publish, await the
+//!   confirm, then ack), one message at a time like the runtime;
+//! - `fedora-messaging`: `fm_consumer.py` with the Python reference client (interpreter from
+//!   `FM_PYTHON`, default `/tmp/fmvenv/bin/python`); skipped when it cannot start.
+//!
+//! Throughput: `BENCH_MESSAGES` (default 5000) messages are queued before the consumer
+//! starts; msgs/s is measured from its first result to its last. Latency: 500 rounds of one
+//! message in flight, from publish to result. RSS: the consumer process after 2 s idle.
+//!
+//! `cargo bench -p bus --bench noop` (AMQP URL from `FORTNIGHT_TEST_AMQP_URL`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bus::{Outcome, Step};
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::protocol::basic::AMQPProperties;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use messages::{Incoming, Outgoing, Severity};
+use serde_json::{Map, Value};
+
+const LATENCY_ROUNDS: usize = 500;
+const IN: &str = "bench.in";
+const OUT: &str = "bench.out";
+
+fn amqp_url() -> String {
+    std::env::var("FORTNIGHT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match std::env::var("BENCH_ROLE").as_deref() {
+        Ok("fortnight") => runtime.block_on(role_fortnight()),
+        Ok("raw") => runtime.block_on(role_raw()),
+        _ => runtime.block_on(drive()),
+    }
+}
+
+/// The no-op step.
+struct Noop;
+
+impl Step for Noop {
+    const NAME: &'static str = "bench";
+
+    fn topics(&self) -> Vec<String> {
+        vec![IN.to_owned()]
+    }
+
+    async fn handle(&self, message: &Incoming) -> Outcome {
+        match message.body.get("n").and_then(Value::as_u64) {
+            Some(n) => Outcome::Done(vec![result(n)]),
+            None => Outcome::reject("no `n`"),
+        }
+    }
+}
+
+fn result(n: u64) -> Outgoing {
+    let mut body = Map::new();
+    body.insert("n".into(), Value::from(n));
+    Outgoing {
+        id: uuid::Uuid::new_v4(),
+        topic: OUT.to_owned(),
+        body,
+        schema: OUT.to_owned(),
+        severity: Severity::Info,
+        priority: 0,
+        users: Vec::new(),
+    }
+}
+
+async fn role_fortnight() {
+    let path = PathBuf::from(std::env::var("BENCH_CONFIG").expect("BENCH_CONFIG"));
+    let settings = settings::Settings::load(&path).expect("bench configuration");
+    bus::run(&settings, Arc::new(Noop), bus::shutdown_signal())
+        .await
+        .expect("the runtime stops cleanly");
+}
+
+async fn connect() -> Connection {
+    let properties = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    Connection::connect(&amqp_url(), properties)
+        .await
+        .expect("the broker accepts connections")
+}
+
+async fn confirm_channel(connection: &Connection) -> Channel {
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    channel
+}
+
+/// The envelope fedora-messaging expects, so its consumer takes the same path as with real
+/// traffic.
+fn properties() -> AMQPProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "fedora_messaging_schema".into(),
+        AMQPValue::LongString("base.message".into()),
+    );
+    headers.insert("fedora_messaging_severity".into(), AMQPValue::LongInt(20));
+    AMQPProperties::default()
+        .with_headers(headers)
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2)
+        .with_message_id(uuid::Uuid::new_v4().to_string().into())
+}
+
+/// The same guarantees as the runtime, nothing else.
+async fn role_raw() {
+    let exchange = std::env::var("BENCH_EXCHANGE").expect("BENCH_EXCHANGE");
+    let queue = std::env::var("BENCH_QUEUE").expect("BENCH_QUEUE");
+    let connection = connect().await;
+    let channel = confirm_channel(&connection).await;
+    channel
+        .basic_qos(25, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = channel
+        .basic_consume(
+            &queue,
+            "raw",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let shutdown = bus::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let delivery = tokio::select! {
+            () = &mut shutdown => break,
+            delivery = consumer.next() => delivery,
+        };
+        let Some(Ok(delivery)) = delivery else { break };
+        let n = serde_json::from_slice::<Value>(&delivery.data)
+            .ok()
+            .and_then(|v| v.get("n").and_then(Value::as_u64));
+        let Some(n) = n else {
+            delivery.acker.nack(Default::default()).await.expect("nack");
+            continue;
+        };
+        let body = serde_json::to_vec(&serde_json::json!({ "n": n })).expect("json");
+        let confirm = channel
+            .basic_publish(
+                &exchange,
+                OUT,
+                BasicPublishOptions::default(),
+                &body,
+                properties(),
+            )
+            .await
+            .expect("publish");
+        assert!(!confirm.await.expect("confirm").is_nack(), "broker nacked");
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+    }
+}
+
+#[derive(Debug)]
+struct Row {
+    name: &'static str,
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    rss_kib: u64,
+}
+
+/// One implementation's names on the broker.
+struct Setup {
+    exchange: String,
+    queue: String,
+    dir: PathBuf,
+}
+
+async fn drive() {
+    let messages: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let python = std::env::var("FM_PYTHON").unwrap_or_else(|_| "/tmp/fmvenv/bin/python".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/fm_consumer.py");
+    let exe = std::env::current_exe().expect("own path");
+    let mut rows = Vec::new();
+
+    rows.push(
+        measure("fortnight", messages, |s| {
+            let config = s.dir.join("bench.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "amqp_url = \"{}\"\npublish_exchange = \"{}\"\n[store]\nroot = \"{}\"\n\
+                     [streams]\n[consumers.bench]\nqueue = \"{}\"\n",
+                    amqp_url(),
+                    s.exchange,
+                    s.dir.display(),
+                    s.queue
+                ),
+            )
+            .expect("bench config");
+            Command::new(&exe)
+                .env("BENCH_ROLE", "fortnight")
+                .env("BENCH_CONFIG", &config)
+                .env("FORTNIGHT_LOG", "warn")
+                .stdin(Stdio::null())
+                .spawn()
+                .ok()
+        })
+        .await,
+    );
+    rows.push(
+        measure("raw lapin", messages, |s| {
+            Command::new(&exe)
+                .env("BENCH_ROLE", "raw")
+                .env("BENCH_EXCHANGE", &s.exchange)
+                .env("BENCH_QUEUE", &s.queue)
+                .stdin(Stdio::null())
+                .spawn()
+                .ok()
+        })
+        .await,
+    );
+    // The Python client is far slower; a smaller batch keeps the run short.
+    rows.push(
+        measure("fedora-messaging", (messages / 5).max(100), |s| {
+            let config = s.dir.join("fm.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "amqp_url = \"{}\"\npublish_exchange = \"{}\"\n\
+                     [qos]\nprefetch_count = 25\nprefetch_size = 0\n",
+                    amqp_url(),
+                    s.exchange
+                ),
+            )
+            .expect("fedora-messaging config");
+            Command::new(&python)
+                .arg(&script)
+                .env("FEDORA_MESSAGING_CONF", &config)
+                .env("BENCH_EXCHANGE", &s.exchange)
+                .env("BENCH_QUEUE", &s.queue)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .ok()
+        })
+        .await,
+    );
+
+    println!();
+    println!(
+        "no-op step: consume, validate, publish one message with confirm, ack ({messages} messages; fedora-messaging {})",
+        (messages / 5).max(100)
+    );
+    println!(
+        "{:<18} {:>10} {:>10} {:>10} {:>12}",
+        "implementation", "msgs/s", "p50 ms", "p99 ms", "idle RSS MB"
+    );
+    let raw = rows
+        .iter()
+        .flatten()
+        .find(|r| r.name == "raw lapin")
+        .map(|r| r.per_second);
+    for row in rows.iter().flatten() {
+        let ratio = raw.map_or(String::new(), |raw| {
+            format!("  ({:.2}x raw lapin)", row.per_second / raw)
+        });
+        println!(
+            "{:<18} {:>10.0} {:>10.2} {:>10.2} {:>12.1}{ratio}",
+            row.name,
+            row.per_second,
+            row.p50.as_secs_f64() * 1e3,
+            row.p99.as_secs_f64() * 1e3,
+            row.rss_kib as f64 / 1024.0
+        );
+    }
+    for name in ["fortnight", "raw lapin", "fedora-messaging"] {
+        if !rows.iter().flatten().any(|r| r.name == name) {
+            println!("{name:<18} did not run (see the message above)");
+        }
+    }
+}
+
+/// Runs one implementation through the throughput, idle and latency phases.
+async fn measure(
+    name: &'static str,
+    messages: usize,
+    start: impl FnOnce(&Setup) -> Option<Child>,
+) -> Option<Row> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("fortnight-bench-{id}"));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let setup = Setup {
+        exchange: format!("bench.{id}"),
+        queue: format!("bench.{id}.in"),
+        dir,
+    };
+    let connection = connect().await;
+    let channel = confirm_channel(&connection).await;
+    declare(&channel, &setup).await;
+    let mut results = channel
+        .basic_consume(
+            &format!("bench.{id}.out"),
+            "driver",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume results");
+
+    // Everything queued first, so the consumer is measured, not the driver.
+    for chunk in (0..messages as u64).collect::<Vec<_>>().chunks(500) {
+        let mut confirms = Vec::new();
+        for n in chunk {
+            confirms.push(publish_in(&channel, &setup.exchange, *n).await);
+        }
+        for confirm in confirms {
+            confirm.await.expect("preload confirmed");
+        }
+    }
+    let Some(mut child) = start(&setup) else {
+        eprintln!("{name}: cannot start the consumer");
+        cleanup(&connection, &setup, &id).await;
+        return None;
+    };
+    let first = tokio::time::timeout(Duration::from_secs(60), results.next()).await;
+    if !matches!(first, Ok(Some(Ok(_)))) {
+        eprintln!("{name}: no result within 60 s");
+        stop(&mut child);
+        cleanup(&connection, &setup, &id).await;
+        return None;
+    }
+    let began = Instant::now();
+    for _ in 1..messages {
+        results
+            .next()
+            .await
+            .expect("result stream")
+            .expect("result");
+    }
+    let per_second = (messages - 1) as f64 / began.elapsed().as_secs_f64();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_kib = rss_kib(child.id());
+
+    let mut latencies = Vec::with_capacity(LATENCY_ROUNDS);
+    for n in 0..LATENCY_ROUNDS as u64 {
+        let sent = Instant::now();
+        publish_in(&channel, &setup.exchange, n)
+            .await
+            .await
+            .expect("confirmed");
+        results
+            .next()
+            .await
+            .expect("result stream")
+            .expect("result");
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    stop(&mut child);
+    cleanup(&connection, &setup, &id).await;
+    Some(Row {
+        name,
+        per_second,
+        p50: latencies[latencies.len() / 2],
+        p99: latencies[latencies.len() * 99 / 100],
+        rss_kib,
+    })
+}
+
+async fn declare(channel: &Channel, setup: &Setup) {
+    channel
+        .exchange_declare(
+            &setup.exchange,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let out = setup.queue.replace(".in", ".out");
+    channel
+        .queue_declare(&setup.queue, durable, FieldTable::default())
+        .await
+        .expect("input queue");
+    channel
+        .queue_declare(&out, durable, FieldTable::default())
+        .await
+        .expect("result queue");
+    for (queue, key) in [(&setup.queue, IN), (&out, OUT)] {
+        channel
+            .queue_bind(
+                queue,
+                &setup.exchange,
+                key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("binding");
+    }
+}
+
+async fn publish_in(
+    channel: &Channel,
+    exchange: &str,
+    n: u64,
+) -> lapin::publisher_confirm::PublisherConfirm {
+    let body = serde_json::to_vec(&serde_json::json!({ "n": n })).expect("json");
+    channel
+        .basic_publish(
+            exchange,
+            IN,
+            BasicPublishOptions::default(),
+            &body,
+            properties(),
+        )
+        .await
+        .expect("publish")
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn cleanup(connection: &Connection, setup: &Setup, id: &str) {
+    let channel = connection.create_channel().await.expect("channel");
+    for queue in [
+        setup.queue.clone(),
+        format!("bench.{id}.out"),
+        format!("{}.dead", setup.queue),
+    ]
+    .into_iter()
+    .chain(
+        [10, 60, 300]
+            .iter()
+            .map(|s| format!("{}.retry.{s}s", setup.queue)),
+    ) {
+        let _ = channel
+            .queue_delete(&queue, QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = channel
+        .exchange_delete(&setup.exchange, ExchangeDeleteOptions::default())
+        .await;
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}
+
+/// Resident set size from /proc, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
