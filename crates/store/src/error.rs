@@ -61,11 +61,6 @@ impl StoreError {
             }
         }
     }
-
-    /// Whether the error is "no such file or directory".
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
-    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -204,11 +204,6 @@ impl Store {
         self.root.join("site")
     }
 
-    /// `<root>/.jobs/<consumer>`: where the bus runtime journals long-running jobs.
-    pub fn jobs_dir(&self, consumer: &FileName) -> PathBuf {
-        self.root.join(".jobs").join(consumer)
-    }
-
     /// A lock file for check-and-set within a stream, to pass to [`with_lock`].
     pub fn lock_path(&self, stream: &Stream, name: &FileName) -> PathBuf {
         self.stream_dir(stream)

@@ -14,15 +14,16 @@ require_env() {
     done
 }
 
-# Prints the path of a raw copy of FORTNIGHT_IMAGE in FORTNIGHT_SCRATCH (the image itself
-# when it is raw), converting or decompressing as its format needs.
+# Prints the path of a raw copy of FORTNIGHT_IMAGE in FORTNIGHT_SCRATCH, converting or
+# decompressing as its format needs.
 to_raw() {
     require_env FORTNIGHT_IMAGE FORTNIGHT_FORMAT FORTNIGHT_SCRATCH
     local raw="$FORTNIGHT_SCRATCH/disk.raw"
     case "$FORTNIGHT_FORMAT" in
         qcow2) qemu-img convert -f qcow2 -O raw "$FORTNIGHT_IMAGE" "$raw" ;;
         raw.xz) xz --decompress --stdout -- "$FORTNIGHT_IMAGE" > "$raw" ;;
-        raw) raw="$FORTNIGHT_IMAGE" ;;
+        # A copy, so that nothing a test does (a boot writes to its disk) touches the store.
+        raw) cp --reflink=auto --sparse=always -- "$FORTNIGHT_IMAGE" "$raw" ;;
         *)
             echo "cannot read format $FORTNIGHT_FORMAT as a raw disk" >&2
             exit "$SKIP"
