@@ -208,6 +208,43 @@ fn kubernetes_deploys_every_consumer_with_probes_on_its_health_port() {
 }
 
 #[test]
+fn recipes_and_suites_the_deployed_config_names_ship_in_the_image() {
+    // The Containerfile copies deploy/ to /usr/share/fortnight/.
+    let containerfile =
+        std::fs::read_to_string(deploy().join("Containerfile")).expect("deploy/Containerfile");
+    assert!(containerfile.contains("COPY deploy/ /usr/share/fortnight/"));
+    let shipped = |path: &Path| {
+        let relative = path
+            .strip_prefix("/usr/share/fortnight")
+            .unwrap_or_else(|_| panic!("{} is not under /usr/share/fortnight", path.display()));
+        deploy().join(relative)
+    };
+    let config = kubernetes_config();
+    for (name, stream) in &config.streams {
+        for format in &stream.formats {
+            let recipe = stream
+                .recipes
+                .get(format)
+                .unwrap_or_else(|| panic!("{name} has no recipe for {format}"));
+            assert!(
+                shipped(recipe).is_file(),
+                "{name}'s {format} recipe {} is not in deploy/",
+                recipe.display()
+            );
+        }
+        let suite = stream
+            .test_suite
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name} has no test suite"));
+        assert!(
+            shipped(suite).is_file(),
+            "{name}'s suite {} is not in deploy/",
+            suite.display()
+        );
+    }
+}
+
+#[test]
 fn every_consumer_has_a_distinct_health_port() {
     let config = kubernetes_config();
     let ports: BTreeSet<u16> = consumers()

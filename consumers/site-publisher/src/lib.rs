@@ -26,8 +26,7 @@ use messages::{
 use settings::Settings;
 use store::Store;
 
-pub use model::{Site, StreamView, collect};
-pub use render::{SiteError, publish, render_files};
+pub use render::{SiteError, publish};
 
 /// The topics that change what the site shows.
 const TOPICS: [&str; 6] = [
@@ -49,11 +48,6 @@ impl SitePublisher {
     pub fn new(settings: Arc<Settings>) -> Result<Self, SiteError> {
         let store = Store::open(&settings.store.root)?;
         Ok(Self { settings, store })
-    }
-
-    /// Rebuilds the site now (also used by `fortnight demo` and operators' tooling).
-    pub fn publish(&self) -> Result<std::path::PathBuf, SiteError> {
-        render::publish(&self.settings, &self.store, chrono::Utc::now())
     }
 
     /// The stream a message is about, after checking that the body matches its topic's schema.

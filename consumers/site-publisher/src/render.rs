@@ -76,7 +76,7 @@ fn render(
 }
 
 /// The files of one site generation, as (path relative to the site root, contents).
-pub fn render_files(site: &Site) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
+fn render_files(site: &Site) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
     let env = environment()?;
     let mut files = vec![(
         "index.html".to_owned(),

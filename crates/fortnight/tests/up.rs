@@ -1,0 +1,142 @@
+//! `fortnight up` runs every consumer in one process: each becomes ready on its own health
+//! port with its own queue on the real broker, and SIGTERM stops them all cleanly.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONSUMERS: [&str; 5] = [
+    "image-builder",
+    "image-tester",
+    "karma-tracker",
+    "releaser",
+    "site-publisher",
+];
+
+/// The HTTP status line of `GET path`, or `None` when nothing answers.
+fn status(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.lines().next().map(str::to_owned)
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn queues() -> String {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn up_runs_every_consumer_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let addrs: Vec<SocketAddr> = CONSUMERS.iter().map(|_| free_addr()).collect();
+    let mut config = format!(
+        "publish_exchange = \"fortnight.test.{id}\"\ntopic_prefix = \"test.{id}\"\n[store]\nroot = {root:?}\n\
+         [streams.f43]\narches = [\"x86_64\"]\ninput_refs = {{ x86_64 = \"fedora/43/x86_64/updates/atomic-host\" }}\n\
+         ostree_repo = {root:?}\nformats = [\"qcow2\"]\n\
+         [streams.f43.twoweek]\nrelease_refs = {{ x86_64 = \"fedora/43/x86_64/atomic-host\" }}\n\
+         anchor = \"2099-01-01T00:00:00Z\"\n",
+        root = dir.path(),
+    );
+    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
+        config.push_str(&format!(
+            "[consumers.{consumer}]\nqueue = \"fortnight.test.{id}.{consumer}\"\nhealth_addr = \"{addr}\"\n"
+        ));
+    }
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config).unwrap();
+
+    let mut up = Command::new(env!("CARGO_BIN_EXE_fortnight"))
+        .arg("--config")
+        .arg(&config_path)
+        .arg("up")
+        .env("FORTNIGHT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
+        while status(*addr, "/ready").is_none_or(|s| !s.contains(" 200 ")) {
+            assert!(
+                Instant::now() < deadline,
+                "{consumer} never became ready on {addr}"
+            );
+            assert!(
+                up.try_wait().unwrap().is_none(),
+                "fortnight up exited early"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            status(*addr, "/live").is_some_and(|s| s.contains(" 200 ")),
+            "{consumer} /live"
+        );
+    }
+    let listed = queues();
+    for consumer in CONSUMERS {
+        assert!(
+            listed.contains(&format!("fortnight.test.{id}.{consumer}\n")),
+            "{consumer}'s queue in {listed}"
+        );
+    }
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = loop {
+        if let Some(exit) = up.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fortnight up did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    up.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(exit.success(), "fortnight up exited with {exit}: {log}");
+    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
+        assert!(
+            status(*addr, "/live").is_none(),
+            "{consumer}'s health port is closed after shutdown"
+        );
+    }
+
+    // The queues are durable (they outlive a consumer); remove this test's.
+    let settings = settings::Settings::load(&config_path).unwrap();
+    let queues: Vec<String> = CONSUMERS
+        .iter()
+        .flat_map(|consumer| bus::topology::Topology::new(&settings, consumer, &[]).queues())
+        .collect();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(bus::topology::delete(
+            &settings,
+            &queues,
+            std::slice::from_ref(&settings.publish_exchange),
+        ))
+        .unwrap();
+}
