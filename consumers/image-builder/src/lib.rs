@@ -119,6 +119,8 @@ impl ImageBuilder {
         let store = Store::open(&settings.store.root)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
+            // Per read, not per download: a multi-gigabyte image may take long, a stall may not.
+            .read_timeout(Duration::from_secs(120))
             .build()?;
         Ok(Self {
             settings,

@@ -7,6 +7,7 @@
 //! | `FORTNIGHT_REF`, `FORTNIGHT_COMMIT` | the tree |
 //! | `FORTNIGHT_VERSION`, `FORTNIGHT_STREAM`, `FORTNIGHT_ARCH`, `FORTNIGHT_FORMAT` | the candidate and format |
 //! | `FORTNIGHT_OUTPUT_DIR` | an empty directory for the image; also the working directory |
+//! | `TMPDIR` | scratch space, removed after the build whatever happens |
 
 use std::time::Duration;
 
@@ -37,9 +38,14 @@ pub(crate) async fn build(
     };
     let out_dir = staging.path().join(format!("out-{format}"));
     let log = staging.path().join(format!("{format}.log"));
-    tokio::fs::create_dir(&out_dir)
-        .await
-        .map_err(|e| Failure::Retry(format!("cannot create {}: {e}", out_dir.display())))?;
+    // The recipe's scratch space lives in the staging directory, so it goes with it even when
+    // a timeout kills the recipe before its own clean-up runs.
+    let tmp = staging.path().join(format!("tmp-{format}"));
+    for dir in [&out_dir, &tmp] {
+        tokio::fs::create_dir(dir)
+            .await
+            .map_err(|e| Failure::Retry(format!("cannot create {}: {e}", dir.display())))?;
+    }
     let job = Job::new(recipe, timeout)
         .env("FORTNIGHT_REPO", &tree.repo)
         .env("FORTNIGHT_REF", tree.ostree_ref.as_str())
@@ -49,6 +55,7 @@ pub(crate) async fn build(
         .env("FORTNIGHT_ARCH", candidate.arch.as_str())
         .env("FORTNIGHT_FORMAT", format.as_str())
         .env("FORTNIGHT_OUTPUT_DIR", &out_dir)
+        .env("TMPDIR", &tmp)
         .cwd(&out_dir);
     tracing::info!(recipe = %recipe.display(), format = %format, "recipe started");
     let finished = match runner::run(&job, &log).await {

@@ -69,6 +69,7 @@ pub async fn run_test(
         let attempt_log = scratch.path().join(".log");
         let mut job = Job::new(&test.program, test.timeout)
             .env("FORTNIGHT_SCRATCH", scratch.path())
+            .env("TMPDIR", scratch.path())
             .cwd(scratch.path());
         for arg in &test.args {
             job = job.arg(arg);

@@ -13,8 +13,8 @@
 //! A test gets the image and its context in environment variables (`FORTNIGHT_IMAGE`,
 //! `FORTNIGHT_FORMAT`, `FORTNIGHT_ARCH`, `FORTNIGHT_VERSION`, `FORTNIGHT_STREAM`,
 //! `FORTNIGHT_COMMIT`, `FORTNIGHT_REF`, `FORTNIGHT_REPO`, `FORTNIGHT_CHECKSUM_FILE`, and
-//! `FORTNIGHT_SCRATCH`, an empty directory removed afterwards). Exit 0 passes, exit 77 means
-//! skipped (the last line of output says why), anything else fails.
+//! `FORTNIGHT_SCRATCH` = `TMPDIR`, an empty directory removed afterwards). Exit 0 passes,
+//! exit 77 means skipped (the last line of output says why), anything else fails.
 
 use std::path::{Path, PathBuf};
 
