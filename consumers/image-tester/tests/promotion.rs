@@ -1,0 +1,115 @@
+//! Two tester replicas (two `ImageTester`s on one shared store) handling the two arches of
+//! the same candidates at the same moment, in both orders: every candidate must end up in
+//! passed-autotest, none twice, and nothing else may appear there.
+
+use std::sync::Arc;
+
+use bus::{Outcome, Step};
+use image_tester::ImageTester;
+use messages::{Arch, Image, ImageBuilt, Outgoing, Stream, Tree, Version, derived_id};
+use settings::Settings;
+use store::{ImageWriter, Store, Tier};
+
+const ROUNDS: usize = 25;
+
+fn settings(root: &std::path::Path) -> Arc<Settings> {
+    let text = format!(
+        r#"
+        [store]
+        root = "{}"
+        [streams.f43]
+        arches = ["x86_64", "aarch64"]
+        input_refs = {{ x86_64 = "fedora/43/x86_64/atomic-host", aarch64 = "fedora/43/aarch64/atomic-host" }}
+        ostree_repo = "/nonexistent"
+        formats = ["qcow2"]
+        "#,
+        root.display()
+    );
+    Arc::new(Settings::from_toml(&text).unwrap())
+}
+
+/// Puts a small image in the store and returns the message the builder would send for it.
+fn built(store: &Store, stream: &Stream, version: &Version, arch: &Arch) -> ImageBuilt {
+    let format = "qcow2".parse().unwrap();
+    let path = store.image_path(stream, version, arch, &format);
+    let mut writer = ImageWriter::create(&path).unwrap();
+    writer
+        .write_all(format!("{version} {arch}").as_bytes())
+        .unwrap();
+    let digest = writer.finish().unwrap();
+    ImageBuilt {
+        stream: stream.clone(),
+        version: version.clone(),
+        arch: arch.clone(),
+        tree: Tree {
+            ostree_ref: format!("fedora/43/{arch}/atomic-host").parse().unwrap(),
+            commit: "c".repeat(64).parse().unwrap(),
+            repo: "/nonexistent".to_owned(),
+        },
+        images: vec![Image {
+            format,
+            path: store.relative(&path),
+            size: digest.size,
+            sha256: digest.sha256,
+        }],
+        build_log: "unused".to_owned(),
+        compose_id: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_replicas_promote_every_candidate_exactly_once() {
+    let root = tempfile::tempdir().unwrap();
+    let settings = settings(root.path());
+    let store = Store::open(root.path()).unwrap();
+    let replicas = [
+        Arc::new(ImageTester::new(settings.clone()).unwrap()),
+        Arc::new(ImageTester::new(settings).unwrap()),
+    ];
+    let stream: Stream = "f43".parse().unwrap();
+    let arches: [Arch; 2] = ["x86_64".parse().unwrap(), "aarch64".parse().unwrap()];
+    let mut versions = Vec::new();
+    for round in 0..ROUNDS {
+        let version: Version = format!("43.20261127.{round}").parse().unwrap();
+        let messages = arches
+            .iter()
+            .map(|arch| {
+                Outgoing::new(
+                    derived_id("t", &[arch.as_str()]),
+                    &built(&store, &stream, &version, arch),
+                )
+                .to_incoming()
+            })
+            .collect::<Vec<_>>();
+        // Alternate which replica gets which arch, so both orders race.
+        let (first, second) = if round % 2 == 0 { (0, 1) } else { (1, 0) };
+        let (a, b) = (replicas[first].clone(), replicas[second].clone());
+        let (ma, mb) = (messages[0].clone(), messages[1].clone());
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { a.handle(&ma).await }),
+            tokio::spawn(async move { b.handle(&mb).await }),
+        );
+        for outcome in [ra.unwrap(), rb.unwrap()] {
+            assert!(
+                matches!(&outcome, Outcome::Done(out) if out.len() == 1 && out[0].topic == "fortnight.image.tests.passed"),
+                "{outcome:?}"
+            );
+        }
+        versions.push(version);
+    }
+    assert_eq!(
+        store
+            .list_versions(&stream, Tier::PassedAutotest)
+            .unwrap()
+            .len(),
+        ROUNDS
+    );
+    let mut promoted = store.list_versions(&stream, Tier::PassedAutotest).unwrap();
+    promoted.sort();
+    versions.sort();
+    assert_eq!(promoted, versions);
+    let entries = std::fs::read_dir(store.tier_dir(&stream, Tier::PassedAutotest))
+        .unwrap()
+        .count();
+    assert_eq!(entries, ROUNDS, "no temporary or duplicate entries");
+}
