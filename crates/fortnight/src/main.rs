@@ -65,8 +65,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    bus::init_tracing();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Demo(_)) {
+        commands::demo::init_logs();
+    }
+    bus::init_tracing();
     let config = cli.config;
     let result = block_on(async move {
         match cli.command {

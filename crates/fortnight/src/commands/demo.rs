@@ -76,22 +76,26 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let dir = prepare_dir(args.dir)?;
     let amqp_url = std::env::var("FORTNIGHT_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let user = broker_user(&amqp_url)?;
-    let config_path = write_demo_files(&dir, &run_id, &amqp_url, &user)?;
+    // The demo votes and fires the tick as the broker user, which must be an operator: find
+    // it from a first config, then write the config that names it.
+    let config_path = write_demo_files(&dir, &run_id, &amqp_url, &[])?;
+    let user =
+        super::vote::Identity { user: None }.resolve(&super::load_settings(&config_path)?)?;
+    write_demo_files(&dir, &run_id, &amqp_url, std::slice::from_ref(&user))?;
     let settings = Arc::new(super::load_settings(&config_path)?);
     let progress = Progress { started };
 
-    let publisher = tokio::time::timeout(Duration::from_secs(15), bus::Publisher::connect(&settings, "fortnight-demo"))
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out"))
-        .and_then(|r| r.map_err(anyhow::Error::from))
-        .with_context(|| {
-            format!(
-                "cannot reach RabbitMQ at {}; start it with `rabbitmq-server -detached` (or `systemctl start \
-                 rabbitmq-server`) and run `fortnight demo` again",
-                redact(&amqp_url)
-            )
-        })?;
+    let publisher = tokio::time::timeout(
+        Duration::from_secs(15),
+        bus::Publisher::connect(&settings, "fortnight-demo"),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer from the broker within 15 seconds"))
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .context(
+        "cannot reach RabbitMQ; start it with `rabbitmq-server -detached` (or `systemctl start \
+             rabbitmq-server`) and run `fortnight demo` again",
+    )?;
     progress.say(&format!("working in {}", dir.display()));
 
     let trees = make_repo(&dir, &progress)?;
@@ -143,6 +147,18 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Installs the log subscriber before `bus::init_tracing` (which then keeps it): the demo's
+/// progress lines are what a newcomer reads, so logs default to warnings and the AMQP
+/// client's connection-close chatter is left out. `FORTNIGHT_LOG` still decides when set.
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FORTNIGHT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Creates (or reclaims) the demo directory; refuses a non-empty directory the demo did not make.
 fn prepare_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let dir = match dir {
@@ -183,28 +199,6 @@ fn prepare_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )?;
     // Absolute, so the config and the links on the page work from anywhere.
     std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
-}
-
-/// The broker account in an AMQP URL: the demo votes and fires the tick as this user.
-fn broker_user(url: &str) -> anyhow::Result<String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let user = rest
-        .split_once('@')
-        .map(|(credentials, _)| credentials.split(':').next().unwrap_or_default())
-        .unwrap_or("guest");
-    user.parse::<UserName>()
-        .map(|_| user.to_owned())
-        .with_context(|| format!("the broker user in {} cannot vote", redact(url)))
-}
-
-fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, rest)), Some((_, host))) if rest.contains('@') => {
-            let user = rest.split([':', '@']).next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// A TOML string literal (TOML's basic strings share JSON's escapes).
@@ -254,7 +248,7 @@ fn write_demo_files(
     dir: &Path,
     run_id: &str,
     amqp_url: &str,
-    user: &str,
+    operators: &[UserName],
 ) -> anyhow::Result<PathBuf> {
     let suite = dir.join("suite");
     std::fs::create_dir_all(suite.join("bin"))?;
@@ -282,7 +276,11 @@ fn write_demo_files(
          operators = [{user}]\n\n[store]\nroot = {store}\n\n[site]\nbase_url = {base}\n\
          intro = \"A demo of Fortnight: images are built, tested, voted on and released automatically.\"\n",
         url = toml_str(amqp_url),
-        user = toml_str(user),
+        user = operators
+            .iter()
+            .map(|o| toml_str(o.as_str()))
+            .collect::<Vec<_>>()
+            .join(", "),
         store = toml_str(&store.to_string_lossy()),
         base = toml_str(&format!("file://{}/", store.display())),
     );
@@ -569,7 +567,7 @@ async fn drive(
     recording: &mut Recording,
     seen: &mut Seen,
     trees: &[Nightly],
-    user: &str,
+    user: &UserName,
     progress: &Progress,
     deadline: tokio::time::Instant,
 ) -> anyhow::Result<()> {
@@ -616,12 +614,12 @@ async fn drive(
     let vote = KarmaSubmitted {
         stream: stream.clone(),
         version: voted.clone(),
-        user: user.parse()?,
+        user: user.clone(),
         karma: 1,
         comment: Some("boots and updates fine".into()),
     };
     publisher
-        .publish_as(&Outgoing::new(uuid::Uuid::new_v4(), &vote), user)
+        .publish_as(&Outgoing::new(uuid::Uuid::new_v4(), &vote), user.as_str())
         .await
         .context("cannot publish the vote")?;
     wait_for(
@@ -635,7 +633,7 @@ async fn drive(
     )
     .await?;
 
-    release_timer::fire_now(settings, &stream, user.parse()?, publisher)
+    release_timer::fire_now(settings, &stream, user.clone(), publisher)
         .await
         .context("cannot fire the two-week tick")?;
     wait_for(
