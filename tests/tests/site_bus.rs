@@ -1,0 +1,123 @@
+//! The site publisher on the real broker: hostile and broken messages are dead-lettered with
+//! a reason and render nothing; a valid one afterwards still rebuilds the site.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use messages::RecordLine;
+use serde_json::json;
+use site_publisher::SitePublisher;
+use tests::{TestBus, eventually, free_port, http_get};
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn record(bus: &TestBus, topic: &str, body: serde_json::Value) -> RecordLine {
+    RecordLine {
+        body,
+        headers: Default::default(),
+        id: Some(uuid::Uuid::new_v4().to_string()),
+        priority: None,
+        queue: None,
+        topic: format!("{}.{topic}", bus.prefix),
+    }
+}
+
+async fn dead_letter_saying(bus: &TestBus, text: &str) -> bus::dead_letters::DeadLetter {
+    let mut found = None;
+    let until = std::time::Instant::now() + WAIT;
+    while found.is_none() {
+        let letters = bus.dead_letters("site-publisher").await;
+        found = letters.iter().find(|l| l.reason.contains(text)).cloned();
+        assert!(
+            found.is_some() || std::time::Instant::now() < until,
+            "no dead letter says {text:?}; found {:?}",
+            letters.iter().map(|l| &l.reason).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    found.unwrap_or_else(|| unreachable!("the loop ends only when found"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_dead_lettered_and_a_good_one_still_publishes_the_site() {
+    let health = free_port();
+    let bus = TestBus::new().consumer(
+        "site-publisher",
+        &format!("max_attempts = 1\nretry_delays_seconds = [1]\nhealth_addr = \"{health}\""),
+    );
+    let settings = Arc::new(bus.settings());
+    let step = Arc::new(SitePublisher::new(Arc::clone(&settings)).unwrap());
+    let (stop, mut stopped) = watch::channel(false);
+    let consumer = tokio::spawn({
+        let settings = Arc::clone(&settings);
+        async move {
+            bus::run(&settings, step, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+        }
+    });
+    let ready = eventually(WAIT, || {
+        http_get(health, "/ready").is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+    assert!(ready, "the site publisher did not become ready");
+    let publisher = bus.publisher().await;
+    let skipped = |stream: &str| json!({"stream": stream, "period": "2026-11-24T12:00:00Z", "candidates": [], "policy": "skip"});
+
+    for (body, topic, reason) in [
+        (
+            skipped("../../etc"),
+            "fortnight.release.skipped",
+            "invalid stream",
+        ),
+        (
+            skipped("f43;rm -rf /"),
+            "fortnight.release.skipped",
+            "invalid stream",
+        ),
+        (
+            skipped("f99"),
+            "fortnight.release.skipped",
+            "stream f99 is not configured",
+        ),
+        (
+            json!({"stream": "f43"}),
+            "fortnight.karma.threshold.reached",
+            "missing field",
+        ),
+    ] {
+        publisher
+            .publish_record(&record(&bus, topic, body))
+            .await
+            .unwrap();
+        let letter = dead_letter_saying(&bus, reason).await;
+        assert!(
+            letter.routing_key.ends_with(topic),
+            "{}",
+            letter.routing_key
+        );
+    }
+    let site = settings.store.root.join("site");
+    assert!(!site.exists(), "a refused message renders nothing");
+
+    publisher
+        .publish_record(&record(&bus, "fortnight.release.skipped", skipped("f43")))
+        .await
+        .unwrap();
+    let index = site.join("index.html");
+    assert!(
+        eventually(WAIT, || index.exists()).await,
+        "the site was not published"
+    );
+    let page = std::fs::read_to_string(&index).unwrap();
+    assert!(page.contains("id=\"stream-f43\""), "{page}");
+    // The test configuration's f43 has no two-week releases.
+    assert!(page.contains("Nightly builds only"), "{page}");
+
+    let _ = stop.send(true);
+    consumer.await.unwrap().unwrap();
+    publisher.close().await;
+    bus.cleanup().await;
+}
