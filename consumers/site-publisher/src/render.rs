@@ -132,7 +132,7 @@ pub fn publish(
         return Err(SiteError::SiteIsDirectory { path: live });
     }
     store::symlink_replace(&Path::new(GENERATIONS).join(&name), &live)?;
-    remove_old_generations(&generations);
+    remove_old_generations(&generations, &dir);
     tracing::info!(site = %live.display(), generation = %name, files = files.len(), "site published");
     Ok(dir)
 }
@@ -152,7 +152,9 @@ fn link_latest(site: &Site, dir: &Path) -> Result<(), SiteError> {
     Ok(())
 }
 
-fn remove_old_generations(generations: &Path) {
+/// Removes all but the newest generations by name (a timestamp), never the live one `live`
+/// (which is not the newest by name if the clock stepped back).
+fn remove_old_generations(generations: &Path, live: &Path) {
     let Ok(entries) = fs::read_dir(generations) else {
         return;
     };
@@ -162,7 +164,12 @@ fn remove_old_generations(generations: &Path) {
         .filter(|p| p.is_dir())
         .collect();
     names.sort();
-    for old in names.iter().rev().skip(KEEP) {
+    for old in names
+        .iter()
+        .rev()
+        .skip(KEEP)
+        .filter(|old| old.as_path() != live)
+    {
         if let Err(error) = fs::remove_dir_all(old) {
             tracing::warn!(path = %old.display(), %error, "old site generation not removed");
         }

@@ -186,6 +186,21 @@ fn republishing_swaps_generations_and_keeps_only_a_few() {
 }
 
 #[test]
+fn a_clock_stepping_back_never_removes_the_live_generation() {
+    let f = fixture("x");
+    for n in 10..13 {
+        publish(&f.settings, &f.store, f.released_at + Duration::seconds(n)).unwrap();
+    }
+    // Named older than the three before it, yet it is the one the site now points at.
+    let live = publish(&f.settings, &f.store, f.released_at).unwrap();
+    assert_eq!(
+        fs::canonicalize(f.store.site_dir()).unwrap(),
+        fs::canonicalize(&live).unwrap()
+    );
+    assert!(f.store.site_dir().join("index.html").is_file());
+}
+
+#[test]
 fn an_image_path_leaving_the_store_never_becomes_a_link() {
     let f = fixture("x");
     let stream = "f43".parse().unwrap();
