@@ -182,6 +182,16 @@ fn kubernetes_deploys_every_consumer_with_probes_on_its_health_port() {
                 "{name} {probe} port"
             );
         }
+        assert_eq!(
+            pod["securityContext"]["runAsNonRoot"].as_bool(),
+            Some(true),
+            "{name} runs as non-root"
+        );
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{name} cannot escalate privileges"
+        );
         let volumes = pod["volumes"].as_sequence().expect("volumes");
         assert!(
             volumes
