@@ -83,7 +83,9 @@ impl ImageTester {
         Ok(())
     }
 
-    fn contexts(&self, built: &ImageBuilt) -> Vec<(ImageContext, String)> {
+    /// The environment of each image's tests. The repository comes from the configuration,
+    /// not the message, so a message cannot point a test at another one.
+    fn contexts(&self, built: &ImageBuilt, repo: &std::path::Path) -> Vec<ImageContext> {
         let checksum = self
             .store
             .checksum_path(&built.stream, &built.version, &built.arch);
@@ -108,28 +110,33 @@ impl ImageTester {
                         "FORTNIGHT_REF".to_owned(),
                         built.tree.ostree_ref.to_string(),
                     ),
-                    ("FORTNIGHT_REPO".to_owned(), built.tree.repo.clone()),
+                    ("FORTNIGHT_REPO".to_owned(), repo.display().to_string()),
                     (
                         "FORTNIGHT_CHECKSUM_FILE".to_owned(),
                         checksum.display().to_string(),
                     ),
                 ];
-                let context = ImageContext {
+                ImageContext {
                     env,
                     format: image.format.clone(),
-                };
-                (context, image.sha256.to_string())
+                }
             })
             .collect()
     }
 
     /// Runs every applicable (test, image) pair, at most `image_tester.parallel` at a time,
     /// and returns the results in suite order, then format order.
-    async fn run_suite(&self, built: &ImageBuilt, suite: &Suite) -> Result<Vec<Ran>, Outcome> {
+    async fn run_suite(
+        &self,
+        built: &ImageBuilt,
+        settings: &StreamSettings,
+        suite: &Suite,
+    ) -> Result<Vec<Ran>, Outcome> {
         let permits = Arc::new(Semaphore::new(self.settings.image_tester.parallel.max(1)));
         let mut tasks = JoinSet::new();
+        let contexts = self.contexts(built, &settings.ostree_repo);
         for (test_index, test) in suite.tests.iter().enumerate() {
-            for (image_index, (context, _)) in self.contexts(built).into_iter().enumerate() {
+            for (image_index, context) in contexts.iter().enumerate() {
                 if !test.applies_to(&context.format) {
                     continue;
                 }
@@ -144,7 +151,7 @@ impl ImageTester {
                     relative: self.store.relative(&path),
                     path,
                 };
-                let (test, permits) = (test.clone(), permits.clone());
+                let (test, context, permits) = (test.clone(), context.clone(), permits.clone());
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
                     let ran = run::run_test(&test, &context, &log).await;
@@ -270,7 +277,7 @@ impl ImageTester {
             },
             None => Suite::default(),
         };
-        let ran = match self.run_suite(&built, &suite).await {
+        let ran = match self.run_suite(&built, settings, &suite).await {
             Ok(ran) => ran,
             Err(outcome) => return outcome,
         };
