@@ -104,6 +104,31 @@ fn read_json(path: &Path) -> Value {
     .unwrap()
 }
 
+/// The reference consumer; stopped, and its queue and the run's exchange deleted, however the
+/// test ends (the demo deletes its own queues; a failed run may not have).
+struct FmConsumer {
+    child: std::process::Child,
+    exchange: String,
+    queue: String,
+}
+
+impl Drop for FmConsumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new(fm_python())
+            .args([
+                "-c",
+                ADMIN_PY,
+                "delete",
+                AMQP_URL,
+                &self.exchange,
+                &self.queue,
+            ])
+            .output();
+    }
+}
+
 #[test]
 fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_all() {
     let scratch = tempfile::tempdir().unwrap();
@@ -127,7 +152,7 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         "pika declare: {}",
         text(&declared.stderr)
     );
-    let mut consumer = Command::new(fm_bin())
+    let child = Command::new(fm_bin())
         .env("FEDORA_MESSAGING_CONF", &fm_conf)
         .arg("--conf")
         .arg(&fm_conf)
@@ -139,6 +164,11 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         .stderr(Stdio::piped())
         .spawn()
         .expect("start fedora-messaging consume (set FM_BIN)");
+    let mut consumer = FmConsumer {
+        child,
+        exchange: exchange.clone(),
+        queue: queue.clone(),
+    };
     wait_until("fedora-messaging to bind its queue", || {
         is_bound(&exchange, &queue)
     });
@@ -224,8 +254,8 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
     wait_until("fedora-messaging to receive the release", || {
         std::fs::read_to_string(&seen).is_ok_and(|s| s.contains("fortnight.release.published"))
     });
-    let _ = consumer.kill();
-    wait_child(&mut consumer, "fedora-messaging consume");
+    let _ = consumer.child.kill();
+    wait_child(&mut consumer.child, "fedora-messaging consume");
     let messages: Vec<Value> = std::fs::read_to_string(&seen)
         .unwrap()
         .lines()
