@@ -88,3 +88,202 @@ fn set_env(key: &str, value: u64) {
     ])
     .unwrap_or_else(|out| panic!("rabbitmqctl eval cannot set {key}: {out}"));
 }
+
+/// A second RabbitMQ node with only a TLS listener, a test CA and EXTERNAL authentication by
+/// client certificate, as Fedora's broker has. Stopped when dropped.
+#[derive(Debug)]
+pub struct TlsNode {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    node: String,
+}
+
+/// The client certificate's common name, which is also the broker user it logs in as.
+pub const TLS_CLIENT: &str = "fortnight-client";
+
+impl TlsNode {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the TLS node");
+        let d = dir.path().to_owned();
+        let d = d.as_path();
+        let port = free_port();
+        let dist_port = free_port();
+        let node = format!("fortnight-tls-{port}@localhost");
+        ca(d, "ca");
+        ca(d, "rogue-ca");
+        signed(
+            d,
+            "server",
+            "localhost",
+            "ca",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        );
+        signed(d, "client", TLS_CLIENT, "ca", "extendedKeyUsage=clientAuth");
+        signed(
+            d,
+            "rogue",
+            TLS_CLIENT,
+            "rogue-ca",
+            "extendedKeyUsage=clientAuth",
+        );
+        let p = |name: &str| d.join(name).display().to_string();
+        std::fs::write(
+            d.join("rabbitmq.conf"),
+            format!(
+                "listeners.tcp = none\nlisteners.ssl.default = {port}\n\
+                 ssl_options.cacertfile = {ca}\nssl_options.certfile = {cert}\n\
+                 ssl_options.keyfile = {key}\nssl_options.verify = verify_peer\n\
+                 ssl_options.fail_if_no_peer_cert = true\nauth_mechanisms.1 = EXTERNAL\n\
+                 ssl_cert_login_from = common_name\nloopback_users = none\n",
+                ca = p("ca.pem"),
+                cert = p("server.pem"),
+                key = p("server.key"),
+            ),
+        )
+        .expect("node config");
+        std::fs::write(
+            d.join("enabled_plugins"),
+            "[rabbitmq_auth_mechanism_ssl].\n",
+        )
+        .expect("plugins file");
+        // The Debian packaging runs the node as the `rabbitmq` user, not as the test's user.
+        for entry in std::fs::read_dir(d).expect("node directory") {
+            set_mode(&entry.expect("directory entry").path(), 0o644);
+        }
+        set_mode(d, 0o777);
+        let status = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_PORT", free_port().to_string())
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .status()
+            .expect("rabbitmq-server runs");
+        assert!(status.success(), "rabbitmq-server -detached failed");
+        let node_ctl = |args: &[&str]| {
+            let mut all = vec!["-n", node.as_str()];
+            all.extend_from_slice(args);
+            rabbitmqctl(&all)
+        };
+        let started = TlsNode {
+            port,
+            dir,
+            node: node.clone(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while node_ctl(&["status"]).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the TLS node did not start; see {}",
+                d.join("log").display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        node_ctl(&["await_startup"]).expect("the TLS node finishes booting");
+        let password = uuid::Uuid::new_v4().to_string();
+        node_ctl(&["add_user", TLS_CLIENT, &password]).expect("user for the client certificate");
+        node_ctl(&["set_permissions", "-p", "/", TLS_CLIENT, ".*", ".*", ".*"])
+            .expect("permissions");
+        started
+    }
+
+    /// A PEM file in the node's directory (`ca.pem`, `client.pem`, `client.key`, `rogue.pem`,
+    /// `rogue.key`).
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for TlsNode {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["-n", &self.node, "stop"]);
+    }
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+}
+
+fn free_port() -> u16 {
+    crate::free_port().port()
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A self-signed CA: `<name>.pem`, `<name>.key`.
+fn ca(dir: &std::path::Path, name: &str) {
+    let (cert, key, subject) = (
+        format!("{name}.pem"),
+        format!("{name}.key"),
+        format!("/CN={name}"),
+    );
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
+            "-keyout", &key, "-out", &cert,
+        ],
+    );
+}
+
+/// A certificate for `cn` signed by CA `issuer`: `<name>.pem`, `<name>.key` (PKCS#8).
+fn signed(dir: &std::path::Path, name: &str, cn: &str, issuer: &str, extension: &str) {
+    let (cert, key, csr) = (
+        format!("{name}.pem"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+    );
+    let ext = format!("{name}.ext");
+    std::fs::write(dir.join(&ext), format!("{extension}\n")).expect("extension file");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{issuer}.pem"),
+            "-CAkey",
+            &format!("{issuer}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &cert,
+            "-extfile",
+            &ext,
+        ],
+    );
+}

@@ -198,3 +198,71 @@ async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled()
     stop(running).await;
     bus.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_certificates_log_in_with_external_and_unknown_ones_are_refused() {
+    let _serial = broker::serial().await;
+    let node = tokio::task::spawn_blocking(broker::TlsNode::start)
+        .await
+        .expect("the TLS node starts");
+    let config = |name: &str| {
+        format!(
+            "amqp_url = \"amqps://localhost:{port}/%2f\"\npublish_exchange = \"fortnight.tls\"\n\
+             [tls]\nca_cert = \"{ca}\"\ncertfile = \"{cert}\"\nkeyfile = \"{key}\"\n\
+             [store]\nroot = \"{root}\"\n[streams]\n",
+            port = node.port,
+            ca = node.file("ca.pem").display(),
+            cert = node.file(&format!("{name}.pem")).display(),
+            key = node.file(&format!("{name}.key")).display(),
+            root = node.dir.path().display(),
+        )
+    };
+    let settings = settings::Settings::from_toml(&config("client")).expect("TLS settings");
+    let mut recording = bus::record::subscribe(&settings, &[tests::probe::RUN_TOPIC.to_owned()])
+        .await
+        .expect("the client certificate is accepted for consuming");
+    let publisher = bus::Publisher::connect(&settings, "tls-test")
+        .await
+        .expect("the client certificate is accepted for publishing");
+    let connections = broker::rabbitmqctl(&[
+        "-n",
+        &format!("fortnight-tls-{}@localhost", node.port),
+        "list_connections",
+        "user",
+        "auth_mechanism",
+        "ssl",
+    ])
+    .expect("connections of the TLS node");
+    assert!(
+        connections.contains(&format!("{}\tEXTERNAL\ttrue", broker::TLS_CLIENT)),
+        "logged in as the certificate's CN with EXTERNAL over TLS:\n{connections}"
+    );
+    publisher
+        .publish(&Probe::message("over-tls", Duration::ZERO))
+        .await
+        .expect("publish confirmed over TLS");
+    let line = tokio::time::timeout(Duration::from_secs(30), recording.next())
+        .await
+        .expect("the message arrives")
+        .expect("the recording is open")
+        .expect("a message");
+    assert_eq!(line.body["key"], "over-tls");
+    publisher.close().await;
+    recording.close().await;
+
+    let rogue = settings::Settings::from_toml(&config("rogue")).expect("TLS settings");
+    let error = bus::Publisher::connect(&rogue, "rogue")
+        .await
+        .expect_err("a certificate from an unknown CA is refused");
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!(
+            "cannot connect to amqps://localhost:{}",
+            node.port
+        )) && text.contains("[tls]"),
+        "the error names the broker and what to check: {text}"
+    );
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .expect("the TLS node stops");
+}
