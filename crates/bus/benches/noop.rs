@@ -46,7 +46,9 @@ fn main() {
     match std::env::var("BENCH_ROLE").as_deref() {
         Ok("fortnight") => runtime.block_on(role_fortnight()),
         Ok("raw") => runtime.block_on(role_raw()),
-        _ => runtime.block_on(drive()),
+        // `cargo bench` passes --bench; `cargo test --all-targets` runs this too, without it.
+        _ if std::env::args().any(|a| a == "--bench") => runtime.block_on(drive()),
+        _ => println!("benchmark skipped; run it with `cargo bench -p bus --bench noop`"),
     }
 }
 

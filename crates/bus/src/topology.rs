@@ -213,3 +213,42 @@ pub async fn delete(
     let _ = connection.close(200, "done").await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> Settings {
+        Settings::from_toml(&format!(
+            "topic_prefix = \"org.fedoraproject.prod\"\n[store]\nroot = \"/srv\"\n[streams]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn names_and_bindings_follow_the_configuration() {
+        let s = settings("[consumers.c]\nqueue = \"q\"\nretry_delays_seconds = [60, 10, 60]\n");
+        let t = Topology::new(&s, "c", &["fortnight.image.built".to_owned()]);
+        assert_eq!(t.queue, "q");
+        assert_eq!(t.dead_letter_queue, "q.dead");
+        assert_eq!(t.bindings, ["org.fedoraproject.prod.fortnight.image.built"]);
+        let retry: Vec<_> = t.retry_queues.iter().map(|(_, q)| q.as_str()).collect();
+        assert_eq!(
+            retry,
+            ["q.retry.10s", "q.retry.60s"],
+            "sorted, without duplicates"
+        );
+        assert_eq!(t.queues().len(), 4);
+    }
+
+    #[test]
+    fn a_wanted_delay_maps_to_the_nearest_configured_one_not_shorter() {
+        let s = settings("[consumers.c]\nretry_delays_seconds = [10, 60, 300]\n");
+        let t = Topology::new(&s, "c", &[]);
+        let pick = |secs| t.retry_queue(Duration::from_secs(secs)).0.as_secs();
+        assert_eq!(pick(0), 10);
+        assert_eq!(pick(10), 10);
+        assert_eq!(pick(11), 60);
+        assert_eq!(pick(3600), 300, "longer than any: the longest");
+    }
+}
