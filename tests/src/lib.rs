@@ -38,6 +38,7 @@ pub struct TestBus {
     /// Extra TOML appended to every generated configuration (consumer sections, ...).
     extra: String,
     consumers: Vec<(String, String)>,
+    cleaned: bool,
 }
 
 impl TestBus {
@@ -55,6 +56,7 @@ impl TestBus {
             dir: tempfile::tempdir().expect("a temporary directory"),
             extra: extra.to_owned(),
             consumers: Vec::new(),
+            cleaned: false,
             id,
         }
     }
@@ -180,16 +182,46 @@ formats = ["qcow2"]
         }
     }
 
-    /// Deletes every queue of the registered consumers and the exchange.
-    pub async fn cleanup(self) {
+    /// Deletes every queue of the registered consumers and the exchange. A test that fails
+    /// before calling this still cleans up when its `TestBus` is dropped.
+    pub async fn cleanup(mut self) {
+        delete_all(&self.settings(), &self.declared()).await;
+        self.cleaned = true;
+    }
+
+    /// Queues and exchanges this test may have declared.
+    fn declared(&self) -> (Vec<String>, String) {
         let settings = self.settings();
         let mut queues = Vec::new();
         for (consumer, _) in &self.consumers {
             queues.extend(bus::topology::Topology::new(&settings, consumer, &[]).queues());
         }
-        bus::topology::delete(&settings, &queues, std::slice::from_ref(&self.exchange))
-            .await
-            .expect("clean-up reaches the broker");
+        (queues, self.exchange.clone())
+    }
+}
+
+async fn delete_all(settings: &Settings, (queues, exchange): &(Vec<String>, String)) {
+    bus::topology::delete(settings, queues, std::slice::from_ref(exchange))
+        .await
+        .expect("clean-up reaches the broker");
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let (settings, declared) = (self.settings(), self.declared());
+        // Drop cannot await, and may run inside a runtime: clean up from a thread of its own.
+        let cleaner = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(delete_all(&settings, &declared));
+            }
+        });
+        let _ = cleaner.join();
     }
 }
 
