@@ -483,3 +483,61 @@ async fn a_journaled_long_step_resumes_after_its_process_dies() {
     publisher.close().await;
     bus.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_is_declared_when_configured_and_consumed_like_any_other() {
+    let bus = TestBus::new().consumer("probe", "quorum_queue = true");
+    let (stopper, task) = run_probe(&bus, false);
+    bus.wait_consuming("probe").await;
+    let types = tests::broker::rabbitmqctl(&[
+        "list_queues",
+        "name",
+        "type",
+        "--no-table-headers",
+        "--quiet",
+    ])
+    .unwrap();
+    let queue = bus.queue("probe");
+    assert!(
+        types
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue.as_str(), "quorum"]),
+        "{queue} is a quorum queue:\n{types}"
+    );
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Probe::message("quorum", Duration::ZERO))
+        .await
+        .unwrap();
+    let dir = probe_dir(&bus);
+    assert!(eventually(DEADLINE, || Probe::effect_done(&dir, "quorum")).await);
+    stop(stopper, task).await;
+    publisher.close().await;
+    bus.cleanup().await;
+}
+
+#[test]
+fn a_consumer_with_a_bad_configuration_exits_78_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "amqp_url = \"http://nope\"\n").unwrap();
+    let output = std::process::Command::new(PROBE_BIN)
+        .arg("--config")
+        .arg(&config)
+        .env("PROBE_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&config.display().to_string()), "{stderr}");
+
+    let output = std::process::Command::new(PROBE_BIN)
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(64),
+        "bad arguments are a usage error"
+    );
+}
