@@ -25,7 +25,9 @@ pub fn init_tracing() {
         EnvFilter::try_from_env("FORTNIGHT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never in journald or collected logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second call (tests, several entry points) keeps the first subscriber.
     let _ = match std::env::var("FORTNIGHT_LOG_FORMAT").as_deref() {
         Ok("json") => builder.json().try_init(),
