@@ -15,6 +15,15 @@
 //! - a lost connection is retried with capped exponential backoff and jitter, the topology is
 //!   declared again and consuming resumes; a delivery from a dead channel is never acked;
 //! - the shutdown future stops intake, lets the message in hand finish, and `run` returns.
+//!
+//! Limits worth knowing:
+//! - messages are handled one at a time; the others of a prefetch wait unacked, and the
+//!   broker's `consumer_timeout` counts for them too. A step that can take longer than
+//!   `consumer_timeout / qos.prefetch_count` should be [long-running](journal) (or run with a
+//!   smaller prefetch);
+//! - a copy put on a retry or dead-letter queue loses the `user_id` property (the broker only
+//!   accepts the publishing connection's own user there), so a step that authorizes by
+//!   `user_id` sees `None` on a retry and should reject rather than trust anything else.
 
 use std::future::Future;
 use std::path::PathBuf;
