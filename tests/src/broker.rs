@@ -287,3 +287,56 @@ fn signed(dir: &std::path::Path, name: &str, cn: &str, issuer: &str, extension: 
         ],
     );
 }
+
+/// A policy on the queues matching `pattern`, cleared when dropped.
+#[derive(Debug)]
+pub struct Policy {
+    name: String,
+}
+
+impl Policy {
+    /// Sets the policy and waits until the broker applied it to the queue named `queue`.
+    pub fn apply(name: &str, queue: &str, definition: &str) -> Self {
+        let pattern = format!("^{}$", queue.replace('.', "\\."));
+        rabbitmqctl(&[
+            "set_policy",
+            "--apply-to",
+            "queues",
+            name,
+            &pattern,
+            definition,
+        ])
+        .expect("rabbitmqctl set_policy");
+        let policy = Self {
+            name: name.to_owned(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let applied = || {
+            rabbitmqctl(&[
+                "list_queues",
+                "name",
+                "policy",
+                "--no-table-headers",
+                "--quiet",
+            ])
+            .is_ok_and(|out| {
+                out.lines()
+                    .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue, name])
+            })
+        };
+        while !applied() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "policy {name} never applied to {queue}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        policy
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["clear_policy", &self.name]);
+    }
+}

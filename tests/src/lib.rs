@@ -261,6 +261,11 @@ impl Watch {
         &self.seen
     }
 
+    /// The recording's private queue.
+    pub fn queue(&self) -> &str {
+        self.recording.queue()
+    }
+
     pub async fn close(self) {
         self.recording.close().await;
     }

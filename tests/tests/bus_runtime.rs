@@ -541,3 +541,40 @@ fn a_consumer_with_a_bad_configuration_exits_78_naming_the_file() {
         "bad arguments are a usage error"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_letter_queue() {
+    let bus = TestBus::new().consumer("probe", "max_attempts = 2\nretry_delays_seconds = [1]");
+    // A full queue that rejects publishes makes the broker nack every result routed to it.
+    let blocker = bus.watch(&[DONE_TOPIC]).await;
+    let _policy = tests::broker::Policy::apply(
+        &format!("reject-{}", bus.id),
+        blocker.queue(),
+        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+    );
+    let (stopper, task) = run_probe(&bus, false);
+    bus.wait_consuming("probe").await;
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Probe::message("refused", Duration::ZERO))
+        .await
+        .unwrap();
+
+    let letters = bus.wait_dead_letters("probe", 1, DEADLINE).await;
+    assert_eq!(letters.len(), 1, "the input ends in the dead-letter queue");
+    assert_eq!(letters[0].attempts, 2);
+    assert!(
+        letters[0].reason.contains("the broker refused the result"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(
+        Probe::runs(&probe_dir(&bus))["refused"],
+        2,
+        "one run per attempt, no tight requeue loop"
+    );
+    stop(stopper, task).await;
+    publisher.close().await;
+    blocker.close().await;
+    bus.cleanup().await;
+}

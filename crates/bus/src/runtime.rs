@@ -405,7 +405,7 @@ async fn process<S: Step>(
                 }
                 None => {
                     let outcome = handle(step, &incoming, &ctx.metrics).await;
-                    settle(ctx, channel, &received, outcome).await
+                    settle_or_retry(ctx, channel, &received, outcome).await
                 }
             },
         };
@@ -453,7 +453,7 @@ async fn run_job<S: Step>(
     async {
         tracing::info!(path = %job.path().display(), "job started");
         let outcome = handle(step.as_ref(), &incoming, &ctx.metrics).await;
-        match settle(&ctx, &channel, &received, outcome).await {
+        match settle_or_retry(&ctx, &channel, &received, outcome).await {
             Ok(()) => {
                 job.finish()?;
                 Ok(true)
@@ -479,6 +479,25 @@ async fn handle<S: Step>(step: &S, incoming: &Incoming, metrics: &Metrics) -> Ou
         .unwrap_or_else(|_| Outcome::retry("the step panicked"));
     metrics.observe_step(started.elapsed());
     outcome
+}
+
+/// Settles an outcome; when the broker refuses (nacks) a result, the input takes the retry
+/// path instead, so a refusal that persists is delayed, counted and finally dead-lettered
+/// rather than requeued in a tight loop. `Err(Nacked)` only when the retry copy was refused
+/// too.
+async fn settle_or_retry(
+    ctx: &Context,
+    channel: &Channel,
+    received: &Received,
+    outcome: Outcome,
+) -> Result<(), BusError> {
+    match settle(ctx, channel, received, outcome).await {
+        Err(BusError::Nacked { routing_key }) => {
+            let reason = format!("the broker refused the result published to `{routing_key}`");
+            settle(ctx, channel, received, Outcome::retry(reason)).await
+        }
+        settled => settled,
+    }
 }
 
 /// Publishes what the outcome calls for, with confirms. The caller acks after `Ok`.
