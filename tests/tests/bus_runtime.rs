@@ -21,9 +21,17 @@ fn run_probe(
     bus: &TestBus,
     long_running: bool,
 ) -> (oneshot::Sender<()>, JoinHandle<Result<(), bus::BusError>>) {
-    let settings = bus.settings();
+    run_probe_with(bus, bus.settings(), long_running)
+}
+
+/// [`run_probe`] with settings changed by the test.
+fn run_probe_with(
+    bus: &TestBus,
+    settings: settings::Settings,
+    long_running: bool,
+) -> (oneshot::Sender<()>, JoinHandle<Result<(), bus::BusError>>) {
     let step = Arc::new(Probe::new(
-        &bus.dir.path().join("probe"),
+        &probe_dir(bus),
         Arc::new(settings.clone()),
         long_running,
     ));
@@ -576,5 +584,40 @@ async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_l
     stop(stopper, task).await;
     publisher.close().await;
     blocker.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_declares_use_what_exists_and_name_what_is_missing() {
+    let bus = TestBus::new().consumer("probe", "");
+    // An administrator's part: the topology exists before the passive consumer starts.
+    let (stopper, task) = run_probe(&bus, false);
+    bus.wait_consuming("probe").await;
+    stop(stopper, task).await;
+
+    let mut passive = bus.settings();
+    passive.passive_declares = true;
+    let (stopper, task) = run_probe_with(&bus, passive.clone(), false);
+    bus.wait_consuming("probe").await;
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Probe::message("passive", Duration::ZERO))
+        .await
+        .unwrap();
+    let dir = probe_dir(&bus);
+    assert!(eventually(DEADLINE, || Probe::effect_done(&dir, "passive")).await);
+    stop(stopper, task).await;
+
+    let mut missing = passive;
+    missing.publish_exchange = format!("{}.missing", bus.exchange);
+    let error = bus::Publisher::connect(&missing, "passive-test")
+        .await
+        .expect_err("a missing exchange is not declared in passive mode");
+    let text = error.to_string();
+    assert!(
+        text.contains(&missing.publish_exchange) && text.contains("passive_declares"),
+        "the error names the exchange and the setting: {text}"
+    );
+    publisher.close().await;
     bus.cleanup().await;
 }
