@@ -11,7 +11,6 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
-use messages::Outgoing;
 use serde_json::{Map, Number, Value};
 use settings::Settings;
 
@@ -145,13 +144,33 @@ fn tls_config(ca_cert: &Path, certfile: &Path, keyfile: &Path) -> Result<OwnedTL
 }
 
 /// The properties fedora-messaging sets on every message, and nothing else.
-pub(crate) fn outgoing_properties(message: &Outgoing, headers: FieldTable) -> AMQPProperties {
-    AMQPProperties::default()
+pub(crate) fn properties(id: Option<&str>, headers: FieldTable) -> AMQPProperties {
+    let properties = AMQPProperties::default()
         .with_content_type("application/json".into())
         .with_content_encoding("utf-8".into())
         .with_delivery_mode(2)
-        .with_message_id(message.id.to_string().into())
-        .with_headers(headers)
+        .with_headers(headers);
+    match id {
+        Some(id) => properties.with_message_id(id.into()),
+        None => properties,
+    }
+}
+
+/// Properties for the runtime's copy of a received message (retry, dead letter, replay): id,
+/// content type and encoding kept, new headers. `user_id` is dropped: the broker only accepts
+/// the publishing connection's own user there.
+pub(crate) fn copy_properties(original: &AMQPProperties, headers: FieldTable) -> AMQPProperties {
+    let mut copy = properties(
+        original.message_id().as_ref().map(ShortString::as_str),
+        headers,
+    );
+    if let Some(content_type) = original.content_type() {
+        copy = copy.with_content_type(content_type.clone());
+    }
+    if let Some(encoding) = original.content_encoding() {
+        copy = copy.with_content_encoding(encoding.clone());
+    }
+    copy
 }
 
 /// JSON header values to an AMQP table, with integers as narrow as they fit (as pika does).

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
-use lapin::protocol::basic::AMQPProperties;
 use lapin::{Channel, Connection};
 use serde_json::Value;
 use settings::Settings;
@@ -150,14 +149,7 @@ pub async fn replay(
             }
             let mut headers = letter.headers.clone();
             headers.insert(HEADER_ROUTING_KEY.to_owned(), Value::from(letter.routing_key.clone()));
-            let mut properties = AMQPProperties::default()
-                .with_content_type(delivery.properties.content_type().clone().unwrap_or_else(|| "application/json".into()))
-                .with_content_encoding(delivery.properties.content_encoding().clone().unwrap_or_else(|| "utf-8".into()))
-                .with_delivery_mode(2)
-                .with_headers(to_table(&headers));
-            if let Some(id) = &letter.id {
-                properties = properties.with_message_id(id.as_str().into());
-            }
+            let properties = amqp::copy_properties(&delivery.properties, to_table(&headers));
             let wire = Wire {
                 exchange: String::new(),
                 routing_key: session.queue.clone(),

@@ -31,7 +31,7 @@ impl Wire {
             exchange: settings.publish_exchange.clone(),
             routing_key: add_prefix(&message.topic, &settings.topic_prefix),
             body: serde_json::to_vec(&message.body).unwrap_or_else(|_| b"{}".to_vec()),
-            properties: amqp::outgoing_properties(message, to_table(&headers)),
+            properties: amqp::properties(Some(&message.id.to_string()), to_table(&headers)),
         }
     }
 
@@ -48,12 +48,7 @@ impl Wire {
                 Value::from(priority),
             );
         }
-        let properties = AMQPProperties::default()
-            .with_content_type("application/json".into())
-            .with_content_encoding("utf-8".into())
-            .with_delivery_mode(2)
-            .with_message_id(id.into())
-            .with_headers(to_table(&headers));
+        let properties = amqp::properties(Some(&id), to_table(&headers));
         Self {
             exchange: settings.publish_exchange.clone(),
             routing_key: record.topic.clone(),
@@ -182,11 +177,7 @@ impl Publisher {
             exchange: self.settings.publish_exchange.clone(),
             routing_key: add_prefix(topic, &self.settings.topic_prefix),
             body: body.to_vec(),
-            properties: AMQPProperties::default()
-                .with_content_type("application/json".into())
-                .with_delivery_mode(2)
-                .with_message_id(id.as_str().into())
-                .with_headers(to_table(headers)),
+            properties: amqp::properties(Some(&id), to_table(headers)),
         };
         publish_all(&self.channel, &[wire], &self.metrics).await?;
         Ok(id)

@@ -255,13 +255,7 @@ impl Received {
     }
 
     fn from_record(record: &JobRecord) -> Self {
-        let mut properties = AMQPProperties::default()
-            .with_content_type("application/json".into())
-            .with_content_encoding("utf-8".into())
-            .with_delivery_mode(2);
-        if let Some(id) = &record.id {
-            properties = properties.with_message_id(id.as_str().into());
-        }
+        let properties = amqp::properties(record.id.as_deref(), FieldTable::default());
         Self {
             id: record.id.clone(),
             routing_key: record.routing_key.clone(),
@@ -306,31 +300,7 @@ impl Received {
         for (key, value) in extra {
             headers.insert((*key).to_owned(), value.clone());
         }
-        let mut properties = self
-            .properties
-            .clone()
-            .with_headers(to_table(&headers))
-            .with_delivery_mode(2);
-        if properties.user_id().is_some() {
-            properties = AMQPProperties::default()
-                .with_content_type(
-                    properties
-                        .content_type()
-                        .clone()
-                        .unwrap_or_else(|| "application/json".into()),
-                )
-                .with_content_encoding(
-                    properties
-                        .content_encoding()
-                        .clone()
-                        .unwrap_or_else(|| "utf-8".into()),
-                )
-                .with_delivery_mode(2)
-                .with_headers(to_table(&headers));
-            if let Some(id) = &self.id {
-                properties = properties.with_message_id(id.as_str().into());
-            }
-        }
+        let properties = amqp::copy_properties(&self.properties, to_table(&headers));
         Wire {
             exchange: String::new(),
             routing_key: queue.to_owned(),
