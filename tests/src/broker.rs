@@ -16,6 +16,49 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
+/// A broker account for one voter or operator, deleted when dropped.
+#[derive(Debug)]
+pub struct BrokerUser {
+    pub name: messages::UserName,
+    password: String,
+}
+
+impl BrokerUser {
+    pub fn create(role: &str) -> Self {
+        let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let name = format!("{role}-{id}");
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        rabbitmqctl(&["add_user", &name, &password]).expect("rabbitmqctl add_user");
+        rabbitmqctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"])
+            .expect("rabbitmqctl set_permissions");
+        Self {
+            name: name.parse().unwrap(),
+            password,
+        }
+    }
+
+    /// A publisher connected as this user.
+    pub async fn publisher(&self, settings: &settings::Settings) -> bus::Publisher {
+        let mut settings = settings.clone();
+        let url = crate::amqp_url();
+        let host = url
+            .rsplit_once('@')
+            .map_or(url.as_str(), |(_, host)| host)
+            .to_owned();
+        let host = host.strip_prefix("amqp://").unwrap_or(&host);
+        settings.amqp_url = format!("amqp://{}:{}@{host}", self.name, self.password);
+        bus::Publisher::connect(&settings, &format!("test-{}", self.name))
+            .await
+            .expect("the test user can connect")
+    }
+}
+
+impl Drop for BrokerUser {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["delete_user", self.name.as_str()]);
+    }
+}
+
 /// Runs `rabbitmqctl` with `args`; `Err` has its output.
 pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
     let output = Command::new("rabbitmqctl")

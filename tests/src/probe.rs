@@ -90,6 +90,17 @@ impl Probe {
         crate::count_lines(&dir.join("runs"))
     }
 
+    /// Who sent each run, in order: the `user_id` the step saw (`-` for none), per key.
+    pub fn senders(dir: &Path, key: &str) -> Vec<String> {
+        std::fs::read_to_string(dir.join("senders"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(k, _)| *k == key)
+            .map(|(_, user)| user.to_owned())
+            .collect()
+    }
+
     /// Whether the effect for `key` exists.
     pub fn effect_done(dir: &Path, key: &str) -> bool {
         dir.join("effects").join(key).exists()
@@ -110,13 +121,17 @@ impl Probe {
         }
     }
 
-    fn record_run(&self, key: &str) -> std::io::Result<()> {
+    fn record_run(&self, key: &str, sender: Option<&str>) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let mut runs = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.dir.join("runs"))?;
-        runs.write_all(format!("{key}\n").as_bytes())
+        let append = |name: &str, line: String| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(self.dir.join(name))?
+                .write_all(line.as_bytes())
+        };
+        append("senders", format!("{key} {}\n", sender.unwrap_or("-")))?;
+        append("runs", format!("{key}\n"))
     }
 }
 
@@ -152,7 +167,7 @@ impl Step for Probe {
         if !safe_key(&order.key) {
             return Outcome::reject(format!("key {:?} is not a safe file name", order.key));
         }
-        if let Err(error) = self.record_run(&order.key) {
+        if let Err(error) = self.record_run(&order.key, message.user_id.as_deref()) {
             return Outcome::retry(format!("cannot record the run: {error}"));
         }
         if order.fail {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tests::broker::BrokerUser;
 use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC};
 use tests::{TestBus, eventually, free_port, http_get};
 use tokio::sync::oneshot;
@@ -220,7 +221,15 @@ async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_p
     let publisher = bus.publisher().await;
     let mut message = Probe::message("flaky", Duration::ZERO);
     message.body.insert("fail".into(), Value::Bool(true));
-    publisher.publish(&message).await.unwrap();
+    // Sent by a tester's own account with the broker-checked user_id, which steps use to
+    // authorize votes and overrides; the consumer runs as another account.
+    let tester = BrokerUser::create("tester");
+    tester
+        .publisher(&bus.settings())
+        .await
+        .publish_as(&message, tester.name.as_str())
+        .await
+        .unwrap();
     let id = message.id.to_string();
     let dir = probe_dir(&bus);
 
@@ -242,6 +251,12 @@ async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_p
         3,
         "each attempt ran the step once"
     );
+    assert_eq!(
+        Probe::senders(&dir, "flaky"),
+        [tester.name.as_str(); 3],
+        "retried copies still say who sent the message"
+    );
+    assert_eq!(letters[0].sender.as_deref(), Some(tester.name.as_str()));
     assert_eq!(
         letters[0].headers["fedora_messaging_schema"], RUN_TOPIC,
         "publisher headers kept"
@@ -277,6 +292,11 @@ async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_p
     let letters = bus.wait_dead_letters("probe", 1, DEADLINE).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].attempts, 3, "attempts were reset by the replay");
+    assert_eq!(
+        Probe::senders(&dir, "flaky"),
+        [tester.name.as_str(); 6],
+        "a replayed dead letter still says who sent it"
+    );
     assert_eq!(
         letters[0].id.as_deref(),
         Some(id.as_str()),

@@ -157,13 +157,29 @@ pub(crate) fn properties(id: Option<&str>, headers: FieldTable) -> AMQPPropertie
 }
 
 /// Properties for the runtime's copy of a received message (retry, dead letter, replay): id,
-/// content type and encoding kept, new headers. `user_id` is dropped: the broker only accepts
-/// the publishing connection's own user there.
-pub(crate) fn copy_properties(original: &AMQPProperties, headers: FieldTable) -> AMQPProperties {
+/// content type and encoding kept, new headers. The broker only accepts the publishing
+/// connection's own user as `user_id`, so the original `sender` travels in
+/// [`HEADER_USER_ID`](crate::HEADER_USER_ID) under the runtime's `own_user`; see [`sender`].
+pub(crate) fn copy_properties(
+    original: &AMQPProperties,
+    mut headers: BTreeMap<String, Value>,
+    sender: Option<&str>,
+    own_user: Option<&str>,
+) -> AMQPProperties {
+    let carried = match (sender, own_user) {
+        (Some(sender), Some(own)) => {
+            headers.insert(crate::HEADER_USER_ID.to_owned(), Value::from(sender));
+            Some(own)
+        }
+        _ => None,
+    };
     let mut copy = properties(
         original.message_id().as_ref().map(ShortString::as_str),
-        headers,
+        to_table(&headers),
     );
+    if let Some(own) = carried {
+        copy = copy.with_user_id(own.into());
+    }
     if let Some(content_type) = original.content_type() {
         copy = copy.with_content_type(content_type.clone());
     }
@@ -171,6 +187,39 @@ pub(crate) fn copy_properties(original: &AMQPProperties, headers: FieldTable) ->
         copy = copy.with_content_encoding(encoding.clone());
     }
     copy
+}
+
+/// A delivery's headers as JSON values (empty when it has none).
+pub(crate) fn headers(properties: &AMQPProperties) -> BTreeMap<String, Value> {
+    properties
+        .headers()
+        .as_ref()
+        .map(from_table)
+        .unwrap_or_default()
+}
+
+/// Who sent a delivery: its broker-checked `user_id`, or, on the runtime's own copy (whose
+/// `user_id` is `own_user`, which nobody else can set), the sender it carried.
+pub(crate) fn sender(
+    properties: &AMQPProperties,
+    headers: &BTreeMap<String, Value>,
+    own_user: Option<&str>,
+) -> Option<String> {
+    let checked = short(properties.user_id());
+    match headers.get(crate::HEADER_USER_ID).and_then(Value::as_str) {
+        Some(carried) if own_user.is_some() && checked.as_deref() == own_user => {
+            Some(carried.to_owned())
+        }
+        _ => checked,
+    }
+}
+
+/// The broker user a connection logs in as, when `amqp_url` names one (with TLS client
+/// certificates the broker derives it from the certificate instead).
+pub(crate) fn url_user(settings: &Settings) -> Option<String> {
+    let uri: AMQPUri = settings.amqp_url.parse().ok()?;
+    let named = settings.amqp_url.contains('@');
+    (named && settings.tls.is_none()).then_some(uri.authority.userinfo.username)
 }
 
 /// JSON header values to an AMQP table, with integers as narrow as they fit (as pika does).
@@ -260,6 +309,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(from_table(&to_table(&headers)), headers);
+    }
+
+    fn delivered_by(
+        user: &str,
+        carried: Option<&str>,
+    ) -> (AMQPProperties, BTreeMap<String, Value>) {
+        let mut headers = BTreeMap::new();
+        if let Some(carried) = carried {
+            headers.insert(crate::HEADER_USER_ID.to_owned(), Value::from(carried));
+        }
+        let properties = AMQPProperties::default().with_user_id(user.into());
+        (properties, headers)
+    }
+
+    #[test]
+    fn a_carried_sender_is_believed_only_from_the_runtimes_own_user() {
+        let (props, headers) = delivered_by("fortnight", Some("alice"));
+        assert_eq!(
+            sender(&props, &headers, Some("fortnight")).as_deref(),
+            Some("alice")
+        );
+        // Anyone else who sets the header is who they are, not whom they claim.
+        let (props, headers) = delivered_by("mallory", Some("alice"));
+        assert_eq!(
+            sender(&props, &headers, Some("fortnight")).as_deref(),
+            Some("mallory")
+        );
+        // Without knowing its own user the runtime believes no header.
+        let (props, headers) = delivered_by("fortnight", Some("alice"));
+        assert_eq!(sender(&props, &headers, None).as_deref(), Some("fortnight"));
+        let (props, headers) = delivered_by("alice", None);
+        assert_eq!(
+            sender(&props, &headers, Some("fortnight")).as_deref(),
+            Some("alice")
+        );
+    }
+
+    #[test]
+    fn a_copy_carries_the_sender_under_the_runtimes_own_user() {
+        let original = AMQPProperties::default()
+            .with_message_id("id-1".into())
+            .with_user_id("alice".into());
+        let copy = copy_properties(&original, BTreeMap::new(), Some("alice"), Some("fortnight"));
+        assert_eq!(short(copy.user_id()).as_deref(), Some("fortnight"));
+        assert_eq!(
+            sender(&copy, &headers(&copy), Some("fortnight")).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(short(copy.message_id()).as_deref(), Some("id-1"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use lapin::{Channel, Connection};
 use serde_json::Value;
 use settings::Settings;
 
-use crate::amqp::{self, to_table};
+use crate::amqp;
 use crate::publisher::{Wire, publish_all};
 use crate::runtime::publisher_headers;
 use crate::topology::dead_letter_queue;
@@ -32,18 +32,15 @@ pub struct DeadLetter {
     pub routing_key: String,
     /// The publisher's headers.
     pub headers: BTreeMap<String, Value>,
+    /// Who first sent it (the broker-checked `user_id`), when known.
+    pub sender: Option<String>,
     /// The body as received (it may not be JSON: that can be why it is here).
     pub body: Vec<u8>,
 }
 
 impl DeadLetter {
-    fn from_delivery(delivery: &Delivery) -> Self {
-        let all = delivery
-            .properties
-            .headers()
-            .as_ref()
-            .map(amqp::from_table)
-            .unwrap_or_default();
+    fn from_delivery(delivery: &Delivery, own_user: Option<&str>) -> Self {
+        let all = amqp::headers(&delivery.properties);
         let text = |key: &str| all.get(key).and_then(Value::as_str).map(str::to_owned);
         Self {
             id: amqp::short(delivery.properties.message_id()),
@@ -56,6 +53,7 @@ impl DeadLetter {
             routing_key: text(HEADER_ROUTING_KEY)
                 .unwrap_or_else(|| delivery.routing_key.to_string()),
             body: delivery.data.clone(),
+            sender: amqp::sender(&delivery.properties, &all, own_user),
             headers: publisher_headers(all),
         }
     }
@@ -71,6 +69,7 @@ struct Session {
     channel: Channel,
     queue: String,
     dead: String,
+    own_user: Option<String>,
 }
 
 impl Session {
@@ -83,6 +82,7 @@ impl Session {
             queue,
             connection,
             channel,
+            own_user: amqp::url_user(settings),
         })
     }
 
@@ -109,7 +109,10 @@ pub async fn list(settings: &Settings, consumer: &str) -> Result<Vec<DeadLetter>
     let mut letters = Vec::new();
     let result = async {
         while let Some(delivery) = session.get().await? {
-            letters.push(DeadLetter::from_delivery(&delivery));
+            letters.push(DeadLetter::from_delivery(
+                &delivery,
+                session.own_user.as_deref(),
+            ));
         }
         Ok(())
     }
@@ -143,13 +146,18 @@ pub async fn replay(
     let mut moved = 0;
     let result = async {
         while let Some(delivery) = session.get().await? {
-            let letter = DeadLetter::from_delivery(&delivery);
+            let letter = DeadLetter::from_delivery(&delivery, session.own_user.as_deref());
             if only.is_some_and(|id| letter.id.as_deref() != Some(id)) {
                 continue;
             }
             let mut headers = letter.headers.clone();
             headers.insert(HEADER_ROUTING_KEY.to_owned(), Value::from(letter.routing_key.clone()));
-            let properties = amqp::copy_properties(&delivery.properties, to_table(&headers));
+            let properties = amqp::copy_properties(
+                &delivery.properties,
+                headers,
+                letter.sender.as_deref(),
+                session.own_user.as_deref(),
+            );
             let wire = Wire {
                 exchange: String::new(),
                 routing_key: session.queue.clone(),

@@ -21,9 +21,12 @@
 //!   broker's `consumer_timeout` counts for them too. A step that can take longer than
 //!   `consumer_timeout / qos.prefetch_count` should be [long-running](journal) (or run with a
 //!   smaller prefetch);
-//! - a copy put on a retry or dead-letter queue loses the `user_id` property (the broker only
-//!   accepts the publishing connection's own user there), so a step that authorizes by
-//!   `user_id` sees `None` on a retry and should reject rather than trust anything else.
+//! - the broker only accepts the publishing connection's own user as `user_id`, so a copy on
+//!   a retry or dead-letter queue carries the original sender in [`HEADER_USER_ID`] and the
+//!   runtime's own user as `user_id`. That header is believed only on a message whose
+//!   broker-checked `user_id` is the runtime's own user (so nobody else can forge it); with TLS
+//!   client certificates the runtime does not know its own user name and the sender is lost
+//!   on retry (a step that authorizes by `user_id` then sees `None` and must reject).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -54,6 +57,8 @@ pub const HEADER_CONSUMER: &str = "x-fortnight-consumer";
 pub const HEADER_REASON: &str = "x-fortnight-reason";
 /// Header keeping the original routing key while a message sits in a retry or dead-letter queue.
 pub const HEADER_ROUTING_KEY: &str = "x-fortnight-routing-key";
+/// Header carrying the original sender's broker-checked `user_id` on the runtime's own copies.
+pub const HEADER_USER_ID: &str = "x-fortnight-user-id";
 
 /// What a step made of one message.
 #[derive(Debug, Clone, PartialEq)]

@@ -149,9 +149,7 @@ impl Publisher {
     /// The broker user this publisher connects as, when `amqp_url` names one (with TLS client
     /// certificates the broker derives it from the certificate instead).
     pub fn url_user(settings: &Settings) -> Option<String> {
-        let uri: lapin::uri::AMQPUri = settings.amqp_url.parse().ok()?;
-        let named = settings.amqp_url.contains('@');
-        (named && settings.tls.is_none()).then_some(uri.authority.userinfo.username)
+        amqp::url_user(settings)
     }
 
     /// Publishes a recorded message exactly as recorded and waits for the confirm.

@@ -91,12 +91,7 @@ impl Recording {
             Ok(delivery) => delivery,
             Err(source) => return Some(Err(BusError::amqp("receive a delivery", source))),
         };
-        let headers = delivery
-            .properties
-            .headers()
-            .as_ref()
-            .map(amqp::from_table)
-            .unwrap_or_default();
+        let headers = amqp::headers(&delivery.properties);
         // fedora-messaging only ever sends objects; anything else is kept as text so the
         // recording still shows what arrived.
         let body = parse_body(&delivery.data)

@@ -20,7 +20,7 @@ use serde_json::Value;
 use settings::{ConsumerSettings, Settings};
 use tracing::Instrument;
 
-use crate::amqp::{self, to_table};
+use crate::amqp;
 use crate::health::{self, Metrics};
 use crate::journal::{Job, JobRecord, Journal, RESCAN};
 use crate::publisher::{Wire, publish_all};
@@ -53,6 +53,7 @@ pub async fn run<S: Step>(
         topology: Topology::new(settings, S::NAME, &step.topics()),
         metrics: Arc::new(Metrics::default()),
         journal,
+        own_user: amqp::url_user(settings),
     });
     let health = match ctx.config.health_addr {
         Some(addr) => Some(health::serve(addr, S::NAME, ctx.metrics.clone()).await?),
@@ -122,6 +123,8 @@ struct Context {
     topology: Topology,
     metrics: Arc<Metrics>,
     journal: Option<Journal>,
+    /// The broker user this consumer connects as, when known; see [`amqp::sender`].
+    own_user: Option<String>,
 }
 
 type JobFuture = Pin<Box<dyn Future<Output = Result<bool, BusError>> + Send>>;
@@ -220,6 +223,7 @@ struct Received {
     routing_key: String,
     /// The publisher's headers.
     headers: BTreeMap<String, Value>,
+    /// Who sent it (see [`amqp::sender`]).
     user_id: Option<String>,
     body: Vec<u8>,
     /// Failed attempts so far.
@@ -228,13 +232,8 @@ struct Received {
 }
 
 impl Received {
-    fn from_delivery(delivery: &Delivery) -> Self {
-        let all = delivery
-            .properties
-            .headers()
-            .as_ref()
-            .map(amqp::from_table)
-            .unwrap_or_default();
+    fn from_delivery(delivery: &Delivery, own_user: Option<&str>) -> Self {
+        let all = amqp::headers(&delivery.properties);
         let attempts = all
             .get(HEADER_ATTEMPTS)
             .and_then(Value::as_u64)
@@ -246,8 +245,8 @@ impl Received {
         Self {
             id: amqp::short(delivery.properties.message_id()),
             routing_key,
+            user_id: amqp::sender(&delivery.properties, &all, own_user),
             headers: publisher_headers(all),
-            user_id: amqp::short(delivery.properties.user_id()),
             body: delivery.data.clone(),
             attempts,
             properties: delivery.properties.clone(),
@@ -291,7 +290,7 @@ impl Received {
     /// A copy for a retry or dead-letter queue: body, id and the publisher's headers kept,
     /// plus the runtime's bookkeeping. `user_id` is dropped: the broker only accepts the
     /// publishing connection's own user there.
-    fn copy_to(&self, queue: &str, extra: &[(&str, Value)]) -> Wire {
+    fn copy_to(&self, ctx: &Context, queue: &str, extra: &[(&str, Value)]) -> Wire {
         let mut headers = self.headers.clone();
         headers.insert(
             HEADER_ROUTING_KEY.to_owned(),
@@ -300,7 +299,12 @@ impl Received {
         for (key, value) in extra {
             headers.insert((*key).to_owned(), value.clone());
         }
-        let properties = amqp::copy_properties(&self.properties, to_table(&headers));
+        let properties = amqp::copy_properties(
+            &self.properties,
+            headers,
+            self.user_id.as_deref(),
+            ctx.own_user.as_deref(),
+        );
         Wire {
             exchange: String::new(),
             routing_key: queue.to_owned(),
@@ -361,7 +365,7 @@ async fn process<S: Step>(
     delivery: Delivery,
 ) -> Result<(), BusError> {
     Metrics::count(&ctx.metrics.received);
-    let received = Received::from_delivery(&delivery);
+    let received = Received::from_delivery(&delivery, ctx.own_user.as_deref());
     let incoming = received.incoming(ctx);
     let span = message_span(ctx, &received, incoming.as_ref().ok().map(|i| &i.body));
     async {
@@ -497,6 +501,7 @@ async fn settle(
             let wanted = after.unwrap_or_else(|| ctx.config.retry_delay(attempts));
             let (delay, queue) = ctx.topology.retry_queue(wanted);
             let wire = received.copy_to(
+                ctx,
                 queue,
                 &[
                     (HEADER_ATTEMPTS, Value::from(attempts)),
@@ -529,6 +534,7 @@ async fn dead_letter_after(
     attempts: u32,
 ) -> Result<(), BusError> {
     let wire = received.copy_to(
+        ctx,
         &ctx.topology.dead_letter_queue,
         &[
             (HEADER_CONSUMER, Value::from(ctx.name)),

@@ -23,7 +23,7 @@ use ostree_cli::Repo;
 use releaser::Releaser;
 use settings::Settings;
 use store::{ImageWriter, Store};
-use tests::broker::rabbitmqctl;
+pub use tests::broker::BrokerUser;
 use tests::{TestBus, Watch};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,49 +52,6 @@ fn input_ref(arch: &str) -> messages::Ref {
     format!("fedora/{STREAM}/{arch}/atomic-host")
         .parse()
         .unwrap()
-}
-
-/// A broker account for one voter or operator, deleted when dropped.
-#[derive(Debug)]
-pub struct BrokerUser {
-    pub name: UserName,
-    password: String,
-}
-
-impl BrokerUser {
-    pub fn create(role: &str) -> Self {
-        let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let name = format!("{role}-{id}");
-        let password = uuid::Uuid::new_v4().simple().to_string();
-        rabbitmqctl(&["add_user", &name, &password]).expect("rabbitmqctl add_user");
-        rabbitmqctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"])
-            .expect("rabbitmqctl set_permissions");
-        Self {
-            name: name.parse().unwrap(),
-            password,
-        }
-    }
-
-    /// A publisher connected as this user.
-    pub async fn publisher(&self, settings: &Settings) -> Publisher {
-        let mut settings = settings.clone();
-        let url = tests::amqp_url();
-        let host = url
-            .rsplit_once('@')
-            .map_or(url.as_str(), |(_, host)| host)
-            .to_owned();
-        let host = host.strip_prefix("amqp://").unwrap_or(&host);
-        settings.amqp_url = format!("amqp://{}:{}@{host}", self.name, self.password);
-        Publisher::connect(&settings, &format!("test-{}", self.name))
-            .await
-            .expect("the test user can connect")
-    }
-}
-
-impl Drop for BrokerUser {
-    fn drop(&mut self) {
-        let _ = rabbitmqctl(&["delete_user", self.name.as_str()]);
-    }
 }
 
 /// How the stream is configured.
