@@ -133,6 +133,7 @@ formats = ["qcow2"]
             recording: bus::record::subscribe(&self.settings(), &topics)
                 .await
                 .expect("a recording queue"),
+            prefix: self.prefix.clone(),
             seen: Vec::new(),
         }
     }
@@ -231,20 +232,32 @@ impl Default for TestBus {
     }
 }
 
-/// Messages recorded since the watch started.
+/// Messages recorded since the watch started. Every message on a Fortnight topic is checked
+/// against its schema in `schemas/` as it arrives, so each test that watches what the
+/// consumers publish also proves that it matches the published contract.
 #[derive(Debug)]
 pub struct Watch {
     recording: Recording,
+    prefix: String,
     seen: Vec<RecordLine>,
 }
 
 impl Watch {
+    fn accept(&mut self, line: RecordLine) {
+        let topic = messages::envelope::strip_prefix(&line.topic, &self.prefix);
+        match messages::schema::validate(topic, &line.body) {
+            Ok(()) | Err(messages::schema::SchemaError::UnknownTopic(_)) => {}
+            Err(error) => panic!("a published message breaks its schema: {error}\n{line:?}"),
+        }
+        self.seen.push(line);
+    }
+
     /// Waits until `count` messages arrived (or the deadline passed) and returns all seen.
     pub async fn wait_for(&mut self, count: usize, deadline: Duration) -> &[RecordLine] {
         let until = tokio::time::Instant::now() + deadline;
         while self.seen.len() < count {
             match tokio::time::timeout_at(until, self.recording.next()).await {
-                Ok(Some(Ok(line))) => self.seen.push(line),
+                Ok(Some(Ok(line))) => self.accept(line),
                 Ok(Some(Err(error))) => panic!("recording failed: {error}"),
                 Ok(None) => panic!("the recording connection closed"),
                 Err(_) => break,
@@ -256,7 +269,7 @@ impl Watch {
     /// Keeps collecting for `quiet` to catch duplicates that come late.
     pub async fn settle(&mut self, quiet: Duration) -> &[RecordLine] {
         while let Ok(Some(Ok(line))) = tokio::time::timeout(quiet, self.recording.next()).await {
-            self.seen.push(line);
+            self.accept(line);
         }
         &self.seen
     }
