@@ -15,11 +15,21 @@
 //! <root>/<stream>/passed-human/<version>    -> ../all/<version>
 //! <root>/<stream>/releases/<version>/...                   hard links, CHECKSUM, release.json
 //! <root>/<stream>/releases/latest           -> <version>
+//! <root>/<stream>/all/<version>/karma/.threshold.json      karma-tracker: threshold announced
 //! <root>/<stream>/.built/<ref>/<commit>.json               image-builder's dedup markers
 //! <root>/<stream>/.locks/<name>.lock                       flock files for check-and-set
-//! <root>/site/...                                          the published page and JSON
+//! <root>/<stream>/timer.json                               release-timer: last period fired
+//! <root>/<stream>/overrides.jsonl                          releaser: override audit log
+//! <root>/<stream>/.periods/<period>.json                   releaser: each period's decision
+//! <root>/site -> .site/<generation>/                       site-publisher: page, JSON, feed
 //! <root>/.jobs/<consumer>/                                 the bus runtime's job journal
 //! ```
+//!
+//! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log` and
+//! `.built/`; image-tester writes `tests.json`, `junit.xml`, test logs and `passed-autotest/`;
+//! karma-tracker writes `karma/` and `passed-human/`; releaser writes `releases/`,
+//! `overrides.jsonl` and `.periods/`; release-timer writes `timer.json`; site-publisher writes
+//! `site` and `.site/`. Everyone may read everything.
 //!
 //! Every path is built from validated values only ([`messages::Stream`], [`Version`], [`Arch`],
 //! [`Format`], [`UserName`], [`Ref`], [`Commit`] and [`FileName`]), none of which can hold
