@@ -63,6 +63,9 @@ async fn bad_messages_are_dead_lettered_and_a_good_one_still_publishes_the_site(
     })
     .await;
     assert!(ready, "the site publisher did not become ready");
+    // The site rendered at start-up; a refused message must not render another generation.
+    let site = settings.store.root.join("site");
+    let started_with = std::fs::read_link(&site).expect("the site is rendered at start-up");
     let publisher = bus.publisher().await;
     let skipped = |stream: &str| json!({"stream": stream, "period": "2026-11-24T12:00:00Z", "candidates": [], "policy": "skip"});
 
@@ -99,8 +102,11 @@ async fn bad_messages_are_dead_lettered_and_a_good_one_still_publishes_the_site(
             letter.routing_key
         );
     }
-    let site = settings.store.root.join("site");
-    assert!(!site.exists(), "a refused message renders nothing");
+    assert_eq!(
+        std::fs::read_link(&site).unwrap(),
+        started_with,
+        "a refused message renders nothing"
+    );
 
     publisher
         .publish_record(&record(&bus, "fortnight.release.skipped", skipped("f43")))
@@ -108,8 +114,10 @@ async fn bad_messages_are_dead_lettered_and_a_good_one_still_publishes_the_site(
         .unwrap();
     let index = site.join("index.html");
     assert!(
-        eventually(WAIT, || index.exists()).await,
-        "the site was not published"
+        eventually(WAIT, || std::fs::read_link(&site)
+            .is_ok_and(|generation| generation != started_with))
+        .await,
+        "the site was not published again"
     );
     let page = std::fs::read_to_string(&index).unwrap();
     assert!(page.contains("id=\"stream-f43\""), "{page}");

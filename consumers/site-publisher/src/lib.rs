@@ -16,6 +16,7 @@
 mod model;
 mod render;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bus::{Outcome, Step};
@@ -67,6 +68,15 @@ impl SitePublisher {
         };
         stream.map_err(|e| e.to_string())
     }
+
+    /// Renders the site from the store and makes it live.
+    async fn render(&self) -> Result<Result<PathBuf, SiteError>, tokio::task::JoinError> {
+        let settings = Arc::clone(&self.settings);
+        let store = self.store.clone();
+        // Rendering reads and fsyncs many files: keep it off the async workers.
+        tokio::task::spawn_blocking(move || render::publish(&settings, &store, chrono::Utc::now()))
+            .await
+    }
 }
 
 impl Step for SitePublisher {
@@ -74,6 +84,19 @@ impl Step for SitePublisher {
 
     fn topics(&self) -> Vec<String> {
         TOPICS.iter().map(|t| (*t).to_owned()).collect()
+    }
+
+    /// The page exists, and shows what the store holds, from the moment the consumer starts,
+    /// not only after the first message that changes it.
+    async fn on_start(&self) -> Result<(), String> {
+        match self.render().await {
+            Ok(Ok(generation)) => {
+                tracing::info!(generation = %generation.display(), "site rendered at start-up");
+                Ok(())
+            }
+            Ok(Err(error)) => Err(format!("cannot render the site at start-up: {error}")),
+            Err(join) => Err(format!("site rendering task failed at start-up: {join}")),
+        }
     }
 
     async fn handle(&self, message: &Incoming) -> Outcome {
@@ -84,14 +107,7 @@ impl Step for SitePublisher {
         if self.settings.stream(&stream).is_none() {
             return Outcome::reject(format!("stream {stream} is not configured"));
         }
-        let settings = Arc::clone(&self.settings);
-        let store = self.store.clone();
-        // Rendering reads and fsyncs many files: keep it off the async workers.
-        let result = tokio::task::spawn_blocking(move || {
-            render::publish(&settings, &store, chrono::Utc::now())
-        })
-        .await;
-        match result {
+        match self.render().await {
             Ok(Ok(_)) => Outcome::Done(Vec::new()),
             Ok(Err(error)) if error.is_retryable() => Outcome::retry(error.to_string()),
             Ok(Err(error)) => Outcome::reject(error.to_string()),

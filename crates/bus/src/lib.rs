@@ -103,6 +103,14 @@ pub trait Step: Send + Sync + 'static {
         false
     }
 
+    /// Runs once when [`run`] starts, before the health endpoint and the first connection:
+    /// for state a step keeps outside the bus (a rendered site, a scratch directory) that
+    /// must be right before any message arrives. An error is the reason the consumer cannot
+    /// start, and stops `run` with [`BusError::Start`].
+    fn on_start(&self) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     fn handle(&self, message: &Incoming) -> impl Future<Output = Outcome> + Send;
 }
 
@@ -151,6 +159,11 @@ pub enum BusError {
     },
     #[error("message `{id}` not found in `{queue}`")]
     NotFound { queue: String, id: String },
+    #[error("the {consumer} consumer cannot start: {reason}")]
+    Start {
+        consumer: &'static str,
+        reason: String,
+    },
 }
 
 impl BusError {
@@ -170,7 +183,7 @@ impl BusError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Self::Url { .. } | Self::Tls { .. } | Self::Health { .. }
+            Self::Url { .. } | Self::Tls { .. } | Self::Health { .. } | Self::Start { .. }
         )
     }
 }

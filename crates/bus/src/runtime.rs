@@ -42,6 +42,10 @@ pub async fn run<S: Step>(
     step: Arc<S>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), BusError> {
+    step.on_start().await.map_err(|reason| BusError::Start {
+        consumer: S::NAME,
+        reason,
+    })?;
     let journal = match step.long_running() {
         true => Some(Journal::open(&settings.store.root, S::NAME)?),
         false => None,

@@ -1,0 +1,73 @@
+//! The site publisher renders the site from the store as soon as it starts: a release
+//! engineer finds the page, showing what the store holds, before any message arrives.
+
+#[path = "../../consumers/site-publisher/tests/fixture/mod.rs"]
+mod fixture;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use site_publisher::SitePublisher;
+use tests::{TestBus, eventually, free_port, http_get};
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_exists_and_shows_the_store_once_the_consumer_is_ready() {
+    let health = free_port();
+    let bus = TestBus::new().consumer("site-publisher", &format!("health_addr = \"{health}\""));
+    // The bus names come from the test bus; the store (a released f43) from the fixture.
+    let f = fixture::fixture("Produced automatically.");
+    let mut settings = bus.settings();
+    settings.store = f.settings.store.clone();
+    settings.streams = f.settings.streams.clone();
+    settings.site = f.settings.site.clone();
+    let settings = Arc::new(settings);
+    let index = f.store.site_dir().join("index.html");
+    assert!(!index.exists(), "the fixture renders no site by itself");
+
+    let step = Arc::new(SitePublisher::new(Arc::clone(&settings)).unwrap());
+    let (stop, mut stopped) = watch::channel(false);
+    let consumer = tokio::spawn({
+        let settings = Arc::clone(&settings);
+        async move {
+            bus::run(&settings, step, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+        }
+    });
+    let ready = eventually(WAIT, || {
+        http_get(health, "/ready").is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+    assert!(ready, "the site publisher did not become ready");
+
+    let page = std::fs::read_to_string(&index).expect("the site is rendered at start-up");
+    assert!(
+        page.contains("43.20261101.0"),
+        "the release is shown: {page}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(f.store.site_dir().join("streams/f43.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["release"], "43.20261101.0");
+    let feed = std::fs::read_to_string(f.store.site_dir().join("releases.atom")).unwrap();
+    let released_at = f.released_at.format("%Y-%m-%dT%H:%M:%S").to_string();
+    assert!(
+        feed.contains(&released_at),
+        "the feed dates the release: {feed}"
+    );
+    // Nothing was published: the page comes from start-up, not from a message.
+    let (_, metrics) = http_get(health, "/metrics").expect("the metrics endpoint answers");
+    assert!(
+        metrics.contains("fortnight_received_total{consumer=\"site-publisher\"} 0"),
+        "{metrics}"
+    );
+
+    let _ = stop.send(true);
+    consumer.await.unwrap().unwrap();
+    bus.cleanup().await;
+}
