@@ -37,16 +37,19 @@ impl BrokerUser {
         }
     }
 
+    /// The test broker's URL with this user's credentials, for a client's configuration
+    /// (`FORTNIGHT_AMQP_URL` for the CLI).
+    pub fn amqp_url(&self) -> String {
+        let url = crate::amqp_url();
+        let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+        let host = host.strip_prefix("amqp://").unwrap_or(host);
+        format!("amqp://{}:{}@{host}", self.name, self.password)
+    }
+
     /// A publisher connected as this user.
     pub async fn publisher(&self, settings: &settings::Settings) -> bus::Publisher {
         let mut settings = settings.clone();
-        let url = crate::amqp_url();
-        let host = url
-            .rsplit_once('@')
-            .map_or(url.as_str(), |(_, host)| host)
-            .to_owned();
-        let host = host.strip_prefix("amqp://").unwrap_or(&host);
-        settings.amqp_url = format!("amqp://{}:{}@{host}", self.name, self.password);
+        settings.amqp_url = self.amqp_url();
         bus::Publisher::connect(&settings, &format!("test-{}", self.name))
             .await
             .expect("the test user can connect")

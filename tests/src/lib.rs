@@ -5,7 +5,8 @@
 //! tests run in parallel without seeing each other's messages, and deletes what it declared
 //! in [`TestBus::cleanup`]. [`broker`] drives the broker itself (restart, consumer timeout, a
 //! TLS node) for the tests that must run alone. [`probe`] is a tiny consumer whose effects can
-//! be counted, used in-process and as the `probe-consumer` binary.
+//! be counted, used in-process and as the `probe-consumer` binary. [`pipeline`] runs the
+//! karma-tracker and releaser on a two-arch stream with a real OSTree repository.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use settings::Settings;
 
 pub mod broker;
 pub mod browser;
+pub mod pipeline;
 pub mod probe;
 
 /// The broker the tests use.

@@ -5,13 +5,13 @@
 //! users created for the test with `rabbitmqctl` (deleted on drop), so `user_id` is checked by
 //! RabbitMQ exactly as in production.
 
-#![allow(dead_code)] // Each test binary uses a different part of this module.
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::broker::BrokerUser;
+use crate::{TestBus, Watch};
 use bus::Publisher;
 use chrono::{DateTime, Utc};
 use karma_tracker::KarmaTracker;
@@ -23,8 +23,6 @@ use ostree_cli::Repo;
 use releaser::Releaser;
 use settings::Settings;
 use store::{ImageWriter, Store};
-pub use tests::broker::BrokerUser;
-use tests::{TestBus, Watch};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -137,7 +135,7 @@ legacy_messages = true
 
 fn with_health(settings: &Settings, consumer: &str) -> (Settings, std::net::SocketAddr) {
     let mut settings = settings.clone();
-    let addr = tests::free_port();
+    let addr = crate::free_port();
     let mut section = settings.consumer(consumer);
     section.health_addr = Some(addr);
     settings.consumers.insert(consumer.to_owned(), section);
@@ -184,8 +182,8 @@ impl Pipeline {
             health.push(addr);
         }
         for addr in health {
-            let ready = tests::eventually(WAIT, || {
-                tests::http_get(addr, "/ready").is_some_and(|(s, _)| s == 200)
+            let ready = crate::eventually(WAIT, || {
+                crate::http_get(addr, "/ready").is_some_and(|(s, _)| s == 200)
             })
             .await;
             assert!(ready, "consumer on {addr} did not become ready");
