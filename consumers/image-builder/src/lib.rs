@@ -410,6 +410,19 @@ impl Step for ImageBuilder {
         true
     }
 
+    /// Clears what builds that crashed left behind, before this one builds anything.
+    async fn on_start(&self) -> Result<(), String> {
+        let settings = Arc::clone(&self.settings);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            staging::remove_stale(&settings, &store, std::time::SystemTime::now())
+        })
+        .await
+        .map_err(|join| format!("the staging clean-up task failed: {join}"))?
+        .map(|removed| tracing::info!(removed = removed.len(), "staging directories checked"))
+        .map_err(|e| format!("cannot clear stale staging directories: {e}"))
+    }
+
     async fn handle(&self, message: &Incoming) -> Outcome {
         match message.topic.as_str() {
             PungiComposeOstree::TOPIC => self.on_pungi_tree(message).await,

@@ -1,12 +1,27 @@
 //! A hidden directory next to an arch's images where a build assembles its files; nothing in
 //! it is visible in the store until [`Staging::install`] renames the images into place.
+//!
+//! A build holds the `flock` on `<staging>/.lock` for as long as its staging lives, and the
+//! kernel drops it when the process dies. A staging directory whose lock nobody holds (or
+//! that has no lock file) and that is older than [`STALE_AFTER`] belongs to a crashed build:
+//! [`remove_stale`] deletes it. Another replica's build in progress always holds its lock,
+//! and the age guard covers the moment between creating a directory and locking it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use messages::{Arch, Format, Image, ImageBuilt, Stream, Tree, Version};
-use store::{Digested, Store, StoreError, checksum};
+use settings::Settings;
+use store::{Digested, LockGuard, Store, StoreError, Tier, checksum};
 use tempfile::TempDir;
+
+/// Staging directories are named `<PREFIX><random>` inside an arch's directory.
+const PREFIX: &str = ".build-";
+/// The lock file a live build holds inside its staging directory.
+const LOCK: &str = ".lock";
+/// How old an unlocked staging directory must be before it counts as abandoned.
+const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// One stream/version/arch.
 #[derive(Debug, Clone)]
@@ -27,6 +42,8 @@ struct Staged {
 #[derive(Debug)]
 pub(crate) struct Staging {
     dir: TempDir,
+    /// Marks the directory as in use until it is removed or installed.
+    _lock: LockGuard,
     images: Vec<Staged>,
     log: String,
 }
@@ -56,11 +73,14 @@ impl Staging {
         let arch_dir = store.arch_dir(&candidate.stream, &candidate.version, &candidate.arch);
         store::create_dir_all(&arch_dir)?;
         let dir = tempfile::Builder::new()
-            .prefix(".build-")
+            .prefix(PREFIX)
             .tempdir_in(&arch_dir)
             .map_err(|e| io_error("create a staging directory in", &arch_dir, e))?;
+        // The directory is brand new, so nobody else can hold its lock.
+        let lock = store::lock(&dir.path().join(LOCK))?;
         Ok(Self {
             dir,
+            _lock: lock,
             images: Vec::new(),
             log: String::new(),
         })
@@ -146,4 +166,69 @@ impl Staging {
         })
         .await
     }
+}
+
+/// Deletes the staging directories that crashed builds left in the configured streams'
+/// candidates (see the module comment for the rule); returns what it removed.
+pub(crate) fn remove_stale(
+    settings: &Settings,
+    store: &Store,
+    now: SystemTime,
+) -> Result<Vec<PathBuf>, StoreError> {
+    let mut removed = Vec::new();
+    for (stream, stream_settings) in &settings.streams {
+        for version in store.list_versions(stream, Tier::All)? {
+            for arch in &stream_settings.arches {
+                let arch_dir = store.arch_dir(stream, &version, arch);
+                for dir in staging_dirs(&arch_dir)? {
+                    if !is_abandoned(&dir, now)? {
+                        continue;
+                    }
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => {}
+                        // Another replica starting up removed it first.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io_error("remove stale staging directory", &dir, e)),
+                    }
+                    tracing::info!(path = %dir.display(), "stale staging directory removed");
+                    removed.push(dir);
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The staging directories in an arch's directory (none when it does not exist).
+fn staging_dirs(arch_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = match std::fs::read_dir(arch_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("list", arch_dir, e)),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("list", arch_dir, e))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && entry.file_name().to_string_lossy().starts_with(PREFIX) {
+            dirs.push(entry.path());
+        }
+    }
+    Ok(dirs)
+}
+
+/// Whether no live build owns `dir`: old enough, and its lock free or never taken.
+fn is_abandoned(dir: &Path, now: SystemTime) -> Result<bool, StoreError> {
+    let modified = std::fs::symlink_metadata(dir)
+        .and_then(|m| m.modified())
+        .map_err(|e| io_error("read the age of", dir, e))?;
+    if now.duration_since(modified).unwrap_or_default() < STALE_AFTER {
+        return Ok(false);
+    }
+    let lock = dir.join(LOCK);
+    if !lock.exists() {
+        return Ok(true);
+    }
+    // Taken only to test it: the guard is dropped at once, before the directory goes.
+    Ok(store::try_lock(&lock)?.is_some())
 }

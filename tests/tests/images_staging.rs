@@ -1,0 +1,89 @@
+//! The image builder clears the staging directories that crashed builds left behind when it
+//! starts, and keeps those a live build (here: a held lock) or a fresh one still owns.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use image_builder::ImageBuilder;
+use tests::{TestBus, eventually, free_port, http_get};
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A staging directory with a partial image, last changed `age` ago; with `lock`, it has the
+/// lock file a build takes.
+fn staging(arch_dir: &Path, name: &str, lock: bool, age: Duration) -> PathBuf {
+    let dir = arch_dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("partial.qcow2"), b"half an image").unwrap();
+    if lock {
+        File::create(dir.join(".lock")).unwrap();
+    }
+    File::open(&dir)
+        .unwrap()
+        .set_modified(SystemTime::now() - age)
+        .unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_removes_staging_no_live_build_owns_and_keeps_the_rest() {
+    let health = free_port();
+    let bus = TestBus::new().consumer("image-builder", &format!("health_addr = \"{health}\""));
+    let settings = Arc::new(bus.settings());
+    let arch_dir = bus.store_root().join("f43/all/43.20261101.0/x86_64");
+    let old = Duration::from_secs(3600);
+    let crashed = staging(&arch_dir, ".build-crashed", true, old);
+    let never_locked = staging(&arch_dir, ".build-unlocked", false, old);
+    let live = staging(&arch_dir, ".build-live", true, old);
+    let fresh = staging(&arch_dir, ".build-fresh", false, Duration::ZERO);
+    let images = staging(&arch_dir, "images", false, old);
+    // A build in another process holds its staging's lock for as long as it runs.
+    let held = File::options()
+        .write(true)
+        .open(live.join(".lock"))
+        .unwrap();
+    held.lock().unwrap();
+
+    let step = Arc::new(ImageBuilder::new(Arc::clone(&settings)).unwrap());
+    let (stop, mut stopped) = watch::channel(false);
+    let consumer = tokio::spawn({
+        let settings = Arc::clone(&settings);
+        async move {
+            bus::run(&settings, step, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+        }
+    });
+    let ready = eventually(WAIT, || {
+        http_get(health, "/ready").is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+    assert!(ready, "the image builder did not become ready");
+
+    assert!(!crashed.exists(), "a crashed build's staging is removed");
+    assert!(
+        !never_locked.exists(),
+        "an old staging without a lock is removed"
+    );
+    assert!(
+        live.join("partial.qcow2").exists(),
+        "a live build's staging stays"
+    );
+    assert!(
+        fresh.join("partial.qcow2").exists(),
+        "a fresh staging stays"
+    );
+    assert!(
+        images.join("partial.qcow2").exists(),
+        "only staging is touched"
+    );
+
+    let _ = stop.send(true);
+    consumer.await.unwrap().unwrap();
+    drop(held);
+    bus.cleanup().await;
+}
