@@ -10,15 +10,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bus::Publisher;
 use bus::record::Recording;
+use bus::{Publisher, Step};
 use messages::RecordLine;
 use settings::Settings;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 pub mod broker;
 pub mod browser;
+pub mod config;
 pub mod pipeline;
 pub mod probe;
 
@@ -81,26 +85,19 @@ impl TestBus {
 
     /// The full configuration text.
     pub fn config_toml(&self) -> String {
+        let root = self.store_root();
         let mut text = format!(
-            r#"
-amqp_url = "{url}"
-publish_exchange = "{exchange}"
-topic_prefix = "{prefix}"
-
-[store]
-root = "{root}"
-
-[streams.f43]
-arches = ["x86_64"]
-input_refs = {{ x86_64 = "fedora/43/x86_64/atomic-host" }}
-ostree_repo = "{root}/repo"
-formats = ["qcow2"]
-"#,
+            "amqp_url = \"{url}\"\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n",
             url = amqp_url(),
             exchange = self.exchange,
             prefix = self.prefix,
-            root = self.store_root().display(),
         );
+        text.push_str(&config::store_toml(
+            &root,
+            "fedora/43/x86_64/atomic-host",
+            &root.join("repo"),
+            "",
+        ));
         text.push_str(&self.extra);
         for (name, keys) in &self.consumers {
             text.push_str(&format!(
@@ -143,22 +140,7 @@ formats = ["qcow2"]
     /// Waits until a registered consumer's queue has a consumer, so that what is published
     /// next is routed to it.
     pub async fn wait_consuming(&self, consumer: &str) {
-        let queue = self.queue(consumer);
-        let args = [
-            "list_queues",
-            "name",
-            "consumers",
-            "--no-table-headers",
-            "--quiet",
-        ];
-        let consuming = eventually(Duration::from_secs(30), || {
-            broker::rabbitmqctl(&args).is_ok_and(|out| {
-                out.lines()
-                    .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue.as_str(), "1"])
-            })
-        })
-        .await;
-        assert!(consuming, "nothing consumes {queue}");
+        wait_consumers(&self.queue(consumer), 1, Duration::from_secs(30)).await;
     }
 
     /// Every dead letter of a registered consumer.
@@ -283,6 +265,59 @@ impl Watch {
 
     pub async fn close(self) {
         self.recording.close().await;
+    }
+}
+
+/// Waits until `queue` has `consumers` consumers, so that what is published next is routed
+/// to them.
+pub async fn wait_consumers(queue: &str, consumers: usize, deadline: Duration) {
+    let want = consumers.to_string();
+    let args = [
+        "list_queues",
+        "name",
+        "consumers",
+        "--no-table-headers",
+        "--quiet",
+    ];
+    let consuming = eventually(deadline, || {
+        broker::rabbitmqctl(&args).is_ok_and(|out| {
+            out.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue, want.as_str()])
+        })
+    })
+    .await;
+    assert!(consuming, "{queue} never had {consumers} consumers");
+}
+
+/// A step run by the bus runtime in this process until [`Running::stop`]; dropping it shuts
+/// the runtime down too.
+#[derive(Debug)]
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), bus::BusError>>,
+}
+
+impl Running {
+    pub fn start<S: Step>(settings: &Settings, step: S) -> Self {
+        let settings = settings.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            bus::run(&settings, Arc::new(step), async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { stop, task }
+    }
+
+    /// Signals shutdown and checks that the runtime stopped cleanly, and in time.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("the consumer stops within 60s of its shutdown signal")
+            .expect("the consumer task does not panic")
+            .expect("run returns Ok after shutdown");
     }
 }
 

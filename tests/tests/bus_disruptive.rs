@@ -10,30 +10,7 @@ use bus::{Outcome, Step};
 use messages::Incoming;
 use tests::broker::{self, ConsumerTimeout, Stopped};
 use tests::probe::{DONE_TOPIC, Probe};
-use tests::{TestBus, eventually};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-type Running = (oneshot::Sender<()>, JoinHandle<Result<(), bus::BusError>>);
-
-fn spawn<S: Step>(bus: &TestBus, step: S) -> Running {
-    let settings = bus.settings();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        bus::run(&settings, Arc::new(step), async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    (stop, task)
-}
-
-async fn stop((stop, task): Running) {
-    let _ = stop.send(());
-    task.await
-        .expect("no panic")
-        .expect("run returns Ok after shutdown");
-}
+use tests::{Running, TestBus, eventually};
 
 fn probe(bus: &TestBus, long_running: bool) -> Probe {
     Probe::new(
@@ -71,8 +48,8 @@ async fn a_broker_restart_with_hundreds_of_messages_in_flight_loses_nothing_and_
     let dir = bus.dir.path().join("probe");
     let sink = Sink::default();
     let sink_ids = sink.ids.clone();
-    let sink_task = spawn(&bus, sink);
-    let probe_task = spawn(&bus, probe(&bus, false));
+    let sink_task = Running::start(&bus.settings(), sink);
+    let probe_task = Running::start(&bus.settings(), probe(&bus, false));
     let keys: Vec<String> = (0..COUNT).map(|i| format!("m{i:03}")).collect();
     bus.wait_consuming("probe").await;
     bus.wait_consuming("sink").await;
@@ -132,8 +109,8 @@ async fn a_broker_restart_with_hundreds_of_messages_in_flight_loses_nothing_and_
         "duplicates carry the derived id, so downstream dedups"
     );
 
-    stop(probe_task).await;
-    stop(sink_task).await;
+    probe_task.stop().await;
+    sink_task.stop().await;
     bus.cleanup().await;
 }
 
@@ -146,7 +123,7 @@ async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled()
     // Control: without the journal the broker takes the delivery back mid-step.
     let held = TestBus::new().consumer("probe", "");
     let held_dir = held.dir.path().join("probe");
-    let running = spawn(&held, probe(&held, false));
+    let running = Running::start(&held.settings(), probe(&held, false));
     held.wait_consuming("probe").await;
     let publisher = held.publisher().await;
     publisher
@@ -161,12 +138,12 @@ async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled()
         "a delivery held past consumer_timeout is redelivered (so the timeout is in force)"
     );
     publisher.close().await;
-    stop(running).await;
+    running.stop().await;
     held.cleanup().await;
 
     let bus = TestBus::new().consumer("probe", "");
     let dir = bus.dir.path().join("probe");
-    let running = spawn(&bus, probe(&bus, true));
+    let running = Running::start(&bus.settings(), probe(&bus, true));
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     publisher
@@ -195,7 +172,7 @@ async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled()
     );
     assert!(bus.dead_letters("probe").await.is_empty());
     publisher.close().await;
-    stop(running).await;
+    running.stop().await;
     bus.cleanup().await;
 }
 

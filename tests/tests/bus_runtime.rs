@@ -10,47 +10,20 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::broker::BrokerUser;
 use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC};
-use tests::{TestBus, eventually, free_port, http_get};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tests::{Running, TestBus, eventually, free_port, http_get};
 
 const PROBE_BIN: &str = env!("CARGO_BIN_EXE_probe-consumer");
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Runs the probe in this process until the returned sender is dropped or fires.
-fn run_probe(
-    bus: &TestBus,
-    long_running: bool,
-) -> (oneshot::Sender<()>, JoinHandle<Result<(), bus::BusError>>) {
+/// Runs the probe in this process until it is stopped or dropped.
+fn run_probe(bus: &TestBus, long_running: bool) -> Running {
     run_probe_with(bus, bus.settings(), long_running)
 }
 
 /// [`run_probe`] with settings changed by the test.
-fn run_probe_with(
-    bus: &TestBus,
-    settings: settings::Settings,
-    long_running: bool,
-) -> (oneshot::Sender<()>, JoinHandle<Result<(), bus::BusError>>) {
-    let step = Arc::new(Probe::new(
-        &probe_dir(bus),
-        Arc::new(settings.clone()),
-        long_running,
-    ));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        bus::run(&settings, step, async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    (stop, task)
-}
-
-async fn stop(stop: oneshot::Sender<()>, task: JoinHandle<Result<(), bus::BusError>>) {
-    let _ = stop.send(());
-    task.await
-        .expect("the runtime task does not panic")
-        .expect("run returns Ok after shutdown");
+fn run_probe_with(bus: &TestBus, settings: settings::Settings, long_running: bool) -> Running {
+    let step = Probe::new(&probe_dir(bus), Arc::new(settings.clone()), long_running);
+    Running::start(&settings, step)
 }
 
 fn probe_dir(bus: &TestBus) -> std::path::PathBuf {
@@ -61,7 +34,7 @@ fn probe_dir(bus: &TestBus) -> std::path::PathBuf {
 async fn done_outcomes_are_published_with_the_fedora_messaging_envelope_and_acked() {
     let bus = TestBus::new().consumer("probe", "");
     let mut watch = bus.watch(&[DONE_TOPIC]).await;
-    let (stopper, task) = run_probe(&bus, false);
+    let probe = run_probe(&bus, false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     publisher
@@ -89,7 +62,7 @@ async fn done_outcomes_are_published_with_the_fedora_messaging_envelope_and_acke
     );
     assert!(Probe::effect_done(&probe_dir(&bus), "k1"));
 
-    stop(stopper, task).await;
+    probe.stop().await;
     let queue = bus.queue("probe");
     let left = tests::broker::rabbitmqctl(&[
         "list_queues",
@@ -120,7 +93,7 @@ fn chrono_like(text: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_goes_on() {
     let bus = TestBus::new().consumer("probe", "max_body_bytes = 1048576");
-    let (stopper, task) = run_probe(&bus, false);
+    let probe = run_probe(&bus, false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     let huge = format!(
@@ -208,7 +181,7 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_go
         "no poison message got to work"
     );
 
-    stop(stopper, task).await;
+    probe.stop().await;
     publisher.close().await;
     bus.cleanup().await;
 }
@@ -216,7 +189,7 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_go
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_purged() {
     let bus = TestBus::new().consumer("probe", "max_attempts = 3\nretry_delays_seconds = [1]");
-    let (stopper, task) = run_probe(&bus, false);
+    let probe = run_probe(&bus, false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     let mut message = Probe::message("flaky", Duration::ZERO);
@@ -309,7 +282,7 @@ async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_p
     );
     assert!(bus.dead_letters("probe").await.is_empty());
 
-    stop(stopper, task).await;
+    probe.stop().await;
     publisher.close().await;
     bus.cleanup().await;
 }
@@ -318,7 +291,7 @@ async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_p
 async fn health_endpoints_report_readiness_and_counts() {
     let addr = free_port();
     let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{addr}\""));
-    let (stopper, task) = run_probe(&bus, false);
+    let probe = run_probe(&bus, false);
     assert!(
         eventually(DEADLINE, || http_get(addr, "/ready")
             .is_some_and(|(s, _)| s == 200))
@@ -348,7 +321,7 @@ async fn health_endpoints_report_readiness_and_counts() {
     ] {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }
-    stop(stopper, task).await;
+    probe.stop().await;
     assert!(
         http_get(addr, "/live").is_none(),
         "endpoints close with the consumer"
@@ -515,7 +488,7 @@ async fn a_journaled_long_step_resumes_after_its_process_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_queue_is_declared_when_configured_and_consumed_like_any_other() {
     let bus = TestBus::new().consumer("probe", "quorum_queue = true");
-    let (stopper, task) = run_probe(&bus, false);
+    let probe = run_probe(&bus, false);
     bus.wait_consuming("probe").await;
     let types = tests::broker::rabbitmqctl(&[
         "list_queues",
@@ -539,7 +512,7 @@ async fn a_quorum_queue_is_declared_when_configured_and_consumed_like_any_other(
         .unwrap();
     let dir = probe_dir(&bus);
     assert!(eventually(DEADLINE, || Probe::effect_done(&dir, "quorum")).await);
-    stop(stopper, task).await;
+    probe.stop().await;
     publisher.close().await;
     bus.cleanup().await;
 }
@@ -580,7 +553,7 @@ async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_l
         blocker.queue(),
         r#"{"max-length":0,"overflow":"reject-publish"}"#,
     );
-    let (stopper, task) = run_probe(&bus, false);
+    let probe = run_probe(&bus, false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     publisher
@@ -601,7 +574,7 @@ async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_l
         2,
         "one run per attempt, no tight requeue loop"
     );
-    stop(stopper, task).await;
+    probe.stop().await;
     publisher.close().await;
     blocker.close().await;
     bus.cleanup().await;
@@ -611,13 +584,13 @@ async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_l
 async fn passive_declares_use_what_exists_and_name_what_is_missing() {
     let bus = TestBus::new().consumer("probe", "");
     // An administrator's part: the topology exists before the passive consumer starts.
-    let (stopper, task) = run_probe(&bus, false);
+    let probe = run_probe(&bus, false);
     bus.wait_consuming("probe").await;
-    stop(stopper, task).await;
+    probe.stop().await;
 
     let mut passive = bus.settings();
     passive.passive_declares = true;
-    let (stopper, task) = run_probe_with(&bus, passive.clone(), false);
+    let probe = run_probe_with(&bus, passive.clone(), false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     publisher
@@ -626,7 +599,7 @@ async fn passive_declares_use_what_exists_and_name_what_is_missing() {
         .unwrap();
     let dir = probe_dir(&bus);
     assert!(eventually(DEADLINE, || Probe::effect_done(&dir, "passive")).await);
-    stop(stopper, task).await;
+    probe.stop().await;
 
     let mut missing = passive;
     missing.publish_exchange = format!("{}.missing", bus.exchange);

@@ -19,10 +19,19 @@ use tests::TestBus;
 const REF_X86: &str = "fortnight/test/x86_64/atomic-host";
 const REF_ARM: &str = "fortnight/test/aarch64/atomic-host";
 
-fn pipeline(streams: &[StreamToml<'_>], extra: &str) -> TestBus {
-    let mut config: String = streams.iter().map(StreamToml::render).collect();
-    config.push_str(extra);
-    TestBus::with_config(&config)
+/// A bus for the builder and the tester on the `img` stream, built with the shipped recipes
+/// and tested with the shipped suite.
+fn shipped_pipeline(work: &Work, arches: &[(&str, &str)], formats: &[&str]) -> TestBus {
+    let stream = StreamToml {
+        name: "img",
+        arches,
+        repo: work.repo.path(),
+        formats,
+        recipes: formats.iter().map(|f| (*f, shipped_recipe(f))).collect(),
+        suite: Some(shipped_suite()),
+        extra: "",
+    };
+    TestBus::with_config(&stream.render())
         .consumer("image-builder", "")
         .consumer("image-tester", "")
 }
@@ -48,8 +57,8 @@ fn tree_composed(
 
 async fn start_both(bus: &TestBus) -> (Running, Running) {
     let settings = Arc::new(bus.settings());
-    let builder = Running::start(bus, ImageBuilder::new(settings.clone()).unwrap());
-    let tester = Running::start(bus, ImageTester::new(settings).unwrap());
+    let builder = Running::start(&settings, ImageBuilder::new(settings.clone()).unwrap());
+    let tester = Running::start(&settings, ImageTester::new(settings.clone()).unwrap());
     wait_consuming(&bus.queue("image-builder"), 1).await;
     wait_consuming(&bus.queue("image-tester"), 1).await;
     (builder, tester)
@@ -59,19 +68,7 @@ async fn start_both(bus: &TestBus) -> (Running, Running) {
 async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
     let work = Work::new();
     let commit = work.commit(REF_X86, "43.20261127.0", GOOD_TREE);
-    let stream = StreamToml {
-        name: "img",
-        arches: &[("x86_64", REF_X86)],
-        repo: work.repo.path(),
-        formats: &["qcow2", "raw.xz"],
-        recipes: &[
-            ("qcow2", shipped_recipe("qcow2")),
-            ("raw.xz", shipped_recipe("raw.xz")),
-        ],
-        suite: Some(shipped_suite()),
-        extra: "",
-    };
-    let bus = pipeline(&[stream], "");
+    let bus = shipped_pipeline(&work, &[("x86_64", REF_X86)], &["qcow2", "raw.xz"]);
     let mut watch = bus
         .watch(&[
             "fortnight.image.built",
@@ -101,14 +98,7 @@ async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
     assert_eq!(sums.len(), 2);
     for image in &built.images {
         let path = store.resolve(&image.path).unwrap();
-        let out = Command::new("sha256sum").arg(&path).output().unwrap();
-        let real = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(
-            real.split_whitespace().next(),
-            Some(image.sha256.as_str()),
-            "{}",
-            image.path
-        );
+        assert_eq!(sha256(&path), image.sha256.as_str(), "{}", image.path);
         let name = path.file_name().unwrap().to_str().unwrap().parse().unwrap();
         assert_eq!(sums[&name], image.sha256, "CHECKSUM line for {name}");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), image.size);
@@ -191,16 +181,7 @@ async fn a_tree_that_breaks_a_gating_test_fails_naming_the_test() {
         "43.20261127.1",
         &[("usr/bin/rpm-ostree", "#!/bin/sh\n")],
     );
-    let stream = StreamToml {
-        name: "img",
-        arches: &[("x86_64", REF_X86)],
-        repo: work.repo.path(),
-        formats: &["qcow2"],
-        recipes: &[("qcow2", shipped_recipe("qcow2"))],
-        suite: Some(shipped_suite()),
-        extra: "",
-    };
-    let bus = pipeline(&[stream], "");
+    let bus = shipped_pipeline(&work, &[("x86_64", REF_X86)], &["qcow2"]);
     let mut watch = bus
         .watch(&[
             "fortnight.image.tests.passed",
@@ -260,16 +241,11 @@ async fn the_same_pungi_tree_sent_three_times_builds_once() {
         arches: &[("x86_64", REF_X86)],
         repo: work.repo.path(),
         formats: &["qcow2"],
-        recipes: &[("qcow2", recipe)],
+        recipes: vec![("qcow2", recipe)],
         suite: None,
         extra: "",
     };
-    let bus = TestBus::with_config(&stream.render()).consumer("image-builder", "");
-    let mut watch = bus
-        .watch(&["fortnight.image.built", "fortnight.image.build.failed"])
-        .await;
-    let builder = Running::start(&bus, ImageBuilder::new(Arc::new(bus.settings())).unwrap());
-    wait_consuming(&bus.queue("image-builder"), 1).await;
+    let (bus, mut watch, builder) = builder_only(&stream.render()).await;
 
     let pungi = PungiComposeOstree {
         arch: "x86_64".to_owned(),
@@ -337,31 +313,23 @@ async fn failing_hanging_and_silent_recipes_give_build_failed_and_leave_nothing_
         ),
     ];
     // Three streams on the same ref: one tree event, three builds.
-    let per_stream: Vec<[(&str, std::path::PathBuf); 1]> = recipes
+    let mut config: String = recipes
         .iter()
-        .map(|(_, recipe, _)| [("qcow2", recipe.clone())])
-        .collect();
-    let streams: Vec<StreamToml<'_>> = recipes
-        .iter()
-        .zip(&per_stream)
-        .map(|((name, _, _), recipes)| StreamToml {
-            name,
-            arches: &[("x86_64", REF_X86)],
-            repo: work.repo.path(),
-            formats: &["qcow2"],
-            recipes,
-            suite: None,
-            extra: "",
+        .map(|(name, recipe, _)| {
+            StreamToml {
+                name,
+                arches: &[("x86_64", REF_X86)],
+                repo: work.repo.path(),
+                formats: &["qcow2"],
+                recipes: vec![("qcow2", recipe.clone())],
+                suite: None,
+                extra: "",
+            }
+            .render()
         })
         .collect();
-    let mut config: String = streams.iter().map(StreamToml::render).collect();
     config.push_str("\n[image_builder]\nrecipe_timeout_seconds = 2\n");
-    let bus = TestBus::with_config(&config).consumer("image-builder", "");
-    let mut watch = bus
-        .watch(&["fortnight.image.built", "fortnight.image.build.failed"])
-        .await;
-    let builder = Running::start(&bus, ImageBuilder::new(Arc::new(bus.settings())).unwrap());
-    wait_consuming(&bus.queue("image-builder"), 1).await;
+    let (bus, mut watch, builder) = builder_only(&config).await;
 
     publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
     let seen = watch.wait_for(3, WAIT).await.to_vec();
@@ -374,13 +342,8 @@ async fn failing_hanging_and_silent_recipes_give_build_failed_and_leave_nothing_
         assert_eq!(f.format.as_ref().map(|f| f.as_str()), Some("qcow2"));
         let version = f.version.clone().expect("the version was known");
         let arch_dir = store.arch_dir(&f.stream, &version, &f.arch);
-        let mut left: Vec<String> = std::fs::read_dir(&arch_dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
         assert_eq!(
-            left,
+            entries(&arch_dir),
             ["logs"],
             "{name}: only the build log may be left in {}",
             arch_dir.display()
@@ -408,16 +371,11 @@ async fn failing_hanging_and_silent_recipes_give_build_failed_and_leave_nothing_
 #[tokio::test]
 async fn two_arches_on_two_tester_replicas_reach_passed_autotest_exactly_once() {
     let work = Work::new();
-    let stream = StreamToml {
-        name: "img",
-        arches: &[("x86_64", REF_X86), ("aarch64", REF_ARM)],
-        repo: work.repo.path(),
-        formats: &["qcow2"],
-        recipes: &[("qcow2", shipped_recipe("qcow2"))],
-        suite: Some(shipped_suite()),
-        extra: "",
-    };
-    let bus = pipeline(&[stream], "");
+    let bus = shipped_pipeline(
+        &work,
+        &[("x86_64", REF_X86), ("aarch64", REF_ARM)],
+        &["qcow2"],
+    );
     let mut watch = bus
         .watch(&[
             "fortnight.image.tests.passed",
@@ -425,10 +383,10 @@ async fn two_arches_on_two_tester_replicas_reach_passed_autotest_exactly_once() 
         ])
         .await;
     let settings = Arc::new(bus.settings());
-    let builder = Running::start(&bus, ImageBuilder::new(settings.clone()).unwrap());
+    let builder = Running::start(&settings, ImageBuilder::new(settings.clone()).unwrap());
     let replicas = [
-        Running::start(&bus, ImageTester::new(settings.clone()).unwrap()),
-        Running::start(&bus, ImageTester::new(settings).unwrap()),
+        Running::start(&settings, ImageTester::new(settings.clone()).unwrap()),
+        Running::start(&settings, ImageTester::new(settings.clone()).unwrap()),
     ];
     wait_consuming(&bus.queue("image-builder"), 1).await;
     wait_consuming(&bus.queue("image-tester"), 2).await;

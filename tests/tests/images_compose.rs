@@ -7,13 +7,11 @@ mod images_support;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 
-use image_builder::ImageBuilder;
 use images_support::*;
 use messages::{ImageBuildFailed, ImageBuilt, PungiComposeStatusChange};
 use store::Store;
-use tests::{TestBus, eventually, free_port, http_get};
+use tests::{eventually, free_port, http_get};
 
 const REF_X86: &str = "fortnight/test/x86_64/atomic-host";
 
@@ -45,16 +43,6 @@ impl Drop for HttpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// Lays out `<root>/<id>/compose` the way pungi does, with a real qcow2 and an images.json
@@ -109,16 +97,11 @@ async fn compose_images_are_fetched_or_linked_verified_and_a_mismatch_is_refused
         arches: &[("x86_64", REF_X86)],
         repo: work.repo.path(),
         formats: &["qcow2"],
-        recipes: &[],
+        recipes: Vec::new(),
         suite: None,
         extra: "compose_variant = \"AtomicHost\"\ncompose_id_prefix = \"Fortnight-Test-\"\n",
     };
-    let bus = TestBus::with_config(&stream.render()).consumer("image-builder", "");
-    let mut watch = bus
-        .watch(&["fortnight.image.built", "fortnight.image.build.failed"])
-        .await;
-    let builder = Running::start(&bus, ImageBuilder::new(Arc::new(bus.settings())).unwrap());
-    wait_consuming(&bus.queue("image-builder"), 1).await;
+    let (bus, mut watch, builder) = builder_only(&stream.render()).await;
     let composes = work.dir.path().join("composes");
     let server = HttpServer::serve(&{
         std::fs::create_dir_all(&composes).unwrap();
@@ -158,11 +141,11 @@ async fn compose_images_are_fetched_or_linked_verified_and_a_mismatch_is_refused
     );
     let version = f.version.clone().unwrap();
     let arch_dir = store.arch_dir(&f.stream, &version, &f.arch);
-    let left: Vec<_> = std::fs::read_dir(&arch_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(left, ["logs"], "a refused image leaves only the log");
+    assert_eq!(
+        entries(&arch_dir),
+        ["logs"],
+        "a refused image leaves only the log"
+    );
 
     // From a local path: hard-linked, not copied.
     let (compose, local) = make_compose(&composes, "Fortnight-Test-20261127.n.2", None);

@@ -13,7 +13,7 @@ use bus::{Outcome, Step};
 use image_builder::ImageBuilder;
 use messages::{Outgoing, Ref, Tree, TreeComposed, derived_id};
 use ostree_cli::Repo;
-use settings::Settings;
+use tests::config::store_settings;
 
 const MESSAGES: usize = 15;
 const RECIPE: &str =
@@ -33,21 +33,12 @@ fn main() {
     let repo = Repo::new(root.join("repo"));
     repo.init_archive().expect("ostree init");
     let tree_ref: Ref = "fedora/43/x86_64/atomic-host".parse().unwrap();
-    let settings = Settings::from_toml(&format!(
-        r#"
-        [store]
-        root = "{root}/store"
-        [streams.f43]
-        arches = ["x86_64"]
-        input_refs = {{ x86_64 = "{tree_ref}" }}
-        ostree_repo = "{root}/repo"
-        formats = ["qcow2"]
-        recipes = {{ qcow2 = "{recipe}" }}
-        "#,
-        root = root.display(),
-        recipe = recipe.display(),
-    ))
-    .expect("settings");
+    let settings = store_settings(
+        &root.join("store"),
+        tree_ref.as_str(),
+        &root.join("repo"),
+        &format!("recipes = {{ qcow2 = \"{}\" }}", recipe.display()),
+    );
     let builder = ImageBuilder::new(Arc::new(settings)).expect("builder");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 

@@ -1,29 +1,22 @@
 //! Messages the builder must ignore or refuse without building, driven through `handle`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use bus::{Outcome, Step};
 use image_builder::ImageBuilder;
 use messages::{Message, Outgoing, PungiComposeOstree, PungiComposeStatusChange, derived_id};
-use settings::Settings;
+use tests::config::store_settings;
 
 const REF: &str = "fedora/43/x86_64/atomic-host";
 
-fn builder(root: &std::path::Path) -> ImageBuilder {
-    let settings = Settings::from_toml(&format!(
-        r#"
-        [store]
-        root = "{}"
-        [streams.f43]
-        arches = ["x86_64"]
-        input_refs = {{ x86_64 = "{REF}" }}
-        ostree_repo = "/nonexistent"
-        formats = ["qcow2"]
-        compose_variant = "AtomicHost"
-        "#,
-        root.display()
-    ))
-    .unwrap();
+fn builder(root: &Path) -> ImageBuilder {
+    let settings = store_settings(
+        root,
+        REF,
+        Path::new("/nonexistent"),
+        "compose_variant = \"AtomicHost\"",
+    );
     ImageBuilder::new(Arc::new(settings)).unwrap()
 }
 

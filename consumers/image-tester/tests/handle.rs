@@ -1,26 +1,20 @@
 //! Messages the tester must refuse without running anything, driven through `handle`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use bus::{Outcome, Step};
 use image_tester::ImageTester;
 use messages::{ImageBuilt, Outgoing, derived_id};
-use settings::Settings;
+use tests::config::store_settings;
 
-fn tester(root: &std::path::Path) -> ImageTester {
-    let settings = Settings::from_toml(&format!(
-        r#"
-        [store]
-        root = "{}"
-        [streams.f43]
-        arches = ["x86_64"]
-        input_refs = {{ x86_64 = "fedora/43/x86_64/atomic-host" }}
-        ostree_repo = "/nonexistent"
-        formats = ["qcow2"]
-        "#,
-        root.display()
-    ))
-    .unwrap();
+fn tester(root: &Path) -> ImageTester {
+    let settings = store_settings(
+        root,
+        "fedora/43/x86_64/atomic-host",
+        Path::new("/nonexistent"),
+        "",
+    );
     ImageTester::new(Arc::new(settings)).unwrap()
 }
 

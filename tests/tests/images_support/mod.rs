@@ -5,15 +5,15 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::Step;
+use image_builder::ImageBuilder;
 use messages::{Commit, Message, Outgoing, RecordLine, Ref};
 use ostree_cli::Repo;
-use tests::{TestBus, eventually};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+pub use tests::Running;
+use tests::{TestBus, Watch};
 
 /// Generous: a build plus the suite takes seconds, but CI machines are shared.
 pub const WAIT: Duration = Duration::from_secs(180);
@@ -95,7 +95,7 @@ pub struct StreamToml<'a> {
     pub arches: &'a [(&'a str, &'a str)],
     pub repo: &'a Path,
     pub formats: &'a [&'a str],
-    pub recipes: &'a [(&'a str, PathBuf)],
+    pub recipes: Vec<(&'a str, PathBuf)>,
     pub suite: Option<PathBuf>,
     pub extra: &'a str,
 }
@@ -136,53 +136,44 @@ impl StreamToml<'_> {
     }
 }
 
-/// A consumer running in this process until [`Running::stop`].
-#[derive(Debug)]
-pub struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), bus::BusError>>,
-}
-
-impl Running {
-    pub fn start<S: Step>(bus: &TestBus, step: S) -> Self {
-        let settings = bus.settings();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            bus::run(&settings, Arc::new(step), async move {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        Self { stop, task }
-    }
-
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task
-            .await
-            .expect("the consumer task does not panic")
-            .expect("the consumer stops cleanly");
-    }
-}
-
 /// Waits until `queue` has `consumers` consumers, so that published messages are routed.
 pub async fn wait_consuming(queue: &str, consumers: usize) {
-    let want = consumers.to_string();
-    let ok = eventually(WAIT, || {
-        tests::broker::rabbitmqctl(&[
-            "list_queues",
-            "name",
-            "consumers",
-            "--no-table-headers",
-            "--quiet",
-        ])
-        .is_ok_and(|out| {
-            out.lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue, want.as_str()])
-        })
-    })
-    .await;
-    assert!(ok, "{queue} never had {consumers} consumers");
+    tests::wait_consumers(queue, consumers, WAIT).await;
+}
+
+/// A bus with only the image-builder running, watching what it answers.
+pub async fn builder_only(config: &str) -> (TestBus, Watch, Running) {
+    let bus = TestBus::with_config(config).consumer("image-builder", "");
+    let watch = bus
+        .watch(&["fortnight.image.built", "fortnight.image.build.failed"])
+        .await;
+    let builder = Running::start(
+        &bus.settings(),
+        ImageBuilder::new(Arc::new(bus.settings())).unwrap(),
+    );
+    wait_consuming(&bus.queue("image-builder"), 1).await;
+    (bus, watch, builder)
+}
+
+/// The SHA-256 of a file as `sha256sum` computes it.
+pub fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The names in a directory, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 pub async fn publish<M: Message>(bus: &TestBus, body: &M) {
