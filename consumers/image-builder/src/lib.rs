@@ -261,19 +261,20 @@ impl ImageBuilder {
         let result = self
             .build_recipes(&request, stream_settings, &tree, &mut version)
             .await;
+        // A forced build is a new result: the forcing message's id makes its id new too.
         let key = if request.force { message.log_id() } else { "" };
+        let result_id =
+            |outcome: &str, about: &[&str]| derived_id(NAME, &[&[outcome], about, &[key]].concat());
         let record = match result {
             Ok(built) => {
                 tracing::info!(stream = %built.stream, version = %built.version, arch = %built.arch, images = built.images.len(), "images built");
-                let id = derived_id(
-                    NAME,
+                let id = result_id(
+                    "built",
                     &[
-                        "built",
                         built.stream.as_str(),
                         built.version.as_str(),
                         built.arch.as_str(),
                         built.tree.commit.as_str(),
-                        key,
                     ],
                 );
                 Marker::Built { id, message: built }
@@ -297,14 +298,12 @@ impl ImageBuilder {
                     reason,
                     build_log,
                 };
-                let id = derived_id(
-                    NAME,
+                let id = result_id(
+                    "failed",
                     &[
-                        "failed",
                         request.stream.as_str(),
                         request.arch.as_str(),
                         request.commit.as_str(),
-                        key,
                     ],
                 );
                 Marker::Failed {
