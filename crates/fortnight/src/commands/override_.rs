@@ -23,12 +23,15 @@ pub enum Command {
     Release(Candidate),
     /// Stop the stream's releases until unhold (or the expiry).
     Hold(Whole),
+    /// Lift a stream's hold.
     Unhold(Whole),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct Candidate {
+    /// The stream, as named in the configuration.
     pub stream: Stream,
+    /// The candidate's version, as `fortnight status` lists it.
     pub version: Version,
     #[command(flatten)]
     pub common: Common,
@@ -36,6 +39,7 @@ pub struct Candidate {
 
 #[derive(Debug, clap::Args)]
 pub struct Whole {
+    /// The stream, as named in the configuration.
     pub stream: Stream,
     #[command(flatten)]
     pub common: Common,
@@ -107,12 +111,7 @@ pub async fn run(config: &std::path::Path, command: Command) -> anyhow::Result<E
     if let Err(reason) = releaser::twoweek_stream(&settings, stream) {
         bail!("{reason}");
     }
-    let operator = common.identity.resolve(&settings)?;
-    if !settings.operators.contains(&operator) {
-        bail!(
-            "{operator} is not in `operators` of the configuration, so the releaser would refuse the override"
-        );
-    }
+    let operator = common.identity.resolve_operator(&settings)?;
     if common.reason.trim().is_empty() {
         bail!("--reason must say why");
     }

@@ -11,8 +11,9 @@ use super::vote::Identity;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Publish the tick of the stream's current period, signed by you.
+    /// Publish the tick of the stream's current period, signed by you (an operator).
     Fire {
+        /// The stream, as named in the configuration.
         stream: Stream,
         #[command(flatten)]
         identity: Identity,
@@ -22,7 +23,9 @@ pub enum Command {
 pub async fn run(config: &std::path::Path, command: Command) -> anyhow::Result<ExitCode> {
     let settings = super::load_settings(config)?;
     let Command::Fire { stream, identity } = command;
-    let operator = identity.resolve(&settings)?;
+    // Checked before connecting, so a typo is not reported as a broker problem.
+    releaser::twoweek_stream(&settings, &stream).map_err(anyhow::Error::msg)?;
+    let operator = identity.resolve_operator(&settings)?;
     let publisher = bus::Publisher::connect(&settings, super::CONNECTION_NAME)
         .await
         .context("cannot connect to the broker (check amqp_url and [tls] in the configuration)")?;

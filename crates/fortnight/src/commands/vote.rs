@@ -9,11 +9,14 @@ use settings::Settings;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The stream, as named in the configuration.
     pub stream: Stream,
+    /// The candidate's version, as `fortnight status` lists it.
     pub version: Version,
     /// +1 (works), 0 (neutral comment), -1 (broken).
     #[arg(allow_hyphen_values = true, value_parser = parse_karma)]
     pub karma: i8,
+    /// What you tried and what you saw; kept with the vote.
     #[arg(long)]
     pub comment: Option<String>,
     #[command(flatten)]
@@ -43,6 +46,18 @@ impl Identity {
                 "the broker user {name:?} of amqp_url is not a valid account name; pass --user NAME"
             )
         })
+    }
+
+    /// The account, which must be in `operators`: overrides and manual ticks steer releases,
+    /// and the releaser refuses overrides from anyone else.
+    pub fn resolve_operator(&self, settings: &Settings) -> anyhow::Result<UserName> {
+        let operator = self.resolve(settings)?;
+        if !settings.operators.contains(&operator) {
+            bail!(
+                "{operator} is not in `operators` of the configuration; only operators may override releases or fire the timer"
+            );
+        }
+        Ok(operator)
     }
 }
 
