@@ -25,6 +25,9 @@ pub mod browser;
 pub mod config;
 pub mod pipeline;
 pub mod probe;
+pub mod process;
+pub mod records;
+pub mod reference;
 
 /// The broker the tests use.
 pub fn amqp_url() -> String {

@@ -12,6 +12,7 @@ use messages::{Incoming, Message, Outgoing, TreeComposed};
 use serde_json::Value;
 
 use common::*;
+use tests::records::tree_composed;
 
 /// Refuses every message until `fixed` is set, reporting each one it sees.
 struct Flaky {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{ADMIN_PY, AMQP_URL, fm_bin, fm_python, text, wait_child, wait_until};
+use common::{admin, fm, is_bound, text, try_admin, wait_child, wait_until, write_fm_config};
 use serde_json::Value;
 
 const RELEASED: &str = "43.20261125.0";
@@ -26,52 +26,6 @@ def callback(message):
             "headers": message._properties.headers,
         }) + "\n")
 "#;
-
-/// A fedora-messaging config whose auto-deleted queue takes everything on the exchange.
-fn fm_config(path: &Path, exchange: &str, queue: &str) {
-    std::fs::write(
-        path,
-        format!(
-            r##"
-amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2F"
-publish_exchange = "{exchange}"
-topic_prefix = ""
-passive_declares = false
-[client_properties]
-app = "fortnight-demo-test"
-[exchanges."{exchange}"]
-type = "topic"
-durable = true
-auto_delete = false
-arguments = {{}}
-[queues."{queue}"]
-durable = false
-auto_delete = true
-exclusive = false
-arguments = {{}}
-[[bindings]]
-queue = "{queue}"
-exchange = "{exchange}"
-routing_keys = ["#"]
-[qos]
-prefetch_size = 0
-prefetch_count = 10
-"##
-        ),
-    )
-    .unwrap();
-}
-
-fn is_bound(exchange: &str, queue: &str) -> bool {
-    let output = Command::new("rabbitmqctl")
-        .args(["-q", "list_bindings", "source_name", "destination_name"])
-        .output()
-        .expect("run rabbitmqctl");
-    text(&output.stdout).lines().any(|line| {
-        let mut fields = line.split('\t');
-        fields.next() == Some(exchange) && fields.next() == Some(queue)
-    })
-}
 
 fn demo(dir: &Path, run_id: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fortnight"))
@@ -116,16 +70,7 @@ impl Drop for FmConsumer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = Command::new(fm_python())
-            .args([
-                "-c",
-                ADMIN_PY,
-                "delete",
-                AMQP_URL,
-                &self.exchange,
-                &self.queue,
-            ])
-            .output();
+        let _ = try_admin("delete", &self.exchange, std::slice::from_ref(&self.queue));
     }
 }
 
@@ -137,25 +82,14 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
     let exchange = format!("fortnight.demo.{run_id}");
     let queue = format!("fortnight.demo-test.{run_id}");
     let fm_conf = scratch.path().join("fm.toml");
-    fm_config(&fm_conf, &exchange, &queue);
+    write_fm_config(&fm_conf, &exchange, &queue, "fortnight-demo-test");
     let callback = scratch.path().join("callback.py");
     std::fs::write(&callback, CALLBACK_PY).unwrap();
     let seen = scratch.path().join("seen.jsonl");
     // `fedora-messaging consume` binds but does not declare exchanges; the demo later
     // declares the same durable topic exchange and deletes it when done.
-    let declared = Command::new(fm_python())
-        .args(["-c", ADMIN_PY, "declare", AMQP_URL, &exchange])
-        .output()
-        .expect("run the reference client's python");
-    assert!(
-        declared.status.success(),
-        "pika declare: {}",
-        text(&declared.stderr)
-    );
-    let child = Command::new(fm_bin())
-        .env("FEDORA_MESSAGING_CONF", &fm_conf)
-        .arg("--conf")
-        .arg(&fm_conf)
+    admin("declare", &exchange, &[]);
+    let child = fm(&fm_conf)
         .arg("consume")
         .arg("--callback-file")
         .arg(format!("{}:callback", callback.display()))

@@ -25,6 +25,7 @@ use messages::{
 use serde_json::{Value, json};
 
 use common::*;
+use tests::records::{read_records, record_of, tree_composed, without_queue, write_records};
 
 /// A fedora-messaging callback that writes what the reference client saw, properties
 /// included, validates each body with Python's jsonschema against the checked-in
@@ -65,8 +66,7 @@ async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_heade
     let seen = env.path("seen.jsonl");
     let callback = env.path("callback.py");
     std::fs::write(&callback, CALLBACK_PY).unwrap();
-    let mut consumer = env
-        .fm(&fm_conf)
+    let mut consumer = fm(&fm_conf)
         .arg("consume")
         .arg("--callback-file")
         .arg(format!("{}:callback", callback.display()))
@@ -239,7 +239,7 @@ async fn fedora_messaging_publish_is_handled_by_a_fortnight_consumer() {
     write_records(&file, std::slice::from_ref(&record));
     let (fm_conf, _) = env.fm_config("publish");
     run_ok(
-        env.fm(&fm_conf).arg("publish").arg(&file),
+        fm(&fm_conf).arg("publish").arg(&file),
         "fedora-messaging publish",
     );
 
@@ -291,8 +291,7 @@ async fn record_files_cross_between_fortnight_and_fedora_messaging() {
     // 2. `fedora-messaging publish` replays that file; `fedora-messaging record` captures it.
     let (fm_conf, queue) = env.fm_config("record");
     let second = env.path("fedora-messaging.jsonl");
-    let mut fm_record = env
-        .fm(&fm_conf)
+    let mut fm_record = fm(&fm_conf)
         .args(["record", "--limit", "2"])
         .arg(&second)
         .stdout(Stdio::null())
@@ -301,7 +300,7 @@ async fn record_files_cross_between_fortnight_and_fedora_messaging() {
         .unwrap();
     env.wait_for_binding(&queue);
     run_ok(
-        env.fm(&fm_conf).arg("publish").arg(&first),
+        fm(&fm_conf).arg("publish").arg(&first),
         "fedora-messaging publish",
     );
     let status = wait_child(&mut fm_record, "fedora-messaging record");

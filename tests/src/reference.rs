@@ -1,0 +1,123 @@
+//! The fedora-messaging reference client: where it is installed, its configuration, and pika
+//! (its own AMQP library) to set up and remove what it binds to.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::process::text;
+
+/// `FM_BIN`, else `fedora-messaging` on `PATH`, else the venv CI creates.
+pub fn fm_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("FM_BIN") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("fedora-messaging"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.unwrap_or_else(|| PathBuf::from("/tmp/fmvenv/bin/fedora-messaging"))
+}
+
+/// The Python that runs the reference client (its venv's, so pika is importable).
+pub fn fm_python() -> PathBuf {
+    let bin = fm_bin();
+    let sibling = bin.with_file_name("python");
+    if sibling.is_file() {
+        sibling
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Declares or deletes broker objects with pika, so a test can set up an exchange before any
+/// client binds to it.
+const ADMIN_PY: &str = r#"
+import sys, pika
+op, url, exchange, *queues = sys.argv[1:]
+connection = pika.BlockingConnection(pika.URLParameters(url))
+for queue in queues:
+    connection.channel().queue_delete(queue)
+if op == "declare":
+    connection.channel().exchange_declare(exchange, exchange_type="topic", durable=True)
+else:
+    connection.channel().exchange_delete(exchange)
+connection.close()
+"#;
+
+/// Deletes `queues`, then declares (`op` = "declare") or deletes `exchange` as a durable topic
+/// exchange. Returns pika's output unchecked, for clean-up that must not fail a test.
+pub fn try_admin(op: &str, exchange: &str, queues: &[String]) -> std::io::Result<Output> {
+    Command::new(fm_python())
+        .args(["-c", ADMIN_PY, op, &crate::amqp_url(), exchange])
+        .args(queues)
+        .output()
+}
+
+/// [`try_admin`], and it must succeed.
+pub fn admin(op: &str, exchange: &str, queues: &[String]) {
+    let output = try_admin(op, exchange, queues).expect("run the reference client's python");
+    assert!(
+        output.status.success(),
+        "pika {op} failed: {}",
+        text(&output.stderr)
+    );
+}
+
+/// Writes a fedora-messaging config for client `app` with one auto-deleted `queue` bound to
+/// `#` on `exchange`. `topic_prefix` stays empty: a received topic keeps its prefix.
+pub fn write_fm_config(path: &Path, exchange: &str, queue: &str, app: &str) {
+    std::fs::write(
+        path,
+        format!(
+            r##"
+amqp_url = "{url}"
+publish_exchange = "{exchange}"
+topic_prefix = ""
+passive_declares = false
+[client_properties]
+app = "{app}"
+[exchanges."{exchange}"]
+type = "topic"
+durable = true
+auto_delete = false
+arguments = {{}}
+[queues."{queue}"]
+durable = false
+auto_delete = true
+exclusive = false
+arguments = {{}}
+[[bindings]]
+queue = "{queue}"
+exchange = "{exchange}"
+routing_keys = ["#"]
+[qos]
+prefetch_size = 0
+prefetch_count = 10
+"##,
+            url = crate::amqp_url(),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// A `fedora-messaging` command that reads `config`.
+pub fn fm(config: &Path) -> Command {
+    let mut command = Command::new(fm_bin());
+    command
+        .env("FEDORA_MESSAGING_CONF", config)
+        .arg("--conf")
+        .arg(config);
+    command
+}
+
+/// Whether `queue` is bound to `exchange` right now.
+pub fn is_bound(exchange: &str, queue: &str) -> bool {
+    crate::broker::rabbitmqctl(&["-q", "list_bindings", "source_name", "destination_name"])
+        .is_ok_and(|out| {
+            out.lines().any(|line| {
+                let mut fields = line.split('\t');
+                fields.next() == Some(exchange) && fields.next() == Some(queue)
+            })
+        })
+}
