@@ -191,9 +191,30 @@ async fn votes_are_signed_by_each_testers_account_and_reach_the_threshold_once()
     assert!(usage.contains("use +1, 0 or -1"), "{usage}");
     let unknown = fortnight_fails(&config, &testers[0], &["vote", "nosuch", V, "+1"], 1).await;
     assert!(unknown.contains("unknown stream nosuch"), "{unknown}");
+    // Signing as another tester is refused by the broker itself, so nothing is recorded.
+    let spoofed = fortnight_fails(
+        &config,
+        &testers[0],
+        &["vote", "tw", V, "-1", "--user", testers[1].name.as_str()],
+        1,
+    )
+    .await;
+    assert!(
+        spoofed.contains(&format!(
+            "the broker refused fortnight.karma.submitted signed as {}",
+            testers[1].name
+        )),
+        "{spoofed}"
+    );
 
     let seen = watch.settle(Duration::from_millis(500)).await;
     assert_eq!(of_topic(seen, THRESHOLD).len(), 1, "announced once");
+    let second: messages::Vote = serde_json::from_str(
+        &std::fs::read_to_string(p.store.karma_path(&stream(), &candidate, &testers[1].name))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(second.karma, 1, "the spoofed -1 never reached the tracker");
     watch.close().await;
     p.stop().await;
 }
