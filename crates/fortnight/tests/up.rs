@@ -6,13 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CONSUMERS: [&str; 5] = [
-    "image-builder",
-    "image-tester",
-    "karma-tracker",
-    "releaser",
-    "site-publisher",
-];
+use settings::QUEUE_CONSUMERS as CONSUMERS;
 
 /// The HTTP status line of `GET path`, or `None` when nothing answers.
 fn status(addr: SocketAddr, path: &str) -> Option<String> {

@@ -15,6 +15,15 @@ use serde::Deserialize;
 /// Prefix of environment variables that override file keys; `__` separates nested keys
 /// (`FORTNIGHT_AMQP_URL`, `FORTNIGHT_STORE__ROOT`, `FORTNIGHT_QOS__PREFETCH_COUNT`).
 pub const ENV_PREFIX: &str = "FORTNIGHT";
+/// The consumers that own a queue (and may have a `[consumers.<name>]` section), in the order
+/// `fortnight up` starts them. The release timer only publishes, so it has none.
+pub const QUEUE_CONSUMERS: [&str; 5] = [
+    "image-builder",
+    "image-tester",
+    "karma-tracker",
+    "releaser",
+    "site-publisher",
+];
 /// Environment variables with the prefix that are read by the CLI, not the config.
 const ENV_NOT_CONFIG: &[&str] = &["FORTNIGHT_CONFIG", "FORTNIGHT_LOG", "FORTNIGHT_LOG_FORMAT"];
 

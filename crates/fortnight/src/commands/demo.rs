@@ -25,21 +25,13 @@ use messages::{
     Version, derived_id,
 };
 use ostree_cli::Repo;
-use settings::Settings;
+use settings::{QUEUE_CONSUMERS, Settings};
 use tokio::sync::watch;
 
 /// Marks a directory as made by the demo, so a second run may replace its contents.
 const MARKER: &str = ".fortnight-demo";
 const STREAM: &str = "f43";
 const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
-/// The consumers that own queues (the release timer only publishes).
-const CONSUMERS: [&str; 5] = [
-    "image-builder",
-    "image-tester",
-    "karma-tracker",
-    "releaser",
-    "site-publisher",
-];
 
 /// The nightlies: version, and the arch whose tree ships without `/usr/lib/os-release` (so
 /// its image fails the suite's `os-release` test).
@@ -116,18 +108,18 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let result = match wait_ready(&settings, deadline).await {
         Err(error) => Err(error),
         Ok(()) => {
-            progress.say("consumers ready: image-builder, image-tester, karma-tracker, releaser, site-publisher, release-timer");
-            drive(
-                &settings,
-                &publisher,
-                &mut recording,
-                &mut seen,
-                &trees,
-                &user,
-                &progress,
+            progress.say(&format!(
+                "consumers ready: {}, release-timer",
+                QUEUE_CONSUMERS.join(", ")
+            ));
+            let mut watch = Watch {
+                recording: &mut recording,
+                seen: &mut seen,
+                prefix: &settings.topic_prefix,
+                progress: &progress,
                 deadline,
-            )
-            .await
+            };
+            drive(&settings, &publisher, &mut watch, &trees, &user).await
         }
     };
 
@@ -284,7 +276,7 @@ fn write_demo_files(
         store = toml_str(&store.to_string_lossy()),
         base = toml_str(&format!("file://{}/", store.display())),
     );
-    for consumer in CONSUMERS {
+    for consumer in QUEUE_CONSUMERS {
         config.push_str(&format!(
             "\n[consumers.{consumer}]\nqueue = \"fortnight.demo.{run_id}.{consumer}\"\n\
              max_attempts = 2\nretry_delays_seconds = [1]\nhealth_addr = \"{addr}\"\n",
@@ -329,7 +321,7 @@ fn free_local_addr() -> anyhow::Result<std::net::SocketAddr> {
 /// event published earlier would reach no queue and be lost.
 async fn wait_ready(settings: &Settings, deadline: tokio::time::Instant) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    for consumer in CONSUMERS {
+    for consumer in QUEUE_CONSUMERS {
         let Some(addr) = settings.consumer(consumer).health_addr else {
             continue;
         };
@@ -530,48 +522,47 @@ impl Seen {
     }
 }
 
-/// Reads messages, printing each, until `done` holds; fails past the deadline.
-async fn wait_for(
-    recording: &mut Recording,
-    seen: &mut Seen,
-    prefix: &str,
-    progress: &Progress,
+/// The demo's view of the bus: what it recorded so far, printed as it arrives.
+struct Watch<'a> {
+    recording: &'a mut Recording,
+    seen: &'a mut Seen,
+    prefix: &'a str,
+    progress: &'a Progress,
     deadline: tokio::time::Instant,
-    what: &str,
-    done: impl Fn(&Seen) -> bool,
-) -> anyhow::Result<()> {
-    while !done(seen) {
-        match tokio::time::timeout_at(deadline, recording.next()).await {
-            Ok(Some(Ok(record))) => {
-                if let Some(line) = seen.absorb(&record, prefix) {
-                    progress.say(&line);
-                }
-            }
-            Ok(Some(Err(error))) => {
-                return Err(anyhow::Error::from(error).context("lost the demo's subscription"));
-            }
-            Ok(None) => bail!("the demo's subscription closed while waiting for {what}"),
-            Err(_) => bail!(
-                "gave up waiting for {what} (see the log lines above; --timeout raises the limit). Seen so far: {:?}",
-                seen.topics
-            ),
-        }
-    }
-    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
+impl Watch<'_> {
+    /// Reads messages, printing each, until `done` holds; fails past the deadline.
+    async fn until(&mut self, what: &str, done: impl Fn(&Seen) -> bool) -> anyhow::Result<()> {
+        while !done(self.seen) {
+            match tokio::time::timeout_at(self.deadline, self.recording.next()).await {
+                Ok(Some(Ok(record))) => {
+                    if let Some(line) = self.seen.absorb(&record, self.prefix) {
+                        self.progress.say(&line);
+                    }
+                }
+                Ok(Some(Err(error))) => {
+                    return Err(anyhow::Error::from(error).context("lost the demo's subscription"));
+                }
+                Ok(None) => bail!("the demo's subscription closed while waiting for {what}"),
+                Err(_) => bail!(
+                    "gave up waiting for {what} (see the log lines above; --timeout raises the limit). Seen so far: {:?}",
+                    self.seen.topics
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn drive(
     settings: &Settings,
     publisher: &bus::Publisher,
-    recording: &mut Recording,
-    seen: &mut Seen,
+    watch: &mut Watch<'_>,
     trees: &[Nightly],
     user: &UserName,
-    progress: &Progress,
-    deadline: tokio::time::Instant,
 ) -> anyhow::Result<()> {
-    let prefix = settings.topic_prefix.as_str();
+    let progress = watch.progress;
     for nightly in trees {
         let body = TreeComposed {
             arch: nightly.arch.clone(),
@@ -599,16 +590,11 @@ async fn drive(
 
     let expected = trees.len();
     let voted: Version = VOTED.parse()?;
-    wait_for(
-        recording,
-        seen,
-        prefix,
-        progress,
-        deadline,
-        "every nightly to be built and tested",
-        |s| s.finished_nightlies() >= expected && s.requested.contains(&voted),
-    )
-    .await?;
+    watch
+        .until("every nightly to be built and tested", |s| {
+            s.finished_nightlies() >= expected && s.requested.contains(&voted)
+        })
+        .await?;
 
     let stream: Stream = STREAM.parse()?;
     let vote = KarmaSubmitted {
@@ -622,30 +608,20 @@ async fn drive(
         .publish_as(&Outgoing::new(uuid::Uuid::new_v4(), &vote), user.as_str())
         .await
         .context("cannot publish the vote")?;
-    wait_for(
-        recording,
-        seen,
-        prefix,
-        progress,
-        deadline,
-        "the vote to reach the karma threshold",
-        |s| s.stable.contains(&voted),
-    )
-    .await?;
+    watch
+        .until("the vote to reach the karma threshold", |s| {
+            s.stable.contains(&voted)
+        })
+        .await?;
 
     release_timer::fire_now(settings, &stream, user.clone(), publisher)
         .await
         .context("cannot fire the two-week tick")?;
-    wait_for(
-        recording,
-        seen,
-        prefix,
-        progress,
-        deadline,
-        "the release decision",
-        |s| s.released.is_some() || s.skipped.is_some(),
-    )
-    .await?;
+    watch
+        .until("the release decision", |s| {
+            s.released.is_some() || s.skipped.is_some()
+        })
+        .await?;
 
     // The site publisher reacts to the release; wait until the page shows it.
     let json = settings
@@ -653,7 +629,7 @@ async fn drive(
         .root
         .join("site/streams")
         .join(format!("{STREAM}.json"));
-    let wanted = seen.released.as_ref().map(|r| r.version.to_string());
+    let wanted = watch.seen.released.as_ref().map(|r| r.version.to_string());
     loop {
         let shown = std::fs::read(&json)
             .ok()
@@ -662,7 +638,7 @@ async fn drive(
         if wanted.is_none() || shown == wanted {
             break;
         }
-        if tokio::time::Instant::now() > deadline {
+        if tokio::time::Instant::now() > watch.deadline {
             bail!("the site did not show the release in {}", json.display());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -672,7 +648,7 @@ async fn drive(
 
 /// Deletes the run's queues and exchange; the demo's files stay.
 async fn cleanup(settings: &Settings) {
-    let queues: Vec<String> = CONSUMERS
+    let queues: Vec<String> = QUEUE_CONSUMERS
         .iter()
         .flat_map(|consumer| bus::topology::Topology::new(settings, consumer, &[]).queues())
         .collect();

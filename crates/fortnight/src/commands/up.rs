@@ -8,7 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bus::Step;
+use image_builder::ImageBuilder;
+use image_tester::ImageTester;
+use karma_tracker::KarmaTracker;
+use releaser::Releaser;
 use settings::Settings;
+use site_publisher::SitePublisher;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -30,18 +35,25 @@ fn shutdown_waiter(receiver: &watch::Receiver<bool>) -> impl Future<Output = ()>
     }
 }
 
-fn spawn_step<S: Step>(
+/// Sets up one consumer's step with `new` and runs it on the bus runtime; returns its name.
+fn spawn_step<S: Step, E>(
     tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
     settings: &Arc<Settings>,
-    step: S,
+    new: impl FnOnce(Arc<Settings>) -> Result<S, E>,
     stop: &watch::Receiver<bool>,
-) {
+) -> anyhow::Result<&'static str>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let step = new(Arc::clone(settings))
+        .with_context(|| format!("cannot set up the {} consumer", S::NAME))?;
     let settings = Arc::clone(settings);
     let shutdown = shutdown_waiter(stop);
     tasks.spawn(async move {
         let result = bus::run(&settings, Arc::new(step), shutdown).await;
         (S::NAME, result.map_err(anyhow::Error::from))
     });
+    Ok(S::NAME)
 }
 
 /// Runs every consumer and the release timer until `shutdown` resolves or one of them fails;
@@ -52,41 +64,15 @@ pub async fn run_all(
 ) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let make = |what: &str| format!("cannot set up the {what} consumer");
-    spawn_step(
-        &mut tasks,
-        &settings,
-        image_builder::ImageBuilder::new(Arc::clone(&settings))
-            .with_context(|| make(image_builder::NAME))?,
-        &stopped,
-    );
-    spawn_step(
-        &mut tasks,
-        &settings,
-        image_tester::ImageTester::new(Arc::clone(&settings))
-            .with_context(|| make(image_tester::NAME))?,
-        &stopped,
-    );
-    spawn_step(
-        &mut tasks,
-        &settings,
-        karma_tracker::KarmaTracker::new(Arc::clone(&settings))
-            .with_context(|| make(karma_tracker::NAME))?,
-        &stopped,
-    );
-    spawn_step(
-        &mut tasks,
-        &settings,
-        releaser::Releaser::new(Arc::clone(&settings)).with_context(|| make(releaser::NAME))?,
-        &stopped,
-    );
-    spawn_step(
-        &mut tasks,
-        &settings,
-        site_publisher::SitePublisher::new(Arc::clone(&settings))
-            .with_context(|| make("site-publisher"))?,
-        &stopped,
-    );
+    let started = [
+        spawn_step(&mut tasks, &settings, ImageBuilder::new, &stopped)?,
+        spawn_step(&mut tasks, &settings, ImageTester::new, &stopped)?,
+        spawn_step(&mut tasks, &settings, KarmaTracker::new, &stopped)?,
+        spawn_step(&mut tasks, &settings, Releaser::new, &stopped)?,
+        spawn_step(&mut tasks, &settings, SitePublisher::new, &stopped)?,
+    ];
+    // The demo and the tests configure and wait for the consumers that list names.
+    debug_assert_eq!(started, settings::QUEUE_CONSUMERS);
     {
         let settings = Arc::clone(&settings);
         let shutdown = shutdown_waiter(&stopped);
