@@ -233,6 +233,22 @@ mod tests {
         "2026-11-27T00:00:00Z".parse().unwrap()
     }
 
+    fn f43() -> StreamSettings {
+        let mut settings = Settings::from_toml(CONFIG).unwrap();
+        settings.streams.remove(&"f43".parse().unwrap()).unwrap()
+    }
+
+    /// f43 at [`now`] with no overrides.
+    fn view(current: Option<&str>, candidates: Vec<CandidateView>) -> StreamView {
+        StreamView {
+            stream: "f43".parse().unwrap(),
+            current: current.map(|v| (v.parse().unwrap(), None)),
+            candidates,
+            overrides: Active::default(),
+            now: now(),
+        }
+    }
+
     fn report(version: &str, arch: &str, failed: &[&str]) -> TestReport {
         TestReport {
             stream: "f43".parse().unwrap(),
@@ -294,12 +310,10 @@ mod tests {
 
     #[test]
     fn newest_candidate_passing_every_gate_is_released_and_others_say_why() {
-        let settings = Settings::from_toml(CONFIG).unwrap();
-        let s = &settings.streams[&"f43".parse::<Stream>().unwrap()];
-        let mut view = StreamView {
-            stream: "f43".parse().unwrap(),
-            current: Some(("43.20261101.0".parse().unwrap(), None)),
-            candidates: vec![
+        let s = &f43();
+        let mut view = view(
+            Some("43.20261101.0"),
+            vec![
                 candidate("43.20261126.0", false, &[-1, -1, -1], s),
                 candidate("43.20261125.0", false, &[1, 1, 1], s),
                 candidate("43.20261124.0", true, &[1, 1, 1], s),
@@ -307,9 +321,7 @@ mod tests {
                 candidate("43.20261122.0", false, &[1, 1, 1], s),
                 candidate("43.20261031.0", false, &[1, 1, 1], s),
             ],
-            overrides: Active::default(),
-            now: now(),
-        };
+        );
         view.overrides
             .blocks
             .insert("43.20261125.0".parse().unwrap(), block("43.20261125.0"));
@@ -344,15 +356,8 @@ mod tests {
 
     #[test]
     fn advisory_karma_does_not_block_and_hold_stops_everything() {
-        let settings = Settings::from_toml(CONFIG).unwrap();
-        let s = &settings.streams[&"f43".parse::<Stream>().unwrap()];
-        let mut view = StreamView {
-            stream: "f43".parse().unwrap(),
-            current: None,
-            candidates: vec![candidate("43.1", false, &[], s)],
-            overrides: Active::default(),
-            now: now(),
-        };
+        let s = &f43();
+        let mut view = view(None, vec![candidate("43.1", false, &[], s)]);
         assert_eq!(
             decide(&view, s, false).0,
             Decision::Release("43.1".parse().unwrap())
