@@ -354,6 +354,11 @@ pub fn free_port() -> std::net::SocketAddr {
         .expect("a free loopback port")
 }
 
+/// Whether a consumer's health endpoint at `addr` answers `GET /ready` with 200.
+pub fn is_ready(addr: std::net::SocketAddr) -> bool {
+    http_get(addr, "/ready").is_some_and(|(status, _)| status == 200)
+}
+
 /// A plain HTTP/1.0 GET: `(status, body)`, or `None` when nothing answers.
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};

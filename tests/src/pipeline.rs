@@ -182,10 +182,7 @@ impl Pipeline {
             health.push(addr);
         }
         for addr in health {
-            let ready = crate::eventually(WAIT, || {
-                crate::http_get(addr, "/ready").is_some_and(|(s, _)| s == 200)
-            })
-            .await;
+            let ready = crate::eventually(WAIT, || crate::is_ready(addr)).await;
             assert!(ready, "consumer on {addr} did not become ready");
         }
         let publisher = bus.publisher().await;

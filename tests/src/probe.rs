@@ -227,7 +227,7 @@ impl ProbeProcess {
 
     /// `GET /ready` answered 200.
     pub fn ready(&self) -> bool {
-        crate::http_get(self.health, "/ready").is_some_and(|(status, _)| status == 200)
+        crate::is_ready(self.health)
     }
 
     /// Sends a signal by pid (the process is ours).

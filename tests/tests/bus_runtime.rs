@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::broker::BrokerUser;
 use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC};
-use tests::{Running, TestBus, eventually, free_port, http_get};
+use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
 
 const PROBE_BIN: &str = env!("CARGO_BIN_EXE_probe-consumer");
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -293,9 +293,7 @@ async fn health_endpoints_report_readiness_and_counts() {
     let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{addr}\""));
     let probe = run_probe(&bus, false);
     assert!(
-        eventually(DEADLINE, || http_get(addr, "/ready")
-            .is_some_and(|(s, _)| s == 200))
-        .await,
+        eventually(DEADLINE, || is_ready(addr)).await,
         "ready once consuming"
     );
     assert_eq!(http_get(addr, "/live").map(|(s, _)| s), Some(200));

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use image_builder::ImageBuilder;
-use tests::{TestBus, eventually, free_port, http_get};
-use tokio::sync::watch;
+use tests::{Running, TestBus, eventually, free_port, is_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -47,21 +46,8 @@ async fn start_up_removes_staging_no_live_build_owns_and_keeps_the_rest() {
         .unwrap();
     held.lock().unwrap();
 
-    let step = Arc::new(ImageBuilder::new(Arc::clone(&settings)).unwrap());
-    let (stop, mut stopped) = watch::channel(false);
-    let consumer = tokio::spawn({
-        let settings = Arc::clone(&settings);
-        async move {
-            bus::run(&settings, step, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-        }
-    });
-    let ready = eventually(WAIT, || {
-        http_get(health, "/ready").is_some_and(|(status, _)| status == 200)
-    })
-    .await;
+    let consumer = Running::start(&settings, ImageBuilder::new(Arc::clone(&settings)).unwrap());
+    let ready = eventually(WAIT, || is_ready(health)).await;
     assert!(ready, "the image builder did not become ready");
 
     assert!(!crashed.exists(), "a crashed build's staging is removed");
@@ -82,8 +68,7 @@ async fn start_up_removes_staging_no_live_build_owns_and_keeps_the_rest() {
         "only staging is touched"
     );
 
-    let _ = stop.send(true);
-    consumer.await.unwrap().unwrap();
+    consumer.stop().await;
     drop(held);
     bus.cleanup().await;
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use messages::RecordLine;
 use serde_json::json;
 use site_publisher::SitePublisher;
-use tests::{TestBus, eventually, free_port, http_get};
-use tokio::sync::watch;
+use tests::{Running, TestBus, eventually, free_port, is_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -47,21 +46,11 @@ async fn bad_messages_are_dead_lettered_and_a_good_one_still_publishes_the_site(
         &format!("max_attempts = 1\nretry_delays_seconds = [1]\nhealth_addr = \"{health}\""),
     );
     let settings = Arc::new(bus.settings());
-    let step = Arc::new(SitePublisher::new(Arc::clone(&settings)).unwrap());
-    let (stop, mut stopped) = watch::channel(false);
-    let consumer = tokio::spawn({
-        let settings = Arc::clone(&settings);
-        async move {
-            bus::run(&settings, step, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-        }
-    });
-    let ready = eventually(WAIT, || {
-        http_get(health, "/ready").is_some_and(|(status, _)| status == 200)
-    })
-    .await;
+    let consumer = Running::start(
+        &settings,
+        SitePublisher::new(Arc::clone(&settings)).unwrap(),
+    );
+    let ready = eventually(WAIT, || is_ready(health)).await;
     assert!(ready, "the site publisher did not become ready");
     // The site rendered at start-up; a refused message must not render another generation.
     let site = settings.store.root.join("site");
@@ -124,8 +113,7 @@ async fn bad_messages_are_dead_lettered_and_a_good_one_still_publishes_the_site(
     // The test configuration's f43 has no two-week releases.
     assert!(page.contains("Nightly builds only"), "{page}");
 
-    let _ = stop.send(true);
-    consumer.await.unwrap().unwrap();
+    consumer.stop().await;
     publisher.close().await;
     bus.cleanup().await;
 }

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use site_publisher::SitePublisher;
-use tests::{TestBus, eventually, free_port, http_get};
-use tokio::sync::watch;
+use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,21 +26,11 @@ async fn the_site_exists_and_shows_the_store_once_the_consumer_is_ready() {
     let index = f.store.site_dir().join("index.html");
     assert!(!index.exists(), "the fixture renders no site by itself");
 
-    let step = Arc::new(SitePublisher::new(Arc::clone(&settings)).unwrap());
-    let (stop, mut stopped) = watch::channel(false);
-    let consumer = tokio::spawn({
-        let settings = Arc::clone(&settings);
-        async move {
-            bus::run(&settings, step, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-        }
-    });
-    let ready = eventually(WAIT, || {
-        http_get(health, "/ready").is_some_and(|(status, _)| status == 200)
-    })
-    .await;
+    let consumer = Running::start(
+        &settings,
+        SitePublisher::new(Arc::clone(&settings)).unwrap(),
+    );
+    let ready = eventually(WAIT, || is_ready(health)).await;
     assert!(ready, "the site publisher did not become ready");
 
     let page = std::fs::read_to_string(&index).expect("the site is rendered at start-up");
@@ -67,7 +56,6 @@ async fn the_site_exists_and_shows_the_store_once_the_consumer_is_ready() {
         "{metrics}"
     );
 
-    let _ = stop.send(true);
-    consumer.await.unwrap().unwrap();
+    consumer.stop().await;
     bus.cleanup().await;
 }
