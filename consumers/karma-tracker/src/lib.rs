@@ -151,20 +151,8 @@ impl KarmaTracker {
             Ok(s) => s,
             Err(outcome) => return outcome,
         };
-        match message.user_id.as_deref() {
-            Some(publisher) if publisher == vote.user.as_str() => {}
-            Some(publisher) => {
-                return reject(format!(
-                    "vote claims user {} but was published by broker user {publisher}",
-                    vote.user
-                ));
-            }
-            None => {
-                return reject(format!(
-                    "vote claims user {} but carries no user_id property",
-                    vote.user
-                ));
-            }
+        if let Err(reason) = message.check_publisher("vote claims user", &vote.user) {
+            return reject(reason);
         }
         if let Some(voters) = &settings.karma.voters
             && !voters.contains(&vote.user)

@@ -357,20 +357,8 @@ impl Releaser {
             Ok(body) => body,
             Err(reason) => return reject(reason),
         };
-        match message.user_id.as_deref() {
-            Some(publisher) if publisher == body.operator.as_str() => {}
-            Some(publisher) => {
-                return reject(format!(
-                    "override claims operator {} but was published by broker user {publisher}",
-                    body.operator
-                ));
-            }
-            None => {
-                return reject(format!(
-                    "override claims operator {} but carries no user_id property",
-                    body.operator
-                ));
-            }
+        if let Err(reason) = message.check_publisher("override claims operator", &body.operator) {
+            return reject(reason);
         }
         if !self.settings.operators.contains(&body.operator) {
             return reject(format!(

@@ -223,6 +223,18 @@ impl Incoming {
         })
     }
 
+    /// Checks that the broker-validated publisher is the user the body claims to act as;
+    /// the error reads `<claim> <user> but ...`, e.g. with `claim` = "vote claims user".
+    pub fn check_publisher(&self, claim: &str, user: &UserName) -> Result<(), String> {
+        match self.user_id.as_deref() {
+            Some(publisher) if publisher == user.as_str() => Ok(()),
+            Some(publisher) => Err(format!(
+                "{claim} {user} but was published by broker user {publisher}"
+            )),
+            None => Err(format!("{claim} {user} but carries no user_id property")),
+        }
+    }
+
     /// The schema name from the headers, or `base.message` when absent or not a string.
     pub fn schema(&self) -> &str {
         self.headers
