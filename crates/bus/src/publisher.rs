@@ -127,14 +127,15 @@ impl Publisher {
         })
     }
 
+    /// Sends one message and waits for the broker's confirm.
+    async fn publish_one(&self, wire: Wire) -> Result<(), BusError> {
+        publish_all(&self.channel, &[wire], &self.metrics).await
+    }
+
     /// Publishes a step message (prefix added) and waits for the broker's confirm.
     pub async fn publish(&self, message: &Outgoing) -> Result<(), BusError> {
-        publish_all(
-            &self.channel,
-            &[Wire::outgoing(&self.settings, message)],
-            &self.metrics,
-        )
-        .await
+        self.publish_one(Wire::outgoing(&self.settings, message))
+            .await
     }
 
     /// Publishes a step message with the AMQP `user_id` property set to `user`. RabbitMQ
@@ -143,7 +144,7 @@ impl Publisher {
     pub async fn publish_as(&self, message: &Outgoing, user: &str) -> Result<(), BusError> {
         let mut wire = Wire::outgoing(&self.settings, message);
         wire.properties = wire.properties.with_user_id(user.into());
-        publish_all(&self.channel, &[wire], &self.metrics).await
+        self.publish_one(wire).await
     }
 
     /// The broker user this publisher connects as, when `amqp_url` names one (with TLS client
@@ -154,12 +155,7 @@ impl Publisher {
 
     /// Publishes a recorded message exactly as recorded and waits for the confirm.
     pub async fn publish_record(&self, record: &RecordLine) -> Result<(), BusError> {
-        publish_all(
-            &self.channel,
-            &[Wire::record(&self.settings, record)],
-            &self.metrics,
-        )
-        .await
+        self.publish_one(Wire::record(&self.settings, record)).await
     }
 
     /// Publishes raw bytes to a logical topic (prefix added), to see how consumers treat
@@ -177,7 +173,7 @@ impl Publisher {
             body: body.to_vec(),
             properties: amqp::properties(Some(&id), to_table(headers)),
         };
-        publish_all(&self.channel, &[wire], &self.metrics).await?;
+        self.publish_one(wire).await?;
         Ok(id)
     }
 
