@@ -168,17 +168,7 @@ impl ImageBuilder {
             Ok(commit) => commit,
             Err(e) => return Outcome::reject(e.to_string()),
         };
-        let requests = targets
-            .into_iter()
-            .map(|(stream, arch, tree_ref)| TreeRequest {
-                stream,
-                arch,
-                tree_ref,
-                commit: commit.clone(),
-                version: None,
-                force: false,
-            });
-        self.build_all(message, requests).await
+        self.build_all(message, targets, commit, None, false).await
     }
 
     async fn on_tree_composed(&self, message: &Incoming) -> Outcome {
@@ -191,26 +181,29 @@ impl ImageBuilder {
             tracing::info!(tree_ref = %body.tree.ostree_ref, arch = %body.arch, "no stream builds this ref; ignored");
             return Outcome::Done(Vec::new());
         }
-        let requests = targets
-            .into_iter()
-            .map(|(stream, arch, tree_ref)| TreeRequest {
-                stream,
-                arch,
-                tree_ref,
-                commit: body.tree.commit.clone(),
-                version: body.version.clone(),
-                force: body.force,
-            });
-        self.build_all(message, requests).await
+        self.build_all(message, targets, body.tree.commit, body.version, body.force)
+            .await
     }
 
+    /// Builds `commit` for every (stream, arch, ref) that takes it.
     async fn build_all(
         &self,
         message: &Incoming,
-        requests: impl Iterator<Item = TreeRequest>,
+        targets: Vec<(Stream, Arch, Ref)>,
+        commit: Commit,
+        version: Option<Version>,
+        force: bool,
     ) -> Outcome {
         let mut outgoing = Vec::new();
-        for request in requests {
+        for (stream, arch, tree_ref) in targets {
+            let request = TreeRequest {
+                stream,
+                arch,
+                tree_ref,
+                commit: commit.clone(),
+                version: version.clone(),
+                force,
+            };
             match self.build_tree(message, request).await {
                 Ok(Some(out)) => outgoing.push(out),
                 Ok(None) => {}
