@@ -77,6 +77,26 @@ pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The value of `column` (a `rabbitmqctl list_queues` column: consumers, messages, type,
+/// policy, ...) for `queue`; `None` when the queue is not listed or the column is empty.
+pub fn queue_info(queue: &str, column: &str) -> Option<String> {
+    let out = rabbitmqctl(&[
+        "list_queues",
+        "name",
+        column,
+        "--no-table-headers",
+        "--quiet",
+    ])
+    .ok()?;
+    out.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields[..] {
+            [name, value] if name == queue => Some(value.to_owned()),
+            _ => None,
+        }
+    })
+}
+
 pub fn stop_app() {
     rabbitmqctl(&["stop_app"]).expect("rabbitmqctl stop_app");
 }
@@ -357,19 +377,7 @@ impl Policy {
             name: name.to_owned(),
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let applied = || {
-            rabbitmqctl(&[
-                "list_queues",
-                "name",
-                "policy",
-                "--no-table-headers",
-                "--quiet",
-            ])
-            .is_ok_and(|out| {
-                out.lines()
-                    .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue, name])
-            })
-        };
+        let applied = || queue_info(queue, "policy").as_deref() == Some(name);
         while !applied() {
             assert!(
                 std::time::Instant::now() < deadline,

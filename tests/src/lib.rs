@@ -275,18 +275,8 @@ impl Watch {
 /// to them.
 pub async fn wait_consumers(queue: &str, consumers: usize, deadline: Duration) {
     let want = consumers.to_string();
-    let args = [
-        "list_queues",
-        "name",
-        "consumers",
-        "--no-table-headers",
-        "--quiet",
-    ];
     let consuming = eventually(deadline, || {
-        broker::rabbitmqctl(&args).is_ok_and(|out| {
-            out.lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue, want.as_str()])
-        })
+        broker::queue_info(queue, "consumers").as_deref() == Some(want.as_str())
     })
     .await;
     assert!(consuming, "{queue} never had {consumers} consumers");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::broker::BrokerUser;
-use crate::{TestBus, Watch};
+use crate::{Running, TestBus, Watch};
 use bus::Publisher;
 use chrono::{DateTime, Utc};
 use karma_tracker::KarmaTracker;
@@ -23,8 +23,6 @@ use ostree_cli::Repo;
 use releaser::Releaser;
 use settings::Settings;
 use store::{ImageWriter, Store};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub const STREAM: &str = "tw";
 pub const ARCHES: [&str; 2] = ["aarch64", "x86_64"];
@@ -82,8 +80,7 @@ pub struct Pipeline {
     pub store: Store,
     pub repo: Repo,
     publisher: Publisher,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    consumers: Vec<Running>,
     _repo_dir: tempfile::TempDir,
 }
 
@@ -155,30 +152,16 @@ impl Pipeline {
         settings.operators = options.operators.clone();
         let settings = Arc::new(settings);
         let store = Store::open(&settings.store.root).unwrap();
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut consumers = Vec::new();
         let mut health = Vec::new();
-        let shutdown = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
         let (karma_settings, addr) = with_health(&settings, karma_tracker::NAME);
-        let step = Arc::new(KarmaTracker::new(Arc::new(karma_settings.clone())).unwrap());
-        let rx = stopped.clone();
-        tasks.push(tokio::spawn(async move {
-            bus::run(&karma_settings, step, shutdown(rx))
-                .await
-                .expect("karma-tracker runs");
-        }));
+        let step = KarmaTracker::new(Arc::new(karma_settings.clone())).unwrap();
+        consumers.push(Running::start(&karma_settings, step));
         health.push(addr);
         for _ in 0..options.releaser_replicas {
             let (releaser_settings, addr) = with_health(&settings, releaser::NAME);
-            let step = Arc::new(Releaser::new(Arc::new(releaser_settings.clone())).unwrap());
-            let rx = stopped.clone();
-            tasks.push(tokio::spawn(async move {
-                bus::run(&releaser_settings, step, shutdown(rx))
-                    .await
-                    .expect("releaser runs");
-            }));
+            let step = Releaser::new(Arc::new(releaser_settings.clone())).unwrap();
+            consumers.push(Running::start(&releaser_settings, step));
             health.push(addr);
         }
         for addr in health {
@@ -192,8 +175,7 @@ impl Pipeline {
             store,
             repo,
             publisher,
-            stop,
-            tasks,
+            consumers,
             _repo_dir: repo_dir,
         }
     }
@@ -389,9 +371,8 @@ impl Pipeline {
 
     /// Stops the consumers and deletes the test's queues and exchange.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            task.await.expect("consumer task ends cleanly");
+        for consumer in self.consumers {
+            consumer.stop().await;
         }
         self.publisher.close().await;
         self.bus.cleanup().await;

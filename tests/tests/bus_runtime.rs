@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tests::broker::BrokerUser;
+use tests::broker::{BrokerUser, queue_info};
 use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC};
 use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
 
@@ -64,18 +64,10 @@ async fn done_outcomes_are_published_with_the_fedora_messaging_envelope_and_acke
 
     probe.stop().await;
     let queue = bus.queue("probe");
-    let left = tests::broker::rabbitmqctl(&[
-        "list_queues",
-        "name",
-        "messages",
-        "--no-table-headers",
-        "--quiet",
-    ])
-    .unwrap();
-    assert!(
-        left.lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue.as_str(), "0"]),
-        "the input was acked: {left}"
+    assert_eq!(
+        queue_info(&queue, "messages").as_deref(),
+        Some("0"),
+        "the input was acked"
     );
     publisher.close().await;
     watch.close().await;
@@ -488,20 +480,11 @@ async fn a_quorum_queue_is_declared_when_configured_and_consumed_like_any_other(
     let bus = TestBus::new().consumer("probe", "quorum_queue = true");
     let probe = run_probe(&bus, false);
     bus.wait_consuming("probe").await;
-    let types = tests::broker::rabbitmqctl(&[
-        "list_queues",
-        "name",
-        "type",
-        "--no-table-headers",
-        "--quiet",
-    ])
-    .unwrap();
     let queue = bus.queue("probe");
-    assert!(
-        types
-            .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue.as_str(), "quorum"]),
-        "{queue} is a quorum queue:\n{types}"
+    assert_eq!(
+        queue_info(&queue, "type").as_deref(),
+        Some("quorum"),
+        "{queue} is a quorum queue"
     );
     let publisher = bus.publisher().await;
     publisher
