@@ -30,6 +30,18 @@ impl InvalidId {
     }
 }
 
+/// Commits and file digests are both SHA-256 sums written as 64 lowercase hex digits.
+fn check_sha256_hex(kind: &'static str, v: &str) -> Result<(), InvalidId> {
+    if v.len() == 64
+        && v.chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    {
+        Ok(())
+    } else {
+        Err(InvalidId::new(kind, v, "must be 64 lowercase hex digits"))
+    }
+}
+
 /// One path component: `[A-Za-z0-9._+-]`, not starting with `-` or `.`, at most `max` long.
 fn check_component(
     kind: &'static str,
@@ -217,13 +229,7 @@ validated_id!(
     Commit,
     "OSTree commit checksum",
     "^[0-9a-f]{64}$",
-    |v| {
-        if v.len() == 64 && v.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
-            Ok(())
-        } else {
-            Err(InvalidId::new("commit", v, "must be 64 lowercase hex digits"))
-        }
-    }
+    |v| check_sha256_hex("commit", v)
 );
 
 validated_id!(
@@ -231,13 +237,7 @@ validated_id!(
     Sha256,
     "SHA-256 digest",
     "^[0-9a-f]{64}$",
-    |v| {
-        if v.len() == 64 && v.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
-            Ok(())
-        } else {
-            Err(InvalidId::new("sha256", v, "must be 64 lowercase hex digits"))
-        }
-    }
+    |v| check_sha256_hex("sha256", v)
 );
 
 #[cfg(test)]
