@@ -58,12 +58,16 @@ pub(crate) async fn connect(settings: &Settings, name: &str) -> Result<Connectio
         })
 }
 
-/// A channel in confirm mode: every publish on it is acknowledged by the broker.
-pub(crate) async fn confirm_channel(connection: &Connection) -> Result<Channel, BusError> {
-    let channel = connection
+pub(crate) async fn open_channel(connection: &Connection) -> Result<Channel, BusError> {
+    connection
         .create_channel()
         .await
-        .map_err(|source| BusError::amqp("open a channel", source))?;
+        .map_err(|source| BusError::amqp("open a channel", source))
+}
+
+/// A channel in confirm mode: every publish on it is acknowledged by the broker.
+pub(crate) async fn confirm_channel(connection: &Connection) -> Result<Channel, BusError> {
+    let channel = open_channel(connection).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await

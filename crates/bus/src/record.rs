@@ -26,10 +26,7 @@ pub struct Recording {
 /// unless a pattern already carries it) on the publish exchange.
 pub async fn subscribe(settings: &Settings, patterns: &[String]) -> Result<Recording, BusError> {
     let connection = amqp::connect(settings, "fortnight-record").await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|source| BusError::amqp("open a channel", source))?;
+    let channel = amqp::open_channel(&connection).await?;
     crate::topology::declare_exchange(
         &channel,
         &settings.publish_exchange,

@@ -193,19 +193,13 @@ pub async fn delete(
     let connection = crate::amqp::connect(settings, "fortnight-admin").await?;
     for queue in queues {
         // A failed delete closes the channel, so each one gets its own.
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|source| BusError::amqp("open a channel", source))?;
+        let channel = crate::amqp::open_channel(&connection).await?;
         let _ = channel
             .queue_delete(queue, QueueDeleteOptions::default())
             .await;
     }
     for exchange in exchanges {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|source| BusError::amqp("open a channel", source))?;
+        let channel = crate::amqp::open_channel(&connection).await?;
         let _ = channel
             .exchange_delete(exchange, lapin::options::ExchangeDeleteOptions::default())
             .await;
