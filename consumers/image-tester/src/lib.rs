@@ -44,11 +44,7 @@ pub struct ImageTester {
 }
 
 fn store_outcome(e: StoreError) -> Outcome {
-    if e.is_retryable() {
-        Outcome::retry(e.to_string())
-    } else {
-        Outcome::reject(e.to_string())
-    }
+    Outcome::failed(e.to_string(), e.is_retryable())
 }
 
 impl ImageTester {

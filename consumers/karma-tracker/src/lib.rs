@@ -51,19 +51,7 @@ fn threshold_path(store: &Store, stream: &Stream, version: &Version) -> PathBuf 
 
 /// A store failure as an outcome: retried when it may pass (disk full, I/O), refused otherwise.
 pub fn store_outcome(context: &str, error: &StoreError) -> Outcome {
-    let reason = format!("{context}: {error}");
-    if error.is_retryable() {
-        Outcome::Retry {
-            reason,
-            after: None,
-        }
-    } else {
-        Outcome::Reject { reason }
-    }
-}
-
-fn reject(reason: String) -> Outcome {
-    Outcome::Reject { reason }
+    Outcome::failed(format!("{context}: {error}"), error.is_retryable())
 }
 
 /// The time a message was sent (its `sent-at` header), or now when absent or unreadable.
@@ -83,28 +71,28 @@ impl KarmaTracker {
     }
 
     fn stream(&self, stream: &Stream) -> Result<&StreamSettings, Outcome> {
-        self.settings
-            .stream(stream)
-            .ok_or_else(|| reject(format!("unknown stream {stream}: not in the configuration")))
+        self.settings.stream(stream).ok_or_else(|| {
+            Outcome::reject(format!("unknown stream {stream}: not in the configuration"))
+        })
     }
 
     fn tests_passed(&self, message: &Incoming) -> Outcome {
         let report = match message.parse::<ImageTestsPassed>() {
             Ok(ImageTestsPassed(report)) => report,
-            Err(error) => return reject(error.to_string()),
+            Err(error) => return Outcome::reject(error.to_string()),
         };
         let settings = match self.stream(&report.stream) {
             Ok(s) => s,
             Err(outcome) => return outcome,
         };
         if !settings.arches.contains(&report.arch) {
-            return reject(format!(
+            return Outcome::reject(format!(
                 "arch {} is not configured for stream {}",
                 report.arch, report.stream
             ));
         }
         if !report.failed.is_empty() {
-            return reject(format!(
+            return Outcome::reject(format!(
                 "tests.passed lists failed gating tests: {}",
                 report.failed.join(", ")
             ));
@@ -142,22 +130,22 @@ impl KarmaTracker {
     fn karma_submitted(&self, message: &Incoming) -> Outcome {
         let vote = match message.parse::<KarmaSubmitted>() {
             Ok(vote) => vote,
-            Err(error) => return reject(error.to_string()),
+            Err(error) => return Outcome::reject(error.to_string()),
         };
         if !(-1..=1).contains(&vote.karma) {
-            return reject(format!("karma {} is not one of -1, 0, +1", vote.karma));
+            return Outcome::reject(format!("karma {} is not one of -1, 0, +1", vote.karma));
         }
         let settings = match self.stream(&vote.stream) {
             Ok(s) => s,
             Err(outcome) => return outcome,
         };
         if let Err(reason) = message.check_publisher("vote claims user", &vote.user) {
-            return reject(reason);
+            return Outcome::reject(reason);
         }
         if let Some(voters) = &settings.karma.voters
             && !voters.contains(&vote.user)
         {
-            return reject(format!(
+            return Outcome::reject(format!(
                 "user {} may not vote on stream {}",
                 vote.user, vote.stream
             ));
@@ -174,7 +162,7 @@ impl KarmaTracker {
             } else {
                 "is not a known candidate"
             };
-            return reject(format!(
+            return Outcome::reject(format!(
                 "version {version} of stream {stream} {what} ({})",
                 autotest.reasons().join("; ")
             ));
@@ -276,7 +264,7 @@ impl bus::Step for KarmaTracker {
         match message.topic.as_str() {
             ImageTestsPassed::TOPIC => self.tests_passed(message),
             KarmaSubmitted::TOPIC => self.karma_submitted(message),
-            other => reject(format!("karma-tracker does not handle topic {other}")),
+            other => Outcome::reject(format!("karma-tracker does not handle topic {other}")),
         }
     }
 }

@@ -41,17 +41,8 @@ pub struct Releaser {
     store: Store,
 }
 
-fn reject(reason: impl Into<String>) -> Outcome {
-    Outcome::reject(reason)
-}
-
 fn release_outcome(error: &ReleaseError) -> Outcome {
-    let reason = error.to_string();
-    if error.is_retryable() {
-        Outcome::retry(reason)
-    } else {
-        Outcome::reject(reason)
-    }
+    Outcome::failed(error.to_string(), error.is_retryable())
 }
 
 /// The stream's settings when it has two-week releases.
@@ -135,7 +126,7 @@ impl Releaser {
         reason: String,
     ) -> Outcome {
         let Ok((settings, twoweek)) = twoweek_stream(&self.settings, stream) else {
-            return reject(format!("stream {stream} lost its two-week settings"));
+            return Outcome::reject(format!("stream {stream} lost its two-week settings"));
         };
         let now = Utc::now();
         let releasing = PeriodState::Releasing {
@@ -176,15 +167,15 @@ impl Releaser {
     fn timer_fired(&self, message: &Incoming) -> Outcome {
         let tick = match message.parse::<TwoweekTimerFired>() {
             Ok(tick) => tick,
-            Err(error) => return reject(error.to_string()),
+            Err(error) => return Outcome::reject(error.to_string()),
         };
         let (settings, twoweek) = match twoweek_stream(&self.settings, &tick.stream) {
             Ok(found) => found,
-            Err(reason) => return reject(reason),
+            Err(reason) => return Outcome::reject(reason),
         };
         let period = match Period::parse(&tick.period) {
             Ok(period) => period,
-            Err(reason) => return reject(reason),
+            Err(reason) => return Outcome::reject(reason),
         };
         let stream = &tick.stream;
         self.locked(stream, || {
@@ -221,7 +212,7 @@ impl Releaser {
             version,
         )) {
             Ok(Some(record)) => Outcome::Done(self.announce(&record, twoweek)),
-            Ok(None) => reject(format!(
+            Ok(None) => Outcome::reject(format!(
                 "{stream} {version} is recorded as released but its release.json is missing; restore it from a backup or the release message"
             )),
             Err(error) => store_outcome("cannot read release.json", &error),
@@ -287,7 +278,7 @@ impl Releaser {
     /// With `release-next-pass`, a candidate becoming eligible releases a waiting period.
     fn candidate_changed(&self, stream: &Stream) -> Outcome {
         if self.settings.stream(stream).is_none() {
-            return reject(format!("unknown stream {stream}: not in the configuration"));
+            return Outcome::reject(format!("unknown stream {stream}: not in the configuration"));
         }
         let Ok((settings, twoweek)) = twoweek_stream(&self.settings, stream) else {
             // A nightly-only stream has nothing to release.
@@ -327,7 +318,7 @@ impl Releaser {
     fn tests_passed(&self, message: &Incoming) -> Outcome {
         match message.parse::<ImageTestsPassed>() {
             Ok(ImageTestsPassed(report)) => self.candidate_changed(&report.stream),
-            Err(error) => reject(error.to_string()),
+            Err(error) => Outcome::reject(error.to_string()),
         }
     }
 
@@ -337,7 +328,7 @@ impl Releaser {
                 self.candidate_changed(&reached.stream)
             }
             Ok(_) => Outcome::Done(Vec::new()),
-            Err(error) => reject(error.to_string()),
+            Err(error) => Outcome::reject(error.to_string()),
         }
     }
 
@@ -355,28 +346,30 @@ impl Releaser {
     fn override_received(&self, message: &Incoming, action: Action) -> Outcome {
         let body = match Self::parse_override(message, action) {
             Ok(body) => body,
-            Err(reason) => return reject(reason),
+            Err(reason) => return Outcome::reject(reason),
         };
         if let Err(reason) = message.check_publisher("override claims operator", &body.operator) {
-            return reject(reason);
+            return Outcome::reject(reason);
         }
         if !self.settings.operators.contains(&body.operator) {
-            return reject(format!(
+            return Outcome::reject(format!(
                 "{} is not an operator (see `operators` in the configuration)",
                 body.operator
             ));
         }
         let (settings, twoweek) = match twoweek_stream(&self.settings, &body.stream) {
             Ok(found) => found,
-            Err(reason) => return reject(reason),
+            Err(reason) => return Outcome::reject(reason),
         };
         if body.reason.trim().is_empty() {
-            return reject("an override needs a reason");
+            return Outcome::reject("an override needs a reason");
         }
         let version = match (&body.version, action.needs_version()) {
             (Some(version), true) => Some(version.clone()),
             (None, true) => {
-                return reject(format!("override {action:?} needs the candidate's version"));
+                return Outcome::reject(format!(
+                    "override {action:?} needs the candidate's version"
+                ));
             }
             (_, false) => None,
         };
@@ -426,7 +419,7 @@ impl Releaser {
             TwoweekTimerFired::TOPIC => self.timer_fired(message),
             ImageTestsPassed::TOPIC => self.tests_passed(message),
             KarmaThresholdReached::TOPIC => self.threshold_reached(message),
-            other => reject(format!("the releaser does not handle topic {other}")),
+            other => Outcome::reject(format!("the releaser does not handle topic {other}")),
         }
     }
 }

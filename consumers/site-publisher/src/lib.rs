@@ -109,8 +109,7 @@ impl Step for SitePublisher {
         }
         match self.render().await {
             Ok(Ok(_)) => Outcome::Done(Vec::new()),
-            Ok(Err(error)) if error.is_retryable() => Outcome::retry(error.to_string()),
-            Ok(Err(error)) => Outcome::reject(error.to_string()),
+            Ok(Err(error)) => Outcome::failed(error.to_string(), error.is_retryable()),
             Err(join) => Outcome::retry(format!("site rendering task failed: {join}")),
         }
     }

@@ -87,6 +87,16 @@ impl Outcome {
             reason: reason.into(),
         }
     }
+
+    /// A failed step: retried when `retryable` (disk full, a moved directory: trying again
+    /// later may succeed), dead-lettered otherwise.
+    pub fn failed(reason: impl Into<String>, retryable: bool) -> Self {
+        if retryable {
+            Self::retry(reason)
+        } else {
+            Self::reject(reason)
+        }
+    }
 }
 
 /// One consumer's step.
