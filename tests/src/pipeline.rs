@@ -72,6 +72,11 @@ impl Default for Options {
     }
 }
 
+/// Three tester accounts: their +1s reach the default stable threshold (3).
+pub fn testers() -> [BrokerUser; 3] {
+    std::array::from_fn(|_| BrokerUser::create("tester"))
+}
+
 /// The running pipeline of one test.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -304,27 +309,25 @@ impl Pipeline {
             karma,
             comment: Some("tested on my laptop".into()),
         };
-        let publisher = voter.publisher(&self.settings).await;
-        publisher
-            .publish_as(
-                &Outgoing::new(uuid::Uuid::new_v4(), &body),
-                voter.name.as_str(),
-            )
-            .await
-            .expect("vote published");
-        publisher.close().await;
+        self.publish_signed(voter, &body).await;
     }
 
     /// Publishes an override of `M` (block, release, hold, ...) as `operator`.
     pub async fn override_as<M: messages::Message>(&self, operator: &BrokerUser, body: M) {
-        let publisher = operator.publisher(&self.settings).await;
+        self.publish_signed(operator, &body).await;
+    }
+
+    /// Publishes `body` over `user`'s own connection with `user_id` set to `user`, so the
+    /// broker vouches for the sender.
+    pub async fn publish_signed<M: messages::Message>(&self, user: &BrokerUser, body: &M) {
+        let publisher = user.publisher(&self.settings).await;
         publisher
             .publish_as(
-                &Outgoing::new(uuid::Uuid::new_v4(), &body),
-                operator.name.as_str(),
+                &Outgoing::new(uuid::Uuid::new_v4(), body),
+                user.name.as_str(),
             )
             .await
-            .expect("override published");
+            .unwrap_or_else(|e| panic!("{} publishes {} signed: {e}", user.name, M::TOPIC));
         publisher.close().await;
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use messages::{KarmaStatus, KarmaSubmitted, KarmaThresholdReached, Outgoing};
 use release_support::{
-    BrokerUser, Options, Pipeline, dead_letter_with, stream, version, wait_topic,
+    BrokerUser, Options, Pipeline, dead_letter_with, stream, testers, version, wait_topic,
 };
 
 const THRESHOLD: &str = "fortnight.karma.threshold.reached";
@@ -104,11 +104,7 @@ async fn spoofed_disallowed_and_misplaced_votes_are_refused_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_latest_vote_counts_and_the_threshold_is_announced_once() {
-    let testers = [
-        BrokerUser::create("tester"),
-        BrokerUser::create("tester"),
-        BrokerUser::create("tester"),
-    ];
+    let testers = testers();
     let p = Pipeline::start(Options::default()).await;
     let mut watch = p.watch(&[THRESHOLD]).await;
     p.nightly_tested("43.20261120.0", None).await;

@@ -90,14 +90,7 @@ async fn bad_ticks_and_votes_are_dead_lettered_and_the_consumers_carry_on() {
         karma: 5,
         comment: None,
     };
-    let as_tester = tester.publisher(&p.settings).await;
-    as_tester
-        .publish_as(
-            &Outgoing::new(uuid::Uuid::new_v4(), &vote),
-            tester.name.as_str(),
-        )
-        .await
-        .unwrap();
+    p.publish_signed(&tester, &vote).await;
     dead_letter_with(&p, "karma-tracker", "karma 5 is not one of -1, 0, +1").await;
     assert!(
         p.store
@@ -130,7 +123,6 @@ async fn bad_ticks_and_votes_are_dead_lettered_and_the_consumers_carry_on() {
         1
     );
 
-    as_tester.close().await;
     publisher.close().await;
     watch.close().await;
     p.stop().await;

@@ -9,7 +9,7 @@ use messages::{
     CandidateTestingRequested, KarmaStatus, KarmaThresholdReached, ReleasePublished,
     TwoweekComplete,
 };
-use release_support::{ARCHES, BrokerUser, Options, Pipeline, arch, stream, version, wait_topic};
+use release_support::{ARCHES, Options, Pipeline, arch, stream, testers, version, wait_topic};
 
 const TESTING: &str = "fortnight.candidate.testing.requested";
 const THRESHOLD: &str = "fortnight.karma.threshold.reached";
@@ -18,11 +18,7 @@ const LEGACY: &str = "releng.atomic.twoweek.complete";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newest_candidate_with_stable_karma_is_released_on_the_tick() {
-    let voters = [
-        BrokerUser::create("tester"),
-        BrokerUser::create("tester"),
-        BrokerUser::create("tester"),
-    ];
+    let voters = testers();
     let p = Pipeline::start(Options::default()).await;
     let mut watch = p.watch(&[TESTING, THRESHOLD, PUBLISHED, LEGACY]).await;
 

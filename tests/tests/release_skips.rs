@@ -4,7 +4,7 @@
 mod release_support;
 
 use messages::{OverrideBlock, ReleasePublished, ReleaseSkipped};
-use release_support::{BrokerUser, Options, Pipeline, stream, version, wait_topic};
+use release_support::{BrokerUser, Options, Pipeline, stream, testers, version, wait_topic};
 
 const SKIPPED: &str = "fortnight.release.skipped";
 const PUBLISHED: &str = "fortnight.release.published";
@@ -22,11 +22,7 @@ fn reasons_of(skipped: &ReleaseSkipped, v: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unstable_blocked_and_failing_candidates_are_skipped_each_with_its_reason() {
-    let voters = [
-        BrokerUser::create("tester"),
-        BrokerUser::create("tester"),
-        BrokerUser::create("tester"),
-    ];
+    let voters = testers();
     let operator = BrokerUser::create("operator");
     let p = Pipeline::start(Options {
         operators: vec![operator.name.clone()],

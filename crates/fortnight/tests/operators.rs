@@ -13,8 +13,8 @@ use common::text;
 use messages::{KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped};
 use releaser::overrides::Action;
 use tests::pipeline::{
-    BrokerUser, Options, Pipeline, WAIT, arch, dead_letter_with, of_topic, stream, version,
-    wait_topic,
+    BrokerUser, Options, Pipeline, WAIT, arch, dead_letter_with, of_topic, stream, testers,
+    version, wait_topic,
 };
 
 const REQUESTED: &str = "fortnight.candidate.testing.requested";
@@ -109,11 +109,7 @@ async fn wait_audit(p: &Pipeline, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn votes_are_signed_by_each_testers_account_and_reach_the_threshold_once() {
-    let testers = [
-        BrokerUser::create("tester"),
-        BrokerUser::create("tester"),
-        BrokerUser::create("tester"),
-    ];
+    let testers = testers();
     let p = Pipeline::start(Options::default()).await;
     let config = cli_config(&p, &[]);
     let mut watch = p.watch(&[REQUESTED, THRESHOLD]).await;
