@@ -328,6 +328,16 @@ pub async fn eventually(deadline: Duration, mut condition: impl FnMut() -> bool)
     }
 }
 
+/// The names in a directory, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Counts the lines of a file equal to each value (missing file: none).
 pub fn count_lines(path: &Path) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();

@@ -52,10 +52,7 @@ async fn a_duplicate_and_a_replayed_tick_on_two_replicas_release_once() {
         written,
         "release.json was written once"
     );
-    let released: Vec<_> = std::fs::read_dir(p.store.tier_dir(&stream(), store::Tier::Releases))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let released = tests::entries(&p.store.tier_dir(&stream(), store::Tier::Releases));
     assert_eq!(
         released.len(),
         2,

@@ -10,8 +10,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{admin, fm, is_bound, text, try_admin, wait_child, wait_until, write_fm_config};
+use common::{
+    admin, fm, is_bound, run_ok, text, try_admin, wait_child, wait_until, write_fm_config,
+};
 use serde_json::Value;
+use tests::broker::rabbitmqctl;
 
 const RELEASED: &str = "43.20261125.0";
 
@@ -38,15 +41,11 @@ fn demo(dir: &Path, run_id: &str) -> Output {
 }
 
 fn ostree(repo: &Path, args: &[&str]) -> String {
-    let output = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .expect("run ostree");
-    assert!(
-        output.status.success(),
-        "ostree {args:?}: {}",
-        text(&output.stderr)
+    let output = run_ok(
+        Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(args),
+        &format!("ostree {args:?}"),
     );
     text(&output.stdout).trim().to_owned()
 }
@@ -253,11 +252,8 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
     );
     assert!(text(&again.stdout).contains("Released f43 43.20261125.0"));
     let leftovers = |what: &str| {
-        let output = Command::new("rabbitmqctl")
-            .args(["-q", what, "name"])
-            .output()
-            .unwrap();
-        text(&output.stdout)
+        rabbitmqctl(&["-q", what, "name"])
+            .expect("rabbitmqctl lists what is left")
             .lines()
             .filter(|l| l.contains(&run_id))
             .map(str::to_owned)

@@ -1,47 +1,20 @@
 //! `fortnight up` runs every consumer in one process: each becomes ready on its own health
 //! port with its own queue on the real broker, and SIGTERM stops them all cleanly.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use settings::QUEUE_CONSUMERS as CONSUMERS;
-
-/// The HTTP status line of `GET path`, or `None` when nothing answers.
-fn status(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.lines().next().map(str::to_owned)
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn queues() -> String {
-    let output = Command::new("rabbitmqctl")
-        .args(["-q", "list_queues", "name"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use tests::broker::rabbitmqctl;
+use tests::{free_port, http_get, is_ready};
 
 #[test]
 fn up_runs_every_consumer_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let addrs: Vec<SocketAddr> = CONSUMERS.iter().map(|_| free_addr()).collect();
+    let addrs: Vec<SocketAddr> = CONSUMERS.iter().map(|_| free_port()).collect();
     let mut config = format!(
         "publish_exchange = \"fortnight.test.{id}\"\ntopic_prefix = \"test.{id}\"\n[store]\nroot = {root:?}\n\
          [streams.f43]\narches = [\"x86_64\"]\ninput_refs = {{ x86_64 = \"fedora/43/x86_64/updates/atomic-host\" }}\n\
@@ -70,7 +43,7 @@ fn up_runs_every_consumer_until_sigterm() {
 
     let deadline = Instant::now() + Duration::from_secs(60);
     for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
-        while status(*addr, "/ready").is_none_or(|s| !s.contains(" 200 ")) {
+        while !is_ready(*addr) {
             assert!(
                 Instant::now() < deadline,
                 "{consumer} never became ready on {addr}"
@@ -82,11 +55,11 @@ fn up_runs_every_consumer_until_sigterm() {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(
-            status(*addr, "/live").is_some_and(|s| s.contains(" 200 ")),
+            http_get(*addr, "/live").is_some_and(|(status, _)| status == 200),
             "{consumer} /live"
         );
     }
-    let listed = queues();
+    let listed = rabbitmqctl(&["-q", "list_queues", "name"]).expect("rabbitmqctl lists queues");
     for consumer in CONSUMERS {
         assert!(
             listed.contains(&format!("fortnight.test.{id}.{consumer}\n")),
@@ -114,7 +87,7 @@ fn up_runs_every_consumer_until_sigterm() {
     assert!(exit.success(), "fortnight up exited with {exit}: {log}");
     for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
         assert!(
-            status(*addr, "/live").is_none(),
+            http_get(*addr, "/live").is_none(),
             "{consumer}'s health port is closed after shutdown"
         );
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use image_builder::ImageBuilder;
 use messages::{Commit, Message, Outgoing, RecordLine, Ref};
 use ostree_cli::Repo;
-pub use tests::Running;
+pub use tests::{Running, entries};
 use tests::{TestBus, Watch};
 
 /// Generous: a build plus the suite takes seconds, but CI machines are shared.
@@ -164,16 +164,6 @@ pub fn sha256(path: &Path) -> String {
         .next()
         .unwrap()
         .to_owned()
-}
-
-/// The names in a directory, sorted.
-pub fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 pub async fn publish<M: Message>(bus: &TestBus, body: &M) {
