@@ -39,6 +39,12 @@ pub fn run_ok(command: &mut Command, what: &str) -> Output {
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert_success(&output, what);
+    output
+}
+
+/// Fails the test with the command's status and output unless it succeeded.
+pub fn assert_success(output: &Output, what: &str) {
     assert!(
         output.status.success(),
         "{what} failed ({}): {}{}",
@@ -46,5 +52,4 @@ pub fn run_ok(command: &mut Command, what: &str) -> Output {
         text(&output.stdout),
         text(&output.stderr)
     );
-    output
 }

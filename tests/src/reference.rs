@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::process::text;
+use crate::process::run_ok;
 
 /// `FM_BIN`, else `fedora-messaging` on `PATH`, else the venv CI creates.
 pub fn fm_bin() -> PathBuf {
@@ -46,21 +46,25 @@ connection.close()
 "#;
 
 /// Deletes `queues`, then declares (`op` = "declare") or deletes `exchange` as a durable topic
-/// exchange. Returns pika's output unchecked, for clean-up that must not fail a test.
-pub fn try_admin(op: &str, exchange: &str, queues: &[String]) -> std::io::Result<Output> {
-    Command::new(fm_python())
+/// exchange.
+fn admin_command(op: &str, exchange: &str, queues: &[String]) -> Command {
+    let mut command = Command::new(fm_python());
+    command
         .args(["-c", ADMIN_PY, op, &crate::amqp_url(), exchange])
-        .args(queues)
-        .output()
+        .args(queues);
+    command
 }
 
-/// [`try_admin`], and it must succeed.
+/// [`admin_command`] with pika's output unchecked, for clean-up that must not fail a test.
+pub fn try_admin(op: &str, exchange: &str, queues: &[String]) -> std::io::Result<Output> {
+    admin_command(op, exchange, queues).output()
+}
+
+/// [`admin_command`], and it must succeed.
 pub fn admin(op: &str, exchange: &str, queues: &[String]) {
-    let output = try_admin(op, exchange, queues).expect("run the reference client's python");
-    assert!(
-        output.status.success(),
-        "pika {op} failed: {}",
-        text(&output.stderr)
+    run_ok(
+        &mut admin_command(op, exchange, queues),
+        &format!("pika {op}"),
     );
 }
 

@@ -3,19 +3,17 @@
 //! in-process on the real broker and a real OSTree repository (`tests::pipeline`); every
 //! command connects as its own broker account, so RabbitMQ checks the `user_id` it signs with.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::text;
 use messages::{KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped};
 use releaser::overrides::Action;
 use tests::pipeline::{
     BrokerUser, Options, Pipeline, WAIT, arch, dead_letter_with, of_topic, stream, testers,
     version, wait_topic,
 };
+use tests::process::{assert_success, text};
 
 const REQUESTED: &str = "fortnight.candidate.testing.requested";
 const THRESHOLD: &str = "fortnight.karma.threshold.reached";
@@ -75,13 +73,7 @@ async fn fortnight(config: &Path, user: &BrokerUser, args: &[&str]) -> Output {
 /// Like [`fortnight`], and the command must succeed; returns its standard output.
 async fn fortnight_ok(config: &Path, user: &BrokerUser, args: &[&str]) -> String {
     let output = fortnight(config, user, args).await;
-    assert!(
-        output.status.success(),
-        "fortnight {args:?} failed ({}): {}{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    );
+    assert_success(&output, &format!("fortnight {args:?}"));
     text(&output.stdout)
 }
 
