@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use settings::Settings;
 
+use crate::{Running, TestBus};
+
 /// What the probe consumes.
 pub const RUN_TOPIC: &str = "fortnight.probe.run";
 /// What the probe publishes when done; its id is derived from the key.
@@ -48,6 +50,18 @@ impl Probe {
             settings,
             long_running,
         }
+    }
+
+    /// Where the probe on a test's bus keeps its files.
+    pub fn dir_of(bus: &TestBus) -> PathBuf {
+        bus.dir.path().join("probe")
+    }
+
+    /// Runs the probe on `bus` in this process, with the bus's settings or ones the test
+    /// changed, until stopped or dropped.
+    pub fn run(bus: &TestBus, settings: Settings, long_running: bool) -> Running {
+        let step = Self::new(&Self::dir_of(bus), Arc::new(settings.clone()), long_running);
+        Running::start(&settings, step)
     }
 
     /// Configured from `PROBE_DIR` and `PROBE_LONG_RUNNING=1`.

@@ -12,14 +12,6 @@ use tests::broker::{self, ConsumerTimeout, Stopped};
 use tests::probe::{DONE_TOPIC, Probe};
 use tests::{Running, TestBus, eventually};
 
-fn probe(bus: &TestBus, long_running: bool) -> Probe {
-    Probe::new(
-        &bus.dir.path().join("probe"),
-        Arc::new(bus.settings()),
-        long_running,
-    )
-}
-
 /// Collects the ids of the probe's results, duplicates included.
 #[derive(Debug, Default)]
 struct Sink {
@@ -45,11 +37,11 @@ async fn a_broker_restart_with_hundreds_of_messages_in_flight_loses_nothing_and_
     let _serial = broker::serial().await;
     const COUNT: usize = 300;
     let bus = TestBus::new().consumer("probe", "").consumer("sink", "");
-    let dir = bus.dir.path().join("probe");
+    let dir = Probe::dir_of(&bus);
     let sink = Sink::default();
     let sink_ids = sink.ids.clone();
     let sink_task = Running::start(&bus.settings(), sink);
-    let probe_task = Running::start(&bus.settings(), probe(&bus, false));
+    let probe_task = Probe::run(&bus, bus.settings(), false);
     let keys: Vec<String> = (0..COUNT).map(|i| format!("m{i:03}")).collect();
     bus.wait_consuming("probe").await;
     bus.wait_consuming("sink").await;
@@ -122,8 +114,8 @@ async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled()
 
     // Control: without the journal the broker takes the delivery back mid-step.
     let held = TestBus::new().consumer("probe", "");
-    let held_dir = held.dir.path().join("probe");
-    let running = Running::start(&held.settings(), probe(&held, false));
+    let held_dir = Probe::dir_of(&held);
+    let running = Probe::run(&held, held.settings(), false);
     held.wait_consuming("probe").await;
     let publisher = held.publisher().await;
     publisher
@@ -142,8 +134,8 @@ async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled()
     held.cleanup().await;
 
     let bus = TestBus::new().consumer("probe", "");
-    let dir = bus.dir.path().join("probe");
-    let running = Running::start(&bus.settings(), probe(&bus, true));
+    let dir = Probe::dir_of(&bus);
+    let running = Probe::run(&bus, bus.settings(), true);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     publisher

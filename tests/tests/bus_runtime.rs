@@ -4,37 +4,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tests::broker::{BrokerUser, queue_info};
 use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC};
-use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
+use tests::{TestBus, eventually, free_port, http_get, is_ready};
 
 const PROBE_BIN: &str = env!("CARGO_BIN_EXE_probe-consumer");
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Runs the probe in this process until it is stopped or dropped.
-fn run_probe(bus: &TestBus, long_running: bool) -> Running {
-    run_probe_with(bus, bus.settings(), long_running)
-}
-
-/// [`run_probe`] with settings changed by the test.
-fn run_probe_with(bus: &TestBus, settings: settings::Settings, long_running: bool) -> Running {
-    let step = Probe::new(&probe_dir(bus), Arc::new(settings.clone()), long_running);
-    Running::start(&settings, step)
-}
-
-fn probe_dir(bus: &TestBus) -> std::path::PathBuf {
-    bus.dir.path().join("probe")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn done_outcomes_are_published_with_the_fedora_messaging_envelope_and_acked() {
     let bus = TestBus::new().consumer("probe", "");
     let mut watch = bus.watch(&[DONE_TOPIC]).await;
-    let probe = run_probe(&bus, false);
+    let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     publisher
@@ -60,7 +44,7 @@ async fn done_outcomes_are_published_with_the_fedora_messaging_envelope_and_acke
         chrono_like(sent_at),
         "sent-at at second precision: {sent_at}"
     );
-    assert!(Probe::effect_done(&probe_dir(&bus), "k1"));
+    assert!(Probe::effect_done(&Probe::dir_of(&bus), "k1"));
 
     probe.stop().await;
     let queue = bus.queue("probe");
@@ -85,7 +69,7 @@ fn chrono_like(text: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_goes_on() {
     let bus = TestBus::new().consumer("probe", "max_body_bytes = 1048576");
-    let probe = run_probe(&bus, false);
+    let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     let huge = format!(
@@ -135,7 +119,7 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_go
         .await
         .unwrap();
 
-    let dir = probe_dir(&bus);
+    let dir = Probe::dir_of(&bus);
     assert!(
         eventually(DEADLINE, || Probe::effect_done(&dir, "after-poison")).await,
         "the consumer went on with the next message"
@@ -181,7 +165,7 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_go
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_purged() {
     let bus = TestBus::new().consumer("probe", "max_attempts = 3\nretry_delays_seconds = [1]");
-    let probe = run_probe(&bus, false);
+    let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     let mut message = Probe::message("flaky", Duration::ZERO);
@@ -196,7 +180,7 @@ async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_p
         .await
         .unwrap();
     let id = message.id.to_string();
-    let dir = probe_dir(&bus);
+    let dir = Probe::dir_of(&bus);
 
     let letters = bus.wait_dead_letters("probe", 1, DEADLINE).await;
     assert_eq!(letters.len(), 1);
@@ -283,7 +267,7 @@ async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_p
 async fn health_endpoints_report_readiness_and_counts() {
     let addr = free_port();
     let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{addr}\""));
-    let probe = run_probe(&bus, false);
+    let probe = Probe::run(&bus, bus.settings(), false);
     assert!(
         eventually(DEADLINE, || is_ready(addr)).await,
         "ready once consuming"
@@ -329,7 +313,7 @@ async fn start_probe(
     ProbeProcess::start(
         Path::new(PROBE_BIN),
         &bus.write_config(),
-        &probe_dir(bus),
+        &Probe::dir_of(bus),
         long_running,
         health,
     )
@@ -341,7 +325,7 @@ async fn a_consumer_killed_mid_step_gets_the_message_again_and_the_effect_happen
     let health = free_port();
     let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
     let mut watch = bus.watch(&[DONE_TOPIC]).await;
-    let dir = probe_dir(&bus);
+    let dir = Probe::dir_of(&bus);
     let mut probe = start_probe(&bus, false, health).await;
     let publisher = bus.publisher().await;
     publisher
@@ -390,7 +374,7 @@ async fn a_consumer_killed_mid_step_gets_the_message_again_and_the_effect_happen
 async fn sigterm_mid_step_finishes_the_message_and_exits_0() {
     let health = free_port();
     let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
-    let dir = probe_dir(&bus);
+    let dir = Probe::dir_of(&bus);
     let mut probe = start_probe(&bus, false, health).await;
     let publisher = bus.publisher().await;
     publisher
@@ -437,7 +421,7 @@ async fn sigterm_mid_step_finishes_the_message_and_exits_0() {
 async fn a_journaled_long_step_resumes_after_its_process_dies() {
     let health = free_port();
     let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
-    let dir = probe_dir(&bus);
+    let dir = Probe::dir_of(&bus);
     let jobs = bus.store_root().join(".jobs").join("probe");
     let mut probe = start_probe(&bus, true, health).await;
     let publisher = bus.publisher().await;
@@ -478,7 +462,7 @@ async fn a_journaled_long_step_resumes_after_its_process_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_queue_is_declared_when_configured_and_consumed_like_any_other() {
     let bus = TestBus::new().consumer("probe", "quorum_queue = true");
-    let probe = run_probe(&bus, false);
+    let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
     let queue = bus.queue("probe");
     assert_eq!(
@@ -491,7 +475,7 @@ async fn a_quorum_queue_is_declared_when_configured_and_consumed_like_any_other(
         .publish(&Probe::message("quorum", Duration::ZERO))
         .await
         .unwrap();
-    let dir = probe_dir(&bus);
+    let dir = Probe::dir_of(&bus);
     assert!(eventually(DEADLINE, || Probe::effect_done(&dir, "quorum")).await);
     probe.stop().await;
     publisher.close().await;
@@ -534,7 +518,7 @@ async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_l
         blocker.queue(),
         r#"{"max-length":0,"overflow":"reject-publish"}"#,
     );
-    let probe = run_probe(&bus, false);
+    let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     publisher
@@ -551,7 +535,7 @@ async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_l
         letters[0].reason
     );
     assert_eq!(
-        Probe::runs(&probe_dir(&bus))["refused"],
+        Probe::runs(&Probe::dir_of(&bus))["refused"],
         2,
         "one run per attempt, no tight requeue loop"
     );
@@ -565,20 +549,20 @@ async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_l
 async fn passive_declares_use_what_exists_and_name_what_is_missing() {
     let bus = TestBus::new().consumer("probe", "");
     // An administrator's part: the topology exists before the passive consumer starts.
-    let probe = run_probe(&bus, false);
+    let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
     probe.stop().await;
 
     let mut passive = bus.settings();
     passive.passive_declares = true;
-    let probe = run_probe_with(&bus, passive.clone(), false);
+    let probe = Probe::run(&bus, passive.clone(), false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     publisher
         .publish(&Probe::message("passive", Duration::ZERO))
         .await
         .unwrap();
-    let dir = probe_dir(&bus);
+    let dir = Probe::dir_of(&bus);
     assert!(eventually(DEADLINE, || Probe::effect_done(&dir, "passive")).await);
     probe.stop().await;
 
