@@ -16,6 +16,7 @@ use messages::{
 };
 use ostree_cli::Repo;
 use settings::Settings;
+use tests::Running;
 
 const RECIPE: &str = "#!/bin/sh\nprintf 'image %s\\n' \"$FORTNIGHT_VERSION\" > \"$FORTNIGHT_OUTPUT_DIR/image.qcow2\"\n";
 
@@ -55,16 +56,17 @@ async fn main() -> anyhow::Result<()> {
         "[[test]]\nname = \"true\"\nargv = [\"/bin/true\"]\n",
     )?;
     let repo_path = dir.path().join("repo");
-    let text = format!(
+    let mut text = format!(
         "publish_exchange = \"fortnight.bench.{id}\"\ntopic_prefix = \"bench.{id}\"\n\
-         [store]\nroot = {root:?}\n\
          [consumers.image-builder]\nqueue = \"fortnight.bench.{id}.image-builder\"\n\
-         [consumers.image-tester]\nqueue = \"fortnight.bench.{id}.image-tester\"\n\
-         [streams.f43]\narches = [\"x86_64\"]\ninput_refs = {{ x86_64 = \"fedora/43/x86_64/atomic-host\" }}\n\
-         ostree_repo = {repo:?}\nformats = [\"qcow2\"]\nrecipes = {{ qcow2 = {recipe:?} }}\ntest_suite = {suite:?}\n",
-        root = dir.path().join("store"),
-        repo = repo_path,
+         [consumers.image-tester]\nqueue = \"fortnight.bench.{id}.image-tester\"\n"
     );
+    text.push_str(&tests::config::store_toml(
+        &dir.path().join("store"),
+        "fedora/43/x86_64/atomic-host",
+        &repo_path,
+        &format!("recipes = {{ qcow2 = {recipe:?} }}\ntest_suite = {suite:?}"),
+    ));
     let settings = Arc::new(Settings::from_toml(&text)?);
 
     // One commit per iteration: the builder builds each (ref, commit) once.
@@ -89,29 +91,14 @@ async fn main() -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shutdown = || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let builder = tokio::spawn({
-        let (settings, step) = (
-            Arc::clone(&settings),
-            image_builder::ImageBuilder::new(Arc::clone(&settings))?,
-        );
-        let shutdown = shutdown();
-        async move { bus::run(&settings, Arc::new(step), shutdown).await }
-    });
-    let tester = tokio::spawn({
-        let (settings, step) = (
-            Arc::clone(&settings),
-            image_tester::ImageTester::new(Arc::clone(&settings))?,
-        );
-        let shutdown = shutdown();
-        async move { bus::run(&settings, Arc::new(step), shutdown).await }
-    });
+    let builder = Running::start(
+        &settings,
+        image_builder::ImageBuilder::new(Arc::clone(&settings))?,
+    );
+    let tester = Running::start(
+        &settings,
+        image_tester::ImageTester::new(Arc::clone(&settings))?,
+    );
     let publisher = bus::Publisher::connect(&settings, "fortnight-bench").await?;
     // The consumers declare and bind their queues when they connect; wait for that by
     // sending a warm-up candidate through before measuring.
@@ -161,9 +148,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let _ = stop.send(true);
-    builder.await??;
-    tester.await??;
+    builder.stop().await;
+    tester.stop().await;
     recording.close().await;
     publisher.close().await;
     let mut queues = Vec::new();
