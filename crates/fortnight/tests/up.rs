@@ -15,13 +15,17 @@ fn up_runs_every_consumer_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let addrs: Vec<SocketAddr> = CONSUMERS.iter().map(|_| free_port()).collect();
-    let mut config = format!(
-        "publish_exchange = \"fortnight.test.{id}\"\ntopic_prefix = \"test.{id}\"\n[store]\nroot = {root:?}\n\
-         [streams.f43]\narches = [\"x86_64\"]\ninput_refs = {{ x86_64 = \"fedora/43/x86_64/updates/atomic-host\" }}\n\
-         ostree_repo = {root:?}\nformats = [\"qcow2\"]\n\
-         [streams.f43.twoweek]\nrelease_refs = {{ x86_64 = \"fedora/43/x86_64/atomic-host\" }}\n\
+    let mut config =
+        format!("publish_exchange = \"fortnight.test.{id}\"\ntopic_prefix = \"test.{id}\"\n");
+    config.push_str(&tests::config::store_toml(
+        dir.path(),
+        "fedora/43/x86_64/updates/atomic-host",
+        dir.path(),
+        "",
+    ));
+    config.push_str(
+        "[streams.f43.twoweek]\nrelease_refs = { x86_64 = \"fedora/43/x86_64/atomic-host\" }\n\
          anchor = \"2099-01-01T00:00:00Z\"\n",
-        root = dir.path(),
     );
     for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
         config.push_str(&format!(
