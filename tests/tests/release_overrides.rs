@@ -134,6 +134,51 @@ async fn overrides_from_a_spoofed_or_unlisted_user_are_refused() {
     )
     .await;
 
+    // A tick fired by hand is an operator's act too: Mallory can neither claim to be the
+    // operator nor fire one as himself.
+    for claimed in [&operator, &mallory] {
+        let tick = release_timer::tick_message(
+            &stream(),
+            "2026-11-17T12:00:00Z".parse().unwrap(),
+            chrono::Utc::now(),
+            Some(claimed.name.clone()),
+        );
+        let publisher = mallory.publisher(&p.settings).await;
+        publisher
+            .publish_as(&tick, mallory.name.as_str())
+            .await
+            .unwrap();
+        publisher.close().await;
+    }
+    let letter = dead_letter_with(&p, "releaser", "manual tick claims operator").await;
+    assert!(
+        letter
+            .reason
+            .contains(&format!("published by broker user {}", mallory.name)),
+        "{}",
+        letter.reason
+    );
+    let letters = p
+        .bus
+        .wait_dead_letters("releaser", 4, release_support::WAIT)
+        .await;
+    assert_eq!(
+        letters
+            .iter()
+            .filter(|l| l.reason
+                == format!(
+                    "{} is not an operator (see `operators` in the configuration)",
+                    mallory.name
+                ))
+            .count(),
+        2,
+        "the override and the tick Mallory sent as himself: {letters:?}"
+    );
+    assert!(
+        !p.store.stream_dir(&stream()).join(".periods").exists(),
+        "refused ticks decide nothing"
+    );
+
     assert!(
         p.audit_log().is_empty(),
         "refused overrides are not in force"

@@ -21,8 +21,8 @@ use karma_tracker::store_outcome;
 use messages::{
     ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
     OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold,
-    ReleasePublished, ReleaseSkipped, Stream, TwoweekComplete, TwoweekTimerFired, Version,
-    derived_id,
+    ReleasePublished, ReleaseSkipped, Stream, TwoweekComplete, TwoweekTimerFired, UserName,
+    Version, derived_id,
 };
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::{FileName, Store, StoreError};
@@ -169,6 +169,13 @@ impl Releaser {
             Ok(tick) => tick,
             Err(error) => return Outcome::reject(error.to_string()),
         };
+        // A tick fired by hand is an operator's act, checked like an override; the timer's
+        // own ticks name no operator.
+        if let Some(operator) = &tick.operator
+            && let Err(reason) = self.check_operator(message, "manual tick", operator)
+        {
+            return Outcome::reject(reason);
+        }
         let (settings, twoweek) = match twoweek_stream(&self.settings, &tick.stream) {
             Ok(found) => found,
             Err(reason) => return Outcome::reject(reason),
@@ -343,19 +350,30 @@ impl Releaser {
         parsed.map_err(|e| e.to_string())
     }
 
+    /// An operator's message must be published by that operator's own broker account, and the
+    /// account must be listed in `operators`.
+    fn check_operator(
+        &self,
+        message: &Incoming,
+        what: &str,
+        operator: &UserName,
+    ) -> Result<(), String> {
+        message.check_publisher(&format!("{what} claims operator"), operator)?;
+        if !self.settings.operators.contains(operator) {
+            return Err(format!(
+                "{operator} is not an operator (see `operators` in the configuration)"
+            ));
+        }
+        Ok(())
+    }
+
     fn override_received(&self, message: &Incoming, action: Action) -> Outcome {
         let body = match Self::parse_override(message, action) {
             Ok(body) => body,
             Err(reason) => return Outcome::reject(reason),
         };
-        if let Err(reason) = message.check_publisher("override claims operator", &body.operator) {
+        if let Err(reason) = self.check_operator(message, "override", &body.operator) {
             return Outcome::reject(reason);
-        }
-        if !self.settings.operators.contains(&body.operator) {
-            return Outcome::reject(format!(
-                "{} is not an operator (see `operators` in the configuration)",
-                body.operator
-            ));
         }
         let (settings, twoweek) = match twoweek_stream(&self.settings, &body.stream) {
             Ok(found) => found,
