@@ -13,15 +13,20 @@ use releaser::overrides::Action;
 const SKIPPED: &str = "fortnight.release.skipped";
 const PUBLISHED: &str = "fortnight.release.published";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forced_release_and_a_hold_are_applied_and_audited() {
-    let operator = BrokerUser::create("operator");
-    let p = Pipeline::start(Options {
+/// A pipeline whose only operator is `operator`, releasing without karma.
+async fn operated_by(operator: &BrokerUser) -> Pipeline {
+    Pipeline::start(Options {
         operators: vec![operator.name.clone()],
         karma_required: false,
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_release_and_a_hold_are_applied_and_audited() {
+    let operator = BrokerUser::create("operator");
+    let p = operated_by(&operator).await;
     let mut watch = p.watch(&[SKIPPED, PUBLISHED]).await;
 
     // A candidate failing on aarch64, released anyway by an operator.
@@ -104,12 +109,7 @@ async fn a_forced_release_and_a_hold_are_applied_and_audited() {
 async fn overrides_from_a_spoofed_or_unlisted_user_are_refused() {
     let operator = BrokerUser::create("operator");
     let mallory = BrokerUser::create("mallory");
-    let p = Pipeline::start(Options {
-        operators: vec![operator.name.clone()],
-        karma_required: false,
-        ..Options::default()
-    })
-    .await;
+    let p = operated_by(&operator).await;
     p.nightly_tested("43.20261110.0", None).await;
 
     // Mallory claims to be the operator.
