@@ -317,17 +317,20 @@ impl Pipeline {
         self.publish_signed(operator, &body).await;
     }
 
-    /// Publishes `body` over `user`'s own connection with `user_id` set to `user`, so the
-    /// broker vouches for the sender.
+    /// Publishes `body` under a fresh id, signed as `user` ([`Pipeline::send_signed`]).
     pub async fn publish_signed<M: messages::Message>(&self, user: &BrokerUser, body: &M) {
+        self.send_signed(user, &Outgoing::new(uuid::Uuid::new_v4(), body))
+            .await;
+    }
+
+    /// Sends `message` over `user`'s own connection with `user_id` set to `user`, so the
+    /// broker vouches for the sender.
+    pub async fn send_signed(&self, user: &BrokerUser, message: &Outgoing) {
         let publisher = user.publisher(&self.settings).await;
         publisher
-            .publish_as(
-                &Outgoing::new(uuid::Uuid::new_v4(), body),
-                user.name.as_str(),
-            )
+            .publish_as(message, user.name.as_str())
             .await
-            .unwrap_or_else(|e| panic!("{} publishes {} signed: {e}", user.name, M::TOPIC));
+            .unwrap_or_else(|e| panic!("{} publishes {} signed: {e}", user.name, message.topic));
         publisher.close().await;
     }
 

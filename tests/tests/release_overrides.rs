@@ -143,12 +143,7 @@ async fn overrides_from_a_spoofed_or_unlisted_user_are_refused() {
             chrono::Utc::now(),
             Some(claimed.name.clone()),
         );
-        let publisher = mallory.publisher(&p.settings).await;
-        publisher
-            .publish_as(&tick, mallory.name.as_str())
-            .await
-            .unwrap();
-        publisher.close().await;
+        p.send_signed(&mallory, &tick).await;
     }
     let letter = dead_letter_with(&p, "releaser", "manual tick claims operator").await;
     assert!(
