@@ -112,17 +112,21 @@ async fn overrides_from_a_spoofed_or_unlisted_user_are_refused() {
     let p = operated_by(&operator).await;
     p.nightly_tested("43.20261110.0", None).await;
 
+    // What the releaser says of a message that claims another's name.
+    let spoofed_by_mallory = |letter: bus::dead_letters::DeadLetter| {
+        assert!(
+            letter
+                .reason
+                .contains(&format!("published by broker user {}", mallory.name)),
+            "{}",
+            letter.reason
+        );
+    };
+
     // Mallory claims to be the operator.
     let claimed = p.override_body(&operator, Some("43.20261110.0"), "trust me");
     p.override_as(&mallory, OverrideRelease(claimed)).await;
-    let letter = dead_letter_with(&p, "releaser", "claims operator").await;
-    assert!(
-        letter
-            .reason
-            .contains(&format!("published by broker user {}", mallory.name)),
-        "{}",
-        letter.reason
-    );
+    spoofed_by_mallory(dead_letter_with(&p, "releaser", "override claims operator").await);
 
     // Mallory as himself is not an operator.
     let own = p.override_body(&mallory, Some("43.20261110.0"), "trust me");
@@ -145,14 +149,7 @@ async fn overrides_from_a_spoofed_or_unlisted_user_are_refused() {
         );
         p.send_signed(&mallory, &tick).await;
     }
-    let letter = dead_letter_with(&p, "releaser", "manual tick claims operator").await;
-    assert!(
-        letter
-            .reason
-            .contains(&format!("published by broker user {}", mallory.name)),
-        "{}",
-        letter.reason
-    );
+    spoofed_by_mallory(dead_letter_with(&p, "releaser", "manual tick claims operator").await);
     let letters = p
         .bus
         .wait_dead_letters("releaser", 4, release_support::WAIT)
