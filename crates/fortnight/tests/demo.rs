@@ -290,3 +290,30 @@ fn demo_names_the_command_that_starts_rabbitmq_when_none_answers() {
     );
     assert!(stderr.contains("rabbitmq-server -detached"), "{stderr}");
 }
+
+#[test]
+fn demo_names_the_packages_to_install_when_its_tools_are_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_path = dir.path().join("bin");
+    std::fs::create_dir(&empty_path).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fortnight"))
+        .args(["demo", "--dir"])
+        .arg(dir.path().join("demo"))
+        .env("PATH", &empty_path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("the demo needs ostree, mke2fs, debugfs, qemu-img on PATH"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("apt-get install ostree e2fsprogs qemu-utils"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("demo").exists(),
+        "nothing is made before the check"
+    );
+}

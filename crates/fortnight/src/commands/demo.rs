@@ -58,8 +58,37 @@ pub struct Args {
     pub run_id: Option<String>,
 }
 
+/// The programs the demo's recipe and tests run, with the Debian package that has each.
+const TOOLS: &[(&str, &str)] = &[
+    ("ostree", "ostree"),
+    ("mke2fs", "e2fsprogs"),
+    ("debugfs", "e2fsprogs"),
+    ("qemu-img", "qemu-utils"),
+];
+
+/// Fails up front, naming what to install, rather than minutes later in a build log.
+fn require_tools() -> anyhow::Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&(&str, &str)> = TOOLS
+        .iter()
+        .filter(|(tool, _)| !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let tools: Vec<&str> = missing.iter().map(|(tool, _)| *tool).collect();
+    let mut packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
+    packages.dedup();
+    bail!(
+        "the demo needs {} on PATH; install with `apt-get install {}` (or run .ci/run, which installs them)",
+        tools.join(", "),
+        packages.join(" ")
+    )
+}
+
 pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    require_tools()?;
     let run_id = match args.run_id {
         Some(id) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) => id,
         Some(id) => bail!("--run-id {id:?} must be letters and digits"),
