@@ -17,12 +17,13 @@ pub struct Args {
     pub stream: Option<Stream>,
 }
 
-/// "3 days", "5 hours", "12 minutes".
+/// "3 days", "5 hours", "12 minutes", "40 seconds": a fresh release is not "0 minutes" old.
 pub fn human_age(seconds: i64) -> String {
     let (amount, unit) = match seconds {
         s if s >= 2 * 86_400 => (s / 86_400, "days"),
         s if s >= 2 * 3600 => (s / 3600, "hours"),
-        s => (s / 60, "minutes"),
+        s if s >= 120 => (s / 60, "minutes"),
+        s => (s.max(0), "seconds"),
     };
     format!("{amount} {unit}")
 }
@@ -118,5 +119,7 @@ mod tests {
         assert_eq!(human_age(20 * 86_400 + 5), "20 days");
         assert_eq!(human_age(86_400), "24 hours");
         assert_eq!(human_age(600), "10 minutes");
+        assert_eq!(human_age(119), "119 seconds");
+        assert_eq!(human_age(0), "0 seconds");
     }
 }
