@@ -390,11 +390,7 @@ async fn link_or_copy(from: &Path, dest: &Path) -> Result<Digested, Failure> {
                 None,
                 format!("the compose lists {} but it does not exist", from.display()),
             )),
-            Err(e) => Err(Failure::from(StoreError::Io {
-                op: "hard-link",
-                path: dest,
-                source: e,
-            })),
+            Err(e) => Err(Failure::from(StoreError::io("hard-link", &dest)(e))),
         }
     })
     .await

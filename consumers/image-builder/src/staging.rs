@@ -48,21 +48,11 @@ pub(crate) struct Staging {
     log: String,
 }
 
-fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(io_error(
-            "finish a store task for",
-            Path::new("."),
+        Err(StoreError::io("finish a store task for", Path::new("."))(
             std::io::Error::other(e),
         ))
     })
@@ -75,7 +65,7 @@ impl Staging {
         let dir = tempfile::Builder::new()
             .prefix(PREFIX)
             .tempdir_in(&arch_dir)
-            .map_err(|e| io_error("create a staging directory in", &arch_dir, e))?;
+            .map_err(StoreError::io("create a staging directory in", &arch_dir))?;
         // The directory is brand new, so nobody else can hold its lock.
         let lock = store::lock(&dir.path().join(LOCK))?;
         Ok(Self {
@@ -188,7 +178,9 @@ pub(crate) fn remove_stale(
                         Ok(()) => {}
                         // Another replica starting up removed it first.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(io_error("remove stale staging directory", &dir, e)),
+                        Err(e) => {
+                            return Err(StoreError::io("remove stale staging directory", &dir)(e));
+                        }
                     }
                     tracing::info!(path = %dir.display(), "stale staging directory removed");
                     removed.push(dir);
@@ -204,11 +196,11 @@ fn staging_dirs(arch_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let entries = match std::fs::read_dir(arch_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error("list", arch_dir, e)),
+        Err(e) => return Err(StoreError::io("list", arch_dir)(e)),
     };
     let mut dirs = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| io_error("list", arch_dir, e))?;
+        let entry = entry.map_err(StoreError::io("list", arch_dir))?;
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if is_dir && entry.file_name().to_string_lossy().starts_with(PREFIX) {
             dirs.push(entry.path());
@@ -221,7 +213,7 @@ fn staging_dirs(arch_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 fn is_abandoned(dir: &Path, now: SystemTime) -> Result<bool, StoreError> {
     let modified = std::fs::symlink_metadata(dir)
         .and_then(|m| m.modified())
-        .map_err(|e| io_error("read the age of", dir, e))?;
+        .map_err(StoreError::io("read the age of", dir))?;
     if now.duration_since(modified).unwrap_or_default() < STALE_AFTER {
         return Ok(false);
     }

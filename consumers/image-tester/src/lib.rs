@@ -191,11 +191,10 @@ impl ImageTester {
         })
         .await
         .unwrap_or_else(|e| {
-            Err(StoreError::Io {
-                op: "finish the promotion check for",
-                path: std::path::PathBuf::from("passed-autotest"),
-                source: std::io::Error::other(e),
-            })
+            Err(StoreError::io(
+                "finish the promotion check for",
+                std::path::Path::new("passed-autotest"),
+            )(std::io::Error::other(e)))
         })
     }
 

@@ -40,7 +40,8 @@ fn io_hint(source: &io::Error) -> &'static str {
 }
 
 impl StoreError {
-    pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    /// The error for `op` failing on `path`, to pass to `map_err`.
+    pub fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
         let path = path.to_owned();
         move |source| StoreError::Io { op, path, source }
     }
