@@ -80,45 +80,59 @@ fn save_state(root: &Path, stream: &Stream, state: &TimerState) -> Result<(), Ti
     store::write_json(&path, state).map_err(|source| TimerError::State { path, source })
 }
 
-/// The message for one tick. Scheduled ticks get an id derived from (stream, period) so that
-/// every publication of the same tick is one message downstream; an operator's tick gets its
-/// own id, because firing by hand is a deliberate retry of the period.
+/// The body of one tick.
+fn tick_body(
+    stream: &Stream,
+    scheduled_for: DateTime<Utc>,
+    fired_at: DateTime<Utc>,
+    operator: Option<UserName>,
+) -> TwoweekTimerFired {
+    TwoweekTimerFired {
+        stream: stream.clone(),
+        period: period_id(scheduled_for),
+        scheduled_for,
+        fired_at,
+        operator,
+    }
+}
+
+/// The message carrying a tick. Scheduled ticks get an id derived from (stream, period) so
+/// that every publication of the same tick is one message downstream; an operator's tick gets
+/// its own id, because firing by hand is a deliberate retry of the period.
+fn message_for(tick: &TwoweekTimerFired) -> Outgoing {
+    let id = match &tick.operator {
+        None => derived_id(NAME, &[tick.stream.as_str(), &tick.period]),
+        Some(_) => uuid::Uuid::new_v4(),
+    };
+    Outgoing::new(id, tick)
+}
+
+/// The message for one tick (see [`message_for`] for its id).
 pub fn tick_message(
     stream: &Stream,
     scheduled_for: DateTime<Utc>,
     fired_at: DateTime<Utc>,
     operator: Option<UserName>,
 ) -> Outgoing {
-    let period = period_id(scheduled_for);
-    let id = match &operator {
-        None => derived_id(NAME, &[stream.as_str(), &period]),
-        Some(_) => uuid::Uuid::new_v4(),
-    };
-    let body = TwoweekTimerFired {
-        stream: stream.clone(),
-        period,
-        scheduled_for,
-        fired_at,
-        operator,
-    };
-    Outgoing::new(id, &body)
+    message_for(&tick_body(stream, scheduled_for, fired_at, operator))
 }
 
-/// Publishes a tick; an operator's carries their broker-checked `user_id`.
+/// Publishes a tick; an operator's carries their broker-checked `user_id`. Returns the
+/// message sent.
 async fn publish(
     publisher: &bus::Publisher,
-    stream: &Stream,
-    message: &Outgoing,
-    operator: Option<&UserName>,
-) -> Result<(), TimerError> {
-    let sent = match operator {
-        Some(user) => publisher.publish_as(message, user.as_str()).await,
-        None => publisher.publish(message).await,
+    tick: &TwoweekTimerFired,
+) -> Result<Outgoing, TimerError> {
+    let message = message_for(tick);
+    let sent = match &tick.operator {
+        Some(user) => publisher.publish_as(&message, user.as_str()).await,
+        None => publisher.publish(&message).await,
     };
     sent.map_err(|source| TimerError::Publish {
-        stream: stream.clone(),
+        stream: tick.stream.clone(),
         source: Box::new(source),
-    })
+    })?;
+    Ok(message)
 }
 
 /// The schedule of every stream that has two-week releases.
@@ -153,27 +167,20 @@ pub async fn fire_due(
         {
             continue;
         }
-        let message = tick_message(stream, scheduled_for, now, None);
-        publish(publisher, stream, &message, None).await?;
-        let period = period_id(scheduled_for);
+        let tick = tick_body(stream, scheduled_for, now, None);
+        let message = publish(publisher, &tick).await?;
         let missed = last.map(|l| l.period);
-        tracing::info!(stream = %stream, period = %period, id = %message.id, previous = ?missed, "tick fired");
+        tracing::info!(stream = %stream, period = %tick.period, id = %message.id, previous = ?missed, "tick fired");
         save_state(
             root,
             stream,
             &TimerState {
-                period: period.clone(),
+                period: tick.period.clone(),
                 scheduled_for,
                 fired_at: now,
             },
         )?;
-        fired.push(TwoweekTimerFired {
-            stream: stream.clone(),
-            period,
-            scheduled_for,
-            fired_at: now,
-            operator: None,
-        });
+        fired.push(tick);
     }
     Ok(fired)
 }
@@ -197,16 +204,10 @@ pub async fn fire_now(
     let scheduled_for = Schedule::for_stream(stream, twoweek)?
         .current(now)
         .unwrap_or(now);
-    let message = tick_message(stream, scheduled_for, now, Some(operator.clone()));
-    publish(publisher, stream, &message, Some(&operator)).await?;
-    tracing::info!(stream = %stream, period = %period_id(scheduled_for), operator = %operator, "tick fired by hand");
-    Ok(TwoweekTimerFired {
-        stream: stream.clone(),
-        period: period_id(scheduled_for),
-        scheduled_for,
-        fired_at: now,
-        operator: Some(operator),
-    })
+    let tick = tick_body(stream, scheduled_for, now, Some(operator.clone()));
+    publish(publisher, &tick).await?;
+    tracing::info!(stream = %stream, period = %tick.period, operator = %operator, "tick fired by hand");
+    Ok(tick)
 }
 
 /// Runs the timer until `shutdown` resolves: fires what is due at start (missed ticks once),
