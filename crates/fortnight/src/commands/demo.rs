@@ -125,13 +125,10 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot subscribe to the demo's messages")?;
 
     let (stop, stopped) = watch::channel(false);
-    let consumers = {
-        let settings = Arc::clone(&settings);
-        let mut stopped = stopped.clone();
-        tokio::spawn(super::up::run_all(settings, async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }))
-    };
+    let consumers = tokio::spawn(super::up::run_all(
+        Arc::clone(&settings),
+        super::up::shutdown_waiter(&stopped),
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let mut seen = Seen::default();
     let result = match wait_ready(&settings, deadline).await {

@@ -27,7 +27,9 @@ pub async fn run(config: &std::path::Path, _args: Args) -> anyhow::Result<ExitCo
 }
 
 /// A shutdown signal every task can wait on.
-fn shutdown_waiter(receiver: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+pub fn shutdown_waiter(
+    receiver: &watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
     let mut receiver = receiver.clone();
     async move {
         // An error means the sender is gone, which also means stop.
