@@ -129,10 +129,6 @@ impl ImageBuilder {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     fn recipe_timeout(&self) -> Duration {
         Duration::from_secs(self.settings.image_builder.recipe_timeout_seconds)
     }

@@ -32,13 +32,6 @@ pub enum OstreeError {
     },
 }
 
-impl OstreeError {
-    /// Whether ostree could not even be started (missing binary), as opposed to refusing.
-    pub fn is_spawn(&self) -> bool {
-        matches!(self, OstreeError::Spawn { .. })
-    }
-}
-
 /// An OSTree repository on the local filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
