@@ -121,13 +121,12 @@ impl Releaser {
     fn release_for_period(
         &self,
         stream: &Stream,
+        settings: &StreamSettings,
+        twoweek: &TwoWeekSettings,
         period: &Period,
         version: &Version,
         reason: String,
     ) -> Outcome {
-        let Ok((settings, twoweek)) = twoweek_stream(&self.settings, stream) else {
-            return Outcome::reject(format!("stream {stream} lost its two-week settings"));
-        };
         let now = Utc::now();
         let releasing = PeriodState::Releasing {
             version: version.clone(),
@@ -197,7 +196,7 @@ impl Releaser {
                 }
                 Some(PeriodState::Releasing { version }) => {
                     tracing::warn!(stream = %stream, period = %period.id(), version = %version, "finishing an interrupted release");
-                    self.release_for_period(stream, &period, &version, format!("two-week release for period {}", period.id()))
+                    self.release_for_period(stream, settings, twoweek, &period, &version, format!("two-week release for period {}", period.id()))
                 }
                 Some(PeriodState::Skipped | PeriodState::Waiting) | None => match periods::latest(&self.store, stream) {
                     // A replayed tick of a past period must not release today's candidate.
@@ -246,7 +245,8 @@ impl Releaser {
                     "newest candidate passing every gate at the tick of period {}",
                     period.id()
                 );
-                return self.release_for_period(stream, period, &version, reason);
+                return self
+                    .release_for_period(stream, settings, twoweek, period, &version, reason);
             }
             Decision::Held(hold) => {
                 let held = format!("stream on hold {}", hold.describe());
@@ -284,10 +284,10 @@ impl Releaser {
 
     /// With `release-next-pass`, a candidate becoming eligible releases a waiting period.
     fn candidate_changed(&self, stream: &Stream) -> Outcome {
-        if self.settings.stream(stream).is_none() {
+        let Some(settings) = self.settings.stream(stream) else {
             return Outcome::reject(format!("unknown stream {stream}: not in the configuration"));
-        }
-        let Ok((settings, twoweek)) = twoweek_stream(&self.settings, stream) else {
+        };
+        let Some(twoweek) = &settings.twoweek else {
             // A nightly-only stream has nothing to release.
             return Outcome::Done(Vec::new());
         };
@@ -315,7 +315,7 @@ impl Releaser {
                         "first candidate to pass every gate after the skipped tick of period {}",
                         period.id()
                     );
-                    self.release_for_period(stream, &period, &version, reason)
+                    self.release_for_period(stream, settings, twoweek, &period, &version, reason)
                 }
                 Decision::Held(_) | Decision::Nothing => Outcome::Done(Vec::new()),
             }
