@@ -13,8 +13,8 @@ use serde_json::Value;
 use settings::Settings;
 
 use crate::amqp;
-use crate::publisher::{Wire, publish_all};
-use crate::runtime::publisher_headers;
+use crate::publisher::publish_all;
+use crate::runtime::{Received, publisher_headers};
 use crate::topology::dead_letter_queue;
 use crate::{
     BusError, HEADER_ATTEMPTS, HEADER_CONSUMER, HEADER_REASON, HEADER_ROUTING_KEY, Metrics,
@@ -146,24 +146,12 @@ pub async fn replay(
     let mut moved = 0;
     let result = async {
         while let Some(delivery) = session.get().await? {
-            let letter = DeadLetter::from_delivery(&delivery, session.own_user.as_deref());
+            let letter = Received::from_delivery(&delivery, session.own_user.as_deref());
             if only.is_some_and(|id| letter.id.as_deref() != Some(id)) {
                 continue;
             }
-            let mut headers = letter.headers.clone();
-            headers.insert(HEADER_ROUTING_KEY.to_owned(), Value::from(letter.routing_key.clone()));
-            let properties = amqp::copy_properties(
-                &delivery.properties,
-                headers,
-                letter.sender.as_deref(),
-                session.own_user.as_deref(),
-            );
-            let wire = Wire {
-                exchange: String::new(),
-                routing_key: session.queue.clone(),
-                body: letter.body.clone(),
-                properties,
-            };
+            // No attempts header: the replayed copy starts counting again.
+            let wire = letter.copy_to(session.own_user.as_deref(), &session.queue, &[]);
             publish_all(&session.channel, &[wire], &metrics).await?;
             delivery
                 .acker

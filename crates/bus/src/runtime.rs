@@ -221,8 +221,8 @@ impl Session {
 }
 
 /// A delivery read the tolerant way, with the runtime's own headers taken apart.
-struct Received {
-    id: Option<String>,
+pub(crate) struct Received {
+    pub(crate) id: Option<String>,
     /// The routing key the publisher used (kept in a header while in a retry queue).
     routing_key: String,
     /// The publisher's headers.
@@ -236,7 +236,7 @@ struct Received {
 }
 
 impl Received {
-    fn from_delivery(delivery: &Delivery, own_user: Option<&str>) -> Self {
+    pub(crate) fn from_delivery(delivery: &Delivery, own_user: Option<&str>) -> Self {
         let all = amqp::headers(&delivery.properties);
         let attempts = all
             .get(HEADER_ATTEMPTS)
@@ -291,10 +291,15 @@ impl Received {
         })
     }
 
-    /// A copy for a retry or dead-letter queue: body, id and the publisher's headers kept,
-    /// plus the runtime's bookkeeping. `user_id` is dropped: the broker only accepts the
-    /// publishing connection's own user there.
-    fn copy_to(&self, ctx: &Context, queue: &str, extra: &[(&str, Value)]) -> Wire {
+    /// A copy for a retry, dead-letter or consumer queue: body, id and the publisher's headers
+    /// kept, plus the runtime's bookkeeping. `user_id` is dropped: the broker only accepts the
+    /// publishing connection's own user (`own_user`) there.
+    pub(crate) fn copy_to(
+        &self,
+        own_user: Option<&str>,
+        queue: &str,
+        extra: &[(&str, Value)],
+    ) -> Wire {
         let mut headers = self.headers.clone();
         headers.insert(
             HEADER_ROUTING_KEY.to_owned(),
@@ -303,12 +308,8 @@ impl Received {
         for (key, value) in extra {
             headers.insert((*key).to_owned(), value.clone());
         }
-        let properties = amqp::copy_properties(
-            &self.properties,
-            headers,
-            self.user_id.as_deref(),
-            ctx.own_user.as_deref(),
-        );
+        let properties =
+            amqp::copy_properties(&self.properties, headers, self.user_id.as_deref(), own_user);
         Wire {
             exchange: String::new(),
             routing_key: queue.to_owned(),
@@ -505,7 +506,7 @@ async fn settle(
             let wanted = after.unwrap_or_else(|| ctx.config.retry_delay(attempts));
             let (delay, queue) = ctx.topology.retry_queue(wanted);
             let wire = received.copy_to(
-                ctx,
+                ctx.own_user.as_deref(),
                 queue,
                 &[
                     (HEADER_ATTEMPTS, Value::from(attempts)),
@@ -538,7 +539,7 @@ async fn dead_letter_after(
     attempts: u32,
 ) -> Result<(), BusError> {
     let wire = received.copy_to(
-        ctx,
+        ctx.own_user.as_deref(),
         &ctx.topology.dead_letter_queue,
         &[
             (HEADER_CONSUMER, Value::from(ctx.name)),
