@@ -193,14 +193,8 @@ pub(crate) fn remove_stale(
 
 /// The staging directories in an arch's directory (none when it does not exist).
 fn staging_dirs(arch_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    let entries = match std::fs::read_dir(arch_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::io("list", arch_dir)(e)),
-    };
     let mut dirs = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(StoreError::io("list", arch_dir))?;
+    for entry in store::list_dir(arch_dir)? {
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if is_dir && entry.file_name().to_string_lossy().starts_with(PREFIX) {
             dirs.push(entry.path());

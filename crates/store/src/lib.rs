@@ -67,8 +67,8 @@ use messages::{
 };
 
 pub use atomic::{
-    Digested, ImageWriter, create_dir_all, hash_file, link_tree, move_into_place, read_json,
-    symlink_once, symlink_replace, sync_dir, write_atomic, write_json,
+    Digested, ImageWriter, create_dir_all, hash_file, link_tree, list_dir, move_into_place,
+    read_json, symlink_once, symlink_replace, sync_dir, write_atomic, write_json,
 };
 pub use error::{Result, StoreError};
 pub use lock::{LockGuard, lock, try_lock, with_lock};
@@ -243,15 +243,8 @@ impl Store {
     /// Versions present in a tier, sorted; ignores anything that is not a valid version
     /// (temporary files, `latest`).
     pub fn list_versions(&self, stream: &Stream, tier: Tier) -> Result<Vec<Version>> {
-        let dir = self.tier_dir(stream, tier);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io("list", &dir)(e)),
-        };
         let mut versions = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(StoreError::io("list", &dir))?;
+        for entry in list_dir(&self.tier_dir(stream, tier))? {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
@@ -296,15 +289,9 @@ impl Store {
 
     /// Every voter's latest vote for a candidate, sorted by user.
     pub fn read_votes(&self, stream: &Stream, version: &Version) -> Result<Vec<Vote>> {
-        let dir = self.karma_dir(stream, version);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io("list", &dir)(e)),
-        };
         let mut votes = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(StoreError::io("list", &dir))?.path();
+        for entry in list_dir(&self.karma_dir(stream, version))? {
+            let path = entry.path();
             let is_vote = path
                 .file_name()
                 .and_then(|n| n.to_str())
