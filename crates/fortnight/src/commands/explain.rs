@@ -19,9 +19,7 @@ pub struct Args {
 pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::load_settings(config)?;
     let store = Store::open(&settings.store.root).context("cannot open the store")?;
-    let view = read_view(&settings, &store, &args.stream)?;
-    let (stream_settings, twoweek) =
-        releaser::twoweek_stream(&settings, &args.stream).map_err(anyhow::Error::msg)?;
+    let (view, stream_settings, twoweek) = read_view(&settings, &store, &args.stream)?;
     let Some(candidate) = view.candidate(&args.version) else {
         bail!(
             "{} has no candidate {} in the store ({}); see `fortnight status {}`",

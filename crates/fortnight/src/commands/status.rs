@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use messages::Stream;
 use releaser::{Decision, StreamView, decide};
-use settings::Settings;
+use settings::{Settings, StreamSettings, TwoWeekSettings};
 use store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -28,26 +28,26 @@ pub fn human_age(seconds: i64) -> String {
     format!("{amount} {unit}")
 }
 
-/// Reads a stream as the releaser sees it now.
-pub fn read_view(
-    settings: &Settings,
+/// Reads a stream as the releaser sees it now, with the stream's settings and two-week
+/// settings that decide what it releases.
+pub fn read_view<'a>(
+    settings: &'a Settings,
     store: &Store,
     stream: &Stream,
-) -> anyhow::Result<StreamView> {
-    let (stream_settings, _) =
+) -> anyhow::Result<(StreamView, &'a StreamSettings, &'a TwoWeekSettings)> {
+    let (stream_settings, twoweek) =
         releaser::twoweek_stream(settings, stream).map_err(anyhow::Error::msg)?;
-    StreamView::read(store, stream, stream_settings, Utc::now()).with_context(|| {
+    let view = StreamView::read(store, stream, stream_settings, Utc::now()).with_context(|| {
         format!(
             "cannot read stream {stream} from the store at {}",
             store.root().display()
         )
-    })
+    })?;
+    Ok((view, stream_settings, twoweek))
 }
 
 fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::Result<()> {
-    let view = read_view(settings, store, stream)?;
-    let (stream_settings, twoweek) =
-        releaser::twoweek_stream(settings, stream).map_err(anyhow::Error::msg)?;
+    let (view, stream_settings, twoweek) = read_view(settings, store, stream)?;
     match (&view.current, view.current_age_seconds()) {
         (Some((version, _)), Some(age)) => println!(
             "{stream}: current release {version}, {} old",
