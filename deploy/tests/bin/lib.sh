@@ -32,11 +32,16 @@ to_raw() {
     printf '%s\n' "$raw"
 }
 
+# Prints the names in directory $2 of the ext4 image $1, one a line, without . and ..
+image_ls() {
+    debugfs -R "ls $2" "$1" 2>/dev/null | tr -s ' ' '\n' | grep -v '^\.\{1,2\}$' | grep -v '^$'
+}
+
 # The deployment directory of FORTNIGHT_COMMIT inside a raw image, as the recipe lays it out:
 # /ostree/deploy/<osname>/deploy/<commit>.0
 deployment_of() {
     local raw="$1" osname
-    for osname in $(debugfs -R "ls /ostree/deploy" "$raw" 2>/dev/null | tr -s ' ' '\n' | grep -v '^\.\{1,2\}$' | grep -v '^$'); do
+    for osname in $(image_ls "$raw" /ostree/deploy); do
         if debugfs -R "stat /ostree/deploy/$osname/deploy/$FORTNIGHT_COMMIT.0" "$raw" 2>/dev/null | grep -q '^Inode:'; then
             printf '%s\n' "/ostree/deploy/$osname/deploy/$FORTNIGHT_COMMIT.0"
             return 0
