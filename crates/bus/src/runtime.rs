@@ -16,7 +16,7 @@ use lapin::{Channel, Connection, Consumer};
 use messages::Incoming;
 use messages::envelope::{parse_body, strip_prefix};
 use rand::Rng;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use settings::{ConsumerSettings, Settings};
 use tracing::Instrument;
 
@@ -281,14 +281,19 @@ impl Received {
             ));
         }
         let body = parse_body(&self.body).map_err(|e| e.to_string())?;
-        Ok(Incoming {
+        Ok(self.with_body(ctx, body))
+    }
+
+    /// The message as a step sees it, with its already parsed `body`.
+    fn with_body(&self, ctx: &Context, body: Map<String, Value>) -> Incoming {
+        Incoming {
             id: self.id.clone(),
             topic: strip_prefix(&self.routing_key, &ctx.settings.topic_prefix).to_owned(),
             routing_key: self.routing_key.clone(),
             headers: self.headers.clone(),
             body,
             user_id: self.user_id.clone(),
-        })
+        }
     }
 
     /// A copy for a retry, dead-letter or consumer queue: body, id and the publisher's headers
@@ -420,14 +425,7 @@ async fn run_job<S: Step>(
     job: Job,
 ) -> Result<bool, BusError> {
     let received = Received::from_record(&job.record);
-    let incoming = Incoming {
-        id: received.id.clone(),
-        topic: strip_prefix(&received.routing_key, &ctx.settings.topic_prefix).to_owned(),
-        routing_key: received.routing_key.clone(),
-        headers: received.headers.clone(),
-        body: job.record.body.clone(),
-        user_id: received.user_id.clone(),
-    };
+    let incoming = received.with_body(&ctx, job.record.body.clone());
     let span = message_span(&ctx, &received, Some(&incoming.body));
     async {
         tracing::info!(path = %job.path().display(), "job started");
