@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use minijinja::{Environment, context};
@@ -43,7 +44,12 @@ impl SiteError {
     }
 }
 
-fn environment() -> Result<Environment<'static>, SiteError> {
+/// The templates, compiled on the first render and kept for the life of the process.
+fn environment() -> Result<&'static Environment<'static>, SiteError> {
+    static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
+    if let Some(env) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
     let mut env = Environment::new();
     // The `.html`/`.xml` names turn on minijinja's HTML escaping for every value.
     for (name, source) in [
@@ -62,7 +68,7 @@ fn environment() -> Result<Environment<'static>, SiteError> {
                 source,
             })?;
     }
-    Ok(env)
+    Ok(ENVIRONMENT.get_or_init(|| env))
 }
 
 fn render(
@@ -80,11 +86,11 @@ fn render_files(site: &Site) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
     let env = environment()?;
     let mut files = vec![(
         "index.html".to_owned(),
-        render(&env, "index.html", context! { site, root => "" })?.into_bytes(),
+        render(env, "index.html", context! { site, root => "" })?.into_bytes(),
     )];
     for stream in &site.streams {
         let page = render(
-            &env,
+            env,
             "stream_page.html",
             context! { site, stream, root => "../" },
         )?;
@@ -96,7 +102,7 @@ fn render_files(site: &Site) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
     let updated = entries
         .first()
         .map_or(site.generated_at.as_str(), |(_, r)| r.released_at.as_str());
-    let feed = render(&env, "releases.xml", context! { site, entries, updated })?;
+    let feed = render(env, "releases.xml", context! { site, entries, updated })?;
     files.push(("releases.atom".to_owned(), feed.into_bytes()));
     Ok(files)
 }
