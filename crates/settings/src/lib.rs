@@ -362,7 +362,7 @@ impl Settings {
                 key.starts_with("FORTNIGHT_") && !ENV_NOT_CONFIG.contains(&key.as_str())
             })
             .collect();
-        let loaded = config::Config::builder()
+        let builder = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
@@ -370,25 +370,27 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .source(Some(env)),
-            )
-            .build()
-            .and_then(|c| c.try_deserialize::<Settings>())
-            .map_err(|source| SettingsError::Load {
-                path: path.to_owned(),
-                source,
-            })?;
-        loaded.validate()?;
-        Ok(loaded)
+            );
+        Self::build(builder, path)
     }
 
     /// Parses TOML text without environment overrides (tests, examples).
     pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
-        let loaded = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        let builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        Self::build(builder, Path::new("<inline>"))
+    }
+
+    /// Deserializes what `builder` reads, naming `path` in a load error, then validates.
+    fn build(
+        builder: config::ConfigBuilder<config::builder::DefaultState>,
+        path: &Path,
+    ) -> Result<Self, SettingsError> {
+        let loaded = builder
             .build()
             .and_then(|c| c.try_deserialize::<Settings>())
             .map_err(|source| SettingsError::Load {
-                path: PathBuf::from("<inline>"),
+                path: path.to_owned(),
                 source,
             })?;
         loaded.validate()?;
