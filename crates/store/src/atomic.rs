@@ -106,15 +106,10 @@ pub struct Digested {
 }
 
 fn digest_of(hasher: Hasher, size: u64) -> Digested {
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     Digested {
         size,
         // 64 lowercase hex digits by construction.
-        sha256: hex
+        sha256: format!("{:x}", hasher.finalize())
             .parse()
             .unwrap_or_else(|_| unreachable!("sha256 hex is always valid")),
     }
