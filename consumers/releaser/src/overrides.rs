@@ -104,11 +104,7 @@ fn read_text(path: &Path) -> Result<String, StoreError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(StoreError::Io {
-            op: "read",
-            path: path.to_owned(),
-            source,
-        }),
+        Err(e) => Err(StoreError::io("read", path)(e)),
     }
 }
 

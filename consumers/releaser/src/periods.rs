@@ -119,25 +119,8 @@ pub fn write(
 
 /// The newest period that has a record.
 pub fn latest(store: &Store, stream: &Stream) -> Result<Option<Period>, StoreError> {
-    let dir = dir(store, stream);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StoreError::Io {
-                op: "list",
-                path: dir,
-                source,
-            });
-        }
-    };
     let mut latest: Option<Period> = None;
-    for entry in entries {
-        let entry = entry.map_err(|source| StoreError::Io {
-            op: "list",
-            path: dir.clone(),
-            source,
-        })?;
+    for entry in store::list_dir(&dir(store, stream))? {
         let period = entry.file_name().to_str().and_then(Period::from_file_name);
         if let Some(period) = period
             && latest.as_ref().is_none_or(|l| period.is_after(l))
