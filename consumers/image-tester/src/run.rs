@@ -80,9 +80,8 @@ pub async fn run_test(
         let (status, reason, output) = match runner::run(&job, &attempt_log).await {
             Ok(finished) => {
                 total += finished.duration;
-                let output =
-                    String::from_utf8_lossy(&std::fs::read(&attempt_log).unwrap_or_default())
-                        .into_owned();
+                let output = tokio::fs::read(&attempt_log).await.unwrap_or_default();
+                let output = String::from_utf8_lossy(&output).into_owned();
                 let status = status_of(finished.ending);
                 let ending = finished.ending.describe(test.timeout);
                 text.push_str(&format!(
