@@ -3,9 +3,8 @@
 
 use std::path::Path;
 
-use chrono::Utc;
 use messages::{Message, Outgoing, RecordLine, TreeComposed};
-use serde_json::{Value, json};
+use serde_json::json;
 
 pub fn read_records(path: &Path) -> Vec<RecordLine> {
     RecordLine::parse_all(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -37,14 +36,9 @@ pub fn tree_composed(n: u32) -> TreeComposed {
 pub fn record_of<M: Message>(message: &M, topic: String) -> RecordLine {
     let outgoing = Outgoing::new(uuid::Uuid::new_v4(), message);
     outgoing.validate().unwrap();
-    let body = Value::Object(outgoing.body.clone());
     RecordLine {
-        body,
-        headers: outgoing.headers(Utc::now()),
-        id: Some(outgoing.id.to_string()),
-        priority: Some(0),
-        queue: None,
         topic,
+        ..RecordLine::from_incoming(&outgoing.to_incoming(), None)
     }
 }
 
