@@ -9,7 +9,7 @@
 //! stream does not allow, or on a candidate that is unknown or has not passed, is refused
 //! (dead-lettered with the reason).
 
-pub mod candidate;
+mod candidate;
 mod tally;
 
 use std::path::PathBuf;
@@ -55,7 +55,7 @@ pub fn store_outcome(context: &str, error: &StoreError) -> Outcome {
 }
 
 /// The time a message was sent (its `sent-at` header), or now when absent or unreadable.
-pub fn sent_at(message: &Incoming) -> DateTime<Utc> {
+fn sent_at(message: &Incoming) -> DateTime<Utc> {
     message
         .headers
         .get(messages::envelope::HEADER_SENT_AT)
