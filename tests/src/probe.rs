@@ -83,15 +83,7 @@ impl Probe {
 
     /// The order as a message.
     pub fn message(key: &str, sleep: Duration) -> Outgoing {
-        Outgoing {
-            id: uuid::Uuid::new_v4(),
-            topic: RUN_TOPIC.to_owned(),
-            body: Self::order(key, sleep),
-            schema: RUN_TOPIC.to_owned(),
-            severity: Severity::Info,
-            priority: 0,
-            users: Vec::new(),
-        }
+        probe_message(uuid::Uuid::new_v4(), RUN_TOPIC, Self::order(key, sleep))
     }
 
     /// The id the probe's done message carries for `key`.
@@ -193,15 +185,25 @@ impl Step for Probe {
         }
         let mut body = Map::new();
         body.insert("key".into(), Value::from(order.key.clone()));
-        Outcome::Done(vec![Outgoing {
-            id: derived_id("probe", &[&order.key]),
-            topic: DONE_TOPIC.to_owned(),
+        Outcome::Done(vec![probe_message(
+            derived_id("probe", &[&order.key]),
+            DONE_TOPIC,
             body,
-            schema: DONE_TOPIC.to_owned(),
-            severity: Severity::Info,
-            priority: 0,
-            users: Vec::new(),
-        }])
+        )])
+    }
+}
+
+/// A probe topic's message: the probe's topics have no body type, so the envelope is filled
+/// in here with fedora-messaging's defaults.
+fn probe_message(id: uuid::Uuid, topic: &str, body: Map<String, Value>) -> Outgoing {
+    Outgoing {
+        id,
+        topic: topic.to_owned(),
+        body,
+        schema: topic.to_owned(),
+        severity: Severity::Info,
+        priority: 0,
+        users: Vec::new(),
     }
 }
 
