@@ -14,11 +14,9 @@ use settings::Settings;
 
 use crate::amqp;
 use crate::publisher::publish_all;
-use crate::runtime::{Received, publisher_headers};
+use crate::runtime::Received;
 use crate::topology::dead_letter_queue;
-use crate::{
-    BusError, HEADER_ATTEMPTS, HEADER_CONSUMER, HEADER_REASON, HEADER_ROUTING_KEY, Metrics,
-};
+use crate::{BusError, HEADER_ATTEMPTS, HEADER_CONSUMER, HEADER_REASON, Metrics};
 
 /// One dead letter, as the operator sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,19 +40,22 @@ impl DeadLetter {
     fn from_delivery(delivery: &Delivery, own_user: Option<&str>) -> Self {
         let all = amqp::headers(&delivery.properties);
         let text = |key: &str| all.get(key).and_then(Value::as_str).map(str::to_owned);
+        let consumer = text(HEADER_CONSUMER);
+        let reason = text(HEADER_REASON).unwrap_or_else(|| "no reason recorded".to_owned());
+        let attempts = all
+            .get(HEADER_ATTEMPTS)
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let received = Received::from_headers(delivery, all, own_user);
         Self {
-            id: amqp::short(delivery.properties.message_id()),
-            consumer: text(HEADER_CONSUMER),
-            reason: text(HEADER_REASON).unwrap_or_else(|| "no reason recorded".to_owned()),
-            attempts: all
-                .get(HEADER_ATTEMPTS)
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-            routing_key: text(HEADER_ROUTING_KEY)
-                .unwrap_or_else(|| delivery.routing_key.to_string()),
-            body: delivery.data.clone(),
-            sender: amqp::sender(&delivery.properties, &all, own_user),
-            headers: publisher_headers(all),
+            id: received.id,
+            consumer,
+            reason,
+            attempts,
+            routing_key: received.routing_key,
+            headers: received.headers,
+            sender: received.user_id,
+            body: received.body,
         }
     }
 

@@ -224,12 +224,12 @@ impl Session {
 pub(crate) struct Received {
     pub(crate) id: Option<String>,
     /// The routing key the publisher used (kept in a header while in a retry queue).
-    routing_key: String,
+    pub(crate) routing_key: String,
     /// The publisher's headers.
-    headers: BTreeMap<String, Value>,
+    pub(crate) headers: BTreeMap<String, Value>,
     /// Who sent it (see [`amqp::sender`]).
-    user_id: Option<String>,
-    body: Vec<u8>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) body: Vec<u8>,
     /// Failed attempts so far.
     attempts: u32,
     properties: AMQPProperties,
@@ -237,7 +237,15 @@ pub(crate) struct Received {
 
 impl Received {
     pub(crate) fn from_delivery(delivery: &Delivery, own_user: Option<&str>) -> Self {
-        let all = amqp::headers(&delivery.properties);
+        Self::from_headers(delivery, amqp::headers(&delivery.properties), own_user)
+    }
+
+    /// [`Received::from_delivery`] for a caller that also reads `all`, the delivery's headers.
+    pub(crate) fn from_headers(
+        delivery: &Delivery,
+        all: BTreeMap<String, Value>,
+        own_user: Option<&str>,
+    ) -> Self {
         let attempts = all
             .get(HEADER_ATTEMPTS)
             .and_then(Value::as_u64)
@@ -336,7 +344,7 @@ impl Received {
 }
 
 /// Headers a publisher set, without the runtime's bookkeeping and the broker's `x-death`.
-pub(crate) fn publisher_headers(mut all: BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+fn publisher_headers(mut all: BTreeMap<String, Value>) -> BTreeMap<String, Value> {
     all.retain(|key, _| {
         !key.starts_with("x-fortnight-")
             && !key.starts_with("x-death")
