@@ -173,16 +173,16 @@ impl TestBus {
     /// Deletes every queue of the registered consumers and the exchange. A test that fails
     /// before calling this still cleans up when its `TestBus` is dropped.
     pub async fn cleanup(mut self) {
-        delete_all(&self.settings(), &self.declared()).await;
+        let settings = self.settings();
+        delete_all(&settings, &self.declared(&settings)).await;
         self.cleaned = true;
     }
 
     /// Queues and exchanges this test may have declared.
-    fn declared(&self) -> (Vec<String>, String) {
-        let settings = self.settings();
+    fn declared(&self, settings: &Settings) -> (Vec<String>, String) {
         let mut queues = Vec::new();
         for (consumer, _) in &self.consumers {
-            queues.extend(bus::topology::Topology::new(&settings, consumer, &[]).queues());
+            queues.extend(bus::topology::Topology::new(settings, consumer, &[]).queues());
         }
         (queues, self.exchange.clone())
     }
@@ -199,7 +199,8 @@ impl Drop for TestBus {
         if self.cleaned {
             return;
         }
-        let (settings, declared) = (self.settings(), self.declared());
+        let settings = self.settings();
+        let declared = self.declared(&settings);
         // Drop cannot await, and may run inside a runtime: clean up from a thread of its own.
         let cleaner = std::thread::spawn(move || {
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
