@@ -236,11 +236,9 @@ impl ImageTester {
             Ok(built) => built,
             Err(e) => return Outcome::reject(e.to_string()),
         };
-        let Some(settings) = self.settings.stream(&built.stream) else {
-            return Outcome::reject(format!(
-                "unknown stream `{}`; it is not in the configuration",
-                built.stream
-            ));
+        let settings = match self.settings.require_stream(&built.stream) {
+            Ok(settings) => settings,
+            Err(unknown) => return Outcome::reject(unknown.to_string()),
         };
         if !settings.arches.contains(&built.arch) {
             return Outcome::reject(format!(

@@ -72,7 +72,7 @@ async fn unknown_streams_arches_and_schema_violations_are_rejected_with_the_reas
     unknown["stream"] = "f99".into();
     assert!(rejected(
         &outcome(&tester, unknown).await,
-        "unknown stream `f99`"
+        "unknown stream f99: not in the configuration, which has f43"
     ));
     let mut arch = built("x");
     arch["arch"] = "s390x".into();

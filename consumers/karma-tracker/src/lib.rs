@@ -71,9 +71,9 @@ impl KarmaTracker {
     }
 
     fn stream(&self, stream: &Stream) -> Result<&StreamSettings, Outcome> {
-        self.settings.stream(stream).ok_or_else(|| {
-            Outcome::reject(format!("unknown stream {stream}: not in the configuration"))
-        })
+        self.settings
+            .require_stream(stream)
+            .map_err(|unknown| Outcome::reject(unknown.to_string()))
     }
 
     fn tests_passed(&self, message: &Incoming) -> Outcome {

@@ -51,8 +51,8 @@ pub fn twoweek_stream<'a>(
     stream: &Stream,
 ) -> Result<(&'a StreamSettings, &'a TwoWeekSettings), String> {
     let s = settings
-        .stream(stream)
-        .ok_or_else(|| format!("unknown stream {stream}: not in the configuration"))?;
+        .require_stream(stream)
+        .map_err(|unknown| unknown.to_string())?;
     let tw = s.twoweek.as_ref().ok_or_else(|| {
         format!("stream {stream} has no two-week releases (no [streams.{stream}.twoweek])")
     })?;
@@ -284,8 +284,9 @@ impl Releaser {
 
     /// With `release-next-pass`, a candidate becoming eligible releases a waiting period.
     fn candidate_changed(&self, stream: &Stream) -> Outcome {
-        let Some(settings) = self.settings.stream(stream) else {
-            return Outcome::reject(format!("unknown stream {stream}: not in the configuration"));
+        let settings = match self.settings.require_stream(stream) {
+            Ok(settings) => settings,
+            Err(unknown) => return Outcome::reject(unknown.to_string()),
         };
         let Some(twoweek) = &settings.twoweek else {
             // A nightly-only stream has nothing to release.

@@ -27,6 +27,15 @@ pub const QUEUE_CONSUMERS: [&str; 5] = [
 /// Environment variables with the prefix that are read by the CLI, not the config.
 const ENV_NOT_CONFIG: &[&str] = &["FORTNIGHT_CONFIG", "FORTNIGHT_LOG", "FORTNIGHT_LOG_FORMAT"];
 
+/// A message or a command named a stream the configuration does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown stream {stream}: not in the configuration, which has {known}")]
+pub struct UnknownStream {
+    pub stream: Stream,
+    /// The configured streams, for the reader who mistyped one.
+    pub known: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("cannot load configuration from {path}: {source}")]
@@ -500,6 +509,20 @@ impl Settings {
 
     pub fn stream(&self, stream: &Stream) -> Option<&StreamSettings> {
         self.streams.get(stream)
+    }
+
+    /// The stream's settings, or the error every consumer and command reports for a stream
+    /// nobody configured.
+    pub fn require_stream(&self, stream: &Stream) -> Result<&StreamSettings, UnknownStream> {
+        self.stream(stream).ok_or_else(|| UnknownStream {
+            stream: stream.clone(),
+            known: self
+                .streams
+                .keys()
+                .map(Stream::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 
     /// The stream (and arch) whose input ref is `ostree_ref`, if any stream builds it.

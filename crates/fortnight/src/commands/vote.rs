@@ -95,13 +95,7 @@ pub async fn publish_signed<M: Message>(
 
 pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::load_settings(config)?;
-    if settings.stream(&args.stream).is_none() {
-        bail!(
-            "unknown stream {}: the configuration has {:?}",
-            args.stream,
-            settings.streams.keys().collect::<Vec<_>>()
-        );
-    }
+    settings.require_stream(&args.stream)?;
     let user = args.identity.resolve(&settings)?;
     let body = KarmaSubmitted {
         stream: args.stream,
