@@ -173,23 +173,22 @@ impl TestBus {
     /// Deletes every queue of the registered consumers and the exchange. A test that fails
     /// before calling this still cleans up when its `TestBus` is dropped.
     pub async fn cleanup(mut self) {
-        let settings = self.settings();
-        delete_all(&settings, &self.declared(&settings)).await;
+        delete_all(&self.settings(), &self.consumer_names()).await;
         self.cleaned = true;
     }
 
-    /// Queues and exchanges this test may have declared.
-    fn declared(&self, settings: &Settings) -> (Vec<String>, String) {
-        let mut queues = Vec::new();
-        for (consumer, _) in &self.consumers {
-            queues.extend(bus::topology::Topology::new(settings, consumer, &[]).queues());
-        }
-        (queues, self.exchange.clone())
+    fn consumer_names(&self) -> Vec<String> {
+        self.consumers
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
-async fn delete_all(settings: &Settings, (queues, exchange): &(Vec<String>, String)) {
-    bus::topology::delete(settings, queues, std::slice::from_ref(exchange))
+/// Deletes the registered consumers' queues and the test's own exchange.
+async fn delete_all(settings: &Settings, consumers: &[String]) {
+    let consumers: Vec<&str> = consumers.iter().map(String::as_str).collect();
+    bus::topology::delete_consumers(settings, &consumers)
         .await
         .expect("clean-up reaches the broker");
 }
@@ -200,7 +199,7 @@ impl Drop for TestBus {
             return;
         }
         let settings = self.settings();
-        let declared = self.declared(&settings);
+        let declared = self.consumer_names();
         // Drop cannot await, and may run inside a runtime: clean up from a thread of its own.
         let cleaner = std::thread::spawn(move || {
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()

@@ -208,6 +208,22 @@ pub async fn delete(
     Ok(())
 }
 
+/// Deletes everything the named consumers declare (their queues, dead-letter and retry
+/// queues) and the publish exchange, unless it is one of the broker's own `amq.*`: how a
+/// demo, a benchmark or a test that gave a run its own names leaves the broker as it was.
+pub async fn delete_consumers(settings: &Settings, consumers: &[&str]) -> Result<(), BusError> {
+    let queues: Vec<String> = consumers
+        .iter()
+        .flat_map(|consumer| Topology::new(settings, consumer, &[]).queues())
+        .collect();
+    let exchanges: &[String] = if settings.publish_exchange.starts_with("amq.") {
+        &[]
+    } else {
+        std::slice::from_ref(&settings.publish_exchange)
+    };
+    delete(settings, &queues, exchanges).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

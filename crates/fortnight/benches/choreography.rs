@@ -152,16 +152,7 @@ async fn main() -> anyhow::Result<()> {
     tester.stop().await;
     recording.close().await;
     publisher.close().await;
-    let mut queues = Vec::new();
-    for consumer in [image_builder::NAME, image_tester::NAME] {
-        queues.extend(bus::topology::Topology::new(&settings, consumer, &[]).queues());
-    }
-    bus::topology::delete(
-        &settings,
-        &queues,
-        std::slice::from_ref(&settings.publish_exchange),
-    )
-    .await?;
+    bus::topology::delete_consumers(&settings, &[image_builder::NAME, image_tester::NAME]).await?;
 
     println!(
         "choreography: tree.composed -> image.built -> image.tests.passed, {} candidates",

@@ -98,16 +98,8 @@ fn up_runs_every_consumer_until_sigterm() {
 
     // The queues are durable (they outlive a consumer); remove this test's.
     let settings = settings::Settings::load(&config_path).unwrap();
-    let queues: Vec<String> = CONSUMERS
-        .iter()
-        .flat_map(|consumer| bus::topology::Topology::new(&settings, consumer, &[]).queues())
-        .collect();
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(bus::topology::delete(
-            &settings,
-            &queues,
-            std::slice::from_ref(&settings.publish_exchange),
-        ))
+        .block_on(bus::topology::delete_consumers(&settings, &CONSUMERS))
         .unwrap();
 }

@@ -674,17 +674,7 @@ async fn drive(
 
 /// Deletes the run's queues and exchange; the demo's files stay.
 async fn cleanup(settings: &Settings) {
-    let queues: Vec<String> = QUEUE_CONSUMERS
-        .iter()
-        .flat_map(|consumer| bus::topology::Topology::new(settings, consumer, &[]).queues())
-        .collect();
-    if let Err(error) = bus::topology::delete(
-        settings,
-        &queues,
-        std::slice::from_ref(&settings.publish_exchange),
-    )
-    .await
-    {
+    if let Err(error) = bus::topology::delete_consumers(settings, &QUEUE_CONSUMERS).await {
         tracing::warn!(%error, "the demo's queues were not deleted");
     }
 }
