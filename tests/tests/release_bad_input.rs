@@ -50,7 +50,7 @@ async fn bad_ticks_and_votes_are_dead_lettered_and_the_consumers_carry_on() {
     dead_letter_with(&p, "releaser", "invalid stream").await;
     let unknown = TwoweekTimerFired {
         stream: "f98".parse().unwrap(),
-        period: "2026-11-17T12:00:00Z".into(),
+        period: "2026-11-17T12:00:00Z".parse().unwrap(),
         scheduled_for: Utc::now(),
         fired_at: Utc::now(),
         operator: None,

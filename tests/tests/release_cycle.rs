@@ -62,7 +62,10 @@ async fn the_newest_candidate_with_stable_karma_is_released_on_the_tick() {
     assert_eq!(published.len(), 1, "the release was announced");
     let release: ReleasePublished = serde_json::from_value(published[0].body.clone()).unwrap();
     assert_eq!(release.version, version("43.20261126.0"));
-    assert_eq!(release.period.as_deref(), Some("2026-11-17T12:00:00Z"));
+    assert_eq!(
+        release.period.map(|p| p.to_string()).as_deref(),
+        Some("2026-11-17T12:00:00Z")
+    );
     assert!(!release.forced);
     assert_eq!(release.previous, None);
 

@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::Utc;
+use messages::Period;
 use messages::ReleasePublished;
 use release_support::{ARCHES, Options, Pipeline, arch, stream, version, wait_topic};
-use releaser::periods::{self, Period, PeriodState};
+use releaser::periods::{self, PeriodState};
 
 const PUBLISHED: &str = "fortnight.release.published";
 
@@ -75,7 +76,7 @@ async fn a_release_interrupted_half_way_is_finished_by_replaying_the_tick() {
 
     // The state a releaser leaves when it dies after choosing the candidate and linking the
     // first arch's images: the period says "releasing", nothing else moved.
-    let period = Period::parse("2026-11-17T12:00:00Z").unwrap();
+    let period: Period = "2026-11-17T12:00:00Z".parse().unwrap();
     let candidate = version("43.20261110.0");
     periods::write(
         &p.store,

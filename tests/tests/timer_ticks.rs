@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use messages::{Message, TwoweekTimerFired, derived_id};
+use messages::{Message, Period, TwoweekTimerFired, derived_id};
 use release_support::{BrokerUser, stream, wait_topic};
-use release_timer::{TimerState, load_state, period_id};
+use release_timer::{TimerState, load_state};
 use tests::{TestBus, Watch};
 use tokio::sync::watch;
 
@@ -62,9 +62,11 @@ async fn a_missed_period_fires_once_at_start_and_a_restart_fires_nothing() {
         anchor.to_rfc3339()
     ));
     // The timer last fired the anchor's period, then was down for five periods.
-    let state_path = bus.store_root().join("tw").join("timer.json");
+    let state_path = store::Store::open(bus.store_root())
+        .unwrap()
+        .timer_path(&stream());
     let last = TimerState {
-        period: period_id(anchor),
+        period: Period::starting_at(anchor),
         scheduled_for: anchor,
         fired_at: anchor,
     };
@@ -77,18 +79,24 @@ async fn a_missed_period_fires_once_at_start_and_a_restart_fires_nothing() {
     let current = anchor + TimeDelta::days(5);
     assert_eq!(
         fired[0].period,
-        period_id(current),
+        Period::starting_at(current),
         "the current period, not a missed one"
     );
     assert_eq!(fired[0].scheduled_for, current);
     assert!(fired[0].fired_at >= current);
-    let expected_id = derived_id(release_timer::NAME, &["tw", &period_id(current)]).to_string();
+    let expected_id = derived_id(
+        release_timer::NAME,
+        &["tw", &Period::starting_at(current).to_string()],
+    )
+    .to_string();
     assert_eq!(
         seen[0].id.as_deref(),
         Some(expected_id.as_str()),
         "deterministic id"
     );
-    let state = load_state(&bus.store_root(), &stream()).unwrap().unwrap();
+    let state = load_state(&store::Store::open(bus.store_root()).unwrap(), &stream())
+        .unwrap()
+        .unwrap();
     assert_eq!(state.scheduled_for, current);
 
     let again = run_timer(&bus, &mut watch, 0).await;

@@ -12,7 +12,6 @@
 mod candidate;
 mod tally;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bus::Outcome;
@@ -43,10 +42,6 @@ pub struct KarmaTracker {
 struct ThresholdRecord {
     trigger: String,
     message: KarmaThresholdReached,
-}
-
-fn threshold_path(store: &Store, stream: &Stream, version: &Version) -> PathBuf {
-    store.karma_dir(stream, version).join(".threshold.json")
 }
 
 /// A store failure as an outcome: retried when it may pass (disk full, I/O), refused otherwise.
@@ -214,7 +209,7 @@ impl KarmaTracker {
                 KarmaThresholdReached::TOPIC,
             ],
         );
-        let marker = threshold_path(store, stream, version);
+        let marker = store.threshold_path(stream, version);
         if let Some(reached) = store::read_json::<ThresholdRecord>(&marker)? {
             // Once per candidate; only a replay of the vote that reached it publishes again.
             return Ok(if reached.trigger == trigger {

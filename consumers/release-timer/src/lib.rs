@@ -11,16 +11,17 @@
 mod schedule;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use messages::{Outgoing, Stream, TwoweekTimerFired, UserName, derived_id};
+use messages::{Outgoing, Period, Stream, TwoweekTimerFired, UserName, derived_id};
 use serde::{Deserialize, Serialize};
 use settings::Settings;
+use store::Store;
 
-pub use schedule::{Schedule, period_id};
+pub use schedule::Schedule;
 
 /// The consumer name: connection name, id namespace and log target.
 pub const NAME: &str = "release-timer";
@@ -60,23 +61,19 @@ pub enum TimerError {
 /// What the timer last fired for a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimerState {
-    pub period: String,
+    pub period: Period,
     pub scheduled_for: DateTime<Utc>,
     pub fired_at: DateTime<Utc>,
 }
 
-fn state_path(root: &Path, stream: &Stream) -> PathBuf {
-    root.join(stream.as_str()).join("timer.json")
-}
-
 /// The last tick fired for `stream`, if any.
-pub fn load_state(root: &Path, stream: &Stream) -> Result<Option<TimerState>, TimerError> {
-    let path = state_path(root, stream);
+pub fn load_state(store: &Store, stream: &Stream) -> Result<Option<TimerState>, TimerError> {
+    let path = store.timer_path(stream);
     store::read_json(&path).map_err(|source| TimerError::State { path, source })
 }
 
-fn save_state(root: &Path, stream: &Stream, state: &TimerState) -> Result<(), TimerError> {
-    let path = state_path(root, stream);
+fn save_state(store: &Store, stream: &Stream, state: &TimerState) -> Result<(), TimerError> {
+    let path = store.timer_path(stream);
     store::write_json(&path, state).map_err(|source| TimerError::State { path, source })
 }
 
@@ -89,7 +86,7 @@ fn tick_body(
 ) -> TwoweekTimerFired {
     TwoweekTimerFired {
         stream: stream.clone(),
-        period: period_id(scheduled_for),
+        period: Period::starting_at(scheduled_for),
         scheduled_for,
         fired_at,
         operator,
@@ -101,7 +98,7 @@ fn tick_body(
 /// its own id, because firing by hand is a deliberate retry of the period.
 fn message_for(tick: &TwoweekTimerFired) -> Outgoing {
     let id = match &tick.operator {
-        None => derived_id(NAME, &[tick.stream.as_str(), &tick.period]),
+        None => derived_id(NAME, &[tick.stream.as_str(), &tick.period.to_string()]),
         Some(_) => uuid::Uuid::new_v4(),
     };
     Outgoing::new(id, tick)
@@ -149,18 +146,17 @@ pub fn schedules(settings: &Settings) -> Result<Vec<(Stream, Schedule)>, TimerEr
 /// it. The state is written only after the broker confirmed the message: a crash in between
 /// publishes the same (deterministic) message again, never loses it.
 pub async fn fire_due(
-    settings: &Settings,
+    store: &Store,
     schedules: &[(Stream, Schedule)],
     publisher: &bus::Publisher,
     now: DateTime<Utc>,
 ) -> Result<Vec<TwoweekTimerFired>, TimerError> {
-    let root = &settings.store.root;
     let mut fired = Vec::new();
     for (stream, schedule) in schedules {
         let Some(scheduled_for) = schedule.current(now) else {
             continue;
         };
-        let last = load_state(root, stream)?;
+        let last = load_state(store, stream)?;
         if last
             .as_ref()
             .is_some_and(|last| last.scheduled_for >= scheduled_for)
@@ -172,10 +168,10 @@ pub async fn fire_due(
         let missed = last.map(|l| l.period);
         tracing::info!(stream = %stream, period = %tick.period, id = %message.id, previous = ?missed, "tick fired");
         save_state(
-            root,
+            store,
             stream,
             &TimerState {
-                period: tick.period.clone(),
+                period: tick.period,
                 scheduled_for,
                 fired_at: now,
             },
@@ -217,13 +213,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), TimerError> {
     let schedules = schedules(&settings)?;
+    let store = Store::open(&settings.store.root).map_err(|source| TimerError::State {
+        path: settings.store.root.clone(),
+        source,
+    })?;
     let publisher = bus::Publisher::connect(&settings, NAME)
         .await
         .map_err(|e| TimerError::Connect(Box::new(e)))?;
     tokio::pin!(shutdown);
     loop {
         let now = Utc::now();
-        if let Err(error) = fire_due(&settings, &schedules, &publisher, now).await {
+        if let Err(error) = fire_due(&store, &schedules, &publisher, now).await {
             // A broker or disk hiccup must not stop the clock; the tick is retried next round.
             tracing::error!(error = %error, "cannot fire due ticks; retrying");
         }

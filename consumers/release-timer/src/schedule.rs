@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use croner::Cron;
 use messages::Stream;
 use settings::TwoWeekSettings;
@@ -67,11 +67,6 @@ impl Schedule {
     }
 }
 
-/// The period id carried by a tick: its scheduled start, RFC 3339 at second precision.
-pub fn period_id(scheduled: DateTime<Utc>) -> String {
-    scheduled.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,14 +126,6 @@ mod tests {
         assert_eq!(
             s.current(at("2026-11-24T15:00:00Z")),
             Some(at("2026-11-24T15:00:00Z"))
-        );
-    }
-
-    #[test]
-    fn period_ids_are_stable_text() {
-        assert_eq!(
-            period_id(at("2026-11-17T12:00:00+00:00")),
-            "2026-11-17T12:00:00Z"
         );
     }
 }

@@ -32,11 +32,6 @@ pub struct StreamView {
     pub now: DateTime<Utc>,
 }
 
-/// `releases/<version>/release.json`.
-pub fn release_json_path(store: &Store, stream: &Stream, version: &Version) -> std::path::PathBuf {
-    store.release_dir(stream, version).join("release.json")
-}
-
 impl StreamView {
     pub fn read(
         store: &Store,
@@ -46,7 +41,7 @@ impl StreamView {
     ) -> Result<Self, StoreError> {
         let current = match store.current_release(stream)? {
             Some(version) => {
-                let record = store::read_json(&release_json_path(store, stream, &version))?;
+                let record = store::read_json(&store.release_record_path(stream, &version))?;
                 Some((version, record))
             }
             None => None,

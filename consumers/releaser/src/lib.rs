@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use karma_tracker::store_outcome;
 use messages::{
     ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
-    OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold,
+    OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold, Period,
     ReleasePublished, ReleaseSkipped, Stream, TwoweekComplete, TwoweekTimerFired, UserName,
     Version, derived_id,
 };
@@ -29,7 +29,7 @@ use store::{FileName, Store, StoreError};
 
 pub use decision::{Decision, HumanGate, StreamView, Verdict, decide};
 use overrides::{Action, AuditEntry};
-use periods::{Period, PeriodState};
+use periods::PeriodState;
 use release::{ReleaseError, Request};
 
 pub const NAME: &str = "releaser";
@@ -90,8 +90,10 @@ impl Releaser {
     /// The messages announcing a release: `release.published`, and the legacy body when the
     /// stream asks for it. Ids derive from the release, so a replay republishes the same ones.
     fn announce(&self, record: &ReleasePublished, twoweek: &TwoWeekSettings) -> Vec<Outgoing> {
-        let period = record.period.as_deref().unwrap_or("forced");
-        let identity = [record.stream.as_str(), record.version.as_str(), period];
+        let period = record
+            .period
+            .map_or_else(|| "forced".to_owned(), |period| period.to_string());
+        let identity = [record.stream.as_str(), record.version.as_str(), &period];
         let mut out = vec![Outgoing::new(
             derived_id(NAME, &[&identity[..], &[ReleasePublished::TOPIC]].concat()),
             record,
@@ -112,7 +114,7 @@ impl Releaser {
         now: DateTime<Utc>,
     ) -> Result<Vec<Outgoing>, ReleaseError> {
         let record = release::perform(&self.store, request, now)?;
-        tracing::info!(stream = %record.stream, version = %record.version, period = ?record.period, forced = record.forced, reason = %record.reason, "released");
+        tracing::info!(stream = %record.stream, version = %record.version, period = ?record.period.map(|p| p.to_string()), forced = record.forced, reason = %record.reason, "released");
         Ok(self.announce(&record, request.twoweek))
     }
 
@@ -139,7 +141,7 @@ impl Releaser {
             version,
             settings,
             twoweek,
-            period: Some(period.id()),
+            period: Some(*period),
             forced: false,
             reason,
         };
@@ -179,10 +181,7 @@ impl Releaser {
             Ok(found) => found,
             Err(reason) => return Outcome::reject(reason),
         };
-        let period = match Period::parse(&tick.period) {
-            Ok(period) => period,
-            Err(reason) => return Outcome::reject(reason),
-        };
+        let period = tick.period;
         let stream = &tick.stream;
         self.locked(stream, || {
             let state = match periods::read(&self.store, stream, &period) {
@@ -191,17 +190,17 @@ impl Releaser {
             };
             match state {
                 Some(PeriodState::Released { version }) => {
-                    tracing::info!(stream = %stream, period = %period.id(), version = %version, "period already released; announcing again");
+                    tracing::info!(stream = %stream, period = %period, version = %version, "period already released; announcing again");
                     self.reannounce(stream, &version, twoweek)
                 }
                 Some(PeriodState::Releasing { version }) => {
-                    tracing::warn!(stream = %stream, period = %period.id(), version = %version, "finishing an interrupted release");
-                    self.release_for_period(stream, settings, twoweek, &period, &version, format!("two-week release for period {}", period.id()))
+                    tracing::warn!(stream = %stream, period = %period, version = %version, "finishing an interrupted release");
+                    self.release_for_period(stream, settings, twoweek, &period, &version, format!("two-week release for period {}", period))
                 }
                 Some(PeriodState::Skipped | PeriodState::Waiting) | None => match periods::latest(&self.store, stream) {
                     // A replayed tick of a past period must not release today's candidate.
-                    Ok(Some(latest)) if latest.is_after(&period) => {
-                        tracing::warn!(stream = %stream, period = %period.id(), latest = %latest.id(), "tick of a past period ignored");
+                    Ok(Some(latest)) if latest > period => {
+                        tracing::warn!(stream = %stream, period = %period, latest = %latest, "tick of a past period ignored");
                         Outcome::Done(Vec::new())
                     }
                     Ok(_) => self.decide_tick(stream, settings, twoweek, &period),
@@ -212,11 +211,8 @@ impl Releaser {
     }
 
     fn reannounce(&self, stream: &Stream, version: &Version, twoweek: &TwoWeekSettings) -> Outcome {
-        match store::read_json::<ReleasePublished>(&decision::release_json_path(
-            &self.store,
-            stream,
-            version,
-        )) {
+        match store::read_json::<ReleasePublished>(&self.store.release_record_path(stream, version))
+        {
             Ok(Some(record)) => Outcome::Done(self.announce(&record, twoweek)),
             Ok(None) => Outcome::reject(format!(
                 "{stream} {version} is recorded as released but its release.json is missing; restore it from a backup or the release message"
@@ -243,7 +239,7 @@ impl Releaser {
             Decision::Release(version) => {
                 let reason = format!(
                     "newest candidate passing every gate at the tick of period {}",
-                    period.id()
+                    period
                 );
                 return self
                     .release_for_period(stream, settings, twoweek, period, &version, reason);
@@ -253,7 +249,7 @@ impl Releaser {
                 for candidate in &mut candidates {
                     candidate.reasons.push(held.clone());
                 }
-                tracing::info!(stream = %stream, period = %period.id(), hold = %held, "stream on hold; nothing released");
+                tracing::info!(stream = %stream, period = %period, hold = %held, "stream on hold; nothing released");
                 "hold"
             }
             Decision::Nothing => policy_name(twoweek.when_nothing_passed),
@@ -268,16 +264,16 @@ impl Releaser {
         }
         let skipped = ReleaseSkipped {
             stream: stream.clone(),
-            period: period.id(),
+            period: *period,
             candidates,
             current_release: view.current_version().cloned(),
             current_release_age_seconds: view.current_age_seconds(),
             policy: policy.to_owned(),
         };
-        tracing::info!(stream = %stream, period = %period.id(), candidates = skipped.candidates.len(), policy = policy, "nothing eligible; release skipped");
+        tracing::info!(stream = %stream, period = %period, candidates = skipped.candidates.len(), policy = policy, "nothing eligible; release skipped");
         let id = derived_id(
             NAME,
-            &[stream.as_str(), &period.id(), ReleaseSkipped::TOPIC],
+            &[stream.as_str(), &period.to_string(), ReleaseSkipped::TOPIC],
         );
         Outcome::Done(vec![Outgoing::new(id, &skipped)])
     }
@@ -314,7 +310,7 @@ impl Releaser {
                 Decision::Release(version) => {
                     let reason = format!(
                         "first candidate to pass every gate after the skipped tick of period {}",
-                        period.id()
+                        period
                     );
                     self.release_for_period(stream, settings, twoweek, &period, &version, reason)
                 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use messages::{
@@ -96,10 +96,6 @@ impl AuditEntry {
     }
 }
 
-pub fn log_path(store: &Store, stream: &Stream) -> PathBuf {
-    store.stream_dir(stream).join("overrides.jsonl")
-}
-
 fn read_text(path: &Path) -> Result<String, StoreError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(text),
@@ -122,14 +118,14 @@ fn parse(path: &Path, text: &str) -> Result<Vec<AuditEntry>, StoreError> {
 
 /// Every entry of a stream's audit log, oldest first.
 pub fn read_log(store: &Store, stream: &Stream) -> Result<Vec<AuditEntry>, StoreError> {
-    let path = log_path(store, stream);
+    let path = store.overrides_log_path(stream);
     parse(&path, &read_text(&path)?)
 }
 
 /// Appends `entry` unless an entry with the same id is there. Returns whether it was added.
 /// The caller holds the stream's lock.
 pub fn append(store: &Store, entry: &AuditEntry) -> Result<bool, StoreError> {
-    let path = log_path(store, &entry.stream);
+    let path = store.overrides_log_path(&entry.stream);
     let mut text = read_text(&path)?;
     if parse(&path, &text)?.iter().any(|e| e.id == entry.id) {
         return Ok(false);

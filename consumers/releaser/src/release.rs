@@ -11,14 +11,12 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use messages::{
-    Arch, Format, Image, LegacyArtifact, ReleasePublished, ReleasedArch, Stream, Tree,
+    Arch, Format, Image, LegacyArtifact, Period, ReleasePublished, ReleasedArch, Stream, Tree,
     TwoweekComplete, Version,
 };
 use ostree_cli::{OstreeError, Repo};
 use settings::{StreamSettings, TwoWeekSettings};
 use store::{FileName, Store, StoreError};
-
-use crate::decision::release_json_path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -68,7 +66,7 @@ pub struct Request<'a> {
     pub version: &'a Version,
     pub settings: &'a StreamSettings,
     pub twoweek: &'a TwoWeekSettings,
-    pub period: Option<String>,
+    pub period: Option<Period>,
     pub forced: bool,
     pub reason: String,
 }
@@ -144,7 +142,7 @@ pub fn perform(
     }
     promote_refs(request, &arches)?;
 
-    let record_path = release_json_path(store, stream, version);
+    let record_path = store.release_record_path(stream, version);
     let existing: Option<ReleasePublished> = store::read_json(&record_path)?;
     let record = match existing {
         Some(record) if record.period == request.period && record.forced == request.forced => {
@@ -156,7 +154,7 @@ pub fn perform(
                 stream: stream.clone(),
                 version: version.clone(),
                 arches,
-                period: request.period.clone(),
+                period: request.period,
                 forced: request.forced,
                 reason: request.reason.clone(),
                 previous,

@@ -226,7 +226,7 @@ fn tolerate<T>(result: Result<Option<T>, StoreError>, what: &str) -> Option<T> {
 }
 
 fn read_release(store: &Store, stream: &Stream, version: &Version) -> Option<ReleasePublished> {
-    let path = store.release_dir(stream, version).join("release.json");
+    let path = store.release_record_path(stream, version);
     tolerate(store::read_json(&path), "release.json")
 }
 

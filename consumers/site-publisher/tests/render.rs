@@ -237,8 +237,7 @@ fn incoming(topic: &str, body: serde_json::Value) -> Incoming {
 async fn step_publishes_on_valid_messages_and_rejects_bad_ones() {
     let f = fixture("x");
     let step = SitePublisher::new(Arc::clone(&f.settings)).unwrap();
-    let skipped =
-        serde_json::json!({"stream": "f43", "period": "p", "candidates": [], "policy": "skip"});
+    let skipped = serde_json::json!({"stream": "f43", "period": "2026-11-17T12:00:00Z", "candidates": [], "policy": "skip"});
 
     let outcome = step
         .handle(&incoming("fortnight.release.skipped", skipped.clone()))

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Message, Severity};
 use crate::ids::{Arch, Commit, Format, Ref, Sha256, Stream, UserName, Version};
+use crate::period::Period;
 
 macro_rules! topic {
     ($type:ty, $topic:literal) => {
@@ -271,8 +272,8 @@ topic!(KarmaThresholdReached, "fortnight.karma.threshold.reached");
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TwoweekTimerFired {
     pub stream: Stream,
-    /// Identifies the period (its scheduled start, RFC 3339); the dedup key for releases.
-    pub period: String,
+    /// The period's scheduled start; the dedup key for releases.
+    pub period: Period,
     pub scheduled_for: DateTime<Utc>,
     pub fired_at: DateTime<Utc>,
     /// Set when an operator fired it by hand.
@@ -348,7 +349,7 @@ pub struct ReleasePublished {
     pub arches: BTreeMap<Arch, ReleasedArch>,
     /// The timer period this release belongs to (absent for a forced release).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period: Option<String>,
+    pub period: Option<Period>,
     /// Released by an operator override, past failed gates.
     pub forced: bool,
     pub reason: String,
@@ -369,7 +370,7 @@ pub struct CandidateVerdict {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReleaseSkipped {
     pub stream: Stream,
-    pub period: String,
+    pub period: Period,
     pub candidates: Vec<CandidateVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_release: Option<Version>,

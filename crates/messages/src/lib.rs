@@ -5,6 +5,7 @@
 pub mod bodies;
 pub mod envelope;
 pub mod ids;
+pub mod period;
 pub mod schema;
 
 pub use bodies::*;
@@ -12,3 +13,4 @@ pub use envelope::{
     BodyError, Incoming, Message, Outgoing, RecordError, RecordLine, Severity, derived_id,
 };
 pub use ids::{Arch, Commit, Format, InvalidId, Ref, Sha256, Stream, UserName, Version};
+pub use period::{InvalidPeriod, Period};

@@ -21,6 +21,7 @@
 //! <root>/<stream>/timer.json                               release-timer: last period fired
 //! <root>/<stream>/overrides.jsonl                          releaser: override audit log
 //! <root>/<stream>/.periods/<period>.json                   releaser: each period's decision
+//! <root>/<stream>/.periods/waiting.json                    releaser: the period awaiting a pass
 //! <root>/site -> .site/<generation>/                       site-publisher: page, JSON, feed
 //! <root>/.jobs/<consumer>/                                 the bus runtime's job journal
 //! ```
@@ -208,6 +209,32 @@ impl Store {
     /// `<stream>/releases/<version>`.
     pub fn release_dir(&self, stream: &Stream, version: &Version) -> PathBuf {
         self.tier_dir(stream, Tier::Releases).join(version)
+    }
+
+    /// `<stream>/releases/<version>/release.json`: the release as it was published.
+    pub fn release_record_path(&self, stream: &Stream, version: &Version) -> PathBuf {
+        self.release_dir(stream, version).join("release.json")
+    }
+
+    /// The karma-tracker's record that a candidate reached a threshold, and by which vote.
+    /// Its leading dot keeps it apart from the voters' files ([`UserName`] cannot start with one).
+    pub fn threshold_path(&self, stream: &Stream, version: &Version) -> PathBuf {
+        self.karma_dir(stream, version).join(".threshold.json")
+    }
+
+    /// The release-timer's record of the last period it fired for `stream`.
+    pub fn timer_path(&self, stream: &Stream) -> PathBuf {
+        self.stream_dir(stream).join("timer.json")
+    }
+
+    /// The releaser's append-only audit log of overrides for `stream`.
+    pub fn overrides_log_path(&self, stream: &Stream) -> PathBuf {
+        self.stream_dir(stream).join("overrides.jsonl")
+    }
+
+    /// The releaser's per-period decisions for `stream`.
+    pub fn periods_dir(&self, stream: &Stream) -> PathBuf {
+        self.stream_dir(stream).join(".periods")
     }
 
     pub fn site_dir(&self) -> PathBuf {
