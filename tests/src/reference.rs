@@ -16,7 +16,20 @@ pub fn fm_bin() -> PathBuf {
             .map(|dir| dir.join("fedora-messaging"))
             .find(|candidate| candidate.is_file())
     });
-    on_path.unwrap_or_else(|| PathBuf::from("/tmp/fmvenv/bin/fedora-messaging"))
+    on_path.unwrap_or_else(|| ci_venv().join("bin/fedora-messaging"))
+}
+
+/// Where `.ci/run` keeps the fedora-messaging virtualenv between runs (its
+/// `FORTNIGHT_CI_VENV` default), so `cargo test` alone finds it after one CI run.
+fn ci_venv() -> PathBuf {
+    if let Some(venv) = std::env::var_os("FORTNIGHT_CI_VENV") {
+        return PathBuf::from(venv);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cache"));
+    cache.join("fortnight-ci/venv")
 }
 
 /// The Python that runs the reference client (its venv's, so pika is importable).

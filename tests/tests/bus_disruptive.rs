@@ -178,12 +178,13 @@ async fn tls_client_certificates_log_in_with_external_and_unknown_ones_are_refus
         format!(
             "amqp_url = \"amqps://localhost:{port}/%2f\"\npublish_exchange = \"fortnight.tls\"\n\
              [tls]\nca_cert = \"{ca}\"\ncertfile = \"{cert}\"\nkeyfile = \"{key}\"\n\
-             [store]\nroot = \"{root}\"\n[streams]\n",
+             user = \"{user}\"\n[store]\nroot = \"{root}\"\n[streams]\n",
             port = node.port,
             ca = node.file("ca.pem").display(),
             cert = node.file(&format!("{name}.pem")).display(),
             key = node.file(&format!("{name}.key")).display(),
             root = node.dir.path().display(),
+            user = broker::TLS_CLIENT,
         )
     };
     let settings = settings::Settings::from_toml(&config("client")).expect("TLS settings");
@@ -206,10 +207,19 @@ async fn tls_client_certificates_log_in_with_external_and_unknown_ones_are_refus
         connections.contains(&format!("{}\tEXTERNAL\ttrue", broker::TLS_CLIENT)),
         "logged in as the certificate's CN with EXTERNAL over TLS:\n{connections}"
     );
+    // tls.user names the certificate's login, which the broker accepts as `user_id`: the
+    // runtime signs its retry copies with it to carry a vote's sender through retries.
+    assert_eq!(
+        bus::Publisher::broker_user(&settings).as_deref(),
+        Some(broker::TLS_CLIENT)
+    );
     publisher
-        .publish(&Probe::message("over-tls", Duration::ZERO))
+        .publish_as(
+            &Probe::message("over-tls", Duration::ZERO),
+            broker::TLS_CLIENT,
+        )
         .await
-        .expect("publish confirmed over TLS");
+        .expect("publish signed as tls.user confirmed over TLS");
     let line = tokio::time::timeout(Duration::from_secs(30), recording.next())
         .await
         .expect("the message arrives")

@@ -83,7 +83,7 @@ impl Session {
             queue,
             connection,
             channel,
-            own_user: amqp::url_user(settings),
+            own_user: amqp::broker_user(settings),
         })
     }
 

@@ -147,10 +147,10 @@ impl Publisher {
         self.publish_one(wire).await
     }
 
-    /// The broker user this publisher connects as, when `amqp_url` names one (with TLS client
-    /// certificates the broker derives it from the certificate instead).
-    pub fn url_user(settings: &Settings) -> Option<String> {
-        amqp::url_user(settings)
+    /// The broker user this publisher connects as: `tls.user` with client certificates, else
+    /// the user `amqp_url` names.
+    pub fn broker_user(settings: &Settings) -> Option<String> {
+        amqp::broker_user(settings)
     }
 
     /// Publishes a recorded message exactly as recorded and waits for the confirm.

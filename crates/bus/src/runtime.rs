@@ -57,8 +57,14 @@ pub async fn run<S: Step>(
         topology: Topology::new(settings, S::NAME, &step.topics()),
         metrics: Arc::new(Metrics::default()),
         journal,
-        own_user: amqp::url_user(settings),
+        own_user: amqp::broker_user(settings),
     });
+    if settings.tls.as_ref().is_some_and(|tls| tls.user.is_none()) {
+        tracing::warn!(
+            consumer = S::NAME,
+            "[tls] has no `user`: a vote or override that is retried loses its sender and is then refused; set tls.user to the user the client certificate logs in as"
+        );
+    }
     let health = match ctx.config.health_addr {
         Some(addr) => Some(health::serve(addr, S::NAME, ctx.metrics.clone()).await?),
         None => None,

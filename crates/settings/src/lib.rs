@@ -113,6 +113,11 @@ pub struct Tls {
     pub ca_cert: PathBuf,
     pub keyfile: PathBuf,
     pub certfile: PathBuf,
+    /// The broker user the certificate logs in as (its CN where the broker sets
+    /// `ssl_cert_login_from = common_name`, as Fedora's does). The broker stamps it as
+    /// `user_id`; the runtime needs it to carry a vote's or override's sender through retries.
+    #[serde(default)]
+    pub user: Option<UserName>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,8 +4,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::Context;
-use messages::RecordLine;
+use anyhow::{Context, bail};
+use messages::{Message, Outgoing, RecordLine, UserName};
 use settings::Settings;
 
 pub mod dead_letters;
@@ -23,6 +23,74 @@ pub mod vote;
 
 /// The name the CLI's connections carry in the broker's connection list.
 pub const CONNECTION_NAME: &str = "fortnight-cli";
+
+/// Connects to the configured broker as the CLI.
+pub async fn connect(settings: &Settings) -> anyhow::Result<bus::Publisher> {
+    bus::Publisher::connect(settings, CONNECTION_NAME)
+        .await
+        .context("cannot connect to the broker (check amqp_url and [tls] in the configuration)")
+}
+
+/// Who signs a vote, an override or a manual tick.
+#[derive(Debug, clap::Args)]
+pub struct Identity {
+    /// The broker user you connect as; taken from `amqp_url` when it names one, or from
+    /// `tls.user` with client certificates (where the broker takes it from the certificate).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<UserName>,
+}
+
+impl Identity {
+    /// The account the broker will stamp as `user_id`, which receivers trust.
+    pub fn resolve(&self, settings: &Settings) -> anyhow::Result<UserName> {
+        if let Some(user) = &self.user {
+            return Ok(user.clone());
+        }
+        let Some(name) = bus::Publisher::broker_user(settings) else {
+            bail!(
+                "cannot tell which broker user you are: amqp_url names none (or [tls] has no `user`); pass --user NAME"
+            );
+        };
+        name.parse().with_context(|| {
+            format!(
+                "the broker user {name:?} of the configuration is not a valid account name; pass --user NAME"
+            )
+        })
+    }
+
+    /// The account, which must be in `operators`: overrides and manual ticks steer releases,
+    /// and the releaser refuses overrides from anyone else.
+    pub fn resolve_operator(&self, settings: &Settings) -> anyhow::Result<UserName> {
+        let operator = self.resolve(settings)?;
+        if !settings.operators.contains(&operator) {
+            bail!(
+                "{operator} is not in `operators` of the configuration; only operators may override releases or fire the timer"
+            );
+        }
+        Ok(operator)
+    }
+}
+
+/// Publishes `body` signed by `user`, waiting for the broker's confirm.
+pub async fn publish_signed<M: Message>(
+    settings: &Settings,
+    body: &M,
+    user: &UserName,
+) -> anyhow::Result<Outgoing> {
+    let message = Outgoing::new(uuid::Uuid::new_v4(), body);
+    let publisher = connect(settings).await?;
+    publisher
+        .publish_as(&message, user.as_str())
+        .await
+        .with_context(|| {
+            format!(
+                "the broker refused {} signed as {user}; is {user} the user you connect as?",
+                M::TOPIC
+            )
+        })?;
+    publisher.close().await;
+    Ok(message)
+}
 
 /// Loads the configuration, telling the operator how to point at another file.
 pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
@@ -65,9 +133,7 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<RecordLine>> {
 
 /// Publishes records as they are, waiting for each broker confirm; returns how many.
 pub async fn publish_records(settings: &Settings, records: &[RecordLine]) -> anyhow::Result<usize> {
-    let publisher = bus::Publisher::connect(settings, CONNECTION_NAME)
-        .await
-        .context("cannot connect to the broker (check amqp_url and [tls] in the configuration)")?;
+    let publisher = connect(settings).await?;
     for record in records {
         publisher
             .publish_record(record)

@@ -11,7 +11,7 @@ use messages::{
     OverrideUnhold, Stream, Version,
 };
 
-use super::vote::{Identity, publish_signed};
+use super::{Identity, publish_signed};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {

@@ -4,10 +4,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use messages::Stream;
 
-use super::vote::Identity;
+use super::Identity;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -26,9 +25,7 @@ pub async fn run(config: &std::path::Path, command: Command) -> anyhow::Result<E
     // Checked before connecting, so a typo is not reported as a broker problem.
     releaser::twoweek_stream(&settings, &stream).map_err(anyhow::Error::msg)?;
     let operator = identity.resolve_operator(&settings)?;
-    let publisher = bus::Publisher::connect(&settings, super::CONNECTION_NAME)
-        .await
-        .context("cannot connect to the broker (check amqp_url and [tls] in the configuration)")?;
+    let publisher = super::connect(&settings).await?;
     let fired = release_timer::fire_now(&settings, &stream, operator, &publisher).await?;
     publisher.close().await;
     println!("tick of {} for period {} sent", fired.stream, fired.period);
