@@ -5,7 +5,9 @@
 //! When every configured arch of a version has passed, the version is linked into
 //! `passed-autotest/`. Each replica re-reads every arch's `tests.json` under the version's
 //! lock after writing its own, and the link is created with an exclusive `symlink(2)`, so
-//! however the arches' results interleave across replicas the link appears exactly once.
+//! however the arches' results interleave across replicas the link appears exactly once. When
+//! an arch is rebuilt and its new images fail, the same check removes the link again: the tier
+//! always says what the arches' current reports say.
 
 mod junit;
 mod run;
@@ -45,6 +47,14 @@ pub struct ImageTester {
 
 fn store_outcome(e: StoreError) -> Outcome {
     Outcome::failed(e.to_string(), e.is_retryable())
+}
+
+/// What a test report did to the version's place in `passed-autotest/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TierChange {
+    Promoted,
+    Demoted,
+    Unchanged,
 }
 
 impl ImageTester {
@@ -168,25 +178,38 @@ impl ImageTester {
         Ok(results.into_values().collect())
     }
 
-    /// Links the version into passed-autotest once every configured arch has passed.
-    async fn promote_if_complete(
+    /// Keeps `passed-autotest/` in step with the arches' reports, under one lock per version:
+    /// the version is linked once every configured arch has passed, and unlinked when an arch
+    /// that passed before was rebuilt and now fails.
+    async fn settle_autotest_tier(
         &self,
         stream: &Stream,
         version: &Version,
         settings: &StreamSettings,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<TierChange, StoreError> {
         let store = self.store.clone();
         let (stream, version, arches) = (stream.clone(), version.clone(), settings.arches.clone());
         tokio::task::spawn_blocking(move || {
             let lock_name: FileName = format!("autotest-{version}").parse()?;
             store::with_lock(&store.lock_path(&stream, &lock_name), || {
+                let mut every_arch_passed = true;
                 for arch in &arches {
-                    match store.read_tests(&stream, &version, arch)? {
-                        Some(report) if report.failed.is_empty() => {}
-                        _ => return Ok(false),
-                    }
+                    let passed = store
+                        .read_tests(&stream, &version, arch)?
+                        .is_some_and(|report| report.failed.is_empty());
+                    every_arch_passed &= passed;
                 }
-                store.promote(&stream, &version, Tier::PassedAutotest)
+                Ok(if every_arch_passed {
+                    match store.promote(&stream, &version, Tier::PassedAutotest)? {
+                        true => TierChange::Promoted,
+                        false => TierChange::Unchanged,
+                    }
+                } else {
+                    match store.demote(&stream, &version, Tier::PassedAutotest)? {
+                        true => TierChange::Demoted,
+                        false => TierChange::Unchanged,
+                    }
+                })
             })
         })
         .await
@@ -199,17 +222,18 @@ impl ImageTester {
     }
 
     async fn finish(&self, report: TestReport, settings: &StreamSettings) -> Outcome {
-        if report.failed.is_empty() {
-            match self
-                .promote_if_complete(&report.stream, &report.version, settings)
-                .await
-            {
-                Ok(true) => {
-                    tracing::info!(stream = %report.stream, version = %report.version, "every arch passed; promoted to passed-autotest")
-                }
-                Ok(false) => {}
-                Err(e) => return store_outcome(e),
+        match self
+            .settle_autotest_tier(&report.stream, &report.version, settings)
+            .await
+        {
+            Ok(TierChange::Promoted) => {
+                tracing::info!(stream = %report.stream, version = %report.version, "every arch passed; promoted to passed-autotest")
             }
+            Ok(TierChange::Demoted) => {
+                tracing::warn!(stream = %report.stream, version = %report.version, arch = %report.arch, failed = %report.failed.join(", "), "a rebuilt arch failed; removed from passed-autotest")
+            }
+            Ok(TierChange::Unchanged) => {}
+            Err(e) => return store_outcome(e),
         }
         let identity = [
             report.stream.as_str(),

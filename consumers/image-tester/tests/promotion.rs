@@ -1,6 +1,7 @@
 //! Two tester replicas (two `ImageTester`s on one shared store) handling the two arches of
 //! the same candidates at the same moment, in both orders: every candidate must end up in
-//! passed-autotest, none twice, and nothing else may appear there.
+//! passed-autotest, none twice, and nothing else may appear there. And a rebuilt arch that
+//! fails takes its version out of passed-autotest again.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use store::{ImageWriter, Store, Tier};
 
 const ROUNDS: usize = 25;
 
-fn settings(root: &std::path::Path) -> Arc<Settings> {
+fn settings(root: &std::path::Path, extra: &str) -> Arc<Settings> {
     let text = format!(
         r#"
         [store]
@@ -22,20 +23,26 @@ fn settings(root: &std::path::Path) -> Arc<Settings> {
         input_refs = {{ x86_64 = "fedora/43/x86_64/atomic-host", aarch64 = "fedora/43/aarch64/atomic-host" }}
         ostree_repo = "/nonexistent"
         formats = ["qcow2"]
+        {extra}
         "#,
         root.display()
     );
     Arc::new(Settings::from_toml(&text).unwrap())
 }
 
-/// Puts a small image in the store and returns the message the builder would send for it.
-fn built(store: &Store, stream: &Stream, version: &Version, arch: &Arch) -> ImageBuilt {
+/// Puts a small image holding `content` in the store and returns the message the builder would
+/// send for it.
+fn built(
+    store: &Store,
+    stream: &Stream,
+    version: &Version,
+    arch: &Arch,
+    content: &str,
+) -> ImageBuilt {
     let format = "qcow2".parse().unwrap();
     let path = store.image_path(stream, version, arch, &format);
     let mut writer = ImageWriter::create(&path).unwrap();
-    writer
-        .write_all(format!("{version} {arch}").as_bytes())
-        .unwrap();
+    writer.write_all(content.as_bytes()).unwrap();
     let digest = writer.finish().unwrap();
     ImageBuilt {
         stream: stream.clone(),
@@ -60,7 +67,7 @@ fn built(store: &Store, stream: &Stream, version: &Version, arch: &Arch) -> Imag
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_replicas_promote_every_candidate_exactly_once() {
     let root = tempfile::tempdir().unwrap();
-    let settings = settings(root.path());
+    let settings = settings(root.path(), "");
     let store = Store::open(root.path()).unwrap();
     let replicas = [
         Arc::new(ImageTester::new(settings.clone()).unwrap()),
@@ -76,7 +83,13 @@ async fn racing_replicas_promote_every_candidate_exactly_once() {
             .map(|arch| {
                 Outgoing::new(
                     derived_id("t", &[arch.as_str()]),
-                    &built(&store, &stream, &version, arch),
+                    &built(
+                        &store,
+                        &stream,
+                        &version,
+                        arch,
+                        &format!("{version} {arch}"),
+                    ),
                 )
                 .to_incoming()
             })
@@ -105,4 +118,70 @@ async fn racing_replicas_promote_every_candidate_exactly_once() {
         .unwrap()
         .count();
     assert_eq!(entries, ROUNDS, "no temporary or duplicate entries");
+}
+
+#[tokio::test]
+async fn a_rebuilt_arch_that_fails_takes_the_version_out_of_passed_autotest() {
+    let root = tempfile::tempdir().unwrap();
+    let suite = root.path().join("suite.toml");
+    std::fs::write(
+        &suite,
+        r#"
+        [[test]]
+        name = "not-broken"
+        argv = ["/bin/sh", "-c", "! grep -q broken \"$FORTNIGHT_IMAGE\""]
+        kind = "gating"
+        timeout_seconds = 30
+        "#,
+    )
+    .unwrap();
+    let settings = settings(
+        root.path(),
+        &format!("test_suite = \"{}\"", suite.display()),
+    );
+    let store = Store::open(root.path()).unwrap();
+    let tester = ImageTester::new(settings).unwrap();
+    let stream: Stream = "f43".parse().unwrap();
+    let version: Version = "43.20261127.0".parse().unwrap();
+    let arches: [Arch; 2] = ["x86_64".parse().unwrap(), "aarch64".parse().unwrap()];
+    let test = |content: &str, arch: &Arch| {
+        let message = Outgoing::new(
+            derived_id("t", &[arch.as_str(), content]),
+            &built(&store, &stream, &version, arch, content),
+        )
+        .to_incoming();
+        let tester = &tester;
+        async move {
+            match tester.handle(&message).await {
+                Outcome::Done(out) => out[0].topic.clone(),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+
+    for arch in &arches {
+        assert_eq!(test("fine", arch).await, "fortnight.image.tests.passed");
+    }
+    assert!(store.in_tier(&stream, &version, Tier::PassedAutotest));
+
+    // x86_64 is rebuilt (forced) and its new image fails.
+    assert_eq!(
+        test("broken", &arches[0]).await,
+        "fortnight.image.tests.failed"
+    );
+    assert!(
+        !store.in_tier(&stream, &version, Tier::PassedAutotest),
+        "a version with a failing arch is no longer a candidate"
+    );
+    assert!(
+        store.version_dir(&stream, &version).is_dir(),
+        "its files stay for inspection"
+    );
+
+    // Rebuilt again and fixed: back in the tier.
+    assert_eq!(
+        test("fixed", &arches[0]).await,
+        "fortnight.image.tests.passed"
+    );
+    assert!(store.in_tier(&stream, &version, Tier::PassedAutotest));
 }

@@ -241,6 +241,30 @@ pub fn symlink_once(target: &Path, link: &Path) -> Result<bool> {
     }
 }
 
+/// Removes the symlink `link` if it is there; returns whether this call removed it. Refuses
+/// (changing nothing) when `link` is a real file or directory, which only a promotion link's
+/// name should never be.
+pub fn remove_symlink(link: &Path) -> Result<bool> {
+    match fs::symlink_metadata(link) {
+        Ok(meta) if meta.file_type().is_symlink() => {}
+        Ok(_) => {
+            return Err(StoreError::io("remove the promotion link", link)(
+                io::Error::new(io::ErrorKind::InvalidInput, "not a symlink"),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StoreError::io("inspect", link)(e)),
+    }
+    match fs::remove_file(link) {
+        Ok(()) => {
+            sync_dir(parent(link)?)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::io("remove symlink", link)(e)),
+    }
+}
+
 /// Points `link` at `target`, replacing whatever link was there in one rename, so a reader
 /// sees either the old target or the new one.
 pub fn symlink_replace(target: &Path, link: &Path) -> Result<()> {

@@ -69,7 +69,7 @@ use messages::{
 
 pub use atomic::{
     Digested, ImageWriter, create_dir_all, hash_file, link_tree, list_dir, move_into_place,
-    read_json, symlink_once, symlink_replace, sync_dir, write_atomic, write_json,
+    read_json, remove_symlink, symlink_once, symlink_replace, sync_dir, write_atomic, write_json,
 };
 pub use error::{Result, StoreError};
 pub use lock::{LockGuard, lock, try_lock, with_lock};
@@ -265,6 +265,15 @@ impl Store {
         }
         let target = Path::new("..").join(Tier::All.dir_name()).join(version);
         symlink_once(&target, &self.tier_dir(stream, tier).join(version))
+    }
+
+    /// Removes `<stream>/<tier>/<version>` when a candidate no longer qualifies for the tier
+    /// (a rebuilt image failed its tests). Returns whether this call removed it.
+    pub fn demote(&self, stream: &Stream, version: &Version, tier: Tier) -> Result<bool> {
+        if matches!(tier, Tier::All | Tier::Releases) {
+            return Ok(false);
+        }
+        remove_symlink(&self.tier_dir(stream, tier).join(version))
     }
 
     /// Versions present in a tier, sorted; ignores anything that is not a valid version

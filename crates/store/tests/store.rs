@@ -162,6 +162,62 @@ fn promotion_happens_exactly_once_among_racing_threads() {
 }
 
 #[test]
+fn demotion_removes_only_the_link_and_only_once() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let (stream, version, ..) = ids();
+    let version_dir = store.version_dir(&stream, &version);
+    fs::create_dir_all(&version_dir).unwrap();
+    fs::write(version_dir.join("kept"), "the candidate itself").unwrap();
+    assert!(
+        !store
+            .demote(&stream, &version, Tier::PassedAutotest)
+            .unwrap(),
+        "nothing to remove"
+    );
+
+    store
+        .promote(&stream, &version, Tier::PassedAutotest)
+        .unwrap();
+    assert!(
+        store
+            .demote(&stream, &version, Tier::PassedAutotest)
+            .unwrap()
+    );
+    assert!(!store.in_tier(&stream, &version, Tier::PassedAutotest));
+    assert!(
+        !store
+            .demote(&stream, &version, Tier::PassedAutotest)
+            .unwrap(),
+        "a replay changes nothing"
+    );
+    assert!(
+        version_dir.join("kept").exists(),
+        "the candidate is untouched"
+    );
+    assert!(
+        store
+            .promote(&stream, &version, Tier::PassedAutotest)
+            .unwrap(),
+        "a later pass promotes it again"
+    );
+
+    // A real directory under a tier's name is not a link this may remove.
+    let squatter = store
+        .tier_dir(&stream, Tier::PassedHuman)
+        .join(version.as_str());
+    fs::create_dir_all(&squatter).unwrap();
+    let error = store
+        .demote(&stream, &version, Tier::PassedHuman)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains(&squatter.display().to_string()),
+        "{error}"
+    );
+    assert!(squatter.is_dir());
+}
+
+#[test]
 fn with_lock_serialises_read_modify_write() {
     let root = tempfile::tempdir().unwrap();
     let counter = root.path().join("counter");
