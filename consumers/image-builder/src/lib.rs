@@ -383,15 +383,20 @@ async fn tree_version(repo: &std::path::Path, commit: &Commit) -> Result<Version
     }
 }
 
+/// The topics the image builder consumes (the configured prefix is added when binding).
+pub fn topics() -> Vec<String> {
+    vec![
+        PungiComposeOstree::TOPIC.to_owned(),
+        TreeComposed::TOPIC.to_owned(),
+        PungiComposeStatusChange::TOPIC.to_owned(),
+    ]
+}
+
 impl Step for ImageBuilder {
     const NAME: &'static str = NAME;
 
     fn topics(&self) -> Vec<String> {
-        vec![
-            PungiComposeOstree::TOPIC.to_owned(),
-            TreeComposed::TOPIC.to_owned(),
-            PungiComposeStatusChange::TOPIC.to_owned(),
-        ]
+        topics()
     }
 
     fn long_running(&self) -> bool {

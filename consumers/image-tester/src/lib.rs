@@ -330,11 +330,16 @@ impl ImageTester {
     }
 }
 
+/// The topics the image tester consumes (the configured prefix is added when binding).
+pub fn topics() -> Vec<String> {
+    vec![ImageBuilt::TOPIC.to_owned()]
+}
+
 impl Step for ImageTester {
     const NAME: &'static str = NAME;
 
     fn topics(&self) -> Vec<String> {
-        vec![ImageBuilt::TOPIC.to_owned()]
+        topics()
     }
 
     fn long_running(&self) -> bool {

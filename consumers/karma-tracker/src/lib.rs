@@ -245,14 +245,19 @@ impl KarmaTracker {
     }
 }
 
+/// The topics the karma tracker consumes (the configured prefix is added when binding).
+pub fn topics() -> Vec<String> {
+    vec![
+        ImageTestsPassed::TOPIC.to_owned(),
+        KarmaSubmitted::TOPIC.to_owned(),
+    ]
+}
+
 impl bus::Step for KarmaTracker {
     const NAME: &'static str = NAME;
 
     fn topics(&self) -> Vec<String> {
-        vec![
-            ImageTestsPassed::TOPIC.to_owned(),
-            KarmaSubmitted::TOPIC.to_owned(),
-        ]
+        topics()
     }
 
     async fn handle(&self, message: &Incoming) -> Outcome {

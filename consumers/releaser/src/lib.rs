@@ -439,17 +439,23 @@ impl Releaser {
     }
 }
 
+/// The topics the releaser consumes (the configured prefix is added when binding): ticks,
+/// the two gates, and every override.
+pub fn topics() -> Vec<String> {
+    let mut topics = vec![
+        TwoweekTimerFired::TOPIC.to_owned(),
+        ImageTestsPassed::TOPIC.to_owned(),
+        KarmaThresholdReached::TOPIC.to_owned(),
+    ];
+    topics.extend(Action::TOPICS.iter().map(|(topic, _)| (*topic).to_owned()));
+    topics
+}
+
 impl bus::Step for Releaser {
     const NAME: &'static str = NAME;
 
     fn topics(&self) -> Vec<String> {
-        let mut topics = vec![
-            TwoweekTimerFired::TOPIC.to_owned(),
-            ImageTestsPassed::TOPIC.to_owned(),
-            KarmaThresholdReached::TOPIC.to_owned(),
-        ];
-        topics.extend(Action::TOPICS.iter().map(|(topic, _)| (*topic).to_owned()));
-        topics
+        topics()
     }
 
     async fn handle(&self, message: &Incoming) -> Outcome {

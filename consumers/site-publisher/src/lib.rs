@@ -79,11 +79,16 @@ impl SitePublisher {
     }
 }
 
+/// The topics the site publisher consumes (the configured prefix is added when binding).
+pub fn topics() -> Vec<String> {
+    TOPICS.iter().map(|t| (*t).to_owned()).collect()
+}
+
 impl Step for SitePublisher {
     const NAME: &'static str = "site-publisher";
 
     fn topics(&self) -> Vec<String> {
-        TOPICS.iter().map(|t| (*t).to_owned()).collect()
+        topics()
     }
 
     /// The page exists, and shows what the store holds, from the moment the consumer starts,

@@ -45,6 +45,10 @@ enum Command {
     /// Write or check the JSON Schemas of Fortnight's topics (schemas/).
     #[command(subcommand)]
     Schemas(commands::schemas::Command),
+    /// Print the queues, exchange and bindings the consumers need, for an administrator to
+    /// create on a broker where Fortnight may not declare (passive_declares).
+    #[command(subcommand)]
+    Topology(commands::topology::Command),
     /// Run every consumer and the release timer in one process (a single-host deployment).
     Up(commands::up::Args),
     /// Run the whole pipeline on this machine against the local RabbitMQ, from a scratch
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::status::run(&config, args).await,
             Command::Explain(args) => commands::explain::run(&config, args).await,
             Command::Schemas(command) => commands::schemas::run(command),
+            Command::Topology(command) => commands::topology::run(&config, command),
         }
     });
     match result {

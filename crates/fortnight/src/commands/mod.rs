@@ -18,6 +18,7 @@ pub mod replay;
 pub mod schemas;
 pub mod status;
 pub mod timer;
+pub mod topology;
 pub mod up;
 pub mod vote;
 
