@@ -69,6 +69,9 @@ fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(value, |v, key| v.get(key))?.as_str()
 }
 
+/// The one Deployment that is not a consumer: nginx serving the store (`web.yaml`).
+const WEB: &str = "web";
+
 fn kustomization() -> Value {
     documents(&deploy().join("kubernetes/kustomization.yaml")).remove(0)
 }
@@ -146,6 +149,7 @@ fn kubernetes_deploys_every_consumer_with_probes_on_its_health_port() {
     let deployments: Vec<&Value> = resources
         .iter()
         .filter(|r| r["kind"].as_str() == Some("Deployment"))
+        .filter(|d| str_at(d, &["metadata", "name"]) != Some(WEB))
         .collect();
     let deployed: BTreeSet<String> = deployments
         .iter()
@@ -155,7 +159,11 @@ fn kubernetes_deploys_every_consumer_with_probes_on_its_health_port() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(deployed, consumers(), "one Deployment per consumer crate");
+    assert_eq!(
+        deployed,
+        consumers(),
+        "one Deployment per consumer crate, besides the web server"
+    );
 
     for deployment in deployments {
         let name = str_at(deployment, &["metadata", "name"]).expect("name");
@@ -353,4 +361,155 @@ fn example_config_loads() {
         config.streams.values().any(|s| s.twoweek.is_none()),
         "the example has a nightly-only stream"
     );
+}
+
+/// nginx with `web.conf` (what web.yaml and compose run), in front of a store laid out as the
+/// consumers leave it.
+struct Nginx {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Nginx {
+    /// Starts nginx on a free loopback port serving `store` with the shipped server block,
+    /// changed only in where it listens and where the store is mounted. One process, no
+    /// workers, so killing it leaves nothing behind.
+    fn serve(store: &Path, scratch: &Path) -> Nginx {
+        let shipped = std::fs::read_to_string(deploy().join("kubernetes/web.conf"))
+            .expect("deploy/kubernetes/web.conf");
+        let mounted = format!("root {};", kubernetes_config().store.root.display());
+        assert!(
+            shipped.contains(&mounted) && shipped.contains("listen 8080;"),
+            "web.conf serves the store where the consumers' config puts it, on 8080"
+        );
+        let addr = tests::free_port();
+        let server = shipped
+            .replace("listen 8080;", &format!("listen {addr};"))
+            .replace(&mounted, &format!("root {};", store.display()));
+        std::fs::write(scratch.join("web.conf"), server).expect("server block");
+        let s = scratch.display();
+        std::fs::write(
+            scratch.join("nginx.conf"),
+            format!(
+                "daemon off;\nmaster_process off;\npid {s}/nginx.pid;\nerror_log {s}/error.log;\nevents {{}}\n\
+                 http {{\n  include /etc/nginx/mime.types;\n  access_log off;\n\
+                 client_body_temp_path {s}/body;\n  proxy_temp_path {s}/proxy;\n\
+                 fastcgi_temp_path {s}/fastcgi;\n  uwsgi_temp_path {s}/uwsgi;\n\
+                 scgi_temp_path {s}/scgi;\n  include {s}/web.conf;\n}}\n"
+            ),
+        )
+        .expect("main config");
+        let child = std::process::Command::new("nginx")
+            .arg("-p")
+            .arg(scratch)
+            .arg("-c")
+            .arg(scratch.join("nginx.conf"))
+            .spawn()
+            .expect("nginx runs (Debian's nginx-light; .ci/run installs it)");
+        Nginx {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+}
+
+/// Lays out what the consumers write: a site generation behind the `site` link, a release,
+/// and the bookkeeping that must stay private. Readable by nginx's worker user.
+fn served_store(root: &Path) {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let files = [
+        (".site/gen-1/index.html", "<h1>Fedora Atomic Host</h1>"),
+        (".site/gen-1/feed.atom", "<feed/>"),
+        (
+            "f43/releases/43.20261127.0/x86_64/CHECKSUM",
+            "SHA256 (x) = 00",
+        ),
+        (".jobs/releaser/job.json", "{}"),
+        ("f43/.locks/autotest-43.20261127.0.lock", ""),
+        ("f43/.periods/2026-11-17T120000Z.json", "{}"),
+    ];
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("directories");
+        std::fs::write(path, text).expect("a store file");
+    }
+    symlink(".site/gen-1", root.join("site")).expect("the site link");
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for entry in std::fs::read_dir(&dir).expect("readable") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() && !path.is_symlink() {
+                dirs.push(path);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_web_server_serves_the_site_and_releases_and_hides_the_stores_bookkeeping() {
+    let store = tempfile::tempdir().expect("store");
+    let scratch = tempfile::tempdir().expect("nginx scratch");
+    served_store(store.path());
+    let nginx = Nginx::serve(store.path(), scratch.path());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let get = |path: &str| client.get(format!("{}{path}", nginx.base)).send();
+    let mut up = false;
+    for _ in 0..100 {
+        if get("/site/").await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        up,
+        "nginx did not answer; {}",
+        std::fs::read_to_string(scratch.path().join("error.log")).unwrap_or_default()
+    );
+
+    let page = get("/site/").await.expect("the page");
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.headers()["cache-control"],
+        "no-cache",
+        "the page is revalidated"
+    );
+    assert!(
+        page.text()
+            .await
+            .expect("body")
+            .contains("Fedora Atomic Host")
+    );
+    let feed = get("/site/feed.atom").await.expect("the feed");
+    assert_eq!(feed.headers()["content-type"], "application/atom+xml");
+    let root = get("/").await.expect("the root");
+    assert_eq!(root.status(), 302);
+    assert_eq!(root.headers()["location"], "/site/");
+    let checksum = get("/f43/releases/43.20261127.0/x86_64/CHECKSUM")
+        .await
+        .expect("a release file");
+    assert_eq!(checksum.status(), 200);
+    assert_eq!(checksum.text().await.expect("body"), "SHA256 (x) = 00");
+
+    for private in [
+        "/.jobs/releaser/job.json",
+        "/f43/.locks/autotest-43.20261127.0.lock",
+        "/f43/.periods/2026-11-17T120000Z.json",
+        "/.site/gen-1/index.html",
+        "/f43/.periods/",
+    ] {
+        let response = get(private).await.expect("an answer");
+        assert_eq!(response.status(), 404, "{private} is not served");
+    }
 }
