@@ -29,6 +29,8 @@ fn every_bus_command_has_help() {
         &["dead-letters", "purge", "--help"],
         &["schemas", "--help"],
         &["schemas", "check", "--help"],
+        &["topology", "--help"],
+        &["topology", "export", "--help"],
     ] {
         let output = fortnight(command);
         assert_eq!(
