@@ -2,7 +2,7 @@
 //! taken into the store from a real HTTP server on 127.0.0.1 or from a local path, and
 //! verified against the listed checksums.
 
-mod images_support;
+use crate::images_support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Ticks that release nothing: every candidate is listed with why it is not eligible, and the
 //! `release-next-pass` policy releases the next candidate that becomes eligible without a tick.
 
-mod release_support;
+use crate::release_support;
 
 use messages::{OverrideBlock, ReleasePublished, ReleaseSkipped};
 use release_support::{BrokerUser, Options, Pipeline, stream, testers, version, wait_topic};

@@ -1,7 +1,7 @@
 //! A full two-week cycle on the real broker and a real OSTree repository: two nightlies pass on
 //! every arch, testers give the newer one +3, the tick releases it.
 
-mod release_support;
+use crate::release_support;
 
 use std::os::unix::fs::MetadataExt;
 

@@ -1,8 +1,7 @@
 //! The site publisher renders the site from the store as soon as it starts: a release
 //! engineer finds the page, showing what the store holds, before any message arrives.
 
-#[path = "../../consumers/site-publisher/tests/fixture/mod.rs"]
-mod fixture;
+use crate::fixture;
 
 use std::sync::Arc;
 use std::time::Duration;

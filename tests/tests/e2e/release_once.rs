@@ -1,7 +1,7 @@
 //! One release per stream and period: a tick delivered twice to two releaser replicas, the
 //! same tick replayed later, and a release interrupted half-way then finished by the replay.
 
-mod release_support;
+use crate::release_support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

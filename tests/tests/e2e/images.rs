@@ -1,7 +1,7 @@
 //! Trees to images to test results, through the real broker: the image-builder with the
 //! shipped recipes, the image-tester with the shipped suite.
 
-mod images_support;
+use crate::images_support;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! claims; refused votes go to the dead-letter queue with the reason; only each tester's
 //! latest vote counts and the threshold is announced once.
 
-mod release_support;
+use crate::release_support;
 
 use std::time::Duration;
 

@@ -2,8 +2,6 @@
 //! shipped test suite: each test gets its own exchange and queues ([`TestBus`]), its own OSTree
 //! repository and recipes in a temporary directory, and runs the consumers in this process.
 
-#![allow(dead_code)] // Each test binary uses a different part of this module.
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The release timer on the real broker: after downtime the missed period fires once, a
 //! restart fires nothing new, cron schedules work, and operators can fire by hand.
 
-mod release_support;
+use crate::release_support;
 
 use std::sync::Arc;
 use std::time::Duration;

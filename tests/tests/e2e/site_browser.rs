@@ -2,8 +2,7 @@
 //! local HTTP server; the rendered DOM must show the release table and the staleness warning.
 //! Screenshots (phone and desktop widths) are saved under `target/screenshots/`.
 
-#[path = "../../consumers/site-publisher/tests/fixture/mod.rs"]
-mod fixture;
+use crate::fixture;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! ticks until unhold, each with its audit entry; overrides from a spoofed or unlisted user are
 //! refused.
 
-mod release_support;
+use crate::release_support;
 
 use messages::{OverrideHold, OverrideRelease, OverrideUnhold, ReleasePublished, ReleaseSkipped};
 use release_support::{

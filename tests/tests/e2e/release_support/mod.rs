@@ -1,6 +1,4 @@
 //! The release pipeline harness lives in the `tests` library ([`tests::pipeline`]) so that the
 //! CLI's tests drive the same pipeline; each release test binary uses it through this module.
 
-#![allow(unused_imports)] // Each test binary uses a different part of it.
-
 pub use tests::pipeline::*;

@@ -1,7 +1,7 @@
 //! Hostile or broken messages to the releaser and the karma-tracker are dead-lettered with a
 //! reason, touch nothing in the store, and the consumers keep working.
 
-mod release_support;
+use crate::release_support;
 
 use chrono::Utc;
 use messages::{KarmaSubmitted, Outgoing, TwoweekTimerFired};
