@@ -6,7 +6,7 @@
 //! The reference client is `$FM_BIN`, else `fedora-messaging` on PATH, else
 //! `/tmp/fmvenv/bin/fedora-messaging` (`.ci/run` installs it into a virtualenv).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

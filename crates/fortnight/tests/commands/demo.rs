@@ -3,8 +3,7 @@
 //! receives them. Then a second run in the same directory, and the advice when no broker
 //! answers.
 
-#[allow(unused_imports)] // the shared helpers import what other tests use
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! lists and inspects them with their reasons, puts one back (the fixed consumer now handles
 //! it) and drops the rest.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,8 +5,6 @@
 //! Every test declares its own exchange and queues, named with a fresh UUID, and deletes them
 //! when its `Env` is dropped.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,13 @@
+//! The `fortnight` binary's tests, one test binary: each runs the built CLI
+//! (`CARGO_BIN_EXE_fortnight`) against the real broker, with its own exchange, queues, store,
+//! vhost or broker users, so they run in parallel without seeing each other.
+
+mod common;
+
+mod cli;
+mod dead_letters;
+mod demo;
+mod interop;
+mod operators;
+mod topology;
+mod up;
