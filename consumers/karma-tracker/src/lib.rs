@@ -18,7 +18,7 @@ use bus::Outcome;
 use chrono::{DateTime, Utc};
 use messages::{
     Arch, CandidateTestingRequested, ImageTestsPassed, Incoming, KarmaStatus, KarmaSubmitted,
-    KarmaThresholdReached, Message, Outgoing, Stream, Version, Vote, derived_id,
+    KarmaThresholdReached, Message, Outgoing, Stream, UserName, Version, Vote, derived_id,
 };
 use serde::{Deserialize, Serialize};
 use settings::{Settings, StreamSettings};
@@ -42,6 +42,37 @@ pub struct KarmaTracker {
 struct ThresholdRecord {
     trigger: String,
     message: KarmaThresholdReached,
+}
+
+/// Why `user` may not vote on `version` of `stream` now, if they may not: they are not among
+/// the stream's voters, or the version is not a candidate that passed automated tests on every
+/// arch. The tracker refuses such a vote; `fortnight vote` says so before sending it.
+pub fn vote_refusal(
+    store: &Store,
+    settings: &StreamSettings,
+    stream: &Stream,
+    version: &Version,
+    user: &UserName,
+) -> Result<Option<String>, StoreError> {
+    if let Some(voters) = &settings.karma.voters
+        && !voters.contains(user)
+    {
+        return Ok(Some(format!("user {user} may not vote on stream {stream}")));
+    }
+    let autotest = AutotestState::read(store, stream, settings, version)?;
+    if autotest.all_passed().is_some() {
+        return Ok(None);
+    }
+    let known = autotest.arches.values().any(|r| *r != ArchResult::Pending);
+    let what = if known {
+        "has not passed automated tests"
+    } else {
+        "is not a known candidate"
+    };
+    Ok(Some(format!(
+        "version {version} of stream {stream} {what} ({})",
+        autotest.reasons().join("; ")
+    )))
 }
 
 /// A store failure as an outcome: retried when it may pass (disk full, I/O), refused otherwise.
@@ -137,30 +168,11 @@ impl KarmaTracker {
         if let Err(reason) = message.check_publisher("vote claims user", &vote.user) {
             return Outcome::reject(reason);
         }
-        if let Some(voters) = &settings.karma.voters
-            && !voters.contains(&vote.user)
-        {
-            return Outcome::reject(format!(
-                "user {} may not vote on stream {}",
-                vote.user, vote.stream
-            ));
-        }
         let (stream, version) = (&vote.stream, &vote.version);
-        let autotest = match AutotestState::read(&self.store, stream, settings, version) {
-            Ok(state) => state,
+        match vote_refusal(&self.store, settings, stream, version, &vote.user) {
+            Ok(None) => {}
+            Ok(Some(reason)) => return Outcome::reject(reason),
             Err(error) => return store_outcome("cannot read the candidate's test reports", &error),
-        };
-        if autotest.all_passed().is_none() {
-            let known = autotest.arches.values().any(|r| *r != ArchResult::Pending);
-            let what = if known {
-                "has not passed automated tests"
-            } else {
-                "is not a known candidate"
-            };
-            return Outcome::reject(format!(
-                "version {version} of stream {stream} {what} ({})",
-                autotest.reasons().join("; ")
-            ));
         }
         let lock = match format!("karma-{version}").parse::<FileName>() {
             Ok(name) => self.store.lock_path(stream, &name),

@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use messages::{KarmaSubmitted, Stream, Version};
+use store::Store;
 
 use super::{Identity, publish_signed};
 
@@ -34,8 +36,38 @@ fn parse_karma(text: &str) -> Result<i8, String> {
 
 pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::load_settings(config)?;
-    settings.require_stream(&args.stream)?;
+    let stream_settings = settings.require_stream(&args.stream)?;
     let user = args.identity.resolve(&settings)?;
+    // The tracker would refuse the vote into its dead-letter queue, where a tester never
+    // looks; where this machine sees the store, say why now and send nothing.
+    let root = &settings.store.root;
+    if root.is_dir() {
+        let store = Store::open(root)?;
+        let refusal = karma_tracker::vote_refusal(
+            &store,
+            stream_settings,
+            &args.stream,
+            &args.version,
+            &user,
+        )
+        .with_context(|| {
+            format!(
+                "cannot check the candidate in the store at {}",
+                root.display()
+            )
+        })?;
+        if let Some(reason) = refusal {
+            bail!(
+                "{reason}; nothing was sent. `fortnight status {}` lists the candidates awaiting votes",
+                args.stream
+            );
+        }
+    } else {
+        eprintln!(
+            "note: the store ({}) is not visible from here, so the vote is sent unchecked",
+            root.display()
+        );
+    }
     let body = KarmaSubmitted {
         stream: args.stream,
         version: args.version,

@@ -179,6 +179,21 @@ async fn votes_are_signed_by_each_testers_account_and_reach_the_threshold_once()
     assert!(usage.contains("use +1, 0 or -1"), "{usage}");
     let unknown = fortnight_fails(&config, &testers[0], &["vote", "nosuch", V, "+1"], 1).await;
     assert!(unknown.contains("unknown stream nosuch"), "{unknown}");
+    // A version that is not a tested candidate is refused here, with the tracker's reason,
+    // instead of vanishing into the tracker's dead-letter queue.
+    let untested = fortnight_fails(
+        &config,
+        &testers[0],
+        &["vote", "tw", "43.20990101.0", "+1"],
+        1,
+    )
+    .await;
+    assert!(
+        untested.contains("version 43.20990101.0 of stream tw is not a known candidate")
+            && untested.contains("nothing was sent")
+            && untested.contains("fortnight status tw"),
+        "{untested}"
+    );
     // Signing as another tester is refused by the broker itself, so nothing is recorded.
     let spoofed = fortnight_fails(
         &config,
