@@ -170,6 +170,29 @@ impl TestBus {
         }
     }
 
+    /// Polls the dead-letter queue of `consumer` until a letter's reason contains `text`;
+    /// fails the test, listing the reasons found, when `deadline` passes first.
+    pub async fn wait_dead_letter_saying(
+        &self,
+        consumer: &str,
+        text: &str,
+        deadline: Duration,
+    ) -> bus::dead_letters::DeadLetter {
+        let until = Instant::now() + deadline;
+        loop {
+            let letters = self.dead_letters(consumer).await;
+            if let Some(letter) = letters.iter().find(|l| l.reason.contains(text)) {
+                return letter.clone();
+            }
+            assert!(
+                Instant::now() < until,
+                "no dead letter of {consumer} says {text:?}; found {:?}",
+                letters.iter().map(|l| &l.reason).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Deletes every queue of the registered consumers and the exchange. A test that fails
     /// before calling this still cleans up when its `TestBus` is dropped.
     pub async fn cleanup(mut self) {

@@ -411,17 +411,5 @@ pub async fn dead_letter_with(
     consumer: &str,
     text: &str,
 ) -> bus::dead_letters::DeadLetter {
-    let until = std::time::Instant::now() + WAIT;
-    loop {
-        let letters = p.bus.dead_letters(consumer).await;
-        if let Some(letter) = letters.iter().find(|l| l.reason.contains(text)) {
-            return letter.clone();
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "no dead letter of {consumer} says {text:?}; found {:?}",
-            letters.iter().map(|l| &l.reason).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    p.bus.wait_dead_letter_saying(consumer, text, WAIT).await
 }

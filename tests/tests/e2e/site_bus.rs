@@ -23,19 +23,8 @@ fn record(bus: &TestBus, topic: &str, body: serde_json::Value) -> RecordLine {
 }
 
 async fn dead_letter_saying(bus: &TestBus, text: &str) -> bus::dead_letters::DeadLetter {
-    let mut found = None;
-    let until = std::time::Instant::now() + WAIT;
-    while found.is_none() {
-        let letters = bus.dead_letters("site-publisher").await;
-        found = letters.iter().find(|l| l.reason.contains(text)).cloned();
-        assert!(
-            found.is_some() || std::time::Instant::now() < until,
-            "no dead letter says {text:?}; found {:?}",
-            letters.iter().map(|l| &l.reason).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    found.unwrap_or_else(|| unreachable!("the loop ends only when found"))
+    bus.wait_dead_letter_saying("site-publisher", text, WAIT)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
