@@ -42,11 +42,15 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
         .iter()
         .map(|v| format!("{} {:+}", v.user, v.karma))
         .collect::<Vec<_>>();
-    println!(
-        "  karma: {:+} from [{}]",
-        candidate.tally.karma,
-        votes.join(", ")
-    );
+    if votes.is_empty() {
+        println!("  karma: {:+} (no votes yet)", candidate.tally.karma);
+    } else {
+        println!(
+            "  karma: {:+} from {}",
+            candidate.tally.karma,
+            votes.join(", ")
+        );
+    }
     match &verdict.human {
         HumanGate::Passed => println!("  human testing: passed"),
         HumanGate::Failed(reason) => println!("  human testing: {reason}"),

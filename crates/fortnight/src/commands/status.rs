@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use messages::Stream;
 use releaser::{Decision, StreamView, decide};
-use settings::{Settings, StreamSettings, TwoWeekSettings};
+use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -84,7 +84,14 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
     match decision {
         Decision::Release(version) => println!("  next tick releases {version}"),
         Decision::Held(_) => println!("  next tick releases nothing: the stream is on hold"),
-        Decision::Nothing => println!("  next tick releases nothing eligible"),
+        Decision::Nothing => println!(
+            "  next tick releases nothing: no candidate is eligible ({})",
+            match twoweek.when_nothing_passed {
+                WhenNothingPassed::Skip => "it then waits for the tick after",
+                WhenNothingPassed::ReleaseNextPass =>
+                    "the first candidate to become eligible after it is released at once",
+            }
+        ),
     }
     Ok(())
 }

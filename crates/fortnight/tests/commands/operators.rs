@@ -264,7 +264,9 @@ async fn a_block_shows_in_status_and_explain_until_unblocked() {
         "{status}"
     );
     assert!(
-        status.contains("next tick releases nothing eligible"),
+        status.contains(
+            "next tick releases nothing: no candidate is eligible (it then waits for the tick after)"
+        ),
         "{status}"
     );
     let explained = fortnight_ok(&config, &alice, &["explain", "tw", V]).await;
