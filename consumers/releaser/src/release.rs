@@ -113,11 +113,10 @@ pub fn perform(
     now: DateTime<Utc>,
 ) -> Result<ReleasePublished, ReleaseError> {
     let (stream, version) = (request.stream, request.version);
-    let release_dir = store.release_dir(stream, version);
     let mut arches = BTreeMap::new();
     for arch in &request.settings.arches {
         let (tree, images) = arch_source(store, request, arch)?;
-        let arch_dir = release_dir.join(arch.as_str());
+        let arch_dir = store.release_arch_dir(stream, version, arch);
         store::link_tree(&store.images_dir(stream, version, arch), &arch_dir)?;
         let mut sums = BTreeMap::new();
         let mut released = Vec::new();

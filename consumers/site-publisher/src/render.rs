@@ -14,7 +14,6 @@ use crate::model::{self, Site};
 
 /// Where generations live, relative to the store root. Hidden, so the store's path checks
 /// keep every message-derived path out of it.
-const GENERATIONS: &str = ".site";
 /// Generations kept after a swap: the live one plus older ones a slow reader may still be in.
 const KEEP: usize = 3;
 
@@ -114,7 +113,7 @@ pub fn publish(
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<PathBuf, SiteError> {
-    let generations = store.root().join(GENERATIONS);
+    let generations = store.site_generations_dir();
     store::create_dir_all(&generations)?;
     // Replicas share the tree: one renders and swaps at a time, so cleanup never removes a
     // generation another replica is about to point `site` at.
@@ -137,7 +136,7 @@ pub fn publish(
     if fs::symlink_metadata(&live).is_ok_and(|m| m.is_dir()) {
         return Err(SiteError::SiteIsDirectory { path: live });
     }
-    store::symlink_replace(&Path::new(GENERATIONS).join(&name), &live)?;
+    store::symlink_replace(&Path::new(store::SITE_GENERATIONS).join(&name), &live)?;
     remove_old_generations(&generations, &dir);
     tracing::info!(site = %live.display(), generation = %name, files = files.len(), "site published");
     Ok(dir)

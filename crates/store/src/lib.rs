@@ -102,6 +102,8 @@ impl Tier {
 /// Name of the symlink to the current release in `releases/`.
 pub const LATEST: &str = "latest";
 pub const CHECKSUM: &str = "CHECKSUM";
+/// The directory under the root holding the site's generations; `site` links into it.
+pub const SITE_GENERATIONS: &str = ".site";
 
 /// Handle on the artifact tree; cheap to clone, holds no open files.
 #[derive(Debug, Clone)]
@@ -211,6 +213,11 @@ impl Store {
         self.tier_dir(stream, Tier::Releases).join(version)
     }
 
+    /// `<stream>/releases/<version>/<arch>`: one arch's released images and CHECKSUM.
+    pub fn release_arch_dir(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
+        self.release_dir(stream, version).join(arch)
+    }
+
     /// `<stream>/releases/<version>/release.json`: the release as it was published.
     pub fn release_record_path(&self, stream: &Stream, version: &Version) -> PathBuf {
         self.release_dir(stream, version).join("release.json")
@@ -239,6 +246,11 @@ impl Store {
 
     pub fn site_dir(&self) -> PathBuf {
         self.root.join("site")
+    }
+
+    /// Where the site-publisher renders each generation before `site` is pointed at it.
+    pub fn site_generations_dir(&self) -> PathBuf {
+        self.root.join(SITE_GENERATIONS)
     }
 
     /// A lock file for check-and-set within a stream, to pass to [`with_lock`].
