@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use bus::Outcome;
 use messages::{
-    Format, ImageBuildFailed, Incoming, Outgoing, PungiComposeStatusChange, Sha256, Stream, Tree,
-    Version, derived_id,
+    Format, ImageBuildFailed, Incoming, Outgoing, PungiComposeStatusChange, Ref, Sha256, Stream,
+    Tree, Version, derived_id,
 };
 use ostree_cli::Repo;
 use serde::Deserialize;
@@ -192,6 +192,32 @@ impl ImageBuilder {
         })
     }
 
+    /// The tree the input ref points at now: the best guess at a compose's tree when its
+    /// `pungi.compose.ostree` never arrived.
+    async fn input_ref_tree(
+        &self,
+        input_ref: &Ref,
+        stream_settings: &StreamSettings,
+    ) -> Result<Tree, String> {
+        let repo = Repo::new(&stream_settings.ostree_repo);
+        let lookup = input_ref.clone();
+        let commit = tokio::task::spawn_blocking(move || repo.rev_parse(&lookup))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "ref {input_ref} is not in {}; the compose's tree must be there to tie images to a commit",
+                    stream_settings.ostree_repo.display()
+                )
+            })?;
+        Ok(Tree {
+            ostree_ref: input_ref.clone(),
+            commit,
+            repo: stream_settings.ostree_repo.display().to_string(),
+        })
+    }
+
     /// Brings one arch's images into the store; `Err` for a transient failure to retry.
     async fn take_compose_arch(
         &self,
@@ -220,23 +246,17 @@ impl ImageBuilder {
         let Some(input_ref) = stream_settings.input_refs.get(arch) else {
             return Ok(None);
         };
-        // images.json does not name the tree; the compose made it from the stream's input ref.
-        let repo = Repo::new(&stream_settings.ostree_repo);
-        let lookup = input_ref.clone();
-        let commit = tokio::task::spawn_blocking(move || repo.rev_parse(&lookup))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!(
-                    "ref {input_ref} is not in {}; the compose's tree must be there to tie images to a commit",
-                    stream_settings.ostree_repo.display()
-                )
-            })?;
-        let tree = Tree {
-            ostree_ref: input_ref.clone(),
-            commit,
-            repo: stream_settings.ostree_repo.display().to_string(),
+        // images.json does not name the tree; the compose's pungi.compose.ostree did.
+        let recorded: Option<Tree> =
+            store::read_json(&self.store.compose_tree_path(stream, version, arch))
+                .map_err(|e| e.to_string())?;
+        let tree = match recorded {
+            Some(tree) => tree,
+            None => {
+                let tree = self.input_ref_tree(input_ref, stream_settings).await?;
+                tracing::warn!(compose = %version, stream = %stream, arch = %arch, commit = %tree.commit, "no pungi.compose.ostree seen for this compose; images tied to the input ref's current commit");
+                tree
+            }
         };
         let mut staging = Staging::new(&self.store, candidate).map_err(|e| e.to_string())?;
         let mut result = Ok(());

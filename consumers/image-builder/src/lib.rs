@@ -114,6 +114,9 @@ impl Marker {
     }
 }
 
+/// A stream and arch that take a tree, with the stream's input ref for that arch.
+type Target = (Stream, Arch, Ref);
+
 impl ImageBuilder {
     pub fn new(settings: Arc<Settings>) -> Result<Self, BuilderError> {
         let store = Store::open(&settings.store.root)?;
@@ -134,7 +137,7 @@ impl ImageBuilder {
     }
 
     /// Every (stream, arch) whose input ref is `tree_ref`, optionally only for `arch`.
-    fn streams_for(&self, tree_ref: &str, arch: Option<&Arch>) -> Vec<(Stream, Arch, Ref)> {
+    fn streams_for(&self, tree_ref: &str, arch: Option<&Arch>) -> Vec<Target> {
         let mut found = Vec::new();
         for (stream, s) in &self.settings.streams {
             for (a, r) in &s.input_refs {
@@ -164,7 +167,62 @@ impl ImageBuilder {
             Ok(commit) => commit,
             Err(e) => return Outcome::reject(e.to_string()),
         };
-        self.build_all(message, targets, commit, None, false).await
+        let (from_composes, from_recipes) = self.by_mode(targets);
+        if let Err(outcome) = self.remember_compose_trees(&body, &commit, from_composes) {
+            return outcome;
+        }
+        self.build_all(message, from_recipes, commit, None, false)
+            .await
+    }
+
+    /// Splits targets into streams that take a compose's images (compose mode) and streams
+    /// that build images with their recipes.
+    fn by_mode(&self, targets: Vec<Target>) -> (Vec<Target>, Vec<Target>) {
+        targets.into_iter().partition(|(stream, ..)| {
+            self.settings
+                .stream(stream)
+                .is_some_and(|s| s.compose_variant.is_some())
+        })
+    }
+
+    /// Compose mode builds nothing from a tree: it records which commit the compose made, so
+    /// that the compose's images, taken when it finishes, are tied to that commit and not to
+    /// wherever the input ref has moved since.
+    fn remember_compose_trees(
+        &self,
+        body: &PungiComposeOstree,
+        commit: &Commit,
+        targets: Vec<Target>,
+    ) -> Result<(), Outcome> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let Some(compose_id) = body.compose_id.as_deref() else {
+            tracing::warn!(tree_ref = %body.ostree_ref, %commit, "tree message without compose_id; its compose's images will be tied to the input ref when they are taken");
+            return Ok(());
+        };
+        let compose: Version = compose_id
+            .parse()
+            .map_err(|e: messages::InvalidId| Outcome::reject(format!("compose_id: {e}")))?;
+        for (stream, arch, tree_ref) in targets {
+            let Some(stream_settings) = self.settings.stream(&stream) else {
+                continue;
+            };
+            let tree = Tree {
+                ostree_ref: tree_ref,
+                commit: commit.clone(),
+                repo: stream_settings.ostree_repo.display().to_string(),
+            };
+            let path = self.store.compose_tree_path(&stream, &compose, &arch);
+            store::write_json(&path, &tree).map_err(|e| {
+                Outcome::failed(
+                    format!("cannot record the compose's tree: {e}"),
+                    e.is_retryable(),
+                )
+            })?;
+            tracing::info!(stream = %stream, compose = %compose, arch = %arch, %commit, "compose tree recorded; its images are taken when the compose finishes");
+        }
+        Ok(())
     }
 
     async fn on_tree_composed(&self, message: &Incoming) -> Outcome {
@@ -173,6 +231,10 @@ impl ImageBuilder {
             Err(e) => return Outcome::reject(e.to_string()),
         };
         let targets = self.streams_for(body.tree.ostree_ref.as_str(), Some(&body.arch));
+        let (from_composes, targets) = self.by_mode(targets);
+        for (stream, ..) in from_composes {
+            tracing::info!(stream = %stream, tree_ref = %body.tree.ostree_ref, "stream takes its images from composes; tree event ignored");
+        }
         if targets.is_empty() {
             tracing::info!(tree_ref = %body.tree.ostree_ref, arch = %body.arch, "no stream builds this ref; ignored");
             return Outcome::Done(Vec::new());
@@ -185,7 +247,7 @@ impl ImageBuilder {
     async fn build_all(
         &self,
         message: &Incoming,
-        targets: Vec<(Stream, Arch, Ref)>,
+        targets: Vec<Target>,
         commit: Commit,
         version: Option<Version>,
         force: bool,

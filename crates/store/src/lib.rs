@@ -17,6 +17,7 @@
 //! <root>/<stream>/releases/latest           -> <version>
 //! <root>/<stream>/all/<version>/karma/.threshold.json      karma-tracker: threshold announced
 //! <root>/<stream>/.built/<ref>/<commit>.json               image-builder's dedup markers
+//! <root>/<stream>/.compose-trees/<compose>/<arch>.json     image-builder: the tree a compose made
 //! <root>/<stream>/.locks/<name>.lock                       flock files for check-and-set
 //! <root>/<stream>/timer.json                               release-timer: last period fired
 //! <root>/<stream>/overrides.jsonl                          releaser: override audit log
@@ -26,8 +27,8 @@
 //! <root>/.jobs/<consumer>/                                 the bus runtime's job journal
 //! ```
 //!
-//! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log` and
-//! `.built/`; image-tester writes `tests.json`, `junit.xml`, test logs and `passed-autotest/`;
+//! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log`, `.built/`
+//! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs and `passed-autotest/`;
 //! karma-tracker writes `karma/` and `passed-human/`; releaser writes `releases/`,
 //! `overrides.jsonl` and `.periods/`; release-timer writes `timer.json`; site-publisher writes
 //! `site` and `.site/`. Everyone may read everything.
@@ -267,6 +268,15 @@ impl Store {
             .join(".built")
             .join(tree_ref.as_str())
             .join(format!("{commit}.json"))
+    }
+
+    /// The tree (ref and commit) that compose `compose` committed for `arch`, as its
+    /// `pungi.compose.ostree` said: compose mode ties the compose's images to it.
+    pub fn compose_tree_path(&self, stream: &Stream, compose: &Version, arch: &Arch) -> PathBuf {
+        self.stream_dir(stream)
+            .join(".compose-trees")
+            .join(compose)
+            .join(format!("{arch}.json"))
     }
 
     /// Creates `<stream>/<tier>/<version> -> ../all/<version>` unless it exists. Returns whether

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use images_support::*;
-use messages::{ImageBuildFailed, ImageBuilt, PungiComposeStatusChange};
+use messages::{ImageBuildFailed, ImageBuilt, PungiComposeOstree, PungiComposeStatusChange};
 use store::Store;
 use tests::{eventually, free_port, http_get};
 
@@ -173,5 +173,72 @@ async fn compose_images_are_fetched_or_linked_verified_and_a_mismatch_is_refused
     builder.stop().await;
     watch.close().await;
     drop(server);
+    bus.cleanup().await;
+}
+
+#[tokio::test]
+async fn compose_images_are_tied_to_the_commit_the_composes_tree_message_named() {
+    const COMPOSE: &str = "Fortnight-Test-20261128.n.0";
+    let work = Work::new();
+    let composed = work.commit(REF_X86, "43.20261128.0", GOOD_TREE);
+    let stream = StreamToml {
+        name: "cmp",
+        arches: &[("x86_64", REF_X86)],
+        repo: work.repo.path(),
+        formats: &["qcow2"],
+        recipes: Vec::new(),
+        suite: None,
+        extra: "compose_variant = \"AtomicHost\"\ncompose_id_prefix = \"Fortnight-Test-\"\n",
+    };
+    let (bus, mut watch, builder) = builder_only(&stream.render()).await;
+    let store = Store::open(bus.store_root()).unwrap();
+    let cmp: messages::Stream = "cmp".parse().unwrap();
+    let compose: messages::Version = COMPOSE.parse().unwrap();
+    let x86: messages::Arch = "x86_64".parse().unwrap();
+
+    // Mid-compose, pungi announces the tree it committed: recorded, nothing built from it.
+    let tree = PungiComposeOstree {
+        arch: "x86_64".to_owned(),
+        ostree_ref: REF_X86.to_owned(),
+        commitid: Some(composed.to_string()),
+        variant: Some("AtomicHost".to_owned()),
+        compose_id: Some(COMPOSE.to_owned()),
+        location: None,
+        repo_path: None,
+        local_repo_path: None,
+    };
+    publish(&bus, &tree).await;
+    let recorded = store.compose_tree_path(&cmp, &compose, &x86);
+    assert!(
+        eventually(WAIT, || recorded.exists()).await,
+        "the compose's tree was never recorded at {}",
+        recorded.display()
+    );
+
+    // The next nightly moves the input ref before this compose finishes.
+    let later = work.commit(REF_X86, "43.20261129.0", GOOD_TREE);
+    assert_ne!(later, composed);
+    let (compose_dir, _) = make_compose(work.dir.path(), COMPOSE, None);
+    publish(&bus, &finished(COMPOSE, compose_dir.display().to_string())).await;
+    let seen = watch.wait_for(1, WAIT).await.to_vec();
+    let built: Vec<ImageBuilt> = bodies(&seen);
+    assert_eq!(
+        built.len(),
+        1,
+        "the first result is the compose's images, not a recipe build of the tree: {seen:?}"
+    );
+    assert_eq!(
+        built[0].tree.commit, composed,
+        "tied to the commit pungi named, not the input ref's current one"
+    );
+    assert!(
+        !store
+            .version_dir(&cmp, &"43.20261128.0".parse().unwrap())
+            .exists(),
+        "no recipe build was attempted for the tree"
+    );
+
+    builder.stop().await;
+    watch.close().await;
     bus.cleanup().await;
 }
