@@ -88,10 +88,8 @@ fn finished(id: &str, location: String) -> PungiComposeStatusChange {
     }
 }
 
-#[tokio::test]
-async fn compose_images_are_fetched_or_linked_verified_and_a_mismatch_is_refused() {
-    let work = Work::new();
-    let commit = work.commit(REF_X86, "43.20261127.0", GOOD_TREE);
+/// An image-builder for stream `cmp`, which takes x86_64 images from `Fortnight-Test-` composes.
+async fn compose_builder(work: &Work) -> (tests::TestBus, tests::Watch, tests::Running) {
     let stream = StreamToml {
         name: "cmp",
         arches: &[("x86_64", REF_X86)],
@@ -101,7 +99,14 @@ async fn compose_images_are_fetched_or_linked_verified_and_a_mismatch_is_refused
         suite: None,
         extra: "compose_variant = \"AtomicHost\"\ncompose_id_prefix = \"Fortnight-Test-\"\n",
     };
-    let (bus, mut watch, builder) = builder_only(&stream.render()).await;
+    builder_only(&stream.render()).await
+}
+
+#[tokio::test]
+async fn compose_images_are_fetched_or_linked_verified_and_a_mismatch_is_refused() {
+    let work = Work::new();
+    let commit = work.commit(REF_X86, "43.20261127.0", GOOD_TREE);
+    let (bus, mut watch, builder) = compose_builder(&work).await;
     let composes = work.dir.path().join("composes");
     let server = HttpServer::serve(&{
         std::fs::create_dir_all(&composes).unwrap();
@@ -181,16 +186,7 @@ async fn compose_images_are_tied_to_the_commit_the_composes_tree_message_named()
     const COMPOSE: &str = "Fortnight-Test-20261128.n.0";
     let work = Work::new();
     let composed = work.commit(REF_X86, "43.20261128.0", GOOD_TREE);
-    let stream = StreamToml {
-        name: "cmp",
-        arches: &[("x86_64", REF_X86)],
-        repo: work.repo.path(),
-        formats: &["qcow2"],
-        recipes: Vec::new(),
-        suite: None,
-        extra: "compose_variant = \"AtomicHost\"\ncompose_id_prefix = \"Fortnight-Test-\"\n",
-    };
-    let (bus, mut watch, builder) = builder_only(&stream.render()).await;
+    let (bus, mut watch, builder) = compose_builder(&work).await;
     let store = Store::open(bus.store_root()).unwrap();
     let cmp: messages::Stream = "cmp".parse().unwrap();
     let compose: messages::Version = COMPOSE.parse().unwrap();
