@@ -24,3 +24,4 @@ mod site_browser;
 mod site_bus;
 mod site_startup;
 mod timer_ticks;
+mod workspace;
