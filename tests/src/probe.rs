@@ -216,7 +216,7 @@ pub struct ProbeProcess {
 
 impl ProbeProcess {
     /// Starts `binary` with `config` and waits until it reports ready on its health address
-    /// (`consumers.probe.health_addr` in the config, see [`free_port`]).
+    /// (`consumers.probe.health_addr` in the config, see [`crate::free_port`]).
     pub async fn start(
         binary: &Path,
         config: &Path,

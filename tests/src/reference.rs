@@ -68,12 +68,12 @@ fn admin_command(op: &str, exchange: &str, queues: &[String]) -> Command {
     command
 }
 
-/// [`admin_command`] with pika's output unchecked, for clean-up that must not fail a test.
+/// `admin_command` with pika's output unchecked, for clean-up that must not fail a test.
 pub fn try_admin(op: &str, exchange: &str, queues: &[String]) -> std::io::Result<Output> {
     admin_command(op, exchange, queues).output()
 }
 
-/// [`admin_command`], and it must succeed.
+/// `admin_command`, and it must succeed.
 pub fn admin(op: &str, exchange: &str, queues: &[String]) {
     run_ok(
         &mut admin_command(op, exchange, queues),

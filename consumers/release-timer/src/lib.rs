@@ -104,7 +104,8 @@ fn message_for(tick: &TwoweekTimerFired) -> Outgoing {
     Outgoing::new(id, tick)
 }
 
-/// The message for one tick (see [`message_for`] for its id).
+/// The message for one tick: a scheduled tick's id is derived from (stream, period), so every
+/// publication of it is one message downstream; an operator's tick gets a fresh id.
 pub fn tick_message(
     stream: &Stream,
     scheduled_for: DateTime<Utc>,
