@@ -384,15 +384,29 @@ impl Site {
     }
 
     /// Releases of every stream for the feed, newest first.
-    pub fn feed_entries(&self) -> Vec<(&StreamView, &ReleaseView)> {
+    pub fn feed_entries(&self) -> Vec<FeedEntry<'_>> {
         let mut entries: Vec<_> = self
             .streams
             .iter()
-            .flat_map(|s| s.history.iter().map(move |r| (s, r)))
+            .flat_map(|s| {
+                s.history.iter().map(move |release| FeedEntry {
+                    stream: &s.name,
+                    release,
+                })
+            })
             .collect();
-        entries.sort_by(|a, b| b.1.released_at.cmp(&a.1.released_at));
+        entries.sort_by(|a, b| b.release.released_at.cmp(&a.release.released_at));
         entries
     }
+}
+
+/// One release in the feed. It names its stream instead of carrying the stream's view, whose
+/// history holds every release again: with the whole view per entry, rendering the feed grew
+/// with the square of the number of releases.
+#[derive(Debug, Serialize)]
+pub struct FeedEntry<'a> {
+    pub stream: &'a Stream,
+    pub release: &'a ReleaseView,
 }
 
 #[cfg(test)]

@@ -98,10 +98,16 @@ fn render_files(site: &Site) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
         files.push((format!("streams/{}.json", stream.name), json));
     }
     let entries = site.feed_entries();
-    let updated = entries
-        .first()
-        .map_or(site.generated_at.as_str(), |(_, r)| r.released_at.as_str());
-    let feed = render(env, "releases.xml", context! { site, entries, updated })?;
+    let updated = entries.first().map_or(site.generated_at.as_str(), |e| {
+        e.release.released_at.as_str()
+    });
+    // Only the base URL of the site: the feed need not serialize every stream's history again.
+    let feed_site = context! { base_url => &site.base_url };
+    let feed = render(
+        env,
+        "releases.xml",
+        context! { site => feed_site, entries, updated },
+    )?;
     files.push(("releases.atom".to_owned(), feed.into_bytes()));
     Ok(files)
 }
