@@ -232,6 +232,12 @@ pub(crate) fn broker_user(settings: &Settings) -> Option<String> {
         .then_some(uri.authority.userinfo.username)
 }
 
+/// The virtual host `amqp_url` names (`/` when its path is empty or `%2f`).
+pub(crate) fn vhost(settings: &Settings) -> Option<String> {
+    let uri: AMQPUri = settings.amqp_url.parse().ok()?;
+    Some(uri.vhost)
+}
+
 /// JSON header values to an AMQP table, with integers as narrow as they fit (as pika does).
 pub(crate) fn to_table<'a>(
     headers: impl IntoIterator<Item = (&'a String, &'a Value)>,

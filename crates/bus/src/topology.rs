@@ -383,6 +383,12 @@ pub(crate) async fn declare_exchange(
         .map_err(|source| BusError::declare("exchange", exchange, source))
 }
 
+/// The virtual host the consumers use: the one `amqp_url` names, or `None` when the URL does
+/// not parse (the consumers would refuse it at start too).
+pub fn configured_vhost(settings: &Settings) -> Option<String> {
+    crate::amqp::vhost(settings)
+}
+
 /// Deletes queues and exchanges (test clean-up, decommissioning a consumer). Missing ones are
 /// not an error.
 pub async fn delete(

@@ -25,9 +25,9 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The virtual host the definitions name: the one in amqp_url's path (`/` is %2f there).
-    #[arg(long, value_name = "NAME", default_value = "/")]
-    pub vhost: String,
+    /// The virtual host the definitions name [default: the one amqp_url names].
+    #[arg(long, value_name = "NAME")]
+    pub vhost: Option<String>,
     /// Where to write the JSON; `-` is standard output. A file is replaced in one rename.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub output: PathBuf,
@@ -37,7 +37,16 @@ pub fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Export(args) => {
             let settings = super::load_settings(config)?;
-            let definitions = definitions(&settings, &args.vhost)?;
+            let vhost = match args.vhost {
+                Some(vhost) => vhost,
+                None => bus::topology::configured_vhost(&settings).with_context(|| {
+                    format!(
+                        "amqp_url {:?} names no usable virtual host; pass --vhost NAME",
+                        settings.amqp_url
+                    )
+                })?,
+            };
+            let definitions = definitions(&settings, &vhost)?;
             let mut text = serde_json::to_string_pretty(&definitions)
                 .context("cannot write the definitions as JSON")?;
             text.push('\n');
@@ -48,7 +57,7 @@ pub fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                     definitions.queues.len(),
                     definitions.exchanges.len(),
                     definitions.bindings.len(),
-                    args.vhost,
+                    vhost,
                     args.output.display(),
                     args.output.display(),
                 );
