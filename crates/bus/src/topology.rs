@@ -323,7 +323,7 @@ impl Definitions {
     }
 
     fn add_exchange(&mut self, vhost: &str, name: &str) {
-        if name.starts_with("amq.") || self.exchanges.iter().any(|e| e.name == name) {
+        if is_broker_exchange(name) || self.exchanges.iter().any(|e| e.name == name) {
             return;
         }
         self.exchanges.push(ExchangeDefinition {
@@ -359,13 +359,19 @@ impl Definitions {
     }
 }
 
+/// Whether `exchange` is one of the broker's own (`amq.*`): it always exists, and may be
+/// neither declared, exported nor deleted.
+fn is_broker_exchange(exchange: &str) -> bool {
+    exchange.starts_with("amq.")
+}
+
 /// Declares (or, passively, checks) a durable topic exchange; `amq.*` ones always exist.
 pub(crate) async fn declare_exchange(
     channel: &Channel,
     exchange: &str,
     passive: bool,
 ) -> Result<(), BusError> {
-    if exchange.starts_with("amq.") {
+    if is_broker_exchange(exchange) {
         return Ok(());
     }
     channel
@@ -422,7 +428,7 @@ pub async fn delete_consumers(settings: &Settings, consumers: &[&str]) -> Result
         .iter()
         .flat_map(|consumer| Topology::new(settings, consumer, &[]).queues())
         .collect();
-    let exchanges: &[String] = if settings.publish_exchange.starts_with("amq.") {
+    let exchanges: &[String] = if is_broker_exchange(&settings.publish_exchange) {
         &[]
     } else {
         std::slice::from_ref(&settings.publish_exchange)
