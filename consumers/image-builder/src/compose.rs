@@ -211,11 +211,11 @@ impl ImageBuilder {
                     stream_settings.ostree_repo.display()
                 )
             })?;
-        Ok(Tree {
-            ostree_ref: input_ref.clone(),
+        Ok(crate::stream_tree(
+            stream_settings,
+            input_ref.clone(),
             commit,
-            repo: stream_settings.ostree_repo.display().to_string(),
-        })
+        ))
     }
 
     /// Brings one arch's images into the store; `Err` for a transient failure to retry.

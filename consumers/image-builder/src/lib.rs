@@ -114,6 +114,19 @@ impl Marker {
     }
 }
 
+/// A tree of `stream_settings`' OSTree repository, as messages carry it.
+fn stream_tree(
+    stream_settings: &settings::StreamSettings,
+    ostree_ref: Ref,
+    commit: Commit,
+) -> Tree {
+    Tree {
+        ostree_ref,
+        commit,
+        repo: stream_settings.ostree_repo.display().to_string(),
+    }
+}
+
 /// A stream and arch that take a tree, with the stream's input ref for that arch.
 type Target = (Stream, Arch, Ref);
 
@@ -208,11 +221,7 @@ impl ImageBuilder {
             let Some(stream_settings) = self.settings.stream(&stream) else {
                 continue;
             };
-            let tree = Tree {
-                ostree_ref: tree_ref,
-                commit: commit.clone(),
-                repo: stream_settings.ostree_repo.display().to_string(),
-            };
+            let tree = stream_tree(stream_settings, tree_ref, commit.clone());
             let path = self.store.compose_tree_path(&stream, &compose, &arch);
             store::write_json(&path, &tree).map_err(|e| {
                 Outcome::failed(
@@ -281,11 +290,11 @@ impl ImageBuilder {
         let Some(stream_settings) = self.settings.stream(&request.stream) else {
             return Ok(None);
         };
-        let tree = Tree {
-            ostree_ref: request.tree_ref.clone(),
-            commit: request.commit.clone(),
-            repo: stream_settings.ostree_repo.display().to_string(),
-        };
+        let tree = stream_tree(
+            stream_settings,
+            request.tree_ref.clone(),
+            request.commit.clone(),
+        );
         let marker = self
             .store
             .built_marker(&request.stream, &request.tree_ref, &request.commit);
