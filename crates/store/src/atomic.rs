@@ -241,9 +241,8 @@ pub fn symlink_once(target: &Path, link: &Path) -> Result<bool> {
     }
 }
 
-/// Removes the symlink `link` if it is there; returns whether this call removed it. Refuses
-/// (changing nothing) when `link` is a real file or directory, which only a promotion link's
-/// name should never be.
+/// Removes the symlink `link` if it is there; returns whether this call removed it. Refuses,
+/// changing nothing, when `link` is a real file or directory: a tier holds only links.
 pub fn remove_symlink(link: &Path) -> Result<bool> {
     match fs::symlink_metadata(link) {
         Ok(meta) if meta.file_type().is_symlink() => {}
