@@ -66,6 +66,13 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "streams",
 ];
 
+/// Whether `name` can be an environment variable a recipe or test is given: a shell can read
+/// it (letters, digits, `_`, not starting with a digit).
+pub fn is_env_name(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// `url` with its password replaced by `***`, for logs, errors and anything else a person or
 /// a web server may see.
 pub fn redact_url(url: &str) -> String {
@@ -404,6 +411,11 @@ pub struct StreamSettings {
     /// The executable that builds each format (recipe mode).
     #[serde(default)]
     pub recipes: BTreeMap<Format, PathBuf>,
+    /// Environment variables for the stream's recipes, besides the `FORTNIGHT_*` inputs
+    /// Fortnight sets and the few it passes on (`runner::INHERITED`): the consumer's own
+    /// environment, with the broker's password, does not reach a recipe.
+    #[serde(default)]
+    pub recipe_env: BTreeMap<String, String>,
     /// The test suite (TOML) run on every image of the stream.
     #[serde(default)]
     pub test_suite: Option<PathBuf>,
@@ -569,6 +581,13 @@ impl Settings {
             }
         }
         for (stream, s) in &self.streams {
+            if let Some(name) = s.recipe_env.keys().find(|name| !is_env_name(name)) {
+                return Err(invalid(
+                    format!("streams.{stream}.recipe_env"),
+                    name,
+                    "variable names of letters, digits and `_`, not starting with a digit",
+                ));
+            }
             if s.arches.is_empty() {
                 return Err(invalid(
                     format!("streams.{stream}.arches"),
@@ -801,6 +820,25 @@ mod tests {
         .to_string();
         assert!(err.contains("fortnight:***@host"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn recipe_env_names_must_be_variable_names() {
+        let ok = Settings::from_toml(&format!(
+            "{MINIMAL}\nrecipe_env = {{ FORTNIGHT_OSNAME = \"fedora-atomic\", http_proxy = \"http://proxy:3128\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.streams.values().next().unwrap().recipe_env["FORTNIGHT_OSNAME"],
+            "fedora-atomic"
+        );
+        let err = Settings::from_toml(&format!("{MINIMAL}\nrecipe_env = {{ \"A=B\" = \"x\" }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("streams.f43.recipe_env") && err.contains("A=B"),
+            "{err}"
+        );
     }
 
     #[test]
