@@ -11,3 +11,4 @@ mod interop;
 mod operators;
 mod topology;
 mod up;
+mod web;
