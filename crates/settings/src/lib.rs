@@ -770,6 +770,30 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_the_shipped_scripts_read_is_left_to_them() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let mut names = Vec::new();
+        for dir in ["recipes", "tests/bin"] {
+            for entry in std::fs::read_dir(deploy.join(dir)).unwrap() {
+                let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+                for (start, _) in text.match_indices("FORTNIGHT_") {
+                    let name: String = text[start..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    names.push((name, "1".to_owned()));
+                }
+            }
+        }
+        assert!(
+            names.iter().any(|(n, _)| n == "FORTNIGHT_OSNAME"),
+            "{names:?}"
+        );
+        let overrides = env_overrides(names).unwrap();
+        assert!(overrides.is_empty(), "{overrides:?}");
+    }
+
+    #[test]
     fn a_misspelt_override_is_an_error_naming_the_variable_and_the_key_it_meant() {
         for (variable, meant) in [
             ("FORTNIGHT_AMQP_UR", "FORTNIGHT_AMQP_URL"),
