@@ -8,6 +8,9 @@
 //! | `FORTNIGHT_VERSION`, `FORTNIGHT_STREAM`, `FORTNIGHT_ARCH`, `FORTNIGHT_FORMAT` | the candidate and format |
 //! | `FORTNIGHT_OUTPUT_DIR` | an empty directory for the image; also the working directory |
 //! | `TMPDIR` | scratch space, removed after the build whatever happens |
+//!
+//! Besides these, a recipe gets the stream's `recipe_env` and, from the consumer's own
+//! environment, only what `runner::INHERITED` names: never the broker URL and its password.
 
 use std::time::Duration;
 
@@ -47,6 +50,7 @@ pub(crate) async fn build(
             .map_err(|e| Failure::Retry(format!("cannot create {}: {e}", dir.display())))?;
     }
     let job = Job::new(recipe, timeout)
+        .envs(&stream.recipe_env)
         .env("FORTNIGHT_REPO", &tree.repo)
         .env("FORTNIGHT_REF", tree.ostree_ref.as_str())
         .env("FORTNIGHT_COMMIT", tree.commit.as_str())

@@ -68,6 +68,7 @@ pub async fn run_test(
             .tempdir()?;
         let attempt_log = scratch.path().join(".log");
         let mut job = Job::new(&test.program, test.timeout)
+            .envs(&test.env)
             .env("FORTNIGHT_SCRATCH", scratch.path())
             .env("TMPDIR", scratch.path())
             .cwd(scratch.path());

@@ -8,14 +8,18 @@
 //! timeout_seconds = 120             # default 600
 //! formats = ["qcow2"]               # default: every format
 //! retries = 1                       # extra attempts for a known-flaky test (default 0)
+//! env = { FORTNIGHT_BOOT_SECONDS = "900" }  # extra environment variables (default none)
 //! ```
 //!
 //! A test gets the image and its context in environment variables (`FORTNIGHT_IMAGE`,
 //! `FORTNIGHT_FORMAT`, `FORTNIGHT_ARCH`, `FORTNIGHT_VERSION`, `FORTNIGHT_STREAM`,
 //! `FORTNIGHT_COMMIT`, `FORTNIGHT_REF`, `FORTNIGHT_REPO`, `FORTNIGHT_CHECKSUM_FILE`, and
-//! `FORTNIGHT_SCRATCH` = `TMPDIR`, an empty directory removed afterwards). Exit 0 passes,
+//! `FORTNIGHT_SCRATCH` = `TMPDIR`, an empty directory removed afterwards), its `env`, and
+//! from the consumer's environment only what `runner::INHERITED` names, never the broker
+//! URL and its password. Exit 0 passes,
 //! exit 77 means skipped (the last line of output says why), anything else fails.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use messages::{Format, TestKind};
@@ -53,6 +57,8 @@ struct TestFile {
     formats: Option<Vec<Format>>,
     #[serde(default)]
     retries: u32,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
 
 fn default_kind() -> TestKind {
@@ -72,6 +78,8 @@ pub struct TestSpec {
     pub timeout: std::time::Duration,
     pub formats: Option<Vec<Format>>,
     pub retries: u32,
+    /// Set for the test, under the variables Fortnight sets (which win).
+    pub env: BTreeMap<String, String>,
 }
 
 impl TestSpec {
@@ -121,6 +129,11 @@ impl Suite {
             } else {
                 program
             };
+            if let Some(bad) = test.env.keys().find(|n| !settings::is_env_name(n)) {
+                return Err(invalid(format!(
+                    "test `{name}` has env {bad:?}, which is not a variable name (letters, digits and `_`, not starting with a digit)"
+                )));
+            }
             if test.timeout_seconds == 0 {
                 return Err(invalid(format!("test `{name}` has timeout_seconds = 0")));
             }
@@ -132,6 +145,7 @@ impl Suite {
                 timeout: std::time::Duration::from_secs(test.timeout_seconds),
                 formats: test.formats,
                 retries: test.retries,
+                env: test.env,
             });
         }
         Ok(Self { tests })
@@ -156,6 +170,7 @@ mod tests {
             argv = ["true"]
             kind = "non-gating"
             retries = 2
+            env = { FORTNIGHT_BOOT_SECONDS = "900" }
             "#,
         )
         .unwrap();
@@ -171,6 +186,8 @@ mod tests {
             (suite.tests[1].kind, suite.tests[1].retries),
             (TestKind::NonGating, 2)
         );
+        assert_eq!(suite.tests[1].env["FORTNIGHT_BOOT_SECONDS"], "900");
+        assert!(suite.tests[0].env.is_empty());
     }
 
     #[test]
@@ -189,6 +206,10 @@ mod tests {
             (
                 "[[test]]\nname = \"x\"\nargv = [\"true\"]\nshell = true",
                 "shell",
+            ),
+            (
+                "[[test]]\nname = \"x\"\nargv = [\"true\"]\nenv = { \"1X\" = \"y\" }",
+                "not a variable name",
             ),
         ] {
             let err = Suite::parse(Path::new("s.toml"), text)

@@ -21,7 +21,7 @@ const DEFAULT_HEARTBEAT_SECONDS: u16 = 60;
 
 /// Opens a connection named `name` (shown in the broker's connection list).
 pub(crate) async fn connect(settings: &Settings, name: &str) -> Result<Connection, BusError> {
-    let url = redact(&settings.amqp_url);
+    let url = settings::redact_url(&settings.amqp_url);
     let mut uri = AMQPUri::from_str(&settings.amqp_url).map_err(|reason| BusError::Url {
         url: url.clone(),
         reason,
@@ -73,18 +73,6 @@ pub(crate) async fn confirm_channel(connection: &Connection) -> Result<Channel, 
         .await
         .map_err(|source| BusError::amqp("enable publisher confirms", source))?;
     Ok(channel)
-}
-
-/// The URL without its password, for logs and errors.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Builds the TLS settings from PEM files. lapin only takes a client identity as PKCS#12, so
@@ -417,14 +405,5 @@ mod tests {
         assert_eq!(json["c"].as_i64(), Some(30));
         assert_eq!(json["d"].as_i64(), Some(40));
         assert_eq!(json["e"], Value::from("text"));
-    }
-
-    #[test]
-    fn passwords_never_reach_logs() {
-        assert_eq!(
-            redact("amqp://guest:secret@host:5672/%2f"),
-            "amqp://guest:***@host:5672/%2f"
-        );
-        assert_eq!(redact("amqps://host/%2f"), "amqps://host/%2f");
     }
 }

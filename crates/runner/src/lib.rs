@@ -3,6 +3,11 @@
 //! shell string. The program runs in its own process group so that a timeout or a cancelled
 //! step kills everything it started (a recipe's `qemu-img`, a test's `qemu-system`), not only
 //! the script at the top.
+//!
+//! A job does not inherit the consumer's environment, which holds the broker URL with its
+//! password (`FORTNIGHT_AMQP_URL`) and whatever else the service manager put there, while a
+//! job's output is published as its log. It starts from an empty environment plus
+//! [`INHERITED`] and then what the job sets.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -31,12 +36,29 @@ pub enum RunError {
     },
 }
 
+/// The variables a job takes from the consumer's environment, besides every `LC_*`:
+/// - `PATH`, so recipes and tests find `ostree`, `qemu-img`, `mke2fs` by name;
+/// - `HOME`, because tools keep caches and settings there and some fail without it;
+/// - `LANG`, `LANGUAGE` (and `LC_*`), the language and encoding of the output in the logs;
+/// - `TZ`, so times in the logs read as the consumer's own.
+///
+/// Anything else a job needs comes from its configuration (`recipe_env`, a test's `env`).
+pub const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "LANGUAGE", "TZ"];
+
+fn inherited(vars: impl Iterator<Item = (OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    vars.filter(|(key, _)| {
+        key.to_str()
+            .is_some_and(|key| INHERITED.contains(&key) || key.starts_with("LC_"))
+    })
+    .collect()
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub program: PathBuf,
     pub args: Vec<OsString>,
-    /// Added to the inherited environment.
+    /// Added to the [`INHERITED`] variables, later entries winning.
     pub env: Vec<(String, OsString)>,
     pub cwd: Option<PathBuf>,
     pub timeout: Duration,
@@ -60,6 +82,16 @@ impl Job {
 
     pub fn env(mut self, key: impl Into<String>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn envs<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<OsString>,
+    {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
 
@@ -124,6 +156,8 @@ pub async fn run(job: &Job, log: &Path) -> Result<Finished, RunError> {
     let mut command = tokio::process::Command::new(&job.program);
     command
         .args(&job.args)
+        .env_clear()
+        .envs(inherited(std::env::vars_os()))
         .envs(job.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)
@@ -182,6 +216,53 @@ mod tests {
             format!("{hostile}\nerr\n")
         );
         assert!(!dir.path().join("pwned").exists());
+    }
+
+    #[tokio::test]
+    async fn the_job_sees_only_the_allow_list_and_its_own_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let done = run(
+            &Job::new("/usr/bin/env", Duration::from_secs(10))
+                .envs([("SET_BY_JOB", "1"), ("PATH", "/usr/bin:/bin")])
+                .env("SET_BY_JOB", "2"),
+            &log,
+        )
+        .await
+        .unwrap();
+        assert!(done.ending.success());
+        let output = std::fs::read_to_string(&log).unwrap();
+        let names: Vec<&str> = output
+            .lines()
+            .filter_map(|line| line.split('=').next())
+            .collect();
+        for name in &names {
+            assert!(
+                INHERITED.contains(name) || name.starts_with("LC_") || *name == "SET_BY_JOB",
+                "{name} leaked into the job: {output}"
+            );
+        }
+        assert!(output.contains("SET_BY_JOB=2\n"), "{output}");
+        assert!(output.contains("PATH=/usr/bin:/bin\n"), "{output}");
+        // What makes the loop above mean something: this process has CARGO_* variables (cargo
+        // sets them for tests), and none of them reached the job.
+        assert!(std::env::vars().any(|(k, _)| k.starts_with("CARGO")));
+    }
+
+    #[test]
+    fn the_allow_list_keeps_locale_and_drops_secrets() {
+        let vars = [
+            ("PATH", "/bin"),
+            ("LC_ALL", "C.UTF-8"),
+            ("FORTNIGHT_AMQP_URL", "amqp://u:secret@host/"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let kept: Vec<String> = inherited(vars.into_iter())
+            .into_iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(kept, ["PATH", "LC_ALL"]);
     }
 
     #[tokio::test]

@@ -24,8 +24,132 @@ pub const QUEUE_CONSUMERS: [&str; 5] = [
     "releaser",
     "site-publisher",
 ];
-/// Environment variables with the prefix that are read by the CLI, not the config.
-const ENV_NOT_CONFIG: &[&str] = &["FORTNIGHT_CONFIG", "FORTNIGHT_LOG", "FORTNIGHT_LOG_FORMAT"];
+/// Environment variables with the prefix that are not configuration overrides: read by the
+/// CLI, set by Fortnight for recipes and tests (a recipe may run `fortnight` itself), or read
+/// by the shipped recipes and test scripts in `deploy/`.
+const ENV_NOT_CONFIG: &[&str] = &[
+    "FORTNIGHT_CONFIG",
+    "FORTNIGHT_LOG",
+    "FORTNIGHT_LOG_FORMAT",
+    "FORTNIGHT_RECIPES",
+    "FORTNIGHT_REPO",
+    "FORTNIGHT_REF",
+    "FORTNIGHT_COMMIT",
+    "FORTNIGHT_VERSION",
+    "FORTNIGHT_STREAM",
+    "FORTNIGHT_ARCH",
+    "FORTNIGHT_FORMAT",
+    "FORTNIGHT_OUTPUT_DIR",
+    "FORTNIGHT_IMAGE",
+    "FORTNIGHT_CHECKSUM_FILE",
+    "FORTNIGHT_SCRATCH",
+    "FORTNIGHT_OSNAME",
+    "FORTNIGHT_MIN_DISK_BYTES",
+    "FORTNIGHT_BOOT_SECONDS",
+];
+/// The top-level keys of [`Settings`]; an environment variable overrides the configuration
+/// when its first segment names one of them.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "amqp_url",
+    "publish_exchange",
+    "topic_prefix",
+    "passive_declares",
+    "tls",
+    "qos",
+    "client_properties",
+    "store",
+    "consumers",
+    "image_builder",
+    "image_tester",
+    "site",
+    "operators",
+    "streams",
+];
+
+/// Whether `name` can be an environment variable a recipe or test is given: a shell can read
+/// it (letters, digits, `_`, not starting with a digit).
+pub fn is_env_name(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `url` with its password replaced by `***`, for logs, errors and anything else a person or
+/// a web server may see.
+pub fn redact_url(url: &str) -> String {
+    // Only the authority may hold a password; an `@` in the query is not a separator.
+    let authority_end = url.find(['?', '#']).unwrap_or(url.len());
+    match (url.find("://"), url[..authority_end].rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The `FORTNIGHT_` variables among `vars` that override configuration keys. A variable whose
+/// first segment is no key is another program's (a script's knob), unless it is one edit or
+/// two away from a key, or a key with `_` where `__` belongs: that is a misspelt override,
+/// and an error, because running on the file's value instead (another broker, another store)
+/// does more harm than refusing to start.
+fn env_overrides(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<config::Map<String, String>, SettingsError> {
+    let mut overrides = config::Map::new();
+    for (variable, value) in vars {
+        let Some(rest) = variable.strip_prefix("FORTNIGHT_") else {
+            continue;
+        };
+        if ENV_NOT_CONFIG.contains(&variable.as_str()) {
+            continue;
+        }
+        let key = rest.to_lowercase();
+        let first = key.split("__").next().unwrap_or_default();
+        if TOP_LEVEL_KEYS.contains(&first) {
+            overrides.insert(variable, value);
+        } else if let Some(meant) = meant_key(first) {
+            return Err(SettingsError::UnknownOverride {
+                variable,
+                meant: format!("FORTNIGHT_{}", meant.to_uppercase()),
+            });
+        }
+    }
+    Ok(overrides)
+}
+
+/// The override a misspelt first segment most likely meant (`amqp_ur` -> `amqp_url`,
+/// `store_root` -> `store__root`).
+fn meant_key(first: &str) -> Option<String> {
+    if let Some(key) = TOP_LEVEL_KEYS.iter().find(|key| {
+        first
+            .strip_prefix(*key)
+            .is_some_and(|rest| rest.starts_with('_') && !rest.starts_with("__"))
+    }) {
+        return Some(format!("{key}_{}", &first[key.len()..]));
+    }
+    // Short keys (`tls`, `qos`) are two edits from many unrelated words.
+    TOP_LEVEL_KEYS
+        .iter()
+        .find(|key| edit_distance(first, key) <= if key.len() < 6 { 1 } else { 2 })
+        .map(|key| (*key).to_owned())
+}
+
+/// Levenshtein distance, on bytes (variable names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
 
 /// A message or a command named a stream the configuration does not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +167,10 @@ pub enum SettingsError {
         path: PathBuf,
         source: config::ConfigError,
     },
+    #[error(
+        "environment variable {variable} overrides no configuration key; did you mean {meant}? (nested keys are separated by `__`; unset {variable} if it is not meant for Fortnight)"
+    )]
+    UnknownOverride { variable: String, meant: String },
     #[error("invalid configuration: key `{key}` = {value:?}: {allowed}")]
     Invalid {
         key: String,
@@ -283,6 +411,11 @@ pub struct StreamSettings {
     /// The executable that builds each format (recipe mode).
     #[serde(default)]
     pub recipes: BTreeMap<Format, PathBuf>,
+    /// Environment variables for the stream's recipes, besides the `FORTNIGHT_*` inputs
+    /// Fortnight sets and the few it passes on (`runner::INHERITED`): the consumer's own
+    /// environment, with the broker's password, does not reach a recipe.
+    #[serde(default)]
+    pub recipe_env: BTreeMap<String, String>,
     /// The test suite (TOML) run on every image of the stream.
     #[serde(default)]
     pub test_suite: Option<PathBuf>,
@@ -371,11 +504,15 @@ fn default_policy() -> WhenNothingPassed {
 impl Settings {
     /// Loads `path` and applies `FORTNIGHT_` environment overrides, then validates.
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        let env: config::Map<String, String> = std::env::vars()
-            .filter(|(key, _)| {
-                key.starts_with("FORTNIGHT_") && !ENV_NOT_CONFIG.contains(&key.as_str())
-            })
-            .collect();
+        Self::load_with(path, std::env::vars())
+    }
+
+    /// [`Settings::load`] with `vars` as the environment.
+    fn load_with(
+        path: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let env = env_overrides(vars)?;
         let builder = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
             .add_source(
@@ -416,7 +553,7 @@ impl Settings {
         if !(self.amqp_url.starts_with("amqp://") || self.amqp_url.starts_with("amqps://")) {
             return Err(invalid(
                 "amqp_url",
-                &self.amqp_url,
+                redact_url(&self.amqp_url),
                 "an amqp:// or amqps:// URL",
             ));
         }
@@ -444,6 +581,13 @@ impl Settings {
             }
         }
         for (stream, s) in &self.streams {
+            if let Some(name) = s.recipe_env.keys().find(|name| !is_env_name(name)) {
+                return Err(invalid(
+                    format!("streams.{stream}.recipe_env"),
+                    name,
+                    "variable names of letters, digits and `_`, not starting with a digit",
+                ));
+            }
             if s.arches.is_empty() {
                 return Err(invalid(
                     format!("streams.{stream}.arches"),
@@ -594,6 +738,143 @@ mod tests {
         assert!(
             text.contains("streams.f43.input_refs") && text.contains("aarch64"),
             "{text}"
+        );
+    }
+
+    /// Writes MINIMAL to a file and loads it with `vars` as the environment.
+    fn load_minimal(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        Settings::load_with(
+            &path,
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn fortnight_variables_of_recipes_tests_and_scripts_are_not_configuration() {
+        let settings = load_minimal(&[
+            ("FORTNIGHT_MIN_DISK_BYTES", "67108864"),
+            ("FORTNIGHT_OSNAME", "fedora-atomic"),
+            ("FORTNIGHT_BOOT_SECONDS", "600"),
+            ("FORTNIGHT_STREAM", "f43"),
+            ("FORTNIGHT_OUTPUT_DIR", "/tmp/out"),
+            ("FORTNIGHT_IMAGE", "/srv/image.qcow2"),
+            // Another program's knob, far from every key.
+            ("FORTNIGHT_CI_VENV", "/opt/venv"),
+            ("FORTNIGHT_STORE__ROOT", "/srv/other"),
+        ])
+        .unwrap();
+        assert_eq!(settings.store.root, Path::new("/srv/other"));
+    }
+
+    #[test]
+    fn every_variable_the_shipped_scripts_read_is_left_to_them() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let mut names = Vec::new();
+        for dir in ["recipes", "tests/bin"] {
+            for entry in std::fs::read_dir(deploy.join(dir)).unwrap() {
+                let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+                for (start, _) in text.match_indices("FORTNIGHT_") {
+                    let name: String = text[start..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    names.push((name, "1".to_owned()));
+                }
+            }
+        }
+        assert!(
+            names.iter().any(|(n, _)| n == "FORTNIGHT_OSNAME"),
+            "{names:?}"
+        );
+        let overrides = env_overrides(names).unwrap();
+        assert!(overrides.is_empty(), "{overrides:?}");
+    }
+
+    #[test]
+    fn a_misspelt_override_is_an_error_naming_the_variable_and_the_key_it_meant() {
+        for (variable, meant) in [
+            ("FORTNIGHT_AMQP_UR", "FORTNIGHT_AMQP_URL"),
+            ("FORTNIGHT_STORE_ROOT", "FORTNIGHT_STORE__ROOT"),
+            (
+                "FORTNIGHT_QOS_PREFETCH_COUNT",
+                "FORTNIGHT_QOS__PREFETCH_COUNT",
+            ),
+            ("FORTNIGHT_STREEMS__F43__FORMATS", "FORTNIGHT_STREAMS"),
+        ] {
+            let err = load_minimal(&[(variable, "x")]).unwrap_err().to_string();
+            assert!(
+                err.contains(variable) && err.contains(&format!("did you mean {meant}")),
+                "{variable}: {err}"
+            );
+        }
+        // Below a real key, serde names the unknown field and the one expected.
+        let err = load_minimal(&[("FORTNIGHT_STORE__ROT", "/srv/other")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rot") && err.contains("root"), "{err}");
+    }
+
+    #[test]
+    fn top_level_keys_are_the_settings_fields() {
+        // serde lists the fields it expected when it meets an unknown one.
+        let err = Settings::from_toml(&format!("not_a_key = 1\n{MINIMAL}"))
+            .unwrap_err()
+            .to_string();
+        let expected = err
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{err}"));
+        let fields: Vec<&str> = expected
+            .split(", ")
+            .map(|f| f.trim_matches(|c: char| c == '`' || !c.is_ascii() || c.is_whitespace()))
+            .map(|f| f.split('`').next().unwrap_or(f))
+            .collect();
+        assert_eq!(fields, TOP_LEVEL_KEYS, "{err}");
+    }
+
+    #[test]
+    fn an_invalid_amqp_url_is_reported_without_its_password() {
+        let err = Settings::from_toml(&format!(
+            "amqp_url = \"http://fortnight:s3cret@host/\"\n{MINIMAL}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("fortnight:***@host"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn recipe_env_names_must_be_variable_names() {
+        let ok = Settings::from_toml(&format!(
+            "{MINIMAL}\nrecipe_env = {{ FORTNIGHT_OSNAME = \"fedora-atomic\", http_proxy = \"http://proxy:3128\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.streams.values().next().unwrap().recipe_env["FORTNIGHT_OSNAME"],
+            "fedora-atomic"
+        );
+        let err = Settings::from_toml(&format!("{MINIMAL}\nrecipe_env = {{ \"A=B\" = \"x\" }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("streams.f43.recipe_env") && err.contains("A=B"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redact_url_hides_only_the_password() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(redact_url("amqps://host/%2f"), "amqps://host/%2f");
+        assert_eq!(
+            redact_url("amqp://u:p@ss@host/%2f?x=a@b"),
+            "amqp://u:***@host/%2f?x=a@b"
         );
     }
 }

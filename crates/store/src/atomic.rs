@@ -1,9 +1,13 @@
 //! Writes that a reader never sees half-done: write to a temporary file in the destination's
 //! directory, fsync it, rename it over the destination, fsync the directory. A temporary file
 //! left by a crash starts with `.tmp` and is never listed by the readers.
+//!
+//! Whatever the process umask, files appear with [`FILE_MODE`] and the directories the store
+//! creates with [`DIR_MODE`]: the web server runs as its own user and must read them.
 
-use std::fs::{self, File};
+use std::fs::{self, File, Permissions};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use messages::Sha256;
@@ -25,9 +29,32 @@ fn parent(path: &Path) -> Result<&Path> {
     })
 }
 
-/// Creates `dir` and its parents.
+/// The mode of every file the store writes: readable by the web server's user.
+pub const FILE_MODE: u32 = 0o644;
+/// The mode of every directory the store creates: listable by the web server's user.
+pub const DIR_MODE: u32 = 0o755;
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, Permissions::from_mode(mode))
+        .map_err(StoreError::io("set the permissions of", path))
+}
+
+/// Creates `dir` and its missing parents with [`DIR_MODE`]. Directories that already exist
+/// keep their mode: the root may be a mount point its administrator set up.
 pub fn create_dir_all(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(StoreError::io("create directory", dir))
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(up) = dir.parent() {
+        create_dir_all(up)?;
+    }
+    match fs::create_dir(dir) {
+        // mkdir's mode passes through the umask; chmod does not.
+        Ok(()) => set_mode(dir, DIR_MODE),
+        // Another writer created it in the meantime, and sets its mode itself.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(StoreError::io("create directory", dir)(e)),
+    }
 }
 
 /// The entries of `dir`; none when it does not exist.
@@ -48,9 +75,16 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(StoreError::io("sync directory", dir))
 }
 
+/// A temporary file in `dir` with [`FILE_MODE`] (tempfile creates it 0600), so the file is
+/// readable from the moment it is renamed into place.
 fn temp_in(dir: &Path) -> Result<NamedTempFile> {
     create_dir_all(dir)?;
-    NamedTempFile::new_in(dir).map_err(StoreError::io("create a temporary file in", dir))
+    let temp =
+        NamedTempFile::new_in(dir).map_err(StoreError::io("create a temporary file in", dir))?;
+    temp.as_file()
+        .set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(StoreError::io("set the permissions of", temp.path()))?;
+    Ok(temp)
 }
 
 fn persist(temp: NamedTempFile, path: &Path) -> Result<()> {
@@ -216,10 +250,19 @@ impl ImageWriter {
 }
 
 /// Renames a finished file (written under a hidden name in the same filesystem, e.g. by a
-/// build recipe in a staging directory) to `dest` and makes the rename durable.
+/// build recipe in a staging directory) to `dest` and makes the rename durable. A file that
+/// others cannot read (a recipe's 0600 output) gets [`FILE_MODE`] first; one that they can is
+/// left alone, because it may be a hard link to a compose's file that belongs to someone else.
 pub fn move_into_place(from: &Path, dest: &Path) -> Result<()> {
     let dir = parent(dest)?;
     create_dir_all(dir)?;
+    let mode = fs::metadata(from)
+        .map_err(StoreError::io("inspect", from))?
+        .permissions()
+        .mode();
+    if mode & 0o004 == 0 {
+        set_mode(from, FILE_MODE)?;
+    }
     fs::rename(from, dest).map_err(StoreError::io("rename into", dest))?;
     sync_dir(dir)
 }
@@ -297,6 +340,8 @@ pub fn link_tree(src: &Path, dst: &Path) -> Result<bool> {
         .prefix(".tmp-link")
         .tempdir_in(dir)
         .map_err(StoreError::io("create a temporary directory in", dir))?;
+    // tempfile makes it 0700; it becomes `dst`, which the web server lists.
+    set_mode(temp.path(), DIR_MODE)?;
     link_into(src, temp.path())?;
     let temp_path = temp.keep();
     match fs::rename(&temp_path, dst) {
@@ -328,6 +373,7 @@ fn link_into(src: &Path, dst: &Path) -> Result<()> {
         let kind = entry.file_type().map_err(StoreError::io("stat", &from))?;
         if kind.is_dir() {
             fs::create_dir(&to).map_err(StoreError::io("create directory", &to))?;
+            set_mode(&to, DIR_MODE)?;
             link_into(&from, &to)?;
         } else if kind.is_symlink() {
             let target = fs::read_link(&from).map_err(StoreError::io("read symlink", &from))?;

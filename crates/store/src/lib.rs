@@ -47,6 +47,19 @@
 //! ([`link_tree`]), never a copy. Disk full and permission denied surface as
 //! [`StoreError::is_retryable`] errors naming the path, with the temporary file removed.
 //!
+//! # Modes
+//!
+//! The web server runs as a user of its own, so whatever the writer's umask, every file the
+//! store writes is [`FILE_MODE`] (0644) and every directory it creates is [`DIR_MODE`] (0755):
+//! images (a recipe's output too, see [`move_into_place`]), logs, CHECKSUM, JSON, the site's
+//! generations, release trees. The bookkeeping written through the same functions (`.built`,
+//! `.compose-trees`, `.periods`, `.threshold.json`, `timer.json`, `overrides.jsonl`) gets the
+//! same modes: replicas and the operator CLI (`fortnight status`, `explain`) read it under
+//! other users, and it holds nothing secret (no credential ever reaches the store). It stays
+//! unserved because the web server refuses every name starting with `.`, and `timer.json` and
+//! `overrides.jsonl` by name (see `deploy/kubernetes/web.conf`), not because of its mode. Lock files (`.locks`) and the bus's
+//! job journal (`.jobs`) are opened in place by their one writer and keep its umask.
+//!
 //! # Concurrency
 //!
 //! [`Store::promote`] relies on `symlink(2)` being exclusive: however many replicas race,
@@ -69,8 +82,9 @@ use messages::{
 };
 
 pub use atomic::{
-    Digested, ImageWriter, create_dir_all, hash_file, link_tree, list_dir, move_into_place,
-    read_json, remove_symlink, symlink_once, symlink_replace, sync_dir, write_atomic, write_json,
+    DIR_MODE, Digested, FILE_MODE, ImageWriter, create_dir_all, hash_file, link_tree, list_dir,
+    move_into_place, read_json, remove_symlink, symlink_once, symlink_replace, sync_dir,
+    write_atomic, write_json,
 };
 pub use error::{Result, StoreError};
 pub use lock::{LockGuard, lock, try_lock, with_lock};

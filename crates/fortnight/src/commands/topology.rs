@@ -42,7 +42,7 @@ pub fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 None => bus::topology::configured_vhost(&settings).with_context(|| {
                     format!(
                         "amqp_url {:?} names no usable virtual host; pass --vhost NAME",
-                        settings.amqp_url
+                        settings::redact_url(&settings.amqp_url)
                     )
                 })?,
             };

@@ -29,7 +29,7 @@ def callback(message):
         }) + "\n")
 "#;
 
-fn demo(dir: &Path, run_id: &str) -> Output {
+pub(crate) fn demo(dir: &Path, run_id: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fortnight"))
         .args(["demo", "--timeout", "120", "--run-id", run_id, "--dir"])
         .arg(dir)

@@ -9,5 +9,7 @@ mod dead_letters;
 mod demo;
 mod interop;
 mod operators;
+mod secrets;
 mod topology;
 mod up;
+mod web;
