@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use croner::Cron;
 use messages::Stream;
 use settings::TwoWeekSettings;
@@ -67,10 +67,11 @@ impl Schedule {
     /// beyond [`CLOCK_SKEW`]. A period from the future would make every real tick look like a
     /// past one and stop releases.
     pub fn refuse(&self, tick: DateTime<Utc>, manual: bool, now: DateTime<Utc>) -> Option<String> {
-        let latest = now + CLOCK_SKEW;
-        if tick > latest {
+        let text = |time: DateTime<Utc>| time.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let (tick_text, now_text) = (text(tick), text(now));
+        if tick > now + CLOCK_SKEW {
             return Some(format!(
-                "period {tick} is in the future (now {now}, clock skew allowed {}s); a tick names a period that has begun",
+                "period {tick_text} is in the future (now {now_text}, clock skew allowed {}s); a tick names a period that has begun",
                 CLOCK_SKEW.num_seconds()
             ));
         }
@@ -78,10 +79,11 @@ impl Schedule {
             Some(start) if start == tick => None,
             None if manual => None,
             Some(start) => Some(format!(
-                "period {tick} is not a tick of the stream's schedule (the period containing it starts at {start}); a tick names the start of a period"
+                "period {tick_text} is not a tick of the stream's schedule (the period containing it starts at {}); a tick names the start of a period",
+                text(start)
             )),
             None => Some(format!(
-                "period {tick} is before the stream's schedule starts; only an operator's tick may name such a time"
+                "period {tick_text} is before the stream's schedule starts; only an operator's tick may name such a time"
             )),
         }
     }
