@@ -29,19 +29,6 @@ const REF: &str = "fortnight/trust/x86_64/atomic-host";
 /// The images test's stream (the harness's own configuration already has `f43`).
 const STREAM: &str = "trusted";
 
-/// A publisher whose configuration names no broker user: it logs in as the broker's default
-/// (guest) and, not knowing its account, sends no `user_id`.
-async fn unsigned_publisher(settings: &Settings) -> Publisher {
-    let mut settings = settings.clone();
-    let (scheme, rest) = settings.amqp_url.split_once("://").unwrap();
-    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    settings.amqp_url = format!("{scheme}://{host}");
-    assert_eq!(settings.broker_user(), None, "{}", settings.amqp_url);
-    Publisher::connect(&settings, "test-unsigned")
-        .await
-        .expect("the broker's default account connects")
-}
-
 /// The untrusted senders: an account of its own (the broker stamps its `user_id`) and a
 /// message without `user_id`; each with the words the dead letter names it by.
 async fn untrusted(mallory: &BrokerUser, settings: &Settings) -> Vec<(Publisher, String)> {
@@ -51,7 +38,7 @@ async fn untrusted(mallory: &BrokerUser, settings: &Settings) -> Vec<(Publisher,
             format!("broker user {}", mallory.name),
         ),
         (
-            unsigned_publisher(settings).await,
+            tests::broker::unsigned_publisher(settings).await,
             "a message without user_id".to_owned(),
         ),
     ]
