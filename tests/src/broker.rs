@@ -56,6 +56,23 @@ impl BrokerUser {
     }
 }
 
+/// A publisher whose configuration names no broker user: it logs in as the broker's default
+/// account (guest) and, not knowing its account, sends no `user_id`, as a client that does not
+/// set one would.
+pub async fn unsigned_publisher(settings: &settings::Settings) -> bus::Publisher {
+    let mut settings = settings.clone();
+    let (scheme, rest) = settings
+        .amqp_url
+        .split_once("://")
+        .expect("the test broker's URL has a scheme");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    settings.amqp_url = format!("{scheme}://{host}");
+    assert_eq!(settings.broker_user(), None, "{}", settings.amqp_url);
+    bus::Publisher::connect(&settings, "test-unsigned")
+        .await
+        .expect("the broker's default account connects")
+}
+
 impl Drop for BrokerUser {
     fn drop(&mut self) {
         let _ = rabbitmqctl(&["delete_user", self.name.as_str()]);

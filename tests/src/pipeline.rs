@@ -118,7 +118,7 @@ formats = ["qcow2"]
 {voters}
 [streams.{STREAM}.twoweek]
 release_refs = {{ {release} }}
-anchor = "2026-01-06T12:00:00Z"
+anchor = "2026-01-13T12:00:00Z"
 karma_required = {karma_required}
 when_nothing_passed = "{policy}"
 legacy_messages = true

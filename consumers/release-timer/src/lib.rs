@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use settings::Settings;
 use store::Store;
 
-pub use schedule::Schedule;
+pub use schedule::{CLOCK_SKEW, Schedule};
 
 /// The consumer name: connection name, id namespace and log target.
 pub const NAME: &str = "release-timer";
@@ -49,6 +49,10 @@ pub enum TimerError {
         path: PathBuf,
         source: store::StoreError,
     },
+    #[error(
+        "the broker account the timer publishes as is unknown, so the releaser would trust none of its ticks; with [tls] set tls.user to the user the client certificate logs in as, otherwise name the user in amqp_url"
+    )]
+    UnknownAccount,
     #[error("cannot connect to the broker to publish ticks: {0}")]
     Connect(Box<bus::BusError>),
     #[error("cannot publish the tick of stream {stream}: {source}")]
@@ -214,6 +218,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), TimerError> {
     let schedules = schedules(&settings)?;
+    if settings.broker_user().is_none() {
+        return Err(TimerError::UnknownAccount);
+    }
     let store = Store::open(&settings.store.root).map_err(|source| TimerError::State {
         path: settings.store.root.clone(),
         source,

@@ -183,6 +183,18 @@ impl Releaser {
         };
         let period = tick.period;
         let stream = &tick.stream;
+        let now = Utc::now();
+        let refused = release_timer::Schedule::for_stream(stream, twoweek)
+            .map_err(|error| error.to_string())
+            .and_then(|schedule| {
+                match schedule.refuse(period.start(), tick.operator.is_some(), now) {
+                    Some(reason) => Err(reason),
+                    None => Ok(()),
+                }
+            });
+        if let Err(reason) = refused {
+            return Outcome::reject(format!("tick refused: {reason}"));
+        }
         self.locked(stream, || {
             let state = match periods::read(&self.store, stream, &period) {
                 Ok(state) => state,
@@ -197,7 +209,7 @@ impl Releaser {
                     tracing::warn!(stream = %stream, period = %period, version = %version, "finishing an interrupted release");
                     self.release_for_period(stream, settings, twoweek, &period, &version, format!("two-week release for period {}", period))
                 }
-                Some(PeriodState::Skipped | PeriodState::Waiting) | None => match periods::latest(&self.store, stream) {
+                Some(PeriodState::Skipped | PeriodState::Waiting) | None => match periods::latest(&self.store, stream, now + release_timer::CLOCK_SKEW) {
                     // A replayed tick of a past period must not release today's candidate.
                     Ok(Some(latest)) if latest > period => {
                         tracing::warn!(stream = %stream, period = %period, latest = %latest, "tick of a past period ignored");
@@ -293,8 +305,11 @@ impl Releaser {
         }
         self.locked(stream, || {
             let period = match periods::waiting(&self.store, stream) {
-                Ok(Some(period)) => period,
-                Ok(None) => return Outcome::Done(Vec::new()),
+                // A period from the future (written before ticks were checked) waits for nothing.
+                Ok(Some(period)) if period.start() <= Utc::now() + release_timer::CLOCK_SKEW => {
+                    period
+                }
+                Ok(_) => return Outcome::Done(Vec::new()),
                 Err(error) => return store_outcome("cannot read the waiting period", &error),
             };
             match periods::read(&self.store, stream, &period) {

@@ -87,11 +87,20 @@ pub fn write(
     Ok(())
 }
 
-/// The newest period that has a record.
-pub fn latest(store: &Store, stream: &Stream) -> Result<Option<Period>, StoreError> {
+/// The newest period that has a record and starts no later than `not_after`. A record from the
+/// future (which an unchecked tick could leave) must not make every real tick a past one.
+pub fn latest(
+    store: &Store,
+    stream: &Stream,
+    not_after: DateTime<Utc>,
+) -> Result<Option<Period>, StoreError> {
     let mut latest: Option<Period> = None;
     for entry in store::list_dir(&store.periods_dir(stream))? {
-        let period = entry.file_name().to_str().and_then(period_of_file_name);
+        let period = entry
+            .file_name()
+            .to_str()
+            .and_then(period_of_file_name)
+            .filter(|period| period.start() <= not_after);
         latest = latest.max(period);
     }
     Ok(latest)
@@ -141,9 +150,24 @@ mod tests {
             "an older record leaves a newer wait alone"
         );
         assert_eq!(
-            latest(&store, &stream).unwrap(),
+            latest(&store, &stream, now).unwrap(),
             Some(second),
             "waiting.json is not a period"
         );
+    }
+
+    #[test]
+    fn a_period_from_the_future_is_not_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let stream: Stream = "f43".parse().unwrap();
+        let now: DateTime<Utc> = "2026-11-27T03:00:00Z".parse().unwrap();
+        let (past, future): (Period, Period) = (
+            "2026-11-17T12:00:00Z".parse().unwrap(),
+            "2099-01-05T12:00:00Z".parse().unwrap(),
+        );
+        write(&store, &stream, &past, PeriodState::Skipped, now).unwrap();
+        write(&store, &stream, &future, PeriodState::Skipped, now).unwrap();
+        assert_eq!(latest(&store, &stream, now).unwrap(), Some(past));
     }
 }

@@ -206,20 +206,6 @@ pub(crate) fn sender(
     }
 }
 
-/// The broker user a connection logs in as: `tls.user` with client certificates (the broker
-/// derives the user from the certificate, which this cannot see), else the user `amqp_url`
-/// names.
-pub(crate) fn broker_user(settings: &Settings) -> Option<String> {
-    if let Some(tls) = &settings.tls {
-        return tls.user.as_ref().map(ToString::to_string);
-    }
-    let uri: AMQPUri = settings.amqp_url.parse().ok()?;
-    settings
-        .amqp_url
-        .contains('@')
-        .then_some(uri.authority.userinfo.username)
-}
-
 /// The virtual host `amqp_url` names (`/` when its path is empty or `%2f`).
 pub(crate) fn vhost(settings: &Settings) -> Option<String> {
     let uri: AMQPUri = settings.amqp_url.parse().ok()?;
@@ -313,33 +299,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(from_table(&to_table(&headers)), headers);
-    }
-
-    #[test]
-    fn the_broker_user_comes_from_the_url_or_from_tls_user() {
-        let with = |url: &str, tls: &str| {
-            let text = format!("amqp_url = \"{url}\"\n[store]\nroot = \"/srv\"\n[streams]\n{tls}");
-            broker_user(&Settings::from_toml(&text).unwrap())
-        };
-        assert_eq!(
-            with("amqp://fortnight:secret@broker/%2f", "").as_deref(),
-            Some("fortnight")
-        );
-        assert_eq!(with("amqp://broker/%2f", ""), None);
-        let tls = "[tls]\nca_cert = \"ca.pem\"\ncertfile = \"c.pem\"\nkeyfile = \"c.key\"\n";
-        assert_eq!(
-            with("amqps://broker/%2f", tls),
-            None,
-            "the certificate's user is unknown here"
-        );
-        assert_eq!(
-            with(
-                "amqps://broker/%2f",
-                &format!("{tls}user = \"fortnight-releng\"\n")
-            )
-            .as_deref(),
-            Some("fortnight-releng")
-        );
     }
 
     fn delivered_by(

@@ -83,7 +83,7 @@ impl Session {
             queue,
             connection,
             channel,
-            own_user: amqp::broker_user(settings),
+            own_user: settings.broker_user(),
         })
     }
 

@@ -5,9 +5,13 @@
 //! - at least once: the input is acked only after every message the step returned was
 //!   confirmed by the broker (or, for a [long-running](journal) step, after the input is on
 //!   disk); a redelivered input runs the step again, so steps are idempotent;
-//! - bad input never reaches the step and never stops the consumer: an oversized body, a body
-//!   that is not JSON or not an object goes to the dead-letter queue `<queue>.dead` with the
-//!   reason in a header;
+//! - bad input never reaches the step and never stops the consumer: a topic from a sender the
+//!   configuration does not trust for it (`Settings::senders`, checked against the
+//!   broker-validated `user_id`), an oversized body, a body that is not JSON or not an object
+//!   goes to the dead-letter queue `<queue>.dead` with the reason in a header;
+//! - everything the runtime and [`Publisher`] publish carries the connection's broker user as
+//!   `user_id`, so the next consumer can trust it; a consumer whose broker user is unknown
+//!   (TLS without `tls.user`) does not start;
 //! - [`Outcome::Retry`] goes through a delay queue (see [`topology`]) and, past
 //!   `consumers.<name>.max_attempts`, to the dead-letter queue; [`Outcome::Reject`] goes there
 //!   at once. Dead letters keep body, id and original headers so [`dead_letters`] can replay
@@ -24,9 +28,7 @@
 //! - the broker only accepts the publishing connection's own user as `user_id`, so a copy on
 //!   a retry or dead-letter queue carries the original sender in [`HEADER_USER_ID`] and the
 //!   runtime's own user as `user_id`. That header is believed only on a message whose
-//!   broker-checked `user_id` is the runtime's own user (so nobody else can forge it); with TLS
-//!   client certificates the runtime does not know its own user name and the sender is lost
-//!   on retry (a step that authorizes by `user_id` then sees `None` and must reject).
+//!   broker-checked `user_id` is the runtime's own user (so nobody else can forge it).
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -24,18 +24,23 @@ pub(crate) struct Wire {
 }
 
 impl Wire {
-    /// A step's message, as fedora-messaging would publish it.
+    /// A step's message, as fedora-messaging would publish it, signed by this connection's
+    /// broker user.
     pub(crate) fn outgoing(settings: &Settings, message: &Outgoing) -> Self {
         let headers = message.headers(Utc::now());
         Self {
             exchange: settings.publish_exchange.clone(),
             routing_key: add_prefix(&message.topic, &settings.topic_prefix),
             body: serde_json::to_vec(&message.body).unwrap_or_else(|_| b"{}".to_vec()),
-            properties: amqp::properties(Some(&message.id.to_string()), to_table(&headers)),
+            properties: signed(
+                settings,
+                amqp::properties(Some(&message.id.to_string()), to_table(&headers)),
+            ),
         }
     }
 
-    /// A recorded message, replayed as recorded: topic as is, headers, id and priority kept.
+    /// A recorded message, replayed as recorded (topic as is, headers, id and priority kept)
+    /// by this connection's account.
     fn record(settings: &Settings, record: &RecordLine) -> Self {
         let id = record
             .id
@@ -48,13 +53,26 @@ impl Wire {
                 Value::from(priority),
             );
         }
-        let properties = amqp::properties(Some(&id), to_table(&headers));
+        // Re-sent by this account: a recorded `user_id` is someone else's, which the broker
+        // would refuse.
+        let properties = signed(settings, amqp::properties(Some(&id), to_table(&headers)));
         Self {
             exchange: settings.publish_exchange.clone(),
             routing_key: record.topic.clone(),
             body: serde_json::to_vec(&record.body).unwrap_or_else(|_| b"{}".to_vec()),
             properties,
         }
+    }
+}
+
+/// `properties` with `user_id` set to the connection's broker user, so that consumers, which
+/// trust a topic only from the accounts `trust` names, can tell who sent it. Without a known
+/// user (TLS without `tls.user`) the message goes unsigned, and only topics open to any
+/// sender accept it.
+fn signed(settings: &Settings, properties: AMQPProperties) -> AMQPProperties {
+    match settings.broker_user() {
+        Some(user) => properties.with_user_id(user.into()),
+        None => properties,
     }
 }
 
@@ -150,16 +168,17 @@ impl Publisher {
     /// The broker user this publisher connects as: `tls.user` with client certificates, else
     /// the user `amqp_url` names.
     pub fn broker_user(settings: &Settings) -> Option<String> {
-        amqp::broker_user(settings)
+        settings.broker_user()
     }
 
-    /// Publishes a recorded message exactly as recorded and waits for the confirm.
+    /// Publishes a recorded message as recorded, signed by this connection's broker user, and
+    /// waits for the confirm.
     pub async fn publish_record(&self, record: &RecordLine) -> Result<(), BusError> {
         self.publish_one(Wire::record(&self.settings, record)).await
     }
 
-    /// Publishes raw bytes to a logical topic (prefix added), to see how consumers treat
-    /// bad input. Returns the message id.
+    /// Publishes raw bytes to a logical topic (prefix added), signed like every message, to
+    /// see how consumers treat bad input. Returns the message id.
     pub async fn publish_raw(
         &self,
         topic: &str,
@@ -171,7 +190,10 @@ impl Publisher {
             exchange: self.settings.publish_exchange.clone(),
             routing_key: add_prefix(topic, &self.settings.topic_prefix),
             body: body.to_vec(),
-            properties: amqp::properties(Some(&id), to_table(headers)),
+            properties: signed(
+                &self.settings,
+                amqp::properties(Some(&id), to_table(headers)),
+            ),
         };
         self.publish_one(wire).await?;
         Ok(id)

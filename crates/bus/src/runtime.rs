@@ -42,6 +42,14 @@ pub async fn run<S: Step>(
     step: Arc<S>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), BusError> {
+    // Every message a consumer publishes is signed with its broker user, and the next
+    // consumer trusts it by that name alone: unsigned, the pipeline would stop at the first hop.
+    if settings.broker_user().is_none() {
+        return Err(BusError::Start {
+            consumer: S::NAME,
+            reason: "the broker account it publishes as is unknown; with [tls] set tls.user to the user the client certificate logs in as, otherwise name the user in amqp_url".to_owned(),
+        });
+    }
     step.on_start().await.map_err(|reason| BusError::Start {
         consumer: S::NAME,
         reason,
@@ -57,14 +65,8 @@ pub async fn run<S: Step>(
         topology: Topology::new(settings, S::NAME, &step.topics()),
         metrics: Arc::new(Metrics::default()),
         journal,
-        own_user: amqp::broker_user(settings),
+        own_user: settings.broker_user(),
     });
-    if settings.tls.as_ref().is_some_and(|tls| tls.user.is_none()) {
-        tracing::warn!(
-            consumer = S::NAME,
-            "[tls] has no `user`: a vote or override that is retried loses its sender and is then refused; set tls.user to the user the client certificate logs in as"
-        );
-    }
     let health = match ctx.config.health_addr {
         Some(addr) => Some(health::serve(addr, S::NAME, ctx.metrics.clone()).await?),
         None => None,
@@ -284,8 +286,27 @@ impl Received {
         }
     }
 
+    /// Why the sender may not send this topic, if it may not (see [`Settings::senders`]).
+    fn untrusted(&self, ctx: &Context) -> Option<String> {
+        let topic = strip_prefix(&self.routing_key, &ctx.settings.topic_prefix);
+        let senders = ctx.settings.senders(topic);
+        if senders.allows(self.user_id.as_deref()) {
+            return None;
+        }
+        let sender = match &self.user_id {
+            Some(user) => format!("broker user {user}"),
+            None => "a message without user_id".to_owned(),
+        };
+        Some(format!(
+            "untrusted sender: {sender} may not send {topic} (allowed: {senders}); to trust it, list it in trust.topics.\"{topic}\" of the configuration"
+        ))
+    }
+
     /// The message as a step sees it, or why it cannot be one.
     fn incoming(&self, ctx: &Context) -> Result<Incoming, String> {
+        if let Some(reason) = self.untrusted(ctx) {
+            return Err(reason);
+        }
         if self.body.len() > ctx.config.max_body_bytes {
             return Err(format!(
                 "body is {} bytes, over consumers.{}.max_body_bytes = {}",
@@ -443,7 +464,11 @@ async fn run_job<S: Step>(
     let span = message_span(&ctx, &received, Some(&incoming.body));
     async {
         tracing::info!(path = %job.path().display(), "job started");
-        let outcome = handle(step.as_ref(), &incoming, &ctx.metrics).await;
+        // Checked again: a job journaled before the sender's trust was withdrawn must not run.
+        let outcome = match received.untrusted(&ctx) {
+            Some(reason) => Outcome::reject(reason),
+            None => handle(step.as_ref(), &incoming, &ctx.metrics).await,
+        };
         match settle_or_retry(&ctx, &channel, &received, outcome).await {
             Ok(()) => {
                 job.finish()?;

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use messages::{Arch, Format, Ref, Stream, UserName};
+use messages::{
+    Arch, Format, Message, PungiComposeOstree, PungiComposeStatusChange, Ref, Stream, UserName,
+};
 use serde::Deserialize;
 
 /// Prefix of environment variables that override file keys; `__` separates nested keys
@@ -63,6 +65,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "image_tester",
     "site",
     "operators",
+    "trust",
     "streams",
 ];
 
@@ -221,10 +224,99 @@ pub struct Settings {
     pub image_tester: TesterSettings,
     #[serde(default)]
     pub site: SiteSettings,
-    /// Accounts allowed to publish overrides and fire the timer by hand.
+    /// Accounts allowed to publish overrides, fire the timer by hand and replay a step.
     #[serde(default)]
     pub operators: Vec<UserName>,
+    /// Which broker accounts may send each topic a consumer reads.
+    #[serde(default)]
+    pub trust: TrustSettings,
     pub streams: BTreeMap<Stream, StreamSettings>,
+}
+
+/// Who may send the topics the consumers read. The sender is the broker-checked AMQP `user_id`,
+/// so only an account's own connection can claim it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSettings {
+    /// The accounts Fortnight's consumers and timer publish as; when absent, the broker user of
+    /// this configuration (`tls.user`, or the user `amqp_url` names). List them all when the
+    /// consumers connect with different accounts.
+    #[serde(default)]
+    pub own_accounts: Option<Vec<UserName>>,
+    /// Topic (without `topic_prefix`) -> its senders, replacing the default.
+    #[serde(default)]
+    pub topics: BTreeMap<String, Senders>,
+}
+
+/// Who may send a topic: `"any"` or a list of broker accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "SendersText")]
+pub enum Senders {
+    /// Any account, or none: for inputs that are checked against the store anyway.
+    Any,
+    Accounts(Vec<UserName>),
+}
+
+/// [`Senders`] as written in the file, before the word is checked.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SendersText {
+    Word(String),
+    Accounts(Vec<UserName>),
+}
+
+impl TryFrom<SendersText> for Senders {
+    type Error = String;
+    fn try_from(text: SendersText) -> Result<Self, String> {
+        match text {
+            SendersText::Word(word) if word == "any" => Ok(Self::Any),
+            SendersText::Word(word) => Err(format!(
+                "{word:?} is not a list of senders: write \"any\" or a list of broker accounts"
+            )),
+            SendersText::Accounts(accounts) => Ok(Self::Accounts(accounts)),
+        }
+    }
+}
+
+impl Senders {
+    /// Whether `user_id` may send; a message without one is trusted only by [`Senders::Any`].
+    pub fn allows(&self, user_id: Option<&str>) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Accounts(accounts) => {
+                user_id.is_some_and(|user| accounts.iter().any(|a| a.as_str() == user))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Senders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("any sender"),
+            Self::Accounts(accounts) if accounts.is_empty() => f.write_str("nobody"),
+            Self::Accounts(accounts) => {
+                let names: Vec<&str> = accounts.iter().map(UserName::as_str).collect();
+                f.write_str(&names.join(", "))
+            }
+        }
+    }
+}
+
+/// Topics anyone may send: Fedora's inputs only name trees and composes the configured
+/// repository and compose location already hold, and votes carry their own rule (the
+/// karma-tracker checks `karma.voters` and the candidate).
+const OPEN_TOPICS: [&str; 3] = [
+    PungiComposeOstree::TOPIC,
+    PungiComposeStatusChange::TOPIC,
+    messages::KarmaSubmitted::TOPIC,
+];
+/// Topics only operators may send: an override is an operator's act, never a step's.
+const OVERRIDE_PREFIX: &str = "fortnight.override.";
+
+/// Whether `topic` is one Fortnight reads or writes, so a typo in `trust.topics` is caught.
+fn known_topic(topic: &str) -> bool {
+    OPEN_TOPICS.contains(&topic) || messages::schema::for_topic(topic).is_some()
 }
 
 fn default_amqp_url() -> String {
@@ -580,6 +672,13 @@ impl Settings {
                 ));
             }
         }
+        if let Some(topic) = self.trust.topics.keys().find(|t| !known_topic(t)) {
+            return Err(invalid(
+                format!("trust.topics.\"{topic}\""),
+                topic,
+                "a topic Fortnight reads, without topic_prefix (fortnight.tree.composed, pungi.compose.ostree, ...)",
+            ));
+        }
         for (stream, s) in &self.streams {
             if let Some(name) = s.recipe_env.keys().find(|name| !is_env_name(name)) {
                 return Err(invalid(
@@ -643,6 +742,52 @@ impl Settings {
         Ok(())
     }
 
+    /// The broker user this configuration connects as: `tls.user` with client certificates
+    /// (the broker takes the user from the certificate, which only `tls.user` names here),
+    /// else the user `amqp_url` names.
+    pub fn broker_user(&self) -> Option<String> {
+        if let Some(tls) = &self.tls {
+            return tls.user.as_ref().map(ToString::to_string);
+        }
+        let (_, rest) = self.amqp_url.split_once("://")?;
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        let user = userinfo.split(':').next().unwrap_or_default();
+        percent_decode(user).filter(|user| !user.is_empty())
+    }
+
+    /// The accounts Fortnight's own consumers publish as (`trust.own_accounts`, else
+    /// [`Settings::broker_user`]); empty when neither says.
+    pub fn own_accounts(&self) -> Vec<UserName> {
+        match &self.trust.own_accounts {
+            Some(accounts) => accounts.clone(),
+            None => self
+                .broker_user()
+                .and_then(|user| user.parse().ok())
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Who may send `topic` (without `topic_prefix`): `trust.topics` when it names the topic,
+    /// else the default: anyone for Fedora's inputs and votes, `operators` for overrides, and
+    /// for every other topic Fortnight's own accounts plus `operators` (who replay a message to
+    /// retry a step, force a rebuild or fire the timer by hand).
+    pub fn senders(&self, topic: &str) -> Senders {
+        if let Some(senders) = self.trust.topics.get(topic) {
+            return senders.clone();
+        }
+        if OPEN_TOPICS.contains(&topic) {
+            return Senders::Any;
+        }
+        let mut accounts = match topic.starts_with(OVERRIDE_PREFIX) {
+            true => Vec::new(),
+            false => self.own_accounts(),
+        };
+        accounts.extend(self.operators.iter().cloned());
+        Senders::Accounts(accounts)
+    }
+
     /// The runtime settings of one consumer, with defaults when it has no section.
     pub fn consumer(&self, name: &str) -> ConsumerSettings {
         self.consumers.get(name).cloned().unwrap_or_default()
@@ -686,6 +831,29 @@ impl Settings {
                 .map(|(arch, _)| (stream, arch, s))
         })
     }
+}
+
+/// `%XX` escapes decoded, as in a URL's user name; `None` when they do not make UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        let escaped = (first == b'%')
+            .then(|| tail.get(..2))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                bytes.push(byte);
+                rest = &tail[2..];
+            }
+            None => {
+                bytes.push(first);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -875,6 +1043,114 @@ mod tests {
         assert_eq!(
             redact_url("amqp://u:p@ss@host/%2f?x=a@b"),
             "amqp://u:***@host/%2f?x=a@b"
+        );
+    }
+
+    fn senders_of(text: &str, topic: &str) -> String {
+        Settings::from_toml(text)
+            .unwrap()
+            .senders(topic)
+            .to_string()
+    }
+
+    #[test]
+    fn by_default_fortnight_and_operators_move_candidates_and_only_operators_override() {
+        let text = format!(
+            "amqp_url = \"amqp://fortnight:pw@broker/%2f\"\noperators = [\"alice\"]\n{MINIMAL}"
+        );
+        for topic in [
+            "fortnight.tree.composed",
+            "fortnight.image.built",
+            "fortnight.image.tests.passed",
+            "fortnight.karma.threshold.reached",
+            "fortnight.twoweek.timer.fired",
+            "fortnight.release.published",
+        ] {
+            assert_eq!(senders_of(&text, topic), "fortnight, alice", "{topic}");
+        }
+        assert_eq!(senders_of(&text, "fortnight.override.release"), "alice");
+        assert_eq!(senders_of(&text, "pungi.compose.ostree"), "any sender");
+        assert_eq!(senders_of(&text, "fortnight.karma.submitted"), "any sender");
+        let s = Settings::from_toml(&text).unwrap();
+        let tick = s.senders("fortnight.twoweek.timer.fired");
+        assert!(tick.allows(Some("fortnight")) && tick.allows(Some("alice")));
+        assert!(
+            !tick.allows(Some("mallory")) && !tick.allows(None),
+            "no user_id, no trust"
+        );
+        assert!(s.senders("pungi.compose.ostree").allows(None));
+    }
+
+    #[test]
+    fn trust_tables_replace_the_defaults() {
+        let text = format!(
+            "operators = [\"alice\"]\n{MINIMAL}\n[trust]\nown_accounts = [\"fn-builder\", \"fn-releaser\"]\n\
+             [trust.topics]\n\"pungi.compose.ostree\" = [\"pungi\"]\n\"fortnight.tree.composed\" = \"any\"\n"
+        );
+        assert_eq!(senders_of(&text, "pungi.compose.ostree"), "pungi");
+        assert_eq!(senders_of(&text, "fortnight.tree.composed"), "any sender");
+        assert_eq!(
+            senders_of(&text, "fortnight.image.built"),
+            "fn-builder, fn-releaser, alice"
+        );
+    }
+
+    #[test]
+    fn a_bad_trust_entry_is_named() {
+        let err = Settings::from_toml(&format!(
+            "{MINIMAL}\n[trust.topics]\n\"fortnight.tree.composd\" = \"any\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("fortnight.tree.composd"), "{err}");
+        let err = Settings::from_toml(&format!(
+            "{MINIMAL}\n[trust.topics]\n\"fortnight.tree.composed\" = \"anyone\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("\"anyone\""), "{err}");
+        let err = Settings::from_toml(&format!("{MINIMAL}\n[trust]\nown_accounts = [\"../x\"]\n"))
+            .unwrap_err();
+        assert!(err.to_string().contains("../x"), "{err}");
+    }
+
+    #[test]
+    fn the_broker_user_comes_from_the_url_or_from_tls_user() {
+        let with = |url: &str, tls: &str| {
+            Settings::from_toml(&format!("amqp_url = \"{url}\"\n{MINIMAL}\n{tls}"))
+                .unwrap()
+                .broker_user()
+        };
+        assert_eq!(
+            with("amqp://fortnight:secret@broker/%2f", "").as_deref(),
+            Some("fortnight")
+        );
+        assert_eq!(
+            with("amqp://fn%2Dbot:p%40ss@broker:5672/%2f", "").as_deref(),
+            Some("fn-bot")
+        );
+        assert_eq!(with("amqp://broker/%2f", ""), None);
+        assert_eq!(
+            with("amqp://broker/user@vhost", ""),
+            None,
+            "an @ in the path"
+        );
+        let tls = "[tls]\nca_cert = \"ca.pem\"\ncertfile = \"c.pem\"\nkeyfile = \"c.key\"\n";
+        assert_eq!(
+            with("amqps://broker/%2f", tls),
+            None,
+            "the certificate's user is unknown here"
+        );
+        assert_eq!(
+            with(
+                "amqps://broker/%2f",
+                &format!("{tls}user = \"fortnight-releng\"\n")
+            )
+            .as_deref(),
+            Some("fortnight-releng")
+        );
+        assert!(
+            Settings::from_toml(MINIMAL).unwrap().own_accounts()
+                == vec!["guest".parse::<UserName>().unwrap()],
+            "the default amqp_url logs in as guest"
         );
     }
 }

@@ -165,14 +165,17 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_go
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_purged() {
     let bus = TestBus::new().consumer("probe", "max_attempts = 3\nretry_delays_seconds = [1]");
-    let probe = Probe::run(&bus, bus.settings(), false);
+    // Sent by a tester's own account with the broker-checked user_id, which steps use to
+    // authorize votes and overrides; the consumer runs as another account. Listed as an
+    // operator, the tester may send the probe's topic, as on every topic of Fortnight's own.
+    let tester = BrokerUser::create("tester");
+    let mut settings = bus.settings();
+    settings.operators = vec![tester.name.clone()];
+    let probe = Probe::run(&bus, settings, false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
     let mut message = Probe::message("flaky", Duration::ZERO);
     message.body.insert("fail".into(), Value::Bool(true));
-    // Sent by a tester's own account with the broker-checked user_id, which steps use to
-    // authorize votes and overrides; the consumer runs as another account.
-    let tester = BrokerUser::create("tester");
     tester
         .publisher(&bus.settings())
         .await

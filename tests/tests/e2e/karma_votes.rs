@@ -61,9 +61,14 @@ async fn spoofed_disallowed_and_misplaced_votes_are_refused_with_a_reason() {
         "RabbitMQ refuses a user_id that is not the connection's user"
     );
 
-    // A vote without user_id cannot be attributed.
-    p.publish(&Outgoing::new(uuid::Uuid::new_v4(), &spoof))
-        .await;
+    // A vote without user_id cannot be attributed (votes are open to any sender, so the
+    // karma-tracker itself says why).
+    let unsigned = tests::broker::unsigned_publisher(settings).await;
+    unsigned
+        .publish(&Outgoing::new(uuid::Uuid::new_v4(), &spoof))
+        .await
+        .unwrap();
+    unsigned.close().await;
     dead_letter_with(&p, "karma-tracker", "carries no user_id").await;
 
     // Mallory as himself is not in the stream's voters.

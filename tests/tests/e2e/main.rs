@@ -24,4 +24,5 @@ mod site_browser;
 mod site_bus;
 mod site_startup;
 mod timer_ticks;
+mod trust;
 mod workspace;

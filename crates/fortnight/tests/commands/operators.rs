@@ -308,12 +308,15 @@ async fn a_block_shows_in_status_and_explain_until_unblocked() {
         &["override", "block", "tw", V, "--reason", "because"],
     )
     .await;
-    let letter = dead_letter_with(&p, releaser::NAME, "is not an operator").await;
-    assert!(
-        letter.reason.contains(mallory.name.as_str()),
-        "{}",
-        letter.reason
-    );
+    dead_letter_with(
+        &p,
+        releaser::NAME,
+        &format!(
+            "untrusted sender: broker user {} may not send fortnight.override.block ",
+            mallory.name
+        ),
+    )
+    .await;
     assert_eq!(
         p.audit_log().len(),
         2,
