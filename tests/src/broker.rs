@@ -1,5 +1,6 @@
-//! Driving the broker itself, for the tests that restart or reconfigure it. Such tests live in
-//! one test binary and hold [`serial`] so they never overlap.
+//! Driving the broker itself, for the tests that restart or reconfigure it. Tests that do so
+//! to the shared broker live in one test binary and hold [`serial`] so they never overlap; a
+//! test that restarts a [`Node`] of its own runs beside the others.
 
 use std::process::Command;
 use std::time::Duration;
