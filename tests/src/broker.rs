@@ -1,5 +1,6 @@
-//! Driving the broker itself, for the tests that restart or reconfigure it. Such tests live in
-//! one test binary and hold [`serial`] so they never overlap.
+//! Driving the broker itself, for the tests that restart or reconfigure it. Tests that do so
+//! to the shared broker live in one test binary and hold [`serial`] so they never overlap; a
+//! test that restarts a [`Node`] of its own runs beside the others.
 
 use std::process::Command;
 use std::time::Duration;
@@ -172,10 +173,11 @@ fn set_env(key: &str, value: u64) {
     .unwrap_or_else(|out| panic!("rabbitmqctl eval cannot set {key}: {out}"));
 }
 
-/// A second RabbitMQ node with only a TLS listener, a test CA and EXTERNAL authentication by
-/// client certificate, as Fedora's broker has. Stopped when dropped.
+/// A RabbitMQ node of a test's own, on free ports, which the test may restart while the
+/// shared broker keeps serving every other test. Stopped when dropped.
 #[derive(Debug)]
-pub struct TlsNode {
+pub struct Node {
+    /// Its AMQP (or, for [`Node::start_tls`], AMQPS) port.
     pub port: u16,
     pub dir: tempfile::TempDir,
     node: String,
@@ -184,51 +186,77 @@ pub struct TlsNode {
 /// The client certificate's common name, which is also the broker user it logs in as.
 pub const TLS_CLIENT: &str = "fortnight-client";
 
-impl TlsNode {
+impl Node {
+    /// A plain node: AMQP on a free loopback port, with the default `guest` account.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a directory for the TLS node");
+        Self::start_with(
+            "fortnight-node",
+            |_, port| format!("listeners.tcp.default = 127.0.0.1:{port}\n"),
+            "[].\n",
+        )
+    }
+
+    /// A node with only a TLS listener, a test CA and EXTERNAL authentication by client
+    /// certificate, as Fedora's broker has.
+    pub fn start_tls() -> Self {
+        let started = Self::start_with(
+            "fortnight-tls",
+            |d, port| {
+                ca(d, "ca");
+                ca(d, "rogue-ca");
+                signed(
+                    d,
+                    "server",
+                    "localhost",
+                    "ca",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                );
+                signed(d, "client", TLS_CLIENT, "ca", "extendedKeyUsage=clientAuth");
+                signed(
+                    d,
+                    "rogue",
+                    TLS_CLIENT,
+                    "rogue-ca",
+                    "extendedKeyUsage=clientAuth",
+                );
+                let p = |name: &str| d.join(name).display().to_string();
+                format!(
+                    "listeners.tcp = none\nlisteners.ssl.default = {port}\n\
+                     ssl_options.cacertfile = {ca}\nssl_options.certfile = {cert}\n\
+                     ssl_options.keyfile = {key}\nssl_options.verify = verify_peer\n\
+                     ssl_options.fail_if_no_peer_cert = true\nauth_mechanisms.1 = EXTERNAL\n\
+                     ssl_cert_login_from = common_name\nloopback_users = none\n",
+                    ca = p("ca.pem"),
+                    cert = p("server.pem"),
+                    key = p("server.key"),
+                )
+            },
+            "[rabbitmq_auth_mechanism_ssl].\n",
+        );
+        let password = uuid::Uuid::new_v4().to_string();
+        started
+            .ctl(&["add_user", TLS_CLIENT, &password])
+            .expect("user for the client certificate");
+        started
+            .ctl(&["set_permissions", "-p", "/", TLS_CLIENT, ".*", ".*", ".*"])
+            .expect("permissions");
+        started
+    }
+
+    /// Starts a node named `<prefix>-<port>` whose `rabbitmq.conf` is `config(dir, port)`.
+    fn start_with(
+        prefix: &str,
+        config: impl FnOnce(&std::path::Path, u16) -> String,
+        plugins: &str,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the node");
         let d = dir.path().to_owned();
         let d = d.as_path();
         let port = free_port();
         let dist_port = free_port();
-        let node = format!("fortnight-tls-{port}@localhost");
-        ca(d, "ca");
-        ca(d, "rogue-ca");
-        signed(
-            d,
-            "server",
-            "localhost",
-            "ca",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        );
-        signed(d, "client", TLS_CLIENT, "ca", "extendedKeyUsage=clientAuth");
-        signed(
-            d,
-            "rogue",
-            TLS_CLIENT,
-            "rogue-ca",
-            "extendedKeyUsage=clientAuth",
-        );
-        let p = |name: &str| d.join(name).display().to_string();
-        std::fs::write(
-            d.join("rabbitmq.conf"),
-            format!(
-                "listeners.tcp = none\nlisteners.ssl.default = {port}\n\
-                 ssl_options.cacertfile = {ca}\nssl_options.certfile = {cert}\n\
-                 ssl_options.keyfile = {key}\nssl_options.verify = verify_peer\n\
-                 ssl_options.fail_if_no_peer_cert = true\nauth_mechanisms.1 = EXTERNAL\n\
-                 ssl_cert_login_from = common_name\nloopback_users = none\n",
-                ca = p("ca.pem"),
-                cert = p("server.pem"),
-                key = p("server.key"),
-            ),
-        )
-        .expect("node config");
-        std::fs::write(
-            d.join("enabled_plugins"),
-            "[rabbitmq_auth_mechanism_ssl].\n",
-        )
-        .expect("plugins file");
+        let node = format!("{prefix}-{port}@localhost");
+        std::fs::write(d.join("rabbitmq.conf"), config(d, port)).expect("node config");
+        std::fs::write(d.join("enabled_plugins"), plugins).expect("plugins file");
         // The Debian packaging runs the node as the `rabbitmq` user, not as the test's user.
         for entry in std::fs::read_dir(d).expect("node directory") {
             set_mode(&entry.expect("directory entry").path(), 0o644);
@@ -246,43 +274,54 @@ impl TlsNode {
             .status()
             .expect("rabbitmq-server runs");
         assert!(status.success(), "rabbitmq-server -detached failed");
-        let node_ctl = |args: &[&str]| {
-            let mut all = vec!["-n", node.as_str()];
-            all.extend_from_slice(args);
-            rabbitmqctl(&all)
-        };
-        let started = TlsNode {
-            port,
-            dir,
-            node: node.clone(),
-        };
+        let started = Node { port, dir, node };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while node_ctl(&["status"]).is_err() {
+        while started.ctl(&["status"]).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the TLS node did not start; see {}",
+                "the node {} did not start; see {}",
+                started.node,
                 d.join("log").display()
             );
             std::thread::sleep(Duration::from_millis(500));
         }
-        node_ctl(&["await_startup"]).expect("the TLS node finishes booting");
-        let password = uuid::Uuid::new_v4().to_string();
-        node_ctl(&["add_user", TLS_CLIENT, &password]).expect("user for the client certificate");
-        node_ctl(&["set_permissions", "-p", "/", TLS_CLIENT, ".*", ".*", ".*"])
-            .expect("permissions");
+        started
+            .ctl(&["await_startup"])
+            .expect("the node finishes booting");
         started
     }
 
-    /// A PEM file in the node's directory (`ca.pem`, `client.pem`, `client.key`, `rogue.pem`,
-    /// `rogue.key`).
+    /// `rabbitmqctl` for this node.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let mut all = vec!["-n", self.node.as_str()];
+        all.extend_from_slice(args);
+        rabbitmqctl(&all)
+    }
+
+    /// The URL of a plain node's `guest` account.
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Stops the broker application, closing every connection, and starts it again: a
+    /// broker restart, with durable queues and bindings kept.
+    pub fn restart(&self) {
+        self.ctl(&["stop_app"]).expect("the node stops");
+        self.ctl(&["start_app"]).expect("the node starts again");
+        self.ctl(&["await_startup"])
+            .expect("the node finishes booting again");
+    }
+
+    /// A PEM file in a TLS node's directory (`ca.pem`, `client.pem`, `client.key`,
+    /// `rogue.pem`, `rogue.key`).
     pub fn file(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(name)
     }
 }
 
-impl Drop for TlsNode {
+impl Drop for Node {
     fn drop(&mut self) {
-        let _ = rabbitmqctl(&["-n", &self.node, "stop"]);
+        let _ = self.ctl(&["stop"]);
     }
 }
 

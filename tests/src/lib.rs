@@ -130,14 +130,7 @@ impl TestBus {
 
     /// Starts recording `topics` (logical; the prefix is added) before anything is published.
     pub async fn watch(&self, topics: &[&str]) -> Watch {
-        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-        Watch {
-            recording: bus::record::subscribe(&self.settings(), &topics)
-                .await
-                .expect("a recording queue"),
-            prefix: self.prefix.clone(),
-            seen: Vec::new(),
-        }
+        Watch::start(&self.settings(), topics).await
     }
 
     /// Waits until a registered consumer's queue has a consumer, so that what is published
@@ -253,6 +246,19 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// Starts recording `topics` (logical; the prefix is added) on the broker and exchange
+    /// of `settings` (a test's private node, say).
+    pub async fn start(settings: &Settings, topics: &[&str]) -> Self {
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        Self {
+            recording: bus::record::subscribe(settings, &topics)
+                .await
+                .expect("a recording queue"),
+            prefix: settings.topic_prefix.clone(),
+            seen: Vec::new(),
+        }
+    }
+
     fn accept(&mut self, line: RecordLine) {
         let topic = messages::envelope::strip_prefix(&line.topic, &self.prefix);
         match messages::schema::validate(topic, &line.body) {

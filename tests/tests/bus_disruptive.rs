@@ -171,7 +171,7 @@ async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_client_certificates_log_in_with_external_and_unknown_ones_are_refused() {
     let _serial = broker::serial().await;
-    let node = tokio::task::spawn_blocking(broker::TlsNode::start)
+    let node = tokio::task::spawn_blocking(broker::Node::start_tls)
         .await
         .expect("the TLS node starts");
     let config = |name: &str| {

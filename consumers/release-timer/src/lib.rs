@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use messages::{Outgoing, Period, Stream, TwoweekTimerFired, UserName, derived_id};
+use messages::{Message, Outgoing, Period, Stream, TwoweekTimerFired, UserName, derived_id};
 use serde::{Deserialize, Serialize};
 use settings::Settings;
 use store::Store;
@@ -24,7 +24,7 @@ use store::Store;
 pub use schedule::{CLOCK_SKEW, Schedule};
 
 /// The consumer name: connection name, id namespace and log target.
-pub const NAME: &str = "release-timer";
+pub const NAME: &str = settings::RELEASE_TIMER;
 
 /// How long the loop sleeps at most before looking at the clock again, so that a clock that
 /// jumps (suspend, NTP step) delays a tick by no more than this.
@@ -53,8 +53,8 @@ pub enum TimerError {
         "the broker account the timer publishes as is unknown, so the releaser would trust none of its ticks; with [tls] set tls.user to the user the client certificate logs in as, otherwise name the user in amqp_url"
     )]
     UnknownAccount,
-    #[error("cannot connect to the broker to publish ticks: {0}")]
-    Connect(Box<bus::BusError>),
+    #[error("the timer cannot run: {0}")]
+    Run(Box<bus::BusError>),
     #[error("cannot publish the tick of stream {stream}: {source}")]
     Publish {
         stream: Stream,
@@ -211,40 +211,65 @@ pub async fn fire_now(
     Ok(tick)
 }
 
+/// The timer as a [`bus::Clock`]: every round fires what is due, then sleeps until the next
+/// tick of any stream.
+#[derive(Debug)]
+pub struct Ticks {
+    store: Store,
+    schedules: Vec<(Stream, Schedule)>,
+}
+
+impl Ticks {
+    /// The schedules of the configured streams and the store their state lives in.
+    pub fn new(settings: Arc<Settings>) -> Result<Self, TimerError> {
+        let schedules = schedules(&settings)?;
+        let store = Store::open(&settings.store.root).map_err(|source| TimerError::State {
+            path: settings.store.root.clone(),
+            source,
+        })?;
+        Ok(Self { store, schedules })
+    }
+}
+
+impl bus::Clock for Ticks {
+    const NAME: &'static str = NAME;
+
+    async fn round(&mut self, publisher: &bus::Publisher) -> bus::Next {
+        let now = Utc::now();
+        match fire_due(&self.store, &self.schedules, publisher, now).await {
+            Ok(_) => {}
+            // Typical of a fresh broker, where the releaser has not bound its queue yet.
+            Err(TimerError::Publish { stream, source })
+                if matches!(*source, bus::BusError::Unroutable { .. }) =>
+            {
+                tracing::warn!(stream = %stream, topic = TwoweekTimerFired::TOPIC, error = %source, "no queue is bound for the tick topic; the tick is not recorded as fired and is published again shortly");
+                return bus::Next::Retry;
+            }
+            // A broker or disk hiccup must not stop the clock; the tick is retried.
+            Err(error) => {
+                tracing::error!(error = %error, "cannot fire due ticks; retrying");
+                return bus::Next::Retry;
+            }
+        }
+        let next = self.schedules.iter().filter_map(|(_, s)| s.next(now)).min();
+        bus::Next::After(
+            next.and_then(|next| (next - Utc::now()).to_std().ok())
+                .map_or(MAX_SLEEP, |wait| wait.min(MAX_SLEEP)),
+        )
+    }
+}
+
 /// Runs the timer until `shutdown` resolves: fires what is due at start (missed ticks once),
-/// then sleeps until the next tick of any stream.
+/// then whenever a stream's next tick is due, on the bus runtime's [`bus::run_clock`].
 pub async fn run(
     settings: Arc<Settings>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), TimerError> {
-    let schedules = schedules(&settings)?;
     if settings.broker_user().is_none() {
         return Err(TimerError::UnknownAccount);
     }
-    let store = Store::open(&settings.store.root).map_err(|source| TimerError::State {
-        path: settings.store.root.clone(),
-        source,
-    })?;
-    let publisher = bus::Publisher::connect(&settings, NAME)
+    let ticks = Ticks::new(settings.clone())?;
+    bus::run_clock(&settings, ticks, shutdown)
         .await
-        .map_err(|e| TimerError::Connect(Box::new(e)))?;
-    tokio::pin!(shutdown);
-    loop {
-        let now = Utc::now();
-        if let Err(error) = fire_due(&store, &schedules, &publisher, now).await {
-            // A broker or disk hiccup must not stop the clock; the tick is retried next round.
-            tracing::error!(error = %error, "cannot fire due ticks; retrying");
-        }
-        let next = schedules.iter().filter_map(|(_, s)| s.next(now)).min();
-        let wait = next
-            .and_then(|next| (next - Utc::now()).to_std().ok())
-            .map_or(MAX_SLEEP, |wait| wait.min(MAX_SLEEP));
-        tokio::select! {
-            () = &mut shutdown => {
-                tracing::info!("timer stopped");
-                return Ok(());
-            }
-            () = tokio::time::sleep(wait) => {}
-        }
-    }
+        .map_err(|error| TimerError::Run(Box::new(error)))
 }

@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    bus::service_main(release_timer::NAME, release_timer::run)
+    bus::clock_main(release_timer::Ticks::new)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use settings::Settings;
 use tracing_subscriber::EnvFilter;
 
-use crate::Step;
+use crate::{Clock, Step};
 
 /// Where a consumer reads its configuration when neither `--config` nor `FORTNIGHT_CONFIG`
 /// says.
@@ -123,67 +123,61 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-/// The whole `main` of a consumer binary: arguments, configuration, logging, the step, the
-/// runtime, signals and exit codes.
-pub fn consumer_main<S: Step, E: Display>(
-    make: impl FnOnce(Arc<Settings>) -> Result<S, E>,
-) -> ExitCode {
-    let settings = match start(S::NAME) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
-    let step = match make(settings.clone()) {
-        Ok(step) => Arc::new(step),
-        Err(error) => {
-            tracing::error!(consumer = S::NAME, error = %error, "cannot set up the step");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    match runtime.block_on(crate::run(&settings, step, shutdown_signal())) {
+/// Configuration, the service made from it, and the async runtime; `Err` is the exit code
+/// after logging why.
+fn prepare<T, E: Display>(
+    name: &str,
+    make: impl FnOnce(Arc<Settings>) -> Result<T, E>,
+) -> Result<(Arc<Settings>, T, tokio::runtime::Runtime), ExitCode> {
+    let settings = start(name)?;
+    let made = make(settings.clone()).map_err(|error| {
+        tracing::error!(consumer = name, error = %error, "cannot set up the step");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    Ok((settings, made, runtime()?))
+}
+
+/// The exit code for how `run` or `run_clock` ended.
+fn stopped(name: &str, result: Result<(), crate::BusError>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is_permanent() => {
-            tracing::error!(consumer = S::NAME, error = %error, "stopped");
+            tracing::error!(consumer = name, error = %error, "stopped");
             ExitCode::from(EXIT_CONFIG)
         }
         Err(error) => {
-            tracing::error!(consumer = S::NAME, error = %error, "stopped");
+            tracing::error!(consumer = name, error = %error, "stopped");
             ExitCode::FAILURE
         }
     }
 }
 
-/// The `main` of a service driven by something other than a queue (the release timer's
-/// clock): the same arguments, configuration, logging and exit codes as [`consumer_main`].
-/// `serve` gets the settings and the shutdown signal.
-pub fn service_main<F, E>(
-    name: &str,
-    serve: impl FnOnce(
-        Arc<Settings>,
-        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    ) -> F,
-) -> ExitCode
-where
-    F: std::future::Future<Output = Result<(), E>>,
-    E: Display,
-{
-    let settings = match start(name) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    match runtime.block_on(serve(settings, Box::pin(shutdown_signal()))) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(service = name, error = %error, "stopped");
-            ExitCode::FAILURE
-        }
+/// The whole `main` of a consumer binary: arguments, configuration, logging, the step, the
+/// runtime, signals and exit codes.
+pub fn consumer_main<S: Step, E: Display>(
+    make: impl FnOnce(Arc<Settings>) -> Result<S, E>,
+) -> ExitCode {
+    match prepare(S::NAME, make) {
+        Ok((settings, step, runtime)) => stopped(
+            S::NAME,
+            runtime.block_on(crate::run(&settings, Arc::new(step), shutdown_signal())),
+        ),
+        Err(code) => code,
+    }
+}
+
+/// The `main` of a service driven by a clock instead of a queue (the release timer): the
+/// same arguments, configuration, logging, health endpoints, reconnects and exit codes as
+/// [`consumer_main`].
+pub fn clock_main<C: Clock, E: Display>(
+    make: impl FnOnce(Arc<Settings>) -> Result<C, E>,
+) -> ExitCode {
+    match prepare(C::NAME, make) {
+        Ok((settings, clock, runtime)) => stopped(
+            C::NAME,
+            runtime.block_on(crate::run_clock(&settings, clock, shutdown_signal())),
+        ),
+        Err(code) => code,
     }
 }
 

@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueuePurgeOptions};
+use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use serde_json::Value;
 use settings::Settings;
 
 use crate::amqp;
-use crate::publisher::publish_all;
+use crate::publisher::publish_routed;
 use crate::runtime::Received;
 use crate::topology::dead_letter_queue;
 use crate::{BusError, HEADER_ATTEMPTS, HEADER_CONSUMER, HEADER_REASON, Metrics};
@@ -97,6 +98,23 @@ impl Session {
         Ok(got.map(|message| message.delivery))
     }
 
+    /// How many dead letters wait now (ready ones; this session holds none yet).
+    async fn waiting(&self) -> Result<u32, BusError> {
+        let queue = self
+            .channel
+            .queue_declare(
+                &self.dead,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|source| BusError::declare("queue", &self.dead, source))?;
+        Ok(queue.message_count())
+    }
+
     /// Closing returns every unacked message to the queue.
     async fn close(self) {
         let _ = self.channel.close(200, "done").await;
@@ -135,8 +153,13 @@ pub async fn show(settings: &Settings, consumer: &str, id: &str) -> Result<DeadL
 }
 
 /// Moves dead letters back to the consumer's queue (all of them, or the one with id `only`),
-/// keeping body, id, headers and routing key, with attempts reset. Each is acked from the
-/// dead-letter queue only after the broker confirmed its copy. Returns how many moved.
+/// keeping body, id, headers and routing key, with attempts reset. Returns how many moved.
+///
+/// Only the letters there when the replay starts are taken: a consumer that rejects a copy
+/// again puts it at the end of the queue, past them, and it stays there instead of being
+/// replayed in a loop. Each copy is published (mandatory, so a missing consumer queue is an
+/// error, not a loss) and confirmed before its dead letter is acked: at least once, and a
+/// replay killed between the two leaves one message both replayed and still dead-lettered.
 pub async fn replay(
     settings: &Settings,
     consumer: &str,
@@ -146,14 +169,18 @@ pub async fn replay(
     let metrics = Metrics::default();
     let mut moved = 0;
     let result = async {
-        while let Some(delivery) = session.get().await? {
+        let waiting = session.waiting().await?;
+        for _ in 0..waiting {
+            let Some(delivery) = session.get().await? else {
+                break;
+            };
             let letter = Received::from_delivery(&delivery, session.own_user.as_deref());
             if only.is_some_and(|id| letter.id.as_deref() != Some(id)) {
                 continue;
             }
             // No attempts header: the replayed copy starts counting again.
             let wire = letter.copy_to(session.own_user.as_deref(), &session.queue, &[]);
-            publish_all(&session.channel, &[wire], &metrics).await?;
+            publish_routed(&session.channel, &[wire], &metrics).await?;
             delivery
                 .acker
                 .ack(BasicAckOptions::default())

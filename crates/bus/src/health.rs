@@ -29,6 +29,7 @@ pub struct Metrics {
     pub(crate) published: AtomicU64,
     pub(crate) confirmed: AtomicU64,
     pub(crate) nacked: AtomicU64,
+    pub(crate) unroutable: AtomicU64,
     duration_buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
@@ -91,6 +92,11 @@ impl Metrics {
                 "publish_nacked",
                 "Publishes refused by the broker.",
                 &self.nacked,
+            ),
+            (
+                "publish_unroutable",
+                "Mandatory publishes the broker returned because no queue was bound.",
+                &self.unroutable,
             ),
         ];
         for (name, help, value) in counters {

@@ -38,6 +38,7 @@ use messages::{Incoming, Outgoing};
 
 mod amqp;
 mod cli;
+mod clock;
 pub mod dead_letters;
 mod health;
 pub mod journal;
@@ -46,7 +47,8 @@ pub mod record;
 mod runtime;
 pub mod topology;
 
-pub use cli::{consumer_main, init_tracing, service_main, shutdown_signal};
+pub use cli::{clock_main, consumer_main, init_tracing, shutdown_signal};
+pub use clock::{Clock, Next, run_clock};
 pub use health::Metrics;
 pub use publisher::Publisher;
 pub use runtime::run;
@@ -155,6 +157,10 @@ pub enum BusError {
     },
     #[error("the broker refused (nacked) a message to `{routing_key}`; it will be retried")]
     Nacked { routing_key: String },
+    #[error(
+        "no queue is bound for `{routing_key}`, so the broker returned the message undelivered; start the consumer that reads it, or check the topic against `topic_prefix`"
+    )]
+    Unroutable { routing_key: String },
     #[error("the connection to the broker was lost")]
     ConnectionLost,
     #[error("job journal {path}: {source}")]

@@ -1,9 +1,11 @@
 //! Publishing with publisher confirms, for the runtime and for operator tools.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use lapin::options::BasicPublishOptions;
 use lapin::protocol::basic::AMQPProperties;
-use lapin::publisher_confirm::PublisherConfirm;
+use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::{Channel, Connection};
 use messages::envelope::add_prefix;
 use messages::{Outgoing, RecordLine};
@@ -77,9 +79,37 @@ fn signed(settings: &Settings, properties: AMQPProperties) -> AMQPProperties {
 }
 
 /// Sends every message, then waits for every confirm: one round trip for the batch.
+///
+/// The runtime publishes steps' results this way, without `mandatory`: Fedora's bus is
+/// publish-and-forget, and a result nobody listens to yet (`release.published` on a broker
+/// without subscribers) has done its job once the broker took it.
 pub(crate) async fn publish_all(
     channel: &Channel,
     wires: &[Wire],
+    metrics: &crate::Metrics,
+) -> Result<(), BusError> {
+    publish_confirmed(channel, wires, BasicPublishOptions::default(), metrics).await
+}
+
+/// [`publish_all`] for messages that are lost unless a queue takes them (a tick, an
+/// operator's replay, a dead letter put back): published `mandatory`, so the broker returns
+/// one that no queue is bound for, and that is [`BusError::Unroutable`].
+pub(crate) async fn publish_routed(
+    channel: &Channel,
+    wires: &[Wire],
+    metrics: &crate::Metrics,
+) -> Result<(), BusError> {
+    let mandatory = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    publish_confirmed(channel, wires, mandatory, metrics).await
+}
+
+async fn publish_confirmed(
+    channel: &Channel,
+    wires: &[Wire],
+    options: BasicPublishOptions,
     metrics: &crate::Metrics,
 ) -> Result<(), BusError> {
     let mut pending: Vec<(PublisherConfirm, &str)> = Vec::with_capacity(wires.len());
@@ -88,7 +118,7 @@ pub(crate) async fn publish_all(
             .basic_publish(
                 &wire.exchange,
                 &wire.routing_key,
-                BasicPublishOptions::default(),
+                options,
                 &wire.body,
                 wire.properties.clone(),
             )
@@ -98,20 +128,31 @@ pub(crate) async fn publish_all(
         pending.push((confirm, &wire.routing_key));
     }
     let mut refused = None;
+    let mut unrouted = None;
     for (confirm, routing_key) in pending {
         let confirmation = confirm
             .await
             .map_err(|source| BusError::amqp("await a publish confirm", source))?;
-        if confirmation.is_nack() {
-            crate::Metrics::count(&metrics.nacked);
-            refused.get_or_insert_with(|| routing_key.to_owned());
-        } else {
-            crate::Metrics::count(&metrics.confirmed);
+        match confirmation {
+            Confirmation::Nack(_) => {
+                crate::Metrics::count(&metrics.nacked);
+                refused.get_or_insert_with(|| routing_key.to_owned());
+            }
+            // A mandatory message no queue took comes back (basic.return) before its ack.
+            Confirmation::Ack(Some(_)) => {
+                crate::Metrics::count(&metrics.confirmed);
+                crate::Metrics::count(&metrics.unroutable);
+                unrouted.get_or_insert_with(|| routing_key.to_owned());
+            }
+            Confirmation::Ack(None) | Confirmation::NotRequested => {
+                crate::Metrics::count(&metrics.confirmed);
+            }
         }
     }
-    match refused {
-        Some(routing_key) => Err(BusError::Nacked { routing_key }),
-        None => Ok(()),
+    match (refused, unrouted) {
+        (Some(routing_key), _) => Err(BusError::Nacked { routing_key }),
+        (None, Some(routing_key)) => Err(BusError::Unroutable { routing_key }),
+        (None, None) => Ok(()),
     }
 }
 
@@ -121,7 +162,9 @@ pub struct Publisher {
     settings: Settings,
     connection: Connection,
     channel: Channel,
-    metrics: crate::Metrics,
+    metrics: Arc<crate::Metrics>,
+    /// Every publish must reach a queue; see [`Publisher::routed`].
+    routed: bool,
 }
 
 impl Publisher {
@@ -129,6 +172,16 @@ impl Publisher {
     /// declared (checked with `passive_declares`): publishing to a missing one would close
     /// the channel.
     pub async fn connect(settings: &Settings, name: &str) -> Result<Self, BusError> {
+        Self::connect_counting(settings, name, Arc::default()).await
+    }
+
+    /// [`Publisher::connect`], counting what it publishes in `metrics` (a service's
+    /// `/metrics`).
+    pub(crate) async fn connect_counting(
+        settings: &Settings,
+        name: &str,
+        metrics: Arc<crate::Metrics>,
+    ) -> Result<Self, BusError> {
         let connection = amqp::connect(settings, name).await?;
         let channel = amqp::confirm_channel(&connection).await?;
         crate::topology::declare_exchange(
@@ -141,13 +194,40 @@ impl Publisher {
             settings: settings.clone(),
             connection,
             channel,
-            metrics: crate::Metrics::default(),
+            metrics,
+            routed: false,
         })
+    }
+
+    /// This publisher, with every publish required to reach at least one queue: a message
+    /// that no queue is bound for fails with [`BusError::Unroutable`] instead of being dropped
+    /// by the broker. For messages whose loss nobody would notice (a tick, an operator's
+    /// replay).
+    pub fn routed(mut self) -> Self {
+        self.routed = true;
+        self
+    }
+
+    /// Whether its connection and channel are still open. Neither reopens: a publisher that
+    /// lost them is replaced.
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+
+    /// Runs `lost` once the connection fails (a broker restart, a network cut), so a
+    /// service can tell at once instead of at its next publish.
+    pub(crate) fn on_connection_lost(&self, lost: impl FnMut(lapin::Error) + Send + 'static) {
+        self.connection.on_error(lost);
     }
 
     /// Sends one message and waits for the broker's confirm.
     async fn publish_one(&self, wire: Wire) -> Result<(), BusError> {
-        publish_all(&self.channel, &[wire], &self.metrics).await
+        let wires = [wire];
+        if self.routed {
+            publish_routed(&self.channel, &wires, &self.metrics).await
+        } else {
+            publish_all(&self.channel, &wires, &self.metrics).await
+        }
     }
 
     /// Publishes a step message (prefix added) and waits for the broker's confirm.

@@ -117,7 +117,7 @@ pub async fn run<S: Step>(
 }
 
 /// Capped exponential backoff with jitter, so replicas do not reconnect in lockstep.
-fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let full = BACKOFF_FIRST
         .saturating_mul(2u32.saturating_pow(failures.min(16)))
         .min(BACKOFF_CAP);

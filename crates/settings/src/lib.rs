@@ -17,8 +17,9 @@ use serde::Deserialize;
 /// Prefix of environment variables that override file keys; `__` separates nested keys
 /// (`FORTNIGHT_AMQP_URL`, `FORTNIGHT_STORE__ROOT`, `FORTNIGHT_QOS__PREFETCH_COUNT`).
 pub const ENV_PREFIX: &str = "FORTNIGHT";
-/// The consumers that own a queue (and may have a `[consumers.<name>]` section), in the order
-/// `fortnight up` starts them. The release timer only publishes, so it has none.
+/// The consumers that own a queue, in the order `fortnight up` starts them. The release timer
+/// only publishes, so it has none; its `[consumers.release-timer]` section holds only
+/// `health_addr`.
 pub const QUEUE_CONSUMERS: [&str; 5] = [
     "image-builder",
     "image-tester",
@@ -26,6 +27,8 @@ pub const QUEUE_CONSUMERS: [&str; 5] = [
     "releaser",
     "site-publisher",
 ];
+/// The service driven by a clock instead of a queue.
+pub const RELEASE_TIMER: &str = "release-timer";
 /// Environment variables with the prefix that are not configuration overrides: read by the
 /// CLI, set by Fortnight for recipes and tests (a recipe may run `fortnight` itself), or read
 /// by the shipped recipes and test scripts in `deploy/`.
@@ -372,7 +375,8 @@ pub struct StoreSettings {
     pub root: PathBuf,
 }
 
-/// How one consumer runs: its queue, retries and health endpoint.
+/// How one consumer runs: its queue, retries and health endpoint. The release timer has no
+/// queue; of its `[consumers.release-timer]` section only `health_addr` means anything.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerSettings {
@@ -418,6 +422,36 @@ impl Default for ConsumerSettings {
 }
 
 impl ConsumerSettings {
+    /// Refuses the queue keys in the release timer's section: it reads no queue, and a
+    /// setting that silently does nothing misleads whoever wrote it.
+    fn only_health_addr(&self) -> Result<(), SettingsError> {
+        let default = Self::default();
+        let set: Vec<&str> = [
+            ("queue", self.queue.is_some()),
+            ("quorum_queue", self.quorum_queue != default.quorum_queue),
+            ("max_attempts", self.max_attempts != default.max_attempts),
+            (
+                "retry_delays_seconds",
+                self.retry_delays_seconds != default.retry_delays_seconds,
+            ),
+            (
+                "max_body_bytes",
+                self.max_body_bytes != default.max_body_bytes,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        match set.first() {
+            None => Ok(()),
+            Some(key) => Err(invalid(
+                format!("consumers.{RELEASE_TIMER}.{key}"),
+                set.join(", "),
+                "only `health_addr`: the release timer reads no queue; remove the queue keys",
+            )),
+        }
+    }
+
     /// The delay before retry number `attempt` (1-based).
     pub fn retry_delay(&self, attempt: u32) -> Duration {
         let index =
@@ -657,6 +691,9 @@ impl Settings {
             ));
         }
         for (name, consumer) in &self.consumers {
+            if name == RELEASE_TIMER {
+                consumer.only_health_addr()?;
+            }
             if consumer.max_attempts == 0 {
                 return Err(invalid(
                     format!("consumers.{name}.max_attempts"),
@@ -880,6 +917,27 @@ mod tests {
             .stream_for_input_ref("fedora/43/x86_64/updates/atomic-host")
             .unwrap();
         assert_eq!((stream.as_str(), arch.as_str()), ("f43", "x86_64"));
+    }
+
+    #[test]
+    fn the_release_timer_takes_only_a_health_addr() {
+        let s = Settings::from_toml(&format!(
+            "{MINIMAL}\n[consumers.release-timer]\nhealth_addr = \"127.0.0.1:9104\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.consumer(RELEASE_TIMER).health_addr,
+            Some("127.0.0.1:9104".parse().unwrap())
+        );
+        let err = Settings::from_toml(&format!(
+            "{MINIMAL}\n[consumers.release-timer]\nhealth_addr = \"127.0.0.1:9104\"\nquorum_queue = true\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("consumers.release-timer.quorum_queue"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The release timer on the real broker: after downtime the missed period fires once, a
-//! restart fires nothing new, cron schedules work, and operators can fire by hand.
+//! restart fires nothing new, cron schedules work, operators can fire by hand, a tick no
+//! queue takes is not recorded as fired, and the timer serves health endpoints and survives a
+//! broker restart.
 
 use crate::release_support;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +13,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use messages::{Message, Period, TwoweekTimerFired, derived_id};
 use release_support::{BrokerUser, stream, wait_topic};
 use release_timer::{TimerState, load_state};
-use tests::{TestBus, Watch};
+use settings::Settings;
+use tests::broker::Node;
+use tests::{TestBus, Watch, eventually, free_port, http_get, is_ready};
 use tokio::sync::watch;
 
 const FIRED: &str = TwoweekTimerFired::TOPIC;
@@ -30,26 +35,74 @@ release_refs = {{ x86_64 = "fedora/tw/x86_64/release" }}
     ))
 }
 
+/// The timer running in this process until [`Timer::stop`].
+struct Timer {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), release_timer::TimerError>>,
+}
+
+impl Timer {
+    fn start(settings: Settings) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(release_timer::run(Arc::new(settings), async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().expect("the timer stops cleanly");
+    }
+}
+
 /// Runs the timer until it has published `expect` ticks (or for a second when none are
 /// expected), then stops it.
 async fn run_timer(bus: &TestBus, watch: &mut Watch, expect: usize) -> Vec<TwoweekTimerFired> {
-    let settings = Arc::new(bus.settings());
-    let (stop, mut stopped) = watch::channel(false);
-    let timer = tokio::spawn(release_timer::run(settings, async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
+    let timer = Timer::start(bus.settings());
     let lines = wait_topic(watch, FIRED, expect).await;
     let lines = if expect == 0 {
         watch.settle(Duration::from_secs(1)).await.to_vec()
     } else {
         lines
     };
-    stop.send(true).unwrap();
-    timer.await.unwrap().expect("the timer stops cleanly");
+    timer.stop().await;
     lines
         .iter()
         .map(|l| serde_json::from_value(l.body.clone()).unwrap())
         .collect()
+}
+
+/// A periodic schedule starting at `anchor`, one period a day, with health endpoints on
+/// `addr`.
+fn daily_with_health(anchor: DateTime<Utc>, addr: SocketAddr) -> String {
+    format!(
+        "anchor = \"{}\"\nperiod_days = 1\n[consumers.release-timer]\nhealth_addr = \"{addr}\"\n",
+        anchor.to_rfc3339()
+    )
+}
+
+/// A counter of the timer's `/metrics`; 0 while nothing answers.
+fn counter(addr: SocketAddr, name: &str) -> u64 {
+    let prefix = format!("{name}{{consumer=\"{}\"}} ", release_timer::NAME);
+    http_get(addr, "/metrics")
+        .and_then(|(_, text)| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn state(bus: &TestBus) -> Option<TimerState> {
+    load_state(&store::Store::open(bus.store_root()).unwrap(), &stream()).unwrap()
+}
+
+fn tick_id(scheduled_for: DateTime<Utc>) -> String {
+    derived_id(
+        release_timer::NAME,
+        &["tw", &Period::starting_at(scheduled_for).to_string()],
+    )
+    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,4 +202,121 @@ async fn an_operator_fires_the_current_period_by_hand() {
     publisher.close().await;
     watch.close().await;
     bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timer_serves_health_endpoints_and_is_ready_while_connected() {
+    let addr = free_port();
+    let bus = timer_bus(&daily_with_health(Utc::now() - TimeDelta::hours(1), addr));
+    let mut watch = bus.watch(&[FIRED]).await;
+    let timer = Timer::start(bus.settings());
+
+    assert!(
+        eventually(Duration::from_secs(30), || is_ready(addr)).await,
+        "/ready answers 200 once the timer is connected"
+    );
+    assert_eq!(http_get(addr, "/live"), Some((200, "ok\n".to_owned())));
+    assert_eq!(wait_topic(&mut watch, FIRED, 1).await.len(), 1);
+    assert!(
+        eventually(Duration::from_secs(30), || counter(
+            addr,
+            "fortnight_publish_confirmed_total"
+        ) == 1)
+        .await,
+        "/metrics counts the confirmed tick"
+    );
+    assert_eq!(counter(addr, "fortnight_ready"), 1);
+
+    timer.stop().await;
+    assert_eq!(
+        http_get(addr, "/live"),
+        None,
+        "the port is closed after stopping"
+    );
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_no_queue_takes_is_not_recorded_and_is_published_once_one_is_bound() {
+    let addr = free_port();
+    let current = (Utc::now() - TimeDelta::hours(1))
+        .duration_trunc(TimeDelta::seconds(1))
+        .unwrap();
+    let bus = timer_bus(&daily_with_health(current, addr));
+    // A fresh broker: nothing is bound for the tick's topic yet.
+    let timer = Timer::start(bus.settings());
+    assert!(
+        eventually(Duration::from_secs(30), || counter(
+            addr,
+            "fortnight_publish_unroutable_total"
+        ) >= 1)
+        .await,
+        "the broker returned the first tick"
+    );
+    assert_eq!(
+        state(&bus),
+        None,
+        "an unrouted tick is not recorded as fired"
+    );
+
+    // The releaser's queue appears; the next round publishes the same tick and records it.
+    let mut watch = bus.watch(&[FIRED]).await;
+    assert_eq!(wait_topic(&mut watch, FIRED, 1).await.len(), 1);
+    assert!(
+        eventually(Duration::from_secs(30), || state(&bus)
+            .is_some_and(|s| s.scheduled_for == current))
+        .await,
+        "the routed tick is recorded"
+    );
+    let seen = watch.settle(Duration::from_secs(2)).await.to_vec();
+    assert_eq!(seen.len(), 1, "exactly one tick reaches the queue");
+    assert_eq!(seen[0].id.as_deref(), Some(tick_id(current).as_str()));
+
+    timer.stop().await;
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timer_reconnects_after_a_broker_restart_and_fires_the_next_tick() {
+    // A node of this test's own: restarting the shared broker would break everyone's tests.
+    let node = tokio::task::spawn_blocking(Node::start).await.unwrap();
+    let addr = free_port();
+    // The schedule starts after the restart, so its first tick needs a live connection.
+    let first = (Utc::now() + TimeDelta::seconds(20))
+        .duration_trunc(TimeDelta::seconds(1))
+        .unwrap();
+    let bus = timer_bus(&daily_with_health(first, addr));
+    let mut settings = bus.settings();
+    settings.amqp_url = node.amqp_url();
+    let timer = Timer::start(settings.clone());
+    // The timer is the node's only client so far.
+    let connected = || {
+        node.ctl(&["list_connections", "--no-table-headers", "--quiet", "state"])
+            .is_ok_and(|out| out.contains("running"))
+    };
+    assert!(
+        eventually(Duration::from_secs(30), connected).await,
+        "the timer connects to the node"
+    );
+
+    tokio::task::block_in_place(|| node.restart());
+    // Recording queues do not outlive a restart; this one is made after it.
+    let mut watch = Watch::start(&settings, &[FIRED]).await;
+    let seen = watch.wait_for(1, Duration::from_secs(90)).await.to_vec();
+    assert_eq!(seen.len(), 1, "the tick due after the restart is published");
+    assert_eq!(seen[0].id.as_deref(), Some(tick_id(first).as_str()));
+    assert!(
+        eventually(Duration::from_secs(30), || state(&bus)
+            .is_some_and(|s| s.scheduled_for == first))
+        .await,
+        "and recorded as fired"
+    );
+    assert!(is_ready(addr), "ready again after reconnecting");
+
+    timer.stop().await;
+    watch.close().await;
+    bus.cleanup().await;
+    drop(node);
 }

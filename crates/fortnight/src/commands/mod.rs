@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use messages::envelope::add_prefix;
 use messages::{Message, Outgoing, RecordLine, UserName};
 use settings::Settings;
 
@@ -25,10 +26,12 @@ pub mod vote;
 /// The name the CLI's connections carry in the broker's connection list.
 pub const CONNECTION_NAME: &str = "fortnight-cli";
 
-/// Connects to the configured broker as the CLI.
+/// Connects to the configured broker as the CLI. What an operator publishes must reach a
+/// queue: a message no queue is bound for is an error, not a silent drop.
 pub async fn connect(settings: &Settings) -> anyhow::Result<bus::Publisher> {
     bus::Publisher::connect(settings, CONNECTION_NAME)
         .await
+        .map(bus::Publisher::routed)
         .context("cannot connect to the broker (check amqp_url and [tls] in the configuration)")
 }
 
@@ -83,11 +86,17 @@ pub async fn publish_signed<M: Message>(
     publisher
         .publish_as(&message, user.as_str())
         .await
-        .with_context(|| {
-            format!(
-                "the broker refused {} signed as {user}; is {user} the user you connect as?",
-                M::TOPIC
-            )
+        .map_err(|error| {
+            let context = match &error {
+                bus::BusError::Unroutable { .. } => {
+                    format!("{} was not delivered: nothing reads it", M::TOPIC)
+                }
+                _ => format!(
+                    "the broker refused {} signed as {user}; is {user} the user you connect as?",
+                    M::TOPIC
+                ),
+            };
+            anyhow::Error::new(error).context(context)
         })?;
     publisher.close().await;
     Ok(message)
@@ -136,10 +145,20 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<RecordLine>> {
 pub async fn publish_records(settings: &Settings, records: &[RecordLine]) -> anyhow::Result<usize> {
     let publisher = connect(settings).await?;
     for record in records {
-        publisher
-            .publish_record(record)
-            .await
-            .with_context(|| format!("cannot publish the message with topic {}", record.topic))?;
+        publisher.publish_record(record).await.map_err(|error| {
+            let prefixed = add_prefix(&record.topic, &settings.topic_prefix);
+            let hint = match &error {
+                bus::BusError::Unroutable { .. } if prefixed != record.topic => format!(
+                    " (it lacks topic_prefix `{}`: did you mean `{prefixed}`?)",
+                    settings.topic_prefix
+                ),
+                _ => String::new(),
+            };
+            anyhow::Error::new(error).context(format!(
+                "cannot publish the message with topic {}{hint}",
+                record.topic
+            ))
+        })?;
         tracing::info!(
             id = record.id.as_deref().unwrap_or("-"),
             topic = %record.topic,

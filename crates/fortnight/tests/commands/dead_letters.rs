@@ -155,3 +155,50 @@ async fn operators_list_show_replay_and_purge_dead_letters() {
 
     consumer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_puts_back_only_the_letters_there_when_it_started() {
+    let env = Env::new();
+    // Still broken: every replayed copy is rejected again while the replay runs.
+    let (seen, mut handled) = tokio::sync::mpsc::unbounded_channel();
+    let consumer = env.start_consumer(Flaky {
+        fixed: Arc::new(AtomicBool::new(false)),
+        seen,
+    });
+    let publisher = env.publisher().await;
+    for n in [1, 2, 3] {
+        let message = Outgoing::new(uuid::Uuid::new_v4(), &tree_composed(n));
+        publisher.publish(&message).await.unwrap();
+    }
+    publisher.close().await;
+    wait_until("three dead letters", || list(&env).len() == 3);
+
+    let mut replay = env
+        .fortnight()
+        .args(["dead-letters", "replay", "test-probe"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_child(&mut replay, "fortnight dead-letters replay");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut replay.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.starts_with("3 dead letter(s) put back"), "{stdout}");
+
+    // Each came back once, was rejected once more, and waits again: three, not thousands.
+    for _ in 0..6 {
+        tokio::time::timeout(DEADLINE, handled.recv())
+            .await
+            .expect("the consumer sees the first deliveries and the three replays")
+            .unwrap();
+    }
+    wait_until("the three rejected again", || list(&env).len() == 3);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), handled.recv())
+            .await
+            .is_err(),
+        "nothing is replayed after the replay returned"
+    );
+    consumer.stop().await;
+}

@@ -492,3 +492,46 @@ async fn replay_publishes_the_recorded_message_from_a_file_or_datagrepper() {
         text(&output.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_a_topic_without_the_prefix_fails_naming_it() {
+    let env = Env::new();
+    // What the consumers bind: the topic with the configured prefix.
+    let mut bound = bus::record::subscribe(&env.settings, &[TreeComposed::TOPIC.to_owned()])
+        .await
+        .unwrap();
+
+    let bare = record_of(&tree_composed(6), TreeComposed::TOPIC.to_owned());
+    let file = env.path("bare.jsonl");
+    write_records(&file, std::slice::from_ref(&bare));
+    let output = env
+        .fortnight()
+        .args(["replay", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("with topic {}", TreeComposed::TOPIC))
+            && stderr.contains(&format!("`{PREFIX}.{}`", TreeComposed::TOPIC)),
+        "names the topic and the prefixed one: {stderr}"
+    );
+
+    let prefixed = record_of(
+        &tree_composed(6),
+        format!("{PREFIX}.{}", TreeComposed::TOPIC),
+    );
+    write_records(&file, std::slice::from_ref(&prefixed));
+    run_ok(
+        env.fortnight().args(["replay", "--file"]).arg(&file),
+        "fortnight replay --file",
+    );
+    let got = tokio::time::timeout(DEADLINE, bound.next())
+        .await
+        .expect("the replayed message arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, prefixed.id);
+    bound.close().await;
+}
