@@ -641,3 +641,44 @@ async fn an_unwritable_journal_backs_off_instead_of_reconnecting_in_a_tight_loop
     publisher.close().await;
     bus.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_value_in_a_message_cannot_forge_a_log_line() {
+    let health = free_port();
+    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let log = bus.dir.path().join("probe.log");
+    let _probe = ProbeProcess::start_logging(
+        Path::new(PROBE_BIN),
+        &bus.write_config(),
+        &Probe::dir_of(&bus),
+        false,
+        health,
+        std::fs::File::create(&log).unwrap(),
+    )
+    .await;
+    let publisher = bus.publisher().await;
+    let mut hostile = Probe::message("hostile", Duration::ZERO);
+    hostile.body.insert(
+        "stream".into(),
+        Value::from("f43\n2026-11-30T00:00:00Z  INFO forged: all is well\u{0}\u{1b}[2J"),
+    );
+    publisher.publish(&hostile).await.unwrap();
+
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(DEADLINE, || text().contains("message dead-lettered")).await,
+        "the hostile message was not dead-lettered:\n{}",
+        text()
+    );
+    let text = text();
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.starts_with("2026-11-30T00:00:00Z  INFO forged")),
+        "a value from a message started a log line of its own:\n{text}"
+    );
+    assert!(!text.contains(['\0', '\x1b']), "{text:?}");
+
+    publisher.close().await;
+    bus.cleanup().await;
+}
