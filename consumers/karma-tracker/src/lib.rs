@@ -222,12 +222,8 @@ impl KarmaTracker {
             tracing::info!(stream = %stream, version = %version, user = %vote.user, "older vote ignored; a newer one is recorded");
         }
         let tally = Tally::count(store.read_votes(stream, version)?, &settings.karma);
-        // Link first: a crash before the marker is written replays into the same state.
         let stable = tally.status == Some(KarmaStatus::Stable);
-        let (entered, left) = match stable {
-            true => (store.promote(stream, version, Tier::PassedHuman)?, false),
-            false => (false, store.demote(stream, version, Tier::PassedHuman)?),
-        };
+        let was_linked = store.in_tier(stream, version, Tier::PassedHuman);
         let first_id = derived_id(
             NAME,
             &[
@@ -247,7 +243,7 @@ impl KarmaTracker {
             }
             // Once per candidate, and again each time it climbs back into passed-human.
             (None, Some(status)) | (Some(_), Some(status @ KarmaStatus::Stable))
-                if recorded.is_none() || entered =>
+                if recorded.is_none() || !was_linked =>
             {
                 let id = recorded
                     .is_some()
@@ -272,6 +268,15 @@ impl KarmaTracker {
             }
             _ => {}
         }
+        // The tier is settled after the marker: a crash between the two replays this vote
+        // into the recorded announcement (its trigger matches) and then into the link.
+        let left = match stable {
+            true => {
+                store.promote(stream, version, Tier::PassedHuman)?;
+                false
+            }
+            false => store.demote(stream, version, Tier::PassedHuman)?,
+        };
         if left {
             tracing::warn!(stream = %stream, version = %version, karma = tally.karma, stable_threshold = settings.karma.stable_threshold, "karma fell below the stable threshold; removed from passed-human");
             let autotest = AutotestState::read(store, stream, settings, version)?;
