@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 pub mod broker;
 pub mod browser;
 pub mod config;
+pub mod mount;
 pub mod pipeline;
 pub mod probe;
 pub mod process;

@@ -224,6 +224,18 @@ impl ProbeProcess {
         long_running: bool,
         health: std::net::SocketAddr,
     ) -> Self {
+        Self::start_logging(binary, config, dir, long_running, health, Stdio::inherit()).await
+    }
+
+    /// [`ProbeProcess::start`] with the process's log (its stderr) going to `log`.
+    pub async fn start_logging(
+        binary: &Path,
+        config: &Path,
+        dir: &Path,
+        long_running: bool,
+        health: std::net::SocketAddr,
+        log: impl Into<Stdio>,
+    ) -> Self {
         let child = Command::new(binary)
             .arg("--config")
             .arg(config)
@@ -231,6 +243,7 @@ impl ProbeProcess {
             .env("PROBE_LONG_RUNNING", if long_running { "1" } else { "0" })
             .env("FORTNIGHT_LOG", "info")
             .stdin(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("probe-consumer starts");
         let process = Self { child, health };

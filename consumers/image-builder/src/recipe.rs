@@ -76,20 +76,49 @@ pub(crate) async fn build(
     ));
     staging.log(&String::from_utf8_lossy(&output));
     tracing::info!(format = %format, ending = %ending, seconds = finished.duration.as_secs_f64(), "recipe finished");
-    if !finished.ending.success() {
-        return Err(Failure::build(
-            Some(format),
-            format!("recipe {} for {format}: {ending}", recipe.display()),
-        ));
+    let image = match finished.ending.success() {
+        true => single_output(&out_dir)
+            .await
+            .map_err(|problem| format!(" {problem}")),
+        false => Err(format!(": {ending}")),
+    };
+    match image {
+        Ok(image) => {
+            staging.add_image(format, image, None);
+            Ok(())
+        }
+        Err(problem) => {
+            let reason = format!("recipe {} for {format}{problem}", recipe.display());
+            Err(match storage_fault(&output) {
+                Some(fault) => Failure::Retry(format!(
+                    "{reason}, {fault}; free space on the store's filesystem or make it writable, the build is retried"
+                )),
+                None => Failure::build(Some(format), reason),
+            })
+        }
     }
-    let image = single_output(&out_dir).await.map_err(|problem| {
-        Failure::build(
-            Some(format),
-            format!("recipe {} for {format} {problem}", recipe.display()),
-        )
-    })?;
-    staging.add_image(format, image, None);
-    Ok(())
+}
+
+/// What tools print for the errors that say the machine, not the recipe or the tree, is at
+/// fault: ENOSPC, EDQUOT (glibc's and musl's wording) and EROFS.
+const STORAGE_ERRORS: [&str; 4] = [
+    "No space left on device",
+    "Disk quota exceeded",
+    "Quota exceeded",
+    "Read-only file system",
+];
+
+/// Why a failed recipe may succeed once the store has room again or is writable: its output
+/// names such an error. A recipe reports failure only by its exit status and its output, and
+/// a tidy one (the shipped recipes) removes its scratch space on the way out, so by the time
+/// it exits the space it ran out of is free again and only its tools' messages tell. (A store
+/// that is still full or read-only fails the build log's write next, which is a retry too.)
+fn storage_fault(output: &[u8]) -> Option<String> {
+    let output = String::from_utf8_lossy(output);
+    STORAGE_ERRORS
+        .iter()
+        .find(|e| output.contains(*e))
+        .map(|error| format!("its output says {error:?}"))
 }
 
 /// The one regular, non-empty file a recipe must leave in its output directory.

@@ -1,27 +1,20 @@
 //! A hidden directory next to an arch's images where a build assembles its files; nothing in
 //! it is visible in the store until [`Staging::install`] renames the images into place.
 //!
-//! A build holds the `flock` on `<staging>/.lock` for as long as its staging lives, and the
-//! kernel drops it when the process dies. A staging directory whose lock nobody holds (or
-//! that has no lock file) and that is older than [`STALE_AFTER`] belongs to a crashed build:
-//! [`remove_stale`] deletes it. Another replica's build in progress always holds its lock,
-//! and the age guard covers the moment between creating a directory and locking it.
+//! It is a [`store::Scratch`]: a build holds its lock for as long as its staging lives, and
+//! [`remove_stale`] deletes, at start-up, the staging that crashed or killed builds left (the
+//! rule is in [`store::scratch`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use messages::{Arch, Format, Image, ImageBuilt, Stream, Tree, Version};
 use settings::Settings;
-use store::{Digested, LockGuard, Store, StoreError, Tier, checksum};
-use tempfile::TempDir;
+use store::{Digested, Scratch, Store, StoreError, Tier, checksum};
 
 /// Staging directories are named `<PREFIX><random>` inside an arch's directory.
 const PREFIX: &str = ".build-";
-/// The lock file a live build holds inside its staging directory.
-const LOCK: &str = ".lock";
-/// How old an unlocked staging directory must be before it counts as abandoned.
-const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// One stream/version/arch.
 #[derive(Debug, Clone)]
@@ -41,9 +34,7 @@ struct Staged {
 
 #[derive(Debug)]
 pub(crate) struct Staging {
-    dir: TempDir,
-    /// Marks the directory as in use until it is removed or installed.
-    _lock: LockGuard,
+    dir: Scratch,
     images: Vec<Staged>,
     log: String,
 }
@@ -61,16 +52,8 @@ async fn blocking<T: Send + 'static>(
 impl Staging {
     pub fn new(store: &Store, candidate: &Candidate) -> Result<Self, StoreError> {
         let arch_dir = store.arch_dir(&candidate.stream, &candidate.version, &candidate.arch);
-        store::create_dir_all(&arch_dir)?;
-        let dir = tempfile::Builder::new()
-            .prefix(PREFIX)
-            .tempdir_in(&arch_dir)
-            .map_err(StoreError::io("create a staging directory in", &arch_dir))?;
-        // The directory is brand new, so nobody else can hold its lock.
-        let lock = store::lock(&dir.path().join(LOCK))?;
         Ok(Self {
-            dir,
-            _lock: lock,
+            dir: Scratch::new_in(&arch_dir, PREFIX)?,
             images: Vec::new(),
             log: String::new(),
         })
@@ -159,7 +142,7 @@ impl Staging {
 }
 
 /// Deletes the staging directories that crashed builds left in the configured streams'
-/// candidates (see the module comment for the rule); returns what it removed.
+/// candidates (see [`store::scratch`] for the rule); returns what it removed.
 pub(crate) fn remove_stale(
     settings: &Settings,
     store: &Store,
@@ -170,18 +153,7 @@ pub(crate) fn remove_stale(
         for version in store.list_versions(stream, Tier::All)? {
             for arch in &stream_settings.arches {
                 let arch_dir = store.arch_dir(stream, &version, arch);
-                for dir in staging_dirs(&arch_dir)? {
-                    if !is_abandoned(&dir, now)? {
-                        continue;
-                    }
-                    match std::fs::remove_dir_all(&dir) {
-                        Ok(()) => {}
-                        // Another replica starting up removed it first.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => {
-                            return Err(StoreError::io("remove stale staging directory", &dir)(e));
-                        }
-                    }
+                for dir in store::scratch::remove_abandoned(&arch_dir, PREFIX, now)? {
                     tracing::info!(path = %dir.display(), "stale staging directory removed");
                     removed.push(dir);
                 }
@@ -189,32 +161,4 @@ pub(crate) fn remove_stale(
         }
     }
     Ok(removed)
-}
-
-/// The staging directories in an arch's directory (none when it does not exist).
-fn staging_dirs(arch_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    let mut dirs = Vec::new();
-    for entry in store::list_dir(arch_dir)? {
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && entry.file_name().to_string_lossy().starts_with(PREFIX) {
-            dirs.push(entry.path());
-        }
-    }
-    Ok(dirs)
-}
-
-/// Whether no live build owns `dir`: old enough, and its lock free or never taken.
-fn is_abandoned(dir: &Path, now: SystemTime) -> Result<bool, StoreError> {
-    let modified = std::fs::symlink_metadata(dir)
-        .and_then(|m| m.modified())
-        .map_err(StoreError::io("read the age of", dir))?;
-    if now.duration_since(modified).unwrap_or_default() < STALE_AFTER {
-        return Ok(false);
-    }
-    let lock = dir.join(LOCK);
-    if !lock.exists() {
-        return Ok(true);
-    }
-    // Taken only to test it: the guard is dropped at once, before the directory goes.
-    Ok(store::try_lock(&lock)?.is_some())
 }

@@ -13,6 +13,8 @@ mod junit;
 mod run;
 pub mod suite;
 
+pub use run::SCRATCH_PREFIX;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -344,6 +346,22 @@ impl Step for ImageTester {
 
     fn long_running(&self) -> bool {
         true
+    }
+
+    /// Clears the scratch directories that tests of a tester that died left behind.
+    async fn on_start(&self) -> Result<(), String> {
+        tokio::task::spawn_blocking(|| {
+            let now = std::time::SystemTime::now();
+            store::scratch::remove_abandoned(&std::env::temp_dir(), run::SCRATCH_PREFIX, now)
+        })
+        .await
+        .map_err(|join| format!("the scratch clean-up task failed: {join}"))?
+        .map(|removed| {
+            for dir in &removed {
+                tracing::info!(path = %dir.display(), "stale test scratch directory removed");
+            }
+        })
+        .map_err(|e| format!("cannot clear stale test scratch directories: {e}"))
     }
 
     async fn handle(&self, message: &Incoming) -> Outcome {

@@ -5,8 +5,13 @@ use std::time::Duration;
 
 use messages::{Format, TestKind, TestStatus, TestSummary};
 use runner::{Ending, Job};
+use store::Scratch;
 
 use crate::suite::TestSpec;
+
+/// Each attempt's `FORTNIGHT_SCRATCH` is `<TMPDIR>/<SCRATCH_PREFIX><random>`, a
+/// [`store::Scratch`], so what a killed tester leaves there goes at the next start.
+pub const SCRATCH_PREFIX: &str = "fortnight-test-";
 
 /// Automake's convention for "skipped", which test scripts already know.
 pub const EXIT_SKIPPED: i32 = 77;
@@ -63,9 +68,8 @@ pub async fn run_test(
     let mut total = Duration::ZERO;
     loop {
         attempts += 1;
-        let scratch = tempfile::Builder::new()
-            .prefix("fortnight-test-")
-            .tempdir()?;
+        let scratch = Scratch::new_in(&std::env::temp_dir(), SCRATCH_PREFIX)
+            .map_err(std::io::Error::other)?;
         let attempt_log = scratch.path().join(".log");
         let mut job = Job::new(&test.program, test.timeout)
             .envs(&test.env)

@@ -1,8 +1,14 @@
 //! The human gate. Once every configured arch of a candidate passed automated tests, asks
 //! testers to vote (`fortnight.candidate.testing.requested`); then records each tester's
 //! latest vote in the store and, when the sum reaches the stream's stable or unstable
-//! threshold, publishes `fortnight.karma.threshold.reached` once (stable also links the
-//! candidate into `passed-human/`).
+//! threshold, publishes `fortnight.karma.threshold.reached` once.
+//!
+//! `passed-human/` follows the current tally, like `passed-autotest/` follows the test
+//! reports: after every vote the candidate is linked there exactly when its karma is at or
+//! above the stable threshold, the rule the releaser's human gate applies. A vote that takes
+//! a candidate out again publishes `fortnight.candidate.testing.requested` (it needs votes
+//! again, and the site lists it so); a vote that brings it back publishes
+//! `fortnight.karma.threshold.reached` again.
 //!
 //! The voter is the AMQP `user_id` property, which RabbitMQ checks against the connection's
 //! user; the `user` a body claims must match it. A vote from anyone else, from someone the
@@ -12,13 +18,15 @@
 mod candidate;
 mod tally;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bus::Outcome;
 use chrono::{DateTime, Utc};
 use messages::{
     Arch, CandidateTestingRequested, ImageTestsPassed, Incoming, KarmaStatus, KarmaSubmitted,
-    KarmaThresholdReached, Message, Outgoing, Stream, UserName, Version, Vote, derived_id,
+    KarmaThresholdReached, Message, Outgoing, Stream, TestReport, UserName, Version, Vote,
+    derived_id,
 };
 use serde::{Deserialize, Serialize};
 use settings::{Settings, StreamSettings};
@@ -42,6 +50,10 @@ pub struct KarmaTracker {
 struct ThresholdRecord {
     trigger: String,
     message: KarmaThresholdReached,
+    /// Set when the stable threshold was reached again after the candidate had fallen below
+    /// it; absent for the first announcement, whose id depends on the candidate alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<uuid::Uuid>,
 }
 
 /// Why `user` may not vote on `version` of `stream` now, if they may not: they are not among
@@ -132,15 +144,6 @@ impl KarmaTracker {
             tracing::info!(stream = %stream, version = %version, waiting = ?state.reasons(), "waiting for other arches");
             return Outcome::Done(Vec::new());
         };
-        let arches = passed
-            .into_iter()
-            .map(|(arch, report): (Arch, _)| (arch, report.tree.clone()))
-            .collect();
-        let body = CandidateTestingRequested {
-            stream: stream.clone(),
-            version: version.clone(),
-            arches,
-        };
         tracing::info!(stream = %stream, version = %version, "every arch passed; human testing requested");
         let id = derived_id(
             NAME,
@@ -150,7 +153,10 @@ impl KarmaTracker {
                 CandidateTestingRequested::TOPIC,
             ],
         );
-        Outcome::Done(vec![Outgoing::new(id, &body)])
+        Outcome::Done(vec![Outgoing::new(
+            id,
+            &testing_requested(&stream, &version, passed),
+        )])
     }
 
     fn karma_submitted(&self, message: &Incoming) -> Outcome {
@@ -194,8 +200,10 @@ impl KarmaTracker {
         }
     }
 
-    /// Stores the vote (unless a newer one of the same tester is there) and returns the
-    /// threshold message when this vote is the one that reached it.
+    /// Stores the vote (unless a newer one of the same tester is there), links or unlinks the
+    /// candidate in `passed-human/` to match the tally, and returns what this vote changed:
+    /// the threshold message when it reached a threshold, a new testing request when it took
+    /// the candidate out of `passed-human/`.
     fn record_vote(
         &self,
         settings: &StreamSettings,
@@ -213,7 +221,10 @@ impl KarmaTracker {
         } else {
             tracing::info!(stream = %stream, version = %version, user = %vote.user, "older vote ignored; a newer one is recorded");
         }
-        let threshold_id = derived_id(
+        let tally = Tally::count(store.read_votes(stream, version)?, &settings.karma);
+        let stable = tally.status == Some(KarmaStatus::Stable);
+        let was_linked = store.in_tier(stream, version, Tier::PassedHuman);
+        let first_id = derived_id(
             NAME,
             &[
                 stream.as_str(),
@@ -222,38 +233,86 @@ impl KarmaTracker {
             ],
         );
         let marker = store.threshold_path(stream, version);
-        if let Some(reached) = store::read_json::<ThresholdRecord>(&marker)? {
-            // Once per candidate; only a replay of the vote that reached it publishes again.
-            return Ok(if reached.trigger == trigger {
-                vec![Outgoing::new(threshold_id, &reached.message)]
-            } else {
-                Vec::new()
-            });
+        let recorded = store::read_json::<ThresholdRecord>(&marker)?;
+        let mut outgoing = Vec::new();
+        match (&recorded, tally.status) {
+            // Only a replay of the vote that reached it publishes the announcement again.
+            (Some(reached), _) if reached.trigger == trigger => {
+                let id = reached.id.unwrap_or(first_id);
+                outgoing.push(Outgoing::new(id, &reached.message));
+            }
+            // Once per candidate, and again each time it climbs back into passed-human.
+            (None, Some(status)) | (Some(_), Some(status @ KarmaStatus::Stable))
+                if recorded.is_none() || !was_linked =>
+            {
+                let id = recorded
+                    .is_some()
+                    .then(|| derived_id(NAME, &[stream.as_str(), version.as_str(), trigger]));
+                let message = KarmaThresholdReached {
+                    stream: stream.clone(),
+                    version: version.clone(),
+                    status,
+                    karma: tally.karma,
+                    votes: tally.votes,
+                };
+                store::write_json(
+                    &marker,
+                    &ThresholdRecord {
+                        trigger: trigger.to_owned(),
+                        message: message.clone(),
+                        id,
+                    },
+                )?;
+                tracing::info!(stream = %stream, version = %version, status = ?status, karma = message.karma, "karma threshold reached");
+                outgoing.push(Outgoing::new(id.unwrap_or(first_id), &message));
+            }
+            _ => {}
         }
-        let tally = Tally::count(store.read_votes(stream, version)?, &settings.karma);
-        let Some(status) = tally.status else {
-            return Ok(Vec::new());
+        // The tier is settled after the marker: a crash between the two replays this vote
+        // into the recorded announcement (its trigger matches) and then into the link.
+        let left = match stable {
+            true => {
+                store.promote(stream, version, Tier::PassedHuman)?;
+                false
+            }
+            false => store.demote(stream, version, Tier::PassedHuman)?,
         };
-        let message = KarmaThresholdReached {
-            stream: stream.clone(),
-            version: version.clone(),
-            status,
-            karma: tally.karma,
-            votes: tally.votes,
-        };
-        // Link first: a crash before the marker is written replays into the same state.
-        if status == KarmaStatus::Stable {
-            store.promote(stream, version, Tier::PassedHuman)?;
+        if left {
+            tracing::warn!(stream = %stream, version = %version, karma = tally.karma, stable_threshold = settings.karma.stable_threshold, "karma fell below the stable threshold; removed from passed-human");
+            let autotest = AutotestState::read(store, stream, settings, version)?;
+            if let Some(passed) = autotest.all_passed() {
+                let id = derived_id(
+                    NAME,
+                    &[
+                        stream.as_str(),
+                        version.as_str(),
+                        CandidateTestingRequested::TOPIC,
+                        trigger,
+                    ],
+                );
+                outgoing.push(Outgoing::new(
+                    id,
+                    &testing_requested(stream, version, passed),
+                ));
+            }
         }
-        store::write_json(
-            &marker,
-            &ThresholdRecord {
-                trigger: trigger.to_owned(),
-                message: message.clone(),
-            },
-        )?;
-        tracing::info!(stream = %stream, version = %version, status = ?status, karma = message.karma, "karma threshold reached");
-        Ok(vec![Outgoing::new(threshold_id, &message)])
+        Ok(outgoing)
+    }
+}
+
+/// The request for votes on a candidate every arch of which passed (`passed`, by arch).
+fn testing_requested(
+    stream: &Stream,
+    version: &Version,
+    passed: BTreeMap<Arch, &TestReport>,
+) -> CandidateTestingRequested {
+    CandidateTestingRequested {
+        stream: stream.clone(),
+        version: version.clone(),
+        arches: passed
+            .into_iter()
+            .map(|(arch, report)| (arch, report.tree.clone()))
+            .collect(),
     }
 }
 

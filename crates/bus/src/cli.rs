@@ -1,12 +1,16 @@
 //! What every binary shares: logging, signals, and the `main` of a consumer.
 
-use std::fmt::Display;
+use std::fmt::{self, Display, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use settings::Settings;
+use tracing::field::Field;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{Writer, debug_fn};
 
 use crate::{Clock, Step};
 
@@ -19,7 +23,8 @@ const EXIT_CONFIG: u8 = 78;
 const EXIT_USAGE: u8 = 64;
 
 /// One log style for every binary: `FORTNIGHT_LOG` is an env filter (default `info`);
-/// `FORTNIGHT_LOG_FORMAT=json` writes one JSON object per line. Logs go to stderr.
+/// `FORTNIGHT_LOG_FORMAT=json` writes one JSON object per line. Logs go to stderr, one line
+/// per event in either format (see [`escaped_fields`]).
 pub fn init_tracing() {
     let filter =
         EnvFilter::try_from_env("FORTNIGHT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -31,8 +36,54 @@ pub fn init_tracing() {
     // A second call (tests, several entry points) keeps the first subscriber.
     let _ = match std::env::var("FORTNIGHT_LOG_FORMAT").as_deref() {
         Ok("json") => builder.json().try_init(),
-        _ => builder.try_init(),
+        _ => builder.fmt_fields(escaped_fields()).try_init(),
     };
+}
+
+/// The text format's fields, laid out like tracing-subscriber's default (`message` bare, the
+/// others `name=value`), with control characters escaped. Values from messages (a reason, a
+/// routing key, a vote's comment) reach log lines, and a raw newline in one would forge a log
+/// line of its own, a NUL or ESC would garble a terminal or a collector. The JSON format needs
+/// none of this: serde escapes strings.
+fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
+    debug_fn(
+        |writer: &mut Writer<'_>, field: &Field, value: &dyn fmt::Debug| {
+            let mut out = Escaping(writer);
+            match field.name() {
+                "message" => write!(out, "{value:?}"),
+                name => write!(out, "{name}={value:?}"),
+            }
+        },
+    )
+    .delimited(" ")
+}
+
+/// Writes through to `W` with every control character (and the Unicode line and paragraph
+/// separators, which some viewers break lines at) spelled as an escape.
+struct Escaping<'a, W: ?Sized>(&'a mut W);
+
+impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) =
+            rest.find(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+        {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..]
+                .chars()
+                .next()
+                .expect("find returned a char boundary");
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                '\0' => self.0.write_str("\\0")?,
+                other => write!(self.0, "\\u{{{:x}}}", u32::from(other))?,
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.
@@ -187,6 +238,53 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// A `MakeWriter` into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn text_logs_escape_control_characters_so_every_event_is_one_line() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .fmt_fields(escaped_fields())
+            .finish();
+        let hostile = "k1\nINFO forged: line\0\x1b[31m\u{2028}";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("message", id = %hostile);
+            let _entered = span.enter();
+            tracing::warn!(reason = %hostile, text = hostile, count = 3, "step failed: {hostile}");
+        });
+        let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(output.matches('\n').count(), 1, "one line: {output:?}");
+        assert!(output.ends_with('\n'), "{output:?}");
+        assert!(
+            !output.contains(['\0', '\x1b', '\r', '\u{2028}']),
+            "{output:?}"
+        );
+        let escaped = r"k1\nINFO forged: line\0\u{1b}[31m\u{2028}";
+        assert!(
+            output.contains(&format!("step failed: {escaped}")),
+            "{output:?}"
+        );
+        assert!(output.contains(&format!("reason={escaped}")), "{output:?}");
+        assert!(output.contains(&format!("id={escaped}")), "{output:?}");
+        assert!(output.contains("count=3"), "{output:?}");
     }
 
     #[test]

@@ -80,10 +80,21 @@ pub async fn run<S: Step>(
         };
         match opened {
             Ok(session) => {
-                failures = 0;
-                match session.serve(&ctx, &step, &mut shutdown).await {
+                let opened_at = Instant::now();
+                let mut settled = false;
+                match session
+                    .serve(&ctx, &step, &mut shutdown, &mut settled)
+                    .await
+                {
                     Ok(()) => break Ok(()),
                     Err(error) => {
+                        // Only a session that was healthy starts the backoff afresh. A fault
+                        // that ends every session at its first delivery (an unwritable
+                        // journal, a full disk) would otherwise reconnect in a tight loop,
+                        // since connecting itself succeeds.
+                        if settled || opened_at.elapsed() >= BACKOFF_CAP {
+                            failures = 0;
+                        }
                         tracing::warn!(consumer = S::NAME, error = %error, "connection lost, reconnecting")
                     }
                 }
@@ -176,12 +187,14 @@ impl Session {
         })
     }
 
-    /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`).
+    /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`); sets `settled`
+    /// once a delivery or a job was settled.
     async fn serve<S: Step>(
         mut self,
         ctx: &Arc<Context>,
         step: &Arc<S>,
         shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+        settled: &mut bool,
     ) -> Result<(), BusError> {
         let mut job: Option<JobFuture> = None;
         let mut scan = ctx.journal.is_some();
@@ -213,11 +226,13 @@ impl Session {
                 finished = async { job.as_mut().expect("guarded by the condition").await }, if job.is_some() => {
                     job = None;
                     scan = finished?;
+                    *settled = true;
                 }
                 _ = rescan.tick(), if ctx.journal.is_some() => scan = true,
                 delivery = self.consumer.next() => match delivery {
                     Some(Ok(delivery)) => {
                         process(ctx, step.as_ref(), &self.channel, delivery).await?;
+                        *settled = true;
                         scan = ctx.journal.is_some();
                     }
                     Some(Err(source)) => return Err(BusError::amqp("receive a delivery", source)),

@@ -8,11 +8,23 @@
 //! password (`FORTNIGHT_AMQP_URL`) and whatever else the service manager put there, while a
 //! job's output is published as its log. It starts from an empty environment plus
 //! [`INHERITED`] and then what the job sets.
+//!
+//! A consumer that dies (SIGKILL, the OOM killer, a crash) cannot kill anything, so each job
+//! runs under [`SUPERVISOR`], `fortnight-job`, a small program shipped next to the consumer
+//! binaries: it leads the job's process group, watches this process through a pidfd, and
+//! kills the whole group the moment this process is gone; otherwise it exits as the job did.
+//! Linux's parent-death signal alone (`setpriv --pdeathsig`, or `prctl` before exec, which
+//! needs `unsafe`) would not do: it reaches only the direct child, never what the recipe
+//! started, and it fires when the spawning *thread* exits, not the process. A pidfd is
+//! readable only once the whole process has exited (Linux 5.3 or later). When `fortnight-job`
+//! is not installed, jobs run unsupervised and a warning says so once.
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
@@ -145,15 +157,70 @@ impl Drop for GroupGuard {
     }
 }
 
+/// The supervisor's file name; it is looked for next to the running program.
+pub const SUPERVISOR: &str = "fortnight-job";
+
+/// Where [`SUPERVISOR`] is: next to the running program, where the image installs it, or one
+/// directory up, for test binaries, which cargo puts in `target/<profile>/deps/`.
+fn supervisor() -> Option<&'static Path> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap_or_default();
+            let found = exe
+                .ancestors()
+                .skip(1)
+                .take(2)
+                .map(|dir| dir.join(SUPERVISOR))
+                .find(|path| path.is_file());
+            if found.is_none() {
+                tracing::warn!(program = %exe.display(), "{SUPERVISOR} is not installed next to this program; jobs run unsupervised and outlive this process if it is killed; install it beside the consumer binaries");
+            }
+            found
+        })
+        .as_deref()
+}
+
+/// A program given by path must exist and be executable. Checked here because the supervisor,
+/// not this process, starts it, and a missing recipe should still be an error naming it.
+fn check_program(program: &Path) -> std::io::Result<()> {
+    if !program.is_absolute() {
+        return Ok(());
+    }
+    let metadata = std::fs::metadata(program)?;
+    if metadata.is_file() && metadata.permissions().mode() & 0o111 != 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "not an executable file",
+        ))
+    }
+}
+
 /// Runs `job` with stdout and stderr written to `log` (created or truncated), stdin empty.
 pub async fn run(job: &Job, log: &Path) -> Result<Finished, RunError> {
     let log_error = |source| RunError::Log {
         path: log.to_owned(),
         source,
     };
+    let spawn_error = |source| RunError::Spawn {
+        program: job.program.clone(),
+        source,
+    };
+    check_program(&job.program).map_err(spawn_error)?;
     let out = File::create(log).map_err(log_error)?;
     let err = out.try_clone().map_err(log_error)?;
-    let mut command = tokio::process::Command::new(&job.program);
+    let mut command = match supervisor() {
+        Some(supervisor) => {
+            let mut command = tokio::process::Command::new(supervisor);
+            command
+                .arg(std::process::id().to_string())
+                .arg(&job.program);
+            command
+        }
+        None => tokio::process::Command::new(&job.program),
+    };
     command
         .args(&job.args)
         .env_clear()
@@ -168,10 +235,7 @@ pub async fn run(job: &Job, log: &Path) -> Result<Finished, RunError> {
         command.current_dir(dir);
     }
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|source| RunError::Spawn {
-        program: job.program.clone(),
-        source,
-    })?;
+    let mut child = command.spawn().map_err(spawn_error)?;
     let _group = GroupGuard(child.id().and_then(|id| Pid::from_raw(id as i32)));
     let ending = match tokio::time::timeout(job.timeout, child.wait()).await {
         Ok(status) => ending_of(status.map_err(|source| RunError::Wait {

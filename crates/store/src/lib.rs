@@ -72,6 +72,7 @@ pub mod checksum;
 mod error;
 mod lock;
 mod names;
+pub mod scratch;
 
 use std::fs;
 use std::io;
@@ -89,6 +90,7 @@ pub use atomic::{
 pub use error::{Result, StoreError};
 pub use lock::{LockGuard, lock, try_lock, with_lock};
 pub use names::FileName;
+pub use scratch::Scratch;
 
 /// The promotion tiers of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

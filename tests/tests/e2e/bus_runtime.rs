@@ -582,3 +582,106 @@ async fn passive_declares_use_what_exists_and_name_what_is_missing() {
     publisher.close().await;
     bus.cleanup().await;
 }
+
+/// The `delay_ms` of each "waiting before reconnecting" line of a consumer's text log.
+fn reconnect_delays(log: &Path) -> Vec<u64> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("waiting before reconnecting"))
+        .filter_map(|line| {
+            let value = line.split("delay_ms=").nth(1)?;
+            value.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_journal_backs_off_instead_of_reconnecting_in_a_tight_loop() {
+    let health = free_port();
+    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let journal = bus.store_root().join(".jobs/probe");
+    std::fs::create_dir_all(&journal).unwrap();
+    let _read_only = tests::mount::Mount::read_only(&journal);
+    let log = bus.dir.path().join("probe.log");
+    let _probe = ProbeProcess::start_logging(
+        Path::new(PROBE_BIN),
+        &bus.write_config(),
+        &Probe::dir_of(&bus),
+        true,
+        health,
+        std::fs::File::create(&log).unwrap(),
+    )
+    .await;
+    let publisher = bus.publisher().await;
+    publisher
+        .publish(&Probe::message("unjournaled", Duration::ZERO))
+        .await
+        .unwrap();
+
+    // Every session connects fine and ends at the delivery it cannot journal; the delay
+    // before the next one must still grow: 0.25-0.5 s, then 0.5-1 s, 1-2 s, 2-4 s.
+    assert!(
+        eventually(DEADLINE, || reconnect_delays(&log).len() >= 4).await,
+        "the consumer never reconnected four times:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let delays = reconnect_delays(&log);
+    for (attempt, delay) in delays.iter().take(4).enumerate() {
+        let floor = 250u64 << attempt;
+        assert!(
+            *delay >= floor,
+            "reconnect {attempt} waited {delay} ms, under the backoff's {floor} ms: {delays:?}"
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Read-only file system"),
+        "the log says why: {text}"
+    );
+    assert!(!Probe::runs(&Probe::dir_of(&bus)).contains_key("unjournaled"));
+
+    publisher.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_value_in_a_message_cannot_forge_a_log_line() {
+    let health = free_port();
+    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let log = bus.dir.path().join("probe.log");
+    let _probe = ProbeProcess::start_logging(
+        Path::new(PROBE_BIN),
+        &bus.write_config(),
+        &Probe::dir_of(&bus),
+        false,
+        health,
+        std::fs::File::create(&log).unwrap(),
+    )
+    .await;
+    let publisher = bus.publisher().await;
+    let mut hostile = Probe::message("hostile", Duration::ZERO);
+    hostile.body.insert(
+        "stream".into(),
+        Value::from("f43\n2026-11-30T00:00:00Z  INFO forged: all is well\u{0}\u{1b}[2J"),
+    );
+    publisher.publish(&hostile).await.unwrap();
+
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(DEADLINE, || text().contains("message dead-lettered")).await,
+        "the hostile message was not dead-lettered:\n{}",
+        text()
+    );
+    let text = text();
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.starts_with("2026-11-30T00:00:00Z  INFO forged")),
+        "a value from a message started a log line of its own:\n{text}"
+    );
+    assert!(!text.contains(['\0', '\x1b']), "{text:?}");
+
+    publisher.close().await;
+    bus.cleanup().await;
+}

@@ -326,6 +326,10 @@ fn containerfile_builds_every_consumer_binary() {
             "the image builds {binary}"
         );
     }
+    assert!(
+        build.contains("-p runner ") && build.contains(" fortnight-job;"),
+        "the image builds and installs fortnight-job, which the consumers look for beside them"
+    );
     for tool in ["ostree", "e2fsprogs", "qemu-utils", "xz-utils"] {
         assert!(text.contains(tool), "the runtime image installs {tool}");
     }

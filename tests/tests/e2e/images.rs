@@ -429,3 +429,63 @@ async fn two_arches_on_two_tester_replicas_reach_passed_autotest_exactly_once() 
     watch.close().await;
     bus.cleanup().await;
 }
+
+/// The builder on a store of its own: `images_support` stream `img` with the shipped qcow2
+/// recipe, the store root at `root`.
+fn builder_on(work: &Work, root: &std::path::Path) -> ImageBuilder {
+    let stream = StreamToml {
+        name: "img",
+        arches: &[("x86_64", REF_X86)],
+        repo: work.repo.path(),
+        formats: &["qcow2"],
+        recipes: vec![("qcow2", shipped_recipe("qcow2"))],
+        suite: None,
+        extra: "",
+    };
+    let config = format!(
+        "[store]\nroot = \"{}\"\n{}",
+        root.display(),
+        stream.render()
+    );
+    let settings = settings::Settings::from_toml(&config).expect("a valid configuration");
+    ImageBuilder::new(Arc::new(settings)).unwrap()
+}
+
+#[tokio::test]
+async fn a_store_that_fills_up_during_a_recipe_is_a_retry_and_builds_once_space_is_freed() {
+    use bus::{Outcome, Step};
+
+    let work = Work::new();
+    let commit = work.commit(REF_X86, "43.20261127.0", GOOD_TREE);
+    let root = work.dir.path().join("store");
+    std::fs::create_dir(&root).unwrap();
+    let _tmpfs = tests::mount::Mount::tmpfs(&root, 128 * 1024);
+    // Leaves a little room: the recipe starts, then fails with ENOSPC in its scratch space,
+    // and (like any tidy recipe) removes its scratch on the way out.
+    let ballast = root.join("ballast");
+    std::fs::write(&ballast, vec![1u8; (128 * 1024 - 512) * 1024]).unwrap();
+    let builder = builder_on(&work, &root);
+    let message = messages::Outgoing::new(
+        uuid::Uuid::new_v4(),
+        &tree_composed(&work, REF_X86, "x86_64", &commit),
+    )
+    .to_incoming();
+
+    let outcome = builder.handle(&message).await;
+    assert!(
+        matches!(&outcome, Outcome::Retry { reason, .. } if reason.contains("No space left on device")),
+        "a full store is a retry naming the cause: {outcome:?}"
+    );
+    let store = Store::open(&root).unwrap();
+    let marker = store.built_marker(&"img".parse().unwrap(), &REF_X86.parse().unwrap(), &commit);
+    assert!(!marker.exists(), "no build marker for a retry");
+
+    std::fs::remove_file(&ballast).unwrap();
+    let outcome = builder.handle(&message).await;
+    let Outcome::Done(out) = &outcome else {
+        panic!("the retried message builds once space is free: {outcome:?}");
+    };
+    assert_eq!(out.len(), 1);
+    assert!(out[0].topic.ends_with("fortnight.image.built"), "{out:?}");
+    assert!(marker.exists());
+}

@@ -174,3 +174,76 @@ async fn only_the_latest_vote_counts_and_the_threshold_is_announced_once() {
     watch.close().await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passed_human_follows_the_current_tally_down_and_up_again() {
+    const REQUESTED: &str = "fortnight.candidate.testing.requested";
+    let testers = testers();
+    let p = Pipeline::start(Options::default()).await;
+    let mut watch = p.watch(&[THRESHOLD, REQUESTED]).await;
+    p.nightly_tested("43.20261120.0", None).await;
+    let candidate = version("43.20261120.0");
+    let in_human_tier = || {
+        p.store
+            .in_tier(&stream(), &candidate, store::Tier::PassedHuman)
+    };
+    let first_request = wait_topic(&mut watch, REQUESTED, 1).await;
+    assert_eq!(first_request.len(), 1, "votes were requested");
+
+    for tester in &testers {
+        p.vote(tester, "43.20261120.0", 1).await;
+    }
+    wait_topic(&mut watch, THRESHOLD, 1).await;
+    assert!(in_human_tier(), "karma +3 links the candidate");
+
+    // Two testers change their minds: karma +1, then -1, below the stable threshold (+3).
+    p.vote(&testers[0], "43.20261120.0", -1).await;
+    p.vote(&testers[1], "43.20261120.0", -1).await;
+    let requests = wait_topic(&mut watch, REQUESTED, 2).await;
+    assert_eq!(
+        requests.len(),
+        2,
+        "falling below the threshold asks for votes again"
+    );
+    assert_ne!(
+        requests[0].id, requests[1].id,
+        "a new request, not a replay"
+    );
+    assert!(
+        !in_human_tier(),
+        "the link is gone before the new request is published"
+    );
+    assert!(
+        tests::eventually(release_support::WAIT, || p
+            .store
+            .read_votes(&stream(), &candidate)
+            .unwrap()
+            .iter()
+            .filter(|v| v.karma == -1)
+            .count()
+            == 2)
+        .await,
+        "both changed votes recorded"
+    );
+    assert!(!in_human_tier(), "karma -1 keeps it out");
+
+    // Back to +3: linked and announced again, under a new id.
+    p.vote(&testers[0], "43.20261120.0", 1).await;
+    p.vote(&testers[1], "43.20261120.0", 1).await;
+    let reached = wait_topic(&mut watch, THRESHOLD, 2).await;
+    assert_eq!(
+        reached.len(),
+        2,
+        "reaching the threshold again announces it"
+    );
+    assert_ne!(reached[0].id, reached[1].id);
+    let again: KarmaThresholdReached = serde_json::from_value(reached[1].body.clone()).unwrap();
+    assert_eq!((again.status, again.karma), (KarmaStatus::Stable, 3));
+    assert!(in_human_tier(), "karma +3 links the candidate again");
+
+    let seen = watch.settle(Duration::from_secs(1)).await;
+    assert_eq!(release_support::of_topic(seen, REQUESTED).len(), 2);
+    assert_eq!(release_support::of_topic(seen, THRESHOLD).len(), 2);
+    watch.close().await;
+    p.stop().await;
+}
