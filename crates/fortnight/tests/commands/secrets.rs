@@ -112,7 +112,8 @@ async fn recipes_and_tests_that_print_their_environment_never_reveal_the_broker_
         compose_id: None,
         force: false,
     };
-    bus.publisher()
+    // From the consumers' own account: the only one trusted for tree.composed here.
+    user.publisher(&bus.settings())
         .await
         .publish(&Outgoing::new(
             derived_id("secrets-test", &[commit.as_str()]),
