@@ -88,7 +88,11 @@ impl TestBus {
 
     /// The full configuration text.
     pub fn config_toml(&self) -> String {
-        let root = self.store_root();
+        self.config_toml_with_store(&self.store_root())
+    }
+
+    /// The configuration with the store at `root` instead: where a container mounts it.
+    pub fn config_toml_with_store(&self, root: &Path) -> String {
         let mut text = format!(
             "amqp_url = \"{url}\"\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n",
             url = amqp_url(),
@@ -96,7 +100,7 @@ impl TestBus {
             prefix = self.prefix,
         );
         text.push_str(&config::store_toml(
-            &root,
+            root,
             "fedora/43/x86_64/atomic-host",
             &root.join("repo"),
             "",
