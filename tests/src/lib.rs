@@ -89,7 +89,11 @@ impl TestBus {
 
     /// The full configuration text.
     pub fn config_toml(&self) -> String {
-        let root = self.store_root();
+        self.config_toml_with_store(&self.store_root())
+    }
+
+    /// The configuration with the store at `root` instead: where a container mounts it.
+    pub fn config_toml_with_store(&self, root: &Path) -> String {
         let mut text = format!(
             "amqp_url = \"{url}\"\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n",
             url = amqp_url(),
@@ -97,17 +101,19 @@ impl TestBus {
             prefix = self.prefix,
         );
         text.push_str(&config::store_toml(
-            &root,
+            root,
             "fedora/43/x86_64/atomic-host",
             &root.join("repo"),
             "",
         ));
         text.push_str(&self.extra);
         for (name, keys) in &self.consumers {
-            text.push_str(&format!(
-                "\n[consumers.{name}]\nqueue = \"{}\"\n{keys}\n",
-                self.queue(name)
-            ));
+            // The release timer owns no queue; its section takes only `health_addr`.
+            let queue = match name.as_str() {
+                settings::RELEASE_TIMER => String::new(),
+                _ => format!("queue = \"{}\"\n", self.queue(name)),
+            };
+            text.push_str(&format!("\n[consumers.{name}]\n{queue}{keys}\n"));
         }
         text
     }

@@ -11,6 +11,7 @@ mod release_support;
 
 mod bus_runtime;
 mod deploy;
+mod deploy_image;
 mod images;
 mod images_compose;
 mod images_staging;

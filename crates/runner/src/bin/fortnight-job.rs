@@ -17,14 +17,28 @@ const EXIT_USAGE: u8 = 64;
 /// What a shell answers for a program it cannot run.
 const EXIT_CANNOT_RUN: u8 = 127;
 
+const USAGE: &str = "usage: fortnight-job PARENT_PID PROGRAM [ARG...]";
+
 fn main() -> ExitCode {
+    if matches!(
+        std::env::args_os()
+            .nth(1)
+            .as_deref()
+            .and_then(|a| a.to_str()),
+        Some("-h" | "--help")
+    ) {
+        println!(
+            "{USAGE}\n\nRuns PROGRAM for the consumer PARENT_PID and kills PROGRAM's process group when that consumer dies."
+        );
+        return ExitCode::SUCCESS;
+    }
     let mut args = std::env::args_os().skip(1);
     let parent = args
         .next()
         .and_then(|arg| arg.to_str()?.parse::<i32>().ok())
         .and_then(Pid::from_raw);
     let (Some(parent), Some(program)) = (parent, args.next()) else {
-        eprintln!("usage: fortnight-job PARENT_PID PROGRAM [ARG...]");
+        eprintln!("{USAGE}");
         return ExitCode::from(EXIT_USAGE);
     };
     match supervise(parent, &program, args.collect()) {
