@@ -53,3 +53,16 @@ pub fn assert_success(output: &Output, what: &str) {
         text(&output.stderr)
     );
 }
+
+/// Whether `pid` is a live process: neither gone nor a zombie waiting to be reaped.
+pub fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.split(") ")
+        .nth(1)
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+/// The pid a process wrote into `file`, once it has.
+pub fn pid_in(file: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}

@@ -9,23 +9,12 @@ use std::time::{Duration, SystemTime};
 use messages::{Outgoing, Ref, Tree, TreeComposed};
 use ostree_cli::Repo;
 use tests::probe::ProbeProcess;
+use tests::process::{alive, pid_in};
 use tests::{TestBus, eventually, free_port};
 
 const BUILDER: &str = env!("CARGO_BIN_EXE_image-builder");
 const REF: &str = "fedora/43/x86_64/atomic-host";
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Whether `pid` is a live process (not gone, not a zombie).
-fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.split(") ")
-        .nth(1)
-        .is_some_and(|rest| !rest.starts_with('Z'))
-}
-
-fn pid_in(file: &Path) -> Option<i32> {
-    std::fs::read_to_string(file).ok()?.trim().parse().ok()
-}
 
 fn heartbeats(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("heartbeat"))
