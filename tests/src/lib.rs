@@ -46,6 +46,8 @@ pub struct TestBus {
     pub dir: tempfile::TempDir,
     /// Extra TOML appended to every generated configuration (consumer sections, ...).
     extra: String,
+    /// `amqp_urls` when the test runs on brokers of its own; the shared broker otherwise.
+    brokers: Vec<String>,
     consumers: Vec<(String, String)>,
     cleaned: bool,
 }
@@ -64,6 +66,7 @@ impl TestBus {
             prefix: format!("test.{id}"),
             dir: tempfile::tempdir().expect("a temporary directory"),
             extra: extra.to_owned(),
+            brokers: Vec::new(),
             consumers: Vec::new(),
             cleaned: false,
             id,
@@ -74,6 +77,13 @@ impl TestBus {
     /// more TOML lines of its `[consumers.<name>]` section.
     pub fn consumer(mut self, name: &str, keys: &str) -> Self {
         self.consumers.push((name.to_owned(), keys.to_owned()));
+        self
+    }
+
+    /// Runs the test on these broker addresses (`amqp_urls`, a cluster's nodes) instead of
+    /// the shared broker.
+    pub fn on_brokers(mut self, urls: Vec<String>) -> Self {
+        self.brokers = urls;
         self
     }
 
@@ -89,9 +99,18 @@ impl TestBus {
     /// The full configuration text.
     pub fn config_toml(&self) -> String {
         let root = self.store_root();
+        let brokers = match &self.brokers[..] {
+            [] => format!("amqp_url = \"{}\"", amqp_url()),
+            urls => format!(
+                "amqp_urls = [{}]",
+                urls.iter()
+                    .map(|url| format!("\"{url}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let mut text = format!(
-            "amqp_url = \"{url}\"\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n",
-            url = amqp_url(),
+            "{brokers}\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n",
             exchange = self.exchange,
             prefix = self.prefix,
         );
@@ -130,9 +149,15 @@ impl TestBus {
 
     /// Starts recording `topics` (logical; the prefix is added) before anything is published.
     pub async fn watch(&self, topics: &[&str]) -> Watch {
+        self.watch_with(&self.settings(), topics).await
+    }
+
+    /// [`TestBus::watch`] connected with `settings` (on a cluster: to the nodes a test will
+    /// not stop, so the recording outlives the ones it does).
+    pub async fn watch_with(&self, settings: &Settings, topics: &[&str]) -> Watch {
         let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
         Watch {
-            recording: bus::record::subscribe(&self.settings(), &topics)
+            recording: bus::record::subscribe(settings, &topics)
                 .await
                 .expect("a recording queue"),
             prefix: self.prefix.clone(),
