@@ -3,9 +3,10 @@
 //!
 //! [`TestBus`] gives each test its own exchange, topic prefix, queue names and store root, so
 //! tests run in parallel without seeing each other's messages, and deletes what it declared
-//! in [`TestBus::cleanup`]. [`broker`] drives the broker itself (restart, consumer timeout, a
-//! TLS node) for the tests that must run alone. [`probe`] is a tiny consumer whose effects can
-//! be counted, used in-process and as the `probe-consumer` binary. [`pipeline`] runs the
+//! in [`TestBus::cleanup`]. [`broker`] drives the broker itself (restart, consumer timeout)
+//! for the tests that must run alone, and starts RabbitMQ nodes of a test's own beside it (a
+//! TLS node, a cluster). [`probe`] is a tiny consumer whose effects can be counted, used
+//! in-process and as the `probe-consumer` binary. [`pipeline`] runs the
 //! karma-tracker and releaser on a two-arch stream with a real OSTree repository.
 
 use std::collections::BTreeMap;

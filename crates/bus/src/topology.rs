@@ -12,6 +12,9 @@
 //!   no delayed delivery, and one queue per delay (instead of per-message TTLs in one queue)
 //!   keeps a long delay from holding shorter ones behind it.
 //!
+//! With `consumers.<name>.quorum_queue` all three kinds are quorum queues, replicated over a
+//! cluster's nodes (see [`Topology::queue_specs`]).
+//!
 //! With `passive_declares` everything is only checked, so an administrator creates these:
 //! [`Definitions`] lists them in RabbitMQ's definitions format (`fortnight topology export`).
 //! [`Topology::queue_specs`] is the one list of queues and their arguments that both
