@@ -211,6 +211,11 @@ impl PrivateNode {
         Self { name, port, dir }
     }
 
+    /// The node's plain AMQP address, as the shared broker's guest account reaches it.
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
     /// Waits until the node has booted.
     pub fn wait_started(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(90);
@@ -306,10 +311,7 @@ impl Cluster {
 
     /// One `amqp://` URL per node, in node order (the `amqp_urls` of a configuration).
     pub fn amqp_urls(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .map(|node| format!("amqp://guest:guest@127.0.0.1:{}/%2f", node.port))
-            .collect()
+        self.nodes.iter().map(PrivateNode::amqp_url).collect()
     }
 
     /// The node named `name`.

@@ -62,7 +62,7 @@ async fn killing_the_node_that_leads_the_queues_loses_nothing_doubles_nothing_an
         .nodes
         .iter()
         .filter(|node| node.name != doomed)
-        .map(|node| format!("amqp://guest:guest@127.0.0.1:{}/%2f", node.port))
+        .map(|node| node.amqp_url())
         .collect();
     // The recording is the test's instrument, not what is tested: it listens on a survivor.
     let mut observer = p.bus.settings();
