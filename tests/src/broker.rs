@@ -173,129 +173,296 @@ fn set_env(key: &str, value: u64) {
     .unwrap_or_else(|out| panic!("rabbitmqctl eval cannot set {key}: {out}"));
 }
 
-/// A RabbitMQ node of a test's own, on free ports, which the test may restart while the
-/// shared broker keeps serving every other test. Stopped when dropped.
+/// A RabbitMQ node of a test's own beside the shared broker, with its own node name, ports,
+/// configuration and directories (under a temporary directory), as the Debian packaging runs
+/// it: as the `rabbitmq` user, sharing that user's Erlang cookie, so `rabbitmqctl -n` reaches
+/// it and nodes can cluster. Stopped when dropped.
 #[derive(Debug)]
-pub struct Node {
-    /// Its AMQP (or, for [`Node::start_tls`], AMQPS) port.
+pub struct PrivateNode {
+    /// The Erlang node name (`fortnight-<kind>-<port>@localhost`).
+    pub name: String,
+    /// Its plain AMQP port (`RABBITMQ_NODE_PORT`; unused when the configuration turns TCP
+    /// listeners off).
     pub port: u16,
     pub dir: tempfile::TempDir,
-    node: String,
 }
 
-/// The client certificate's common name, which is also the broker user it logs in as.
-pub const TLS_CLIENT: &str = "fortnight-client";
-
-impl Node {
-    /// A plain node: AMQP on a free loopback port, with the default `guest` account.
-    pub fn start() -> Self {
-        Self::start_with(
-            "fortnight-node",
-            |_, port| format!("listeners.tcp.default = 127.0.0.1:{port}\n"),
-            "[].\n",
-        )
-    }
-
-    /// A node with only a TLS listener, a test CA and EXTERNAL authentication by client
-    /// certificate, as Fedora's broker has.
-    pub fn start_tls() -> Self {
-        let started = Self::start_with(
-            "fortnight-tls",
-            |d, port| {
-                ca(d, "ca");
-                ca(d, "rogue-ca");
-                signed(
-                    d,
-                    "server",
-                    "localhost",
-                    "ca",
-                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                );
-                signed(d, "client", TLS_CLIENT, "ca", "extendedKeyUsage=clientAuth");
-                signed(
-                    d,
-                    "rogue",
-                    TLS_CLIENT,
-                    "rogue-ca",
-                    "extendedKeyUsage=clientAuth",
-                );
-                let p = |name: &str| d.join(name).display().to_string();
-                format!(
-                    "listeners.tcp = none\nlisteners.ssl.default = {port}\n\
-                     ssl_options.cacertfile = {ca}\nssl_options.certfile = {cert}\n\
-                     ssl_options.keyfile = {key}\nssl_options.verify = verify_peer\n\
-                     ssl_options.fail_if_no_peer_cert = true\nauth_mechanisms.1 = EXTERNAL\n\
-                     ssl_cert_login_from = common_name\nloopback_users = none\n",
-                    ca = p("ca.pem"),
-                    cert = p("server.pem"),
-                    key = p("server.key"),
-                )
-            },
-            "[rabbitmq_auth_mechanism_ssl].\n",
-        );
-        let password = uuid::Uuid::new_v4().to_string();
-        started
-            .ctl(&["add_user", TLS_CLIENT, &password])
-            .expect("user for the client certificate");
-        started
-            .ctl(&["set_permissions", "-p", "/", TLS_CLIENT, ".*", ".*", ".*"])
-            .expect("permissions");
-        started
-    }
-
-    /// Starts a node named `<prefix>-<port>` whose `rabbitmq.conf` is `config(dir, port)`.
-    fn start_with(
-        prefix: &str,
-        config: impl FnOnce(&std::path::Path, u16) -> String,
-        plugins: &str,
+impl PrivateNode {
+    /// Starts a node with AMQP on `port`, `config` as its `rabbitmq.conf` and `plugins`
+    /// enabled, without waiting for it to boot ([`PrivateNode::wait_started`]), so
+    /// that several nodes boot at once. Files the configuration names go into `dir` first.
+    pub fn launch(
+        kind: &str,
+        dir: tempfile::TempDir,
+        port: u16,
+        config: &str,
+        plugins: &[&str],
     ) -> Self {
-        let dir = tempfile::tempdir().expect("a directory for the node");
-        let d = dir.path().to_owned();
-        let d = d.as_path();
-        let port = free_port();
-        let dist_port = free_port();
-        let node = format!("{prefix}-{port}@localhost");
-        std::fs::write(d.join("rabbitmq.conf"), config(d, port)).expect("node config");
-        std::fs::write(d.join("enabled_plugins"), plugins).expect("plugins file");
-        // The Debian packaging runs the node as the `rabbitmq` user, not as the test's user.
+        let d = dir.path();
+        std::fs::write(d.join("rabbitmq.conf"), config).expect("node config");
+        std::fs::write(
+            d.join("enabled_plugins"),
+            format!("[{}].\n", plugins.join(",")),
+        )
+        .expect("plugins file");
+        // The node runs as the `rabbitmq` user, not as the test's user.
         for entry in std::fs::read_dir(d).expect("node directory") {
             set_mode(&entry.expect("directory entry").path(), 0o644);
         }
         set_mode(d, 0o777);
+        let name = format!("fortnight-{kind}-{port}@localhost");
         let status = Command::new("rabbitmq-server")
             .arg("-detached")
-            .env("RABBITMQ_NODENAME", &node)
-            .env("RABBITMQ_NODE_PORT", free_port().to_string())
-            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env("RABBITMQ_NODENAME", &name)
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
             .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
             .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", d.join("log"))
             .status()
             .expect("rabbitmq-server runs");
-        assert!(status.success(), "rabbitmq-server -detached failed");
-        let started = Node { port, dir, node };
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while started.ctl(&["status"]).is_err() {
+        assert!(
+            status.success(),
+            "rabbitmq-server -detached failed for {name}"
+        );
+        Self { name, port, dir }
+    }
+
+    /// The node's plain AMQP address, as the shared broker's guest account reaches it.
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Waits until the node has booted.
+    pub fn wait_started(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while self.ctl(&["status"]).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the node {} did not start; see {}",
-                started.node,
-                d.join("log").display()
+                "node {} did not start; see {}",
+                self.name,
+                self.dir.path().join("log").display()
             );
             std::thread::sleep(Duration::from_millis(500));
         }
-        started
-            .ctl(&["await_startup"])
-            .expect("the node finishes booting");
-        started
+        self.ctl(&["await_startup"])
+            .unwrap_or_else(|out| panic!("node {} does not finish booting: {out}", self.name));
+    }
+
+    /// `rabbitmqctl -n <node> args...`.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        rabbitmqctl(&all)
+    }
+
+    /// Kills the node's Erlang VM with SIGKILL, as a crashed host would lose it: no clean
+    /// shutdown, no hand-over; returns once the node no longer answers.
+    pub fn kill(&self) {
+        let pid = self
+            .ctl(&["eval", "os:getpid()."])
+            .unwrap_or_else(|out| panic!("cannot ask {} for its pid: {out}", self.name));
+        let pid: String = pid.chars().filter(char::is_ascii_digit).collect();
+        crate::process::run_ok(
+            Command::new("kill").args(["-KILL", &pid]),
+            &format!("kill -KILL {pid} ({})", self.name),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.ctl(&["status"]).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} still answers after SIGKILL",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for PrivateNode {
+    fn drop(&mut self) {
+        // A killed node no longer answers; the error is expected then.
+        let _ = self.ctl(&["stop"]);
+    }
+}
+
+/// A RabbitMQ cluster of private nodes on this machine, each on its own AMQP port, joined
+/// with `rabbitmqctl join_cluster`. Every node is stopped when dropped.
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<PrivateNode>,
+}
+
+impl Cluster {
+    pub fn start(size: usize) -> Self {
+        let nodes: Vec<PrivateNode> = (0..size)
+            .map(|_| {
+                let port = free_port();
+                PrivateNode::launch(
+                    "cluster",
+                    tempfile::tempdir().expect("a directory for a cluster node"),
+                    port,
+                    "",
+                    &[],
+                )
+            })
+            .collect();
+        for node in &nodes {
+            node.wait_started();
+        }
+        let first = &nodes[0].name;
+        for node in &nodes[1..] {
+            for args in [
+                &["stop_app"][..],
+                &["join_cluster", first],
+                &["start_app"],
+                &["await_startup"],
+            ] {
+                node.ctl(args).unwrap_or_else(|out| {
+                    panic!("{} cannot join {first}: {args:?}: {out}", node.name)
+                });
+            }
+        }
+        Self { nodes }
+    }
+
+    /// One `amqp://` URL per node, in node order (the `amqp_urls` of a configuration).
+    pub fn amqp_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(PrivateNode::amqp_url).collect()
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> &PrivateNode {
+        self.nodes
+            .iter()
+            .find(|node| node.name == name)
+            .unwrap_or_else(|| panic!("{name} is no node of the cluster"))
+    }
+
+    /// Removes a dead node from the cluster, as an operator does for a node lost for good:
+    /// the quorum queues drop it from their members, so deleting one no longer waits for it.
+    pub fn forget(&self, dead: &str) {
+        let survivor = self
+            .nodes
+            .iter()
+            .find(|node| node.name != dead)
+            .expect("a surviving node");
+        survivor
+            .ctl(&["forget_cluster_node", dead])
+            .unwrap_or_else(|out| panic!("{} cannot forget {dead}: {out}", survivor.name));
+    }
+
+    /// `rabbitmqctl list_queues` asked of the first node that answers: `(name, columns...)`
+    /// per queue.
+    pub fn list_queues(&self, columns: &[&str]) -> Vec<Vec<String>> {
+        let mut args = vec!["list_queues", "name"];
+        args.extend_from_slice(columns);
+        args.extend(["--no-table-headers", "--quiet"]);
+        let out = self
+            .nodes
+            .iter()
+            .find_map(|node| node.ctl(&args).ok())
+            .expect("a node of the cluster answers");
+        out.lines()
+            .map(|line| line.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    }
+
+    /// The value of `column` for `queue` (see [`queue_info`]), asked of a running node.
+    pub fn queue_info(&self, queue: &str, column: &str) -> Option<String> {
+        self.list_queues(&[column])
+            .into_iter()
+            .find(|fields| fields.first().map(String::as_str) == Some(queue))
+            .and_then(|fields| fields.get(1).cloned())
+    }
+}
+
+/// A single [`PrivateNode`] that a test may restart while the shared broker keeps serving every
+/// other test: plain, or TLS-only as Fedora's broker is. Stopped when dropped.
+#[derive(Debug)]
+pub struct Node {
+    /// Its AMQP (or, for [`Node::start_tls`], AMQPS) port.
+    pub port: u16,
+    node: PrivateNode,
+}
+
+/// The client certificate's common name, which is also the broker user it logs in as.
+pub const TLS_CLIENT: &str = "fortnight-client";
+
+impl Node {
+    /// A plain node: AMQP on a free port, with the default `guest` account.
+    pub fn start() -> Self {
+        let port = free_port();
+        let node = PrivateNode::launch(
+            "node",
+            tempfile::tempdir().expect("a directory for the node"),
+            port,
+            "",
+            &[],
+        );
+        node.wait_started();
+        Self { port, node }
+    }
+
+    /// A node with only a TLS listener, a test CA and EXTERNAL authentication by client
+    /// certificate, as Fedora's broker has.
+    pub fn start_tls() -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the TLS node");
+        let d = dir.path();
+        let port = free_port();
+        ca(d, "ca");
+        ca(d, "rogue-ca");
+        signed(
+            d,
+            "server",
+            "localhost",
+            "ca",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        );
+        signed(d, "client", TLS_CLIENT, "ca", "extendedKeyUsage=clientAuth");
+        signed(
+            d,
+            "rogue",
+            TLS_CLIENT,
+            "rogue-ca",
+            "extendedKeyUsage=clientAuth",
+        );
+        let p = |name: &str| d.join(name).display().to_string();
+        let config = format!(
+            "listeners.tcp = none\nlisteners.ssl.default = {port}\n\
+             ssl_options.cacertfile = {ca}\nssl_options.certfile = {cert}\n\
+             ssl_options.keyfile = {key}\nssl_options.verify = verify_peer\n\
+             ssl_options.fail_if_no_peer_cert = true\nauth_mechanisms.1 = EXTERNAL\n\
+             ssl_cert_login_from = common_name\nloopback_users = none\n",
+            ca = p("ca.pem"),
+            cert = p("server.pem"),
+            key = p("server.key"),
+        );
+        let node = PrivateNode::launch(
+            "tls",
+            dir,
+            free_port(),
+            &config,
+            &["rabbitmq_auth_mechanism_ssl"],
+        );
+        node.wait_started();
+        let password = uuid::Uuid::new_v4().to_string();
+        node.ctl(&["add_user", TLS_CLIENT, &password])
+            .expect("user for the client certificate");
+        node.ctl(&["set_permissions", "-p", "/", TLS_CLIENT, ".*", ".*", ".*"])
+            .expect("permissions");
+        Self { port, node }
+    }
+
+    /// The node's directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.node.dir.path()
     }
 
     /// `rabbitmqctl` for this node.
     pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
-        let mut all = vec!["-n", self.node.as_str()];
-        all.extend_from_slice(args);
-        rabbitmqctl(&all)
+        self.node.ctl(args)
     }
 
     /// The URL of a plain node's `guest` account.
@@ -315,13 +482,7 @@ impl Node {
     /// A PEM file in a TLS node's directory (`ca.pem`, `client.pem`, `client.key`,
     /// `rogue.pem`, `rogue.key`).
     pub fn file(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.ctl(&["stop"]);
+        self.dir().join(name)
     }
 }
 

@@ -3,9 +3,10 @@
 //!
 //! [`TestBus`] gives each test its own exchange, topic prefix, queue names and store root, so
 //! tests run in parallel without seeing each other's messages, and deletes what it declared
-//! in [`TestBus::cleanup`]. [`broker`] drives the broker itself (restart, consumer timeout, a
-//! TLS node) for the tests that must run alone. [`probe`] is a tiny consumer whose effects can
-//! be counted, used in-process and as the `probe-consumer` binary. [`pipeline`] runs the
+//! in [`TestBus::cleanup`]. [`broker`] drives the broker itself (restart, consumer timeout)
+//! for the tests that must run alone, and starts RabbitMQ nodes of a test's own beside it (a
+//! TLS node, a cluster). [`probe`] is a tiny consumer whose effects can be counted, used
+//! in-process and as the `probe-consumer` binary. [`pipeline`] runs the
 //! karma-tracker and releaser on a two-arch stream with a real OSTree repository.
 
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ pub struct TestBus {
     pub dir: tempfile::TempDir,
     /// Extra TOML appended to every generated configuration (consumer sections, ...).
     extra: String,
+    /// `amqp_urls` when the test runs on brokers of its own; the shared broker otherwise.
+    brokers: Vec<String>,
     consumers: Vec<(String, String)>,
     cleaned: bool,
 }
@@ -65,6 +68,7 @@ impl TestBus {
             prefix: format!("test.{id}"),
             dir: tempfile::tempdir().expect("a temporary directory"),
             extra: extra.to_owned(),
+            brokers: Vec::new(),
             consumers: Vec::new(),
             cleaned: false,
             id,
@@ -75,6 +79,13 @@ impl TestBus {
     /// more TOML lines of its `[consumers.<name>]` section.
     pub fn consumer(mut self, name: &str, keys: &str) -> Self {
         self.consumers.push((name.to_owned(), keys.to_owned()));
+        self
+    }
+
+    /// Runs the test on these broker addresses (`amqp_urls`, a cluster's nodes) instead of
+    /// the shared broker.
+    pub fn on_brokers(mut self, urls: Vec<String>) -> Self {
+        self.brokers = urls;
         self
     }
 
@@ -94,9 +105,18 @@ impl TestBus {
 
     /// The configuration with the store at `root` instead: where a container mounts it.
     pub fn config_toml_with_store(&self, root: &Path) -> String {
+        let brokers = match &self.brokers[..] {
+            [] => format!("amqp_url = \"{}\"", amqp_url()),
+            urls => format!(
+                "amqp_urls = [{}]",
+                urls.iter()
+                    .map(|url| format!("\"{url}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let mut text = format!(
-            "amqp_url = \"{url}\"\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n",
-            url = amqp_url(),
+            "{brokers}\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n",
             exchange = self.exchange,
             prefix = self.prefix,
         );

@@ -58,6 +58,10 @@ pub struct Options {
     pub voters: Option<Vec<UserName>>,
     pub operators: Vec<UserName>,
     pub releaser_replicas: usize,
+    /// The broker addresses (a cluster's nodes) when not the shared test broker.
+    pub brokers: Vec<String>,
+    /// Declares the consumers' queues as quorum queues.
+    pub quorum_queues: bool,
 }
 
 impl Default for Options {
@@ -68,6 +72,8 @@ impl Default for Options {
             voters: None,
             operators: Vec::new(),
             releaser_replicas: 1,
+            brokers: Vec::new(),
+            quorum_queues: false,
         }
     }
 }
@@ -149,10 +155,14 @@ impl Pipeline {
         let repo_dir = tempfile::tempdir().unwrap();
         let repo = Repo::new(repo_dir.path().join("repo"));
         repo.init_archive().expect("ostree init");
-        let keys = "retry_delays_seconds = [1]\nmax_attempts = 2";
+        let keys = format!(
+            "retry_delays_seconds = [1]\nmax_attempts = 2\nquorum_queue = {}",
+            options.quorum_queues
+        );
         let bus = TestBus::with_config(&stream_toml(repo.path(), &options))
-            .consumer("karma-tracker", keys)
-            .consumer("releaser", keys);
+            .on_brokers(options.brokers.clone())
+            .consumer("karma-tracker", &keys)
+            .consumer("releaser", &keys);
         let mut settings = bus.settings();
         settings.operators = options.operators.clone();
         let settings = Arc::new(settings);
@@ -187,6 +197,13 @@ impl Pipeline {
 
     pub async fn watch(&self, topics: &[&str]) -> Watch {
         self.bus.watch(topics).await
+    }
+
+    /// Connects the test's publisher again, to the first broker address that answers: after
+    /// a cluster node died, the one it used may be gone.
+    pub async fn reconnect_publisher(&mut self) {
+        let fresh = self.bus.publisher().await;
+        std::mem::replace(&mut self.publisher, fresh).close().await;
     }
 
     /// Commits a nightly of every arch (each on top of the previous one) and writes its

@@ -183,7 +183,7 @@ async fn tls_client_certificates_log_in_with_external_and_unknown_ones_are_refus
             ca = node.file("ca.pem").display(),
             cert = node.file(&format!("{name}.pem")).display(),
             key = node.file(&format!("{name}.key")).display(),
-            root = node.dir.path().display(),
+            root = node.dir().display(),
             user = broker::TLS_CLIENT,
         )
     };

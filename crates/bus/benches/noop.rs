@@ -3,6 +3,8 @@
 //! way, and are printed side by side:
 //!
 //! - `fortnight`: [`bus::run`] with a step that reads the body's `n` and returns one message;
+//! - `fortnight, quorum`: the same with `quorum_queue = true` and quorum queues on both sides
+//!   of the hop (its input and the queue its result goes to), what a cluster deployment runs;
 //! - `raw lapin`: the smallest lapin loop with the same guarantees (parse, publish, await the
 //!   confirm, then ack), one message at a time like the runtime;
 //! - `fedora-messaging`: `fm_consumer.py` with the Python reference client (interpreter from
@@ -195,6 +197,8 @@ struct Setup {
     exchange: String,
     queue: String,
     dir: PathBuf,
+    /// Whether the input and result queues are quorum queues.
+    quorum: bool,
 }
 
 async fn drive() {
@@ -207,33 +211,33 @@ async fn drive() {
     let exe = std::env::current_exe().expect("own path");
     let mut rows = Vec::new();
 
+    let fortnight = |s: &Setup| {
+        let config = s.dir.join("bench.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "amqp_url = \"{}\"\npublish_exchange = \"{}\"\n[store]\nroot = \"{}\"\n\
+                 [streams]\n[consumers.bench]\nqueue = \"{}\"\nquorum_queue = {}\n",
+                amqp_url(),
+                s.exchange,
+                s.dir.display(),
+                s.queue,
+                s.quorum
+            ),
+        )
+        .expect("bench config");
+        Command::new(&exe)
+            .env("BENCH_ROLE", "fortnight")
+            .env("BENCH_CONFIG", &config)
+            .env("FORTNIGHT_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .ok()
+    };
+    rows.push(measure("fortnight", messages, false, fortnight).await);
+    rows.push(measure("fortnight, quorum", messages, true, fortnight).await);
     rows.push(
-        measure("fortnight", messages, |s| {
-            let config = s.dir.join("bench.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "amqp_url = \"{}\"\npublish_exchange = \"{}\"\n[store]\nroot = \"{}\"\n\
-                     [streams]\n[consumers.bench]\nqueue = \"{}\"\n",
-                    amqp_url(),
-                    s.exchange,
-                    s.dir.display(),
-                    s.queue
-                ),
-            )
-            .expect("bench config");
-            Command::new(&exe)
-                .env("BENCH_ROLE", "fortnight")
-                .env("BENCH_CONFIG", &config)
-                .env("FORTNIGHT_LOG", "warn")
-                .stdin(Stdio::null())
-                .spawn()
-                .ok()
-        })
-        .await,
-    );
-    rows.push(
-        measure("raw lapin", messages, |s| {
+        measure("raw lapin", messages, false, |s| {
             Command::new(&exe)
                 .env("BENCH_ROLE", "raw")
                 .env("BENCH_EXCHANGE", &s.exchange)
@@ -246,7 +250,7 @@ async fn drive() {
     );
     // The Python client is far slower; a smaller batch keeps the run short.
     rows.push(
-        measure("fedora-messaging", (messages / 5).max(100), |s| {
+        measure("fedora-messaging", (messages / 5).max(100), false, |s| {
             let config = s.dir.join("fm.toml");
             std::fs::write(
                 &config,
@@ -298,7 +302,26 @@ async fn drive() {
             row.rss_kib as f64 / 1024.0
         );
     }
-    for name in ["fortnight", "raw lapin", "fedora-messaging"] {
+    let per_second = |name: &str| {
+        rows.iter()
+            .flatten()
+            .find(|r| r.name == name)
+            .map(|r| r.per_second)
+    };
+    if let (Some(classic), Some(quorum)) =
+        (per_second("fortnight"), per_second("fortnight, quorum"))
+    {
+        println!(
+            "quorum queues: {:.2}x the throughput of classic ones",
+            quorum / classic
+        );
+    }
+    for name in [
+        "fortnight",
+        "fortnight, quorum",
+        "raw lapin",
+        "fedora-messaging",
+    ] {
         if !rows.iter().flatten().any(|r| r.name == name) {
             println!("{name:<18} did not run (see the message above)");
         }
@@ -309,6 +332,7 @@ async fn drive() {
 async fn measure(
     name: &'static str,
     messages: usize,
+    quorum: bool,
     start: impl FnOnce(&Setup) -> Option<Child>,
 ) -> Option<Row> {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -318,6 +342,7 @@ async fn measure(
         exchange: format!("bench.{id}"),
         queue: format!("bench.{id}.in"),
         dir,
+        quorum,
     };
     let connection = connect().await;
     let channel = confirm_channel(&connection).await;
@@ -414,12 +439,19 @@ async fn declare(channel: &Channel, setup: &Setup) {
         ..Default::default()
     };
     let out = setup.queue.replace(".in", ".out");
+    let mut arguments = FieldTable::default();
+    if setup.quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
     channel
-        .queue_declare(&setup.queue, durable, FieldTable::default())
+        .queue_declare(&setup.queue, durable, arguments.clone())
         .await
         .expect("input queue");
     channel
-        .queue_declare(&out, durable, FieldTable::default())
+        .queue_declare(&out, durable, arguments)
         .await
         .expect("result queue");
     for (queue, key) in [(&setup.queue, IN), (&out, OUT)] {

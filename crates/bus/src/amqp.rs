@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lapin::auth::SASLMechanism;
 use lapin::options::ConfirmSelectOptions;
@@ -11,6 +12,7 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
+use rand::Rng;
 use serde_json::{Map, Number, Value};
 use settings::Settings;
 
@@ -19,27 +21,107 @@ use crate::BusError;
 /// Heartbeat asked for when the URL does not say (fedora-messaging's default).
 const DEFAULT_HEARTBEAT_SECONDS: u16 = 60;
 
-/// Opens a connection named `name` (shown in the broker's connection list).
+/// Where the next connection starts among [`Settings::broker_urls`]. Each one starts at a
+/// random address, so that replicas given the same list spread over the nodes of a cluster
+/// instead of all crowding the first; after a connection of the runtime is lost, the address
+/// after the one it used comes first, since the node behind that one is the likeliest down.
+#[derive(Debug)]
+pub(crate) struct Rotation(AtomicUsize);
+
+impl Rotation {
+    pub(crate) fn new() -> Self {
+        Self(AtomicUsize::new(rand::rng().random::<u32>() as usize))
+    }
+}
+
+/// Opens a connection named `name` (shown in the broker's connection list) to the first
+/// broker address that accepts it.
 pub(crate) async fn connect(settings: &Settings, name: &str) -> Result<Connection, BusError> {
-    let url = settings::redact_url(&settings.amqp_url);
-    let mut uri = AMQPUri::from_str(&settings.amqp_url).map_err(|reason| BusError::Url {
-        url: url.clone(),
+    Ok(connect_in_turn(settings, name, &Rotation::new()).await?.0)
+}
+
+/// [`connect`] trying the addresses from where `rotation` points, each once; returns the
+/// connection and the (redacted) address it went to. The caller's backoff applies only when a
+/// whole round failed: one node down is no reason to wait.
+pub(crate) async fn connect_in_turn(
+    settings: &Settings,
+    name: &str,
+    rotation: &Rotation,
+) -> Result<(Connection, String), BusError> {
+    let urls = settings.broker_urls();
+    // Every address is read before any is tried: a typo in the third one is a configuration
+    // error to report at once, not a node that happens to be down.
+    let uris = urls
+        .iter()
+        .map(|url| uri(settings, url))
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = rotation.0.load(Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for offset in 0..urls.len() {
+        let index = start.wrapping_add(offset) % urls.len();
+        let url = settings::redact_url(&urls[index]);
+        match Connection::connect_uri_with_config(
+            uris[index].clone(),
+            connection_properties(settings, name),
+            tls(settings)?,
+        )
+        .await
+        {
+            Ok(connection) => {
+                rotation.0.store(index + 1, Ordering::Relaxed);
+                return Ok((connection, url));
+            }
+            Err(source) => {
+                if urls.len() > 1 {
+                    tracing::warn!(url = %url, name, error = %source, "cannot connect to this broker address, trying the next");
+                }
+                failures.push((url, source));
+            }
+        }
+    }
+    Err(match failures.pop() {
+        Some((url, source)) if failures.is_empty() => BusError::Connect {
+            url,
+            name: name.to_owned(),
+            source,
+        },
+        last => BusError::Unreachable {
+            name: name.to_owned(),
+            failures: failures
+                .into_iter()
+                .chain(last)
+                .map(|(url, source)| format!("{url}: {source}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+    })
+}
+
+/// One address as lapin reads it, with Fortnight's defaults filled in.
+fn uri(settings: &Settings, url: &str) -> Result<AMQPUri, BusError> {
+    let mut uri = AMQPUri::from_str(url).map_err(|reason| BusError::Url {
+        url: settings::redact_url(url),
         reason,
     })?;
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECONDS);
     }
-    let tls = match &settings.tls {
-        Some(tls) => {
-            // fedora-messaging authenticates with the client certificate whenever one is
-            // configured; a URL that names a mechanism explicitly still wins.
-            if !settings.amqp_url.contains("auth_mechanism=") {
-                uri.query.auth_mechanism = Some(SASLMechanism::External);
-            }
-            tls_config(&tls.ca_cert, &tls.certfile, &tls.keyfile)?
-        }
-        None => OwnedTLSConfig::default(),
-    };
+    // fedora-messaging authenticates with the client certificate whenever one is configured;
+    // a URL that names a mechanism explicitly still wins.
+    if settings.tls.is_some() && !url.contains("auth_mechanism=") {
+        uri.query.auth_mechanism = Some(SASLMechanism::External);
+    }
+    Ok(uri)
+}
+
+fn tls(settings: &Settings) -> Result<OwnedTLSConfig, BusError> {
+    match &settings.tls {
+        Some(tls) => tls_config(&tls.ca_cert, &tls.certfile, &tls.keyfile),
+        None => Ok(OwnedTLSConfig::default()),
+    }
+}
+
+fn connection_properties(settings: &Settings, name: &str) -> ConnectionProperties {
     let mut properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio)
@@ -49,13 +131,7 @@ pub(crate) async fn connect(settings: &Settings, name: &str) -> Result<Connectio
             .client_properties
             .insert("app".into(), AMQPValue::LongString(app.as_str().into()));
     }
-    Connection::connect_uri_with_config(uri, properties, tls)
-        .await
-        .map_err(|source| BusError::Connect {
-            url,
-            name: name.to_owned(),
-            source,
-        })
+    properties
 }
 
 pub(crate) async fn open_channel(connection: &Connection) -> Result<Channel, BusError> {
@@ -206,9 +282,9 @@ pub(crate) fn sender(
     }
 }
 
-/// The virtual host `amqp_url` names (`/` when its path is empty or `%2f`).
+/// The virtual host the broker addresses name (`/` when the path is empty or `%2f`).
 pub(crate) fn vhost(settings: &Settings) -> Option<String> {
-    let uri: AMQPUri = settings.amqp_url.parse().ok()?;
+    let uri: AMQPUri = settings.broker_urls()[0].parse().ok()?;
     Some(uri.vhost)
 }
 

@@ -130,7 +130,7 @@ pub trait Step: Send + Sync + 'static {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("invalid amqp_url {url}: {reason}")]
+    #[error("invalid broker address {url} (amqp_url or amqp_urls): {reason}")]
     Url { url: String, reason: String },
     #[error("cannot use TLS file {path}: {reason}; check the [tls] section of the configuration")]
     Tls { path: PathBuf, reason: String },
@@ -142,6 +142,10 @@ pub enum BusError {
         name: String,
         source: lapin::Error,
     },
+    #[error(
+        "cannot connect as {name} to any broker address ({failures}); check that the cluster runs and that amqp_urls and [tls] are right"
+    )]
+    Unreachable { name: String, failures: String },
     #[error("cannot {operation}: {source}")]
     Amqp {
         operation: &'static str,

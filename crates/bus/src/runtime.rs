@@ -66,6 +66,7 @@ pub async fn run<S: Step>(
         metrics: Arc::new(Metrics::default()),
         journal,
         own_user: settings.broker_user(),
+        rotation: amqp::Rotation::new(),
     });
     let health = match ctx.config.health_addr {
         Some(addr) => Some(health::serve(addr, S::NAME, ctx.metrics.clone()).await?),
@@ -148,6 +149,8 @@ struct Context {
     journal: Option<Journal>,
     /// The broker user this consumer connects as, when known; see [`amqp::sender`].
     own_user: Option<String>,
+    /// Which broker address the next connection tries first.
+    rotation: amqp::Rotation,
 }
 
 type JobFuture = Pin<Box<dyn Future<Output = Result<bool, BusError>> + Send>>;
@@ -161,7 +164,8 @@ struct Session {
 
 impl Session {
     async fn open(ctx: &Context) -> Result<Self, BusError> {
-        let connection = amqp::connect(&ctx.settings, ctx.name).await?;
+        let (connection, url) =
+            amqp::connect_in_turn(&ctx.settings, ctx.name, &ctx.rotation).await?;
         let channel = amqp::confirm_channel(&connection).await?;
         ctx.topology.declare(&channel).await?;
         channel
@@ -179,7 +183,7 @@ impl Session {
             .await
             .map_err(|source| BusError::amqp("start consuming", source))?;
         ctx.metrics.set_ready(true);
-        tracing::info!(consumer = ctx.name, queue = %ctx.topology.queue, bindings = ?ctx.topology.bindings, "consuming");
+        tracing::info!(consumer = ctx.name, url = %url, queue = %ctx.topology.queue, bindings = ?ctx.topology.bindings, "consuming");
         Ok(Self {
             connection,
             channel,

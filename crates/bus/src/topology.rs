@@ -12,6 +12,9 @@
 //!   no delayed delivery, and one queue per delay (instead of per-message TTLs in one queue)
 //!   keeps a long delay from holding shorter ones behind it.
 //!
+//! With `consumers.<name>.quorum_queue` all three kinds are quorum queues, replicated over a
+//! cluster's nodes (see [`Topology::queue_specs`]).
+//!
 //! With `passive_declares` everything is only checked, so an administrator creates these:
 //! [`Definitions`] lists them in RabbitMQ's definitions format (`fortnight topology export`).
 //! [`Topology::queue_specs`] is the one list of queues and their arguments that both
@@ -98,21 +101,40 @@ impl Topology {
     /// (`x-queue-type = quorum` when configured), the dead-letter queue, and the retry queues
     /// (a TTL and a dead-letter route back to the main queue through the default exchange).
     /// The one source for `Topology::declare` and [`Definitions`].
+    ///
+    /// With `quorum_queue` all of them are quorum queues. On a cluster a classic queue lives
+    /// on the one node that declared it, so a dead-letter or retry queue left classic would
+    /// die with that node and keep the consumer from declaring its topology anywhere else.
+    /// A quorum retry queue dead-letters at least once (`x-dead-letter-strategy`, which needs
+    /// `x-overflow = reject-publish`): a message whose delay ends while the main queue has no
+    /// majority waits instead of being dropped.
     pub fn queue_specs(&self) -> Vec<QueueSpec> {
-        let mut main = QueueSpec::new(&self.queue);
-        if self.quorum {
-            main = main.with("x-queue-type", Argument::Text("quorum".to_owned()));
-        }
-        let mut all = vec![main, QueueSpec::new(&self.dead_letter_queue)];
+        let replicated = |spec: QueueSpec| match self.quorum {
+            true => spec.with("x-queue-type", Argument::Text("quorum".to_owned())),
+            false => spec,
+        };
+        let mut all = vec![
+            replicated(QueueSpec::new(&self.queue)),
+            replicated(QueueSpec::new(&self.dead_letter_queue)),
+        ];
         all.extend(self.retry_queues.iter().map(|(delay, name)| {
             let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-            QueueSpec::new(name)
+            let retry = replicated(QueueSpec::new(name))
                 .with("x-message-ttl", Argument::Integer(ttl))
                 .with("x-dead-letter-exchange", Argument::Text(String::new()))
                 .with(
                     "x-dead-letter-routing-key",
                     Argument::Text(self.queue.clone()),
-                )
+                );
+            match self.quorum {
+                true => retry
+                    .with(
+                        "x-dead-letter-strategy",
+                        Argument::Text("at-least-once".to_owned()),
+                    )
+                    .with("x-overflow", Argument::Text("reject-publish".to_owned())),
+                false => retry,
+            }
         }));
         all
     }
@@ -479,9 +501,10 @@ mod tests {
             main.inner().get("x-queue-type"),
             Some(&AMQPValue::LongString("quorum".into()))
         );
-        assert!(
-            specs[1].arguments.is_empty(),
-            "the dead-letter queue is plain"
+        assert_eq!(
+            specs[1].field_table().inner().get("x-queue-type"),
+            Some(&AMQPValue::LongString("quorum".into())),
+            "the dead-letter queue is replicated too"
         );
         let retry = specs[2].field_table();
         let retry = retry.inner();
@@ -498,14 +521,23 @@ mod tests {
             retry.get("x-dead-letter-routing-key"),
             Some(&AMQPValue::LongString("q".into()))
         );
-        assert_eq!(retry.len(), 3);
+        assert_eq!(
+            retry.get("x-dead-letter-strategy"),
+            Some(&AMQPValue::LongString("at-least-once".into())),
+            "a quorum retry queue never drops a message whose delay ended"
+        );
+        assert_eq!(
+            retry.get("x-overflow"),
+            Some(&AMQPValue::LongString("reject-publish".into()))
+        );
+        assert_eq!(retry.len(), 6);
 
         let classic = settings("[consumers.c]\nqueue = \"q\"\n");
         let t = Topology::new(&classic, "c", &[]);
-        assert!(
-            t.queue_specs()[0].arguments.is_empty(),
-            "classic by default"
-        );
+        let specs = t.queue_specs();
+        assert!(specs[0].arguments.is_empty(), "classic by default");
+        assert!(specs[1].arguments.is_empty());
+        assert_eq!(specs[2].arguments.len(), 3, "ttl and the route back only");
     }
 
     #[test]
@@ -542,11 +574,19 @@ mod tests {
                 "x-dead-letter-routing-key": back_to,
             })
         };
+        let mut quorum_retry = retry(5000, "qa");
+        for (key, value) in [
+            ("x-queue-type", "quorum"),
+            ("x-dead-letter-strategy", "at-least-once"),
+            ("x-overflow", "reject-publish"),
+        ] {
+            quorum_retry[key] = value.into();
+        }
         let expected = serde_json::json!({
             "queues": [
                 queue("qa", serde_json::json!({"x-queue-type": "quorum"})),
-                queue("qa.dead", serde_json::json!({})),
-                queue("qa.retry.5s", retry(5000, "qa")),
+                queue("qa.dead", serde_json::json!({"x-queue-type": "quorum"})),
+                queue("qa.retry.5s", quorum_retry),
                 queue("qb", serde_json::json!({})),
                 queue("qb.dead", serde_json::json!({})),
                 queue("qb.retry.1s", retry(1000, "qb")),

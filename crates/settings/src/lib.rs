@@ -56,6 +56,7 @@ const ENV_NOT_CONFIG: &[&str] = &[
 /// when its first segment names one of them.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "amqp_url",
+    "amqp_urls",
     "publish_exchange",
     "topic_prefix",
     "passive_declares",
@@ -91,6 +92,38 @@ pub fn redact_url(url: &str) -> String {
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_owned(),
+    }
+}
+
+/// What must be the same in every address of a cluster.
+#[derive(Debug, PartialEq, Eq)]
+struct UrlParts<'a> {
+    scheme: &'a str,
+    user: Option<&'a str>,
+    /// Percent-decoded; `/` when the URL names none, as AMQP clients read it.
+    vhost: String,
+}
+
+impl<'a> UrlParts<'a> {
+    fn parse(url: &'a str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        if scheme != "amqp" && scheme != "amqps" {
+            return None;
+        }
+        let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = authority
+            .rsplit_once('@')
+            .map(|(userinfo, _)| userinfo.split(':').next().unwrap_or_default());
+        let vhost = match percent_decode(path).unwrap_or_else(|| path.to_owned()) {
+            vhost if vhost.is_empty() => "/".to_owned(),
+            vhost => vhost,
+        };
+        Some(Self {
+            scheme,
+            user,
+            vhost,
+        })
     }
 }
 
@@ -201,8 +234,12 @@ fn invalid(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// The broker; use [`Settings::broker_urls`], which also knows `amqp_urls`.
     #[serde(default = "default_amqp_url")]
     pub amqp_url: String,
+    /// The nodes of a cluster, tried in turn; replaces `amqp_url` when not empty.
+    #[serde(default)]
+    pub amqp_urls: Vec<String>,
     #[serde(default = "default_exchange")]
     pub publish_exchange: String,
     /// Prepended to every published topic, stripped from every received one.
@@ -646,6 +683,8 @@ impl Settings {
                     .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("amqp_urls")
                     .source(Some(env)),
             );
         Self::build(builder, path)
@@ -663,26 +702,78 @@ impl Settings {
         builder: config::ConfigBuilder<config::builder::DefaultState>,
         path: &Path,
     ) -> Result<Self, SettingsError> {
-        let loaded = builder
-            .build()
-            .and_then(|c| c.try_deserialize::<Settings>())
-            .map_err(|source| SettingsError::Load {
-                path: path.to_owned(),
-                source,
-            })?;
+        let load_error = |source| SettingsError::Load {
+            path: path.to_owned(),
+            source,
+        };
+        let built = builder.build().map_err(load_error)?;
+        // Checked before defaults fill `amqp_url` in, so that an `amqp_url` from anywhere (the
+        // file, or FORTNIGHT_AMQP_URL from a secret) is never silently ignored.
+        if built.get_string("amqp_url").is_ok()
+            && built
+                .get_array("amqp_urls")
+                .is_ok_and(|urls| !urls.is_empty())
+        {
+            return Err(invalid(
+                "amqp_urls",
+                "set together with amqp_url",
+                "either amqp_url (one broker) or amqp_urls (the nodes of a cluster), not both; \
+                 remove one (FORTNIGHT_AMQP_URL in the environment sets amqp_url)",
+            ));
+        }
+        let loaded: Settings = built.try_deserialize().map_err(load_error)?;
         loaded.validate()?;
         Ok(loaded)
     }
 
+    /// The broker addresses to connect to, in the configured order: `amqp_urls`, or the one
+    /// `amqp_url`. Never empty.
+    pub fn broker_urls(&self) -> &[String] {
+        if self.amqp_urls.is_empty() {
+            std::slice::from_ref(&self.amqp_url)
+        } else {
+            &self.amqp_urls
+        }
+    }
+
+    /// Every broker address is an AMQP URL, and the nodes of a cluster are reached the same
+    /// way: the runtime signs copies as the user it logs in as and declares in one virtual
+    /// host, and a fallback from `amqps://` to `amqp://` would send the password in clear.
+    fn validate_broker_urls(&self) -> Result<(), SettingsError> {
+        let key = if self.amqp_urls.is_empty() {
+            "amqp_url"
+        } else {
+            "amqp_urls"
+        };
+        let mut first: Option<UrlParts> = None;
+        for url in self.broker_urls() {
+            let parts = UrlParts::parse(url)
+                .ok_or_else(|| invalid(key, redact_url(url), "an amqp:// or amqps:// URL"))?;
+            match &first {
+                None => first = Some(parts),
+                Some(first) if *first != parts => {
+                    return Err(invalid(
+                        key,
+                        redact_url(url),
+                        format!(
+                            "the same scheme, user and virtual host as the first address \
+                             (scheme {}, user {}, virtual host {}): every node of a cluster \
+                             is reached the same way",
+                            first.scheme,
+                            first.user.unwrap_or("none"),
+                            first.vhost
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Cross-field rules that types alone cannot carry.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        if !(self.amqp_url.starts_with("amqp://") || self.amqp_url.starts_with("amqps://")) {
-            return Err(invalid(
-                "amqp_url",
-                redact_url(&self.amqp_url),
-                "an amqp:// or amqps:// URL",
-            ));
-        }
+        self.validate_broker_urls()?;
         if self.qos.prefetch_count == 0 {
             return Err(invalid(
                 "qos.prefetch_count",
@@ -781,15 +872,12 @@ impl Settings {
 
     /// The broker user this configuration connects as: `tls.user` with client certificates
     /// (the broker takes the user from the certificate, which only `tls.user` names here),
-    /// else the user `amqp_url` names.
+    /// else the user the broker addresses name (`amqp_url`, or `amqp_urls`, which share one user).
     pub fn broker_user(&self) -> Option<String> {
         if let Some(tls) = &self.tls {
             return tls.user.as_ref().map(ToString::to_string);
         }
-        let (_, rest) = self.amqp_url.split_once("://")?;
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
-        let (userinfo, _) = authority.rsplit_once('@')?;
-        let user = userinfo.split(':').next().unwrap_or_default();
+        let user = UrlParts::parse(&self.broker_urls()[0])?.user?;
         percent_decode(user).filter(|user| !user.is_empty())
     }
 
@@ -1070,6 +1158,76 @@ mod tests {
         .to_string();
         assert!(err.contains("fortnight:***@host"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn amqp_urls_name_the_nodes_of_a_cluster_in_order() {
+        let s = Settings::from_toml(&format!(
+            "amqp_urls = [\"amqp://f:p@node1/%2f\", \"amqp://f:p@node2:5673/%2F\", \"amqp://f:q@node3\"]\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.broker_urls(),
+            [
+                "amqp://f:p@node1/%2f",
+                "amqp://f:p@node2:5673/%2F",
+                "amqp://f:q@node3"
+            ]
+        );
+        let single = Settings::from_toml(MINIMAL).unwrap();
+        assert_eq!(
+            single.broker_urls(),
+            ["amqp://guest:guest@127.0.0.1:5672/%2f"]
+        );
+    }
+
+    #[test]
+    fn amqp_urls_from_the_environment_are_comma_separated() {
+        let s = load_minimal(&[("FORTNIGHT_AMQP_URLS", "amqp://a/%2f,amqp://b/%2f")]).unwrap();
+        assert_eq!(s.broker_urls(), ["amqp://a/%2f", "amqp://b/%2f"]);
+    }
+
+    #[test]
+    fn amqp_url_and_amqp_urls_together_are_an_error() {
+        let both =
+            format!("amqp_url = \"amqp://a/%2f\"\namqp_urls = [\"amqp://b/%2f\"]\n{MINIMAL}");
+        let err = Settings::from_toml(&both).unwrap_err().to_string();
+        assert!(
+            err.contains("amqp_urls") && err.contains("not both"),
+            "{err}"
+        );
+        // An amqp_url from the environment is not silently dropped either.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, format!("amqp_urls = [\"amqp://b/%2f\"]\n{MINIMAL}")).unwrap();
+        let err = Settings::load_with(
+            &path,
+            [("FORTNIGHT_AMQP_URL".to_owned(), "amqp://a/%2f".to_owned())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("FORTNIGHT_AMQP_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_nodes_of_a_cluster_share_scheme_user_and_vhost() {
+        let with = |urls: &str| Settings::from_toml(&format!("amqp_urls = [{urls}]\n{MINIMAL}"));
+        with("\"amqps://f@a/%2f\", \"amqps://f:x@b:5671/%2F\", \"amqps://f@c/\"").unwrap();
+        for (second, differs) in [
+            ("amqp://f:s3cret@b/%2f", "scheme"),
+            ("amqps://g:s3cret@b/%2f", "user"),
+            ("amqps://f:s3cret@b/fedora", "virtual host"),
+            ("http://f:s3cret@b/%2f", "amqp:// or amqps://"),
+        ] {
+            let err = with(&format!("\"amqps://f@a/%2f\", \"{second}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("amqp_urls") && err.contains(differs) && err.contains("***@b"),
+                "{second}: {err}"
+            );
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 
     #[test]

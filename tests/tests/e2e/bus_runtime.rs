@@ -485,6 +485,89 @@ async fn a_quorum_queue_is_declared_when_configured_and_consumed_like_any_other(
     bus.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_quorum_queue_the_dead_letter_and_retry_queues_are_quorum_queues_too() {
+    let bus = TestBus::new().consumer(
+        "probe",
+        "quorum_queue = true\nmax_attempts = 2\nretry_delays_seconds = [1]",
+    );
+    let probe = Probe::run(&bus, bus.settings(), false);
+    bus.wait_consuming("probe").await;
+    let queue = bus.queue("probe");
+    for name in [
+        queue.clone(),
+        format!("{queue}.dead"),
+        format!("{queue}.retry.1s"),
+    ] {
+        assert_eq!(
+            queue_info(&name, "type").as_deref(),
+            Some("quorum"),
+            "{name} is replicated, so it outlives any one node of a cluster"
+        );
+    }
+    let publisher = bus.publisher().await;
+    let mut message = Probe::message("flaky", Duration::ZERO);
+    message.body.insert("fail".into(), Value::Bool(true));
+    publisher.publish(&message).await.unwrap();
+    let letter = bus
+        .wait_dead_letter_saying("probe", "gave up after 2 attempts", DEADLINE)
+        .await;
+    assert_eq!(letter.id, Some(message.id.to_string()));
+    assert_eq!(
+        Probe::runs(&Probe::dir_of(&bus))["flaky"],
+        2,
+        "the retry came back through the quorum retry queue"
+    );
+    probe.stop().await;
+    publisher.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_addresses_are_tried_in_turn_and_a_round_that_fails_names_each() {
+    let dead = || format!("amqp://guest:s3cret@127.0.0.1:{}/%2f", free_port().port());
+    let (first, last) = (dead(), dead());
+    let bus = TestBus::new().consumer("probe", "").on_brokers(vec![
+        first.clone(),
+        tests::amqp_url(),
+        last.clone(),
+    ]);
+    let probe = Probe::run(&bus, bus.settings(), false);
+    bus.wait_consuming("probe").await;
+    // Whichever address a connection starts at, the dead ones are passed over.
+    for round in 0..3 {
+        let publisher = bus.publisher().await;
+        publisher
+            .publish(&Probe::message(&format!("m{round}"), Duration::ZERO))
+            .await
+            .unwrap();
+        publisher.close().await;
+    }
+    let dir = Probe::dir_of(&bus);
+    assert!(
+        eventually(DEADLINE, || (0..3)
+            .all(|round| Probe::effect_done(&dir, &format!("m{round}"))))
+        .await,
+        "the consumer found the live address and consumed"
+    );
+    probe.stop().await;
+
+    let mut nowhere = bus.settings();
+    nowhere.amqp_urls = vec![first.clone(), last.clone()];
+    let error = bus::Publisher::connect(&nowhere, "nowhere")
+        .await
+        .unwrap_err()
+        .to_string();
+    for url in [&first, &last] {
+        assert!(
+            error.contains(&settings::redact_url(url)),
+            "{url} is named: {error}"
+        );
+    }
+    assert!(!error.contains("s3cret"), "{error}");
+    bus.cleanup().await;
+}
+
 #[test]
 fn a_consumer_with_a_bad_configuration_exits_78_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -25,7 +25,7 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The virtual host the definitions name [default: the one amqp_url names].
+    /// The virtual host the definitions name [default: the one amqp_url or amqp_urls names].
     #[arg(long, value_name = "NAME")]
     pub vhost: Option<String>,
     /// Where to write the JSON; `-` is standard output. A file is replaced in one rename.
@@ -41,8 +41,8 @@ pub fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 Some(vhost) => vhost,
                 None => bus::topology::configured_vhost(&settings).with_context(|| {
                     format!(
-                        "amqp_url {:?} names no usable virtual host; pass --vhost NAME",
-                        settings::redact_url(&settings.amqp_url)
+                        "the broker address {:?} names no usable virtual host; pass --vhost NAME",
+                        settings::redact_url(&settings.broker_urls()[0])
                     )
                 })?,
             };

@@ -192,22 +192,27 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
     // What every consumer needs: its queue, dead-letter queue and one retry queue per delay.
     let mut expected: BTreeMap<String, Value> = BTreeMap::new();
     for consumer in QUEUE_CONSUMERS {
-        let (main, delays) = match consumer {
+        // A quorum consumer's dead-letter and retry queues are quorum queues too, and its
+        // retry queues dead-letter at least once.
+        let (kind, delays) = match consumer {
             "karma-tracker" => (json!({"x-queue-type": "quorum"}), vec![1, 2]),
             _ => (json!({}), vec![10, 60, 300]),
         };
         let q = queue(consumer);
-        expected.insert(q.clone(), main);
-        expected.insert(format!("{q}.dead"), json!({}));
+        expected.insert(q.clone(), kind.clone());
+        expected.insert(format!("{q}.dead"), kind.clone());
         for delay in delays {
-            expected.insert(
-                format!("{q}.retry.{delay}s"),
-                json!({
-                    "x-message-ttl": delay * 1000,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": q,
-                }),
-            );
+            let mut retry = json!({
+                "x-message-ttl": delay * 1000,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": q,
+            });
+            if kind != json!({}) {
+                retry["x-queue-type"] = "quorum".into();
+                retry["x-dead-letter-strategy"] = "at-least-once".into();
+                retry["x-overflow"] = "reject-publish".into();
+            }
+            expected.insert(format!("{q}.retry.{delay}s"), retry);
         }
     }
     // The import finishes in the background.
