@@ -14,6 +14,7 @@ mod deploy;
 mod images;
 mod images_compose;
 mod images_staging;
+mod images_suite;
 mod karma_votes;
 mod release_bad_input;
 mod release_cycle;
