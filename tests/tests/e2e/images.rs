@@ -133,7 +133,10 @@ async fn a_tree_that_breaks_a_gating_test_fails_naming_the_test() {
     let commit = work.commit_bootable(
         REF_X86,
         "43.20261127.1",
-        &[("usr/lib/os-release", "ID=fedora\nVERSION=\"43.20261127.1\"\n")],
+        &[(
+            "usr/lib/os-release",
+            "ID=fedora\nVERSION=\"43.20261127.1\"\n",
+        )],
     );
     let bus = shipped_pipeline(&work, &[("x86_64", REF_X86)], &["qcow2"]);
     let mut watch = bus
