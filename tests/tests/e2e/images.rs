@@ -30,7 +30,7 @@ async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
     let (builder, tester) = start_both(&bus).await;
 
     publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
-    let seen = watch.wait_for(2, WAIT).await.to_vec();
+    let seen = watch.wait_for(2, BOOT_WAIT).await.to_vec();
     let built: Vec<ImageBuilt> = bodies(&seen);
     let passed: Vec<ImageTestsPassed> = bodies(&seen);
     assert_eq!(built.len(), 1, "{seen:?}");
@@ -148,7 +148,7 @@ async fn a_tree_that_breaks_a_gating_test_fails_naming_the_test() {
     let (builder, tester) = start_both(&bus).await;
 
     publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
-    let seen = watch.wait_for(1, WAIT).await.to_vec();
+    let seen = watch.wait_for(1, BOOT_WAIT).await.to_vec();
     let failed: Vec<ImageTestsFailed> = bodies(&seen);
     assert_eq!(failed.len(), 1, "{seen:?}");
     let report = &failed[0].0;
@@ -370,7 +370,7 @@ async fn two_arches_on_two_tester_replicas_reach_passed_autotest_exactly_once() 
             publish(&bus, &tree_composed(&work, tree_ref, arch, &commit)).await;
         }
     }
-    let seen = watch.wait_for(4, WAIT).await.to_vec();
+    let seen = watch.wait_for(4, BOOT_WAIT).await.to_vec();
     let passed: Vec<ImageTestsPassed> = bodies(&seen);
     assert_eq!(passed.len(), 4, "{seen:?}");
     let store = Store::open(bus.store_root()).unwrap();

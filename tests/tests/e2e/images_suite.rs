@@ -18,7 +18,7 @@ use store::Store;
 
 /// The reports of `count` candidates of one pipeline, passed or failed, by version.
 async fn reports(watch: &mut tests::Watch, count: usize) -> Vec<(bool, TestReport)> {
-    let seen = watch.wait_for(count, WAIT).await.to_vec();
+    let seen = watch.wait_for(count, BOOT_WAIT).await.to_vec();
     let mut reports: Vec<(bool, TestReport)> = bodies::<ImageTestsFailed>(&seen)
         .into_iter()
         .map(|f| (false, f.0))
@@ -128,6 +128,65 @@ async fn a_panicking_a_mislabelled_and_a_kernelless_tree_fail_the_gating_boot() 
             .unwrap_or_default()
             .contains("only x86_64 images are booted"),
         "{boot:?}"
+    );
+
+    builder.stop().await;
+    tester.stop().await;
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_tree_whose_boot_hangs_fails_at_the_boot_timeout_naming_the_last_console_lines() {
+    let work = Work::new();
+    let commit = work.commit_bootable(
+        REF_X86,
+        "43.20261127.23",
+        &[(
+            "usr/sbin/init",
+            "#!/bin/sh\necho 'init: waiting for a disk that never comes'\nexec /usr/bin/busybox sleep 100000\n",
+        )],
+    );
+    // The shipped boot test alone, with a boot timeout a hang reaches quickly.
+    let suite = work.dir.path().join("boot-suite.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "[[test]]\nname = \"boot\"\nargv = [{:?}]\nformats = [\"qcow2\"]\ntimeout_seconds = 300\n\
+             env = {{ FORTNIGHT_BOOT_KERNEL = \"required\", FORTNIGHT_BOOT_SECONDS = \"30\" }}\n",
+            workspace().join("deploy/tests/bin/boot").display().to_string()
+        ),
+    )
+    .unwrap();
+    let stream = StreamToml {
+        name: "img",
+        arches: &[("x86_64", REF_X86)],
+        repo: work.repo.path(),
+        formats: &["qcow2"],
+        recipes: vec![("qcow2", shipped_recipe("qcow2"))],
+        suite: Some(suite),
+        extra: "",
+    };
+    let bus = tests::TestBus::with_config(&stream.render())
+        .consumer("image-builder", "")
+        .consumer("image-tester", "");
+    let mut watch = bus
+        .watch(&[
+            "fortnight.image.tests.passed",
+            "fortnight.image.tests.failed",
+        ])
+        .await;
+    let (builder, tester) = start_both(&bus).await;
+    publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
+
+    let reports = reports(&mut watch, 1).await;
+    let (passed, report) = &reports[0];
+    assert!(!passed, "{report:?}");
+    let reason = failed_alone(report, "boot");
+    assert!(reason.contains("no verdict within 30s"), "{reason}");
+    assert!(
+        reason.contains("init: waiting for a disk that never comes"),
+        "the reason names the last console lines: {reason}"
     );
 
     builder.stop().await;

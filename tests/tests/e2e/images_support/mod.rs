@@ -19,6 +19,9 @@ pub const REF_ARM: &str = "fortnight/test/aarch64/atomic-host";
 
 /// Generous: a build plus the suite takes seconds, but CI machines are shared.
 pub const WAIT: Duration = Duration::from_secs(180);
+/// For pipelines that boot images: each boot takes 10 to 20 s under TCG on a busy 2-core
+/// machine, and one tester boots its images one after another.
+pub const BOOT_WAIT: Duration = Duration::from_secs(600);
 
 /// The repository's root (deploy/ lives there).
 pub fn workspace() -> PathBuf {
