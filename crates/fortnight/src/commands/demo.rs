@@ -70,12 +70,19 @@ const TOOLS: &[(&str, &str)] = &[
     ("debugfs", "e2fsprogs"),
     ("qemu-img", "qemu-utils"),
 ];
+/// What `--boot` needs too: the fixture builds an initramfs from busybox with cpio for the
+/// installed kernel, which it finds itself (and names the package when it is missing).
+/// `qemu-system-x86_64` is not listed: on Debian 12 its package would replace a newer
+/// qemu-utils; the boot test says where to get one (README).
+const BOOT_TOOLS: &[(&str, &str)] = &[("busybox", "busybox-static"), ("cpio", "cpio")];
 
 /// Fails up front, naming what to install, rather than minutes later in a build log.
-fn require_tools() -> anyhow::Result<()> {
+fn require_tools(boot: bool) -> anyhow::Result<()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
+    let boot_tools = if boot { BOOT_TOOLS } else { &[] };
     let missing: Vec<&(&str, &str)> = TOOLS
         .iter()
+        .chain(boot_tools)
         .filter(|(tool, _)| !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
         .collect();
     if missing.is_empty() {
@@ -93,7 +100,7 @@ fn require_tools() -> anyhow::Result<()> {
 
 pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    require_tools()?;
+    require_tools(args.boot)?;
     let run_id = match args.run_id {
         Some(id) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) => id,
         Some(id) => bail!("--run-id {id:?} must be letters and digits"),
