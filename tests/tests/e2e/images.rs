@@ -10,64 +10,15 @@ use image_tester::ImageTester;
 use images_support::*;
 use messages::{
     ImageBuildFailed, ImageBuilt, ImageTestsFailed, ImageTestsPassed, PungiComposeOstree,
-    TestStatus, Tree, TreeComposed,
+    TestStatus,
 };
 use std::sync::Arc;
 use store::{Store, Tier, checksum};
-use tests::TestBus;
-
-const REF_X86: &str = "fortnight/test/x86_64/atomic-host";
-const REF_ARM: &str = "fortnight/test/aarch64/atomic-host";
-
-/// A bus for the builder and the tester on the `img` stream, built with the shipped recipes
-/// and tested with the shipped suite.
-fn shipped_pipeline(work: &Work, arches: &[(&str, &str)], formats: &[&str]) -> TestBus {
-    let stream = StreamToml {
-        name: "img",
-        arches,
-        repo: work.repo.path(),
-        formats,
-        recipes: formats.iter().map(|f| (*f, shipped_recipe(f))).collect(),
-        suite: Some(shipped_suite()),
-        extra: "",
-    };
-    TestBus::with_config(&stream.render())
-        .consumer("image-builder", "")
-        .consumer("image-tester", "")
-}
-
-fn tree_composed(
-    work: &Work,
-    tree_ref: &str,
-    arch: &str,
-    commit: &messages::Commit,
-) -> TreeComposed {
-    TreeComposed {
-        arch: arch.parse().unwrap(),
-        tree: Tree {
-            ostree_ref: tree_ref.parse().unwrap(),
-            commit: commit.clone(),
-            repo: work.repo.path().display().to_string(),
-        },
-        version: None,
-        compose_id: None,
-        force: false,
-    }
-}
-
-async fn start_both(bus: &TestBus) -> (Running, Running) {
-    let settings = Arc::new(bus.settings());
-    let builder = Running::start(&settings, ImageBuilder::new(settings.clone()).unwrap());
-    let tester = Running::start(&settings, ImageTester::new(settings.clone()).unwrap());
-    wait_consuming(&bus.queue("image-builder"), 1).await;
-    wait_consuming(&bus.queue("image-tester"), 1).await;
-    (builder, tester)
-}
 
 #[tokio::test]
 async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
     let work = Work::new();
-    let commit = work.commit(REF_X86, "43.20261127.0", GOOD_TREE);
+    let commit = work.commit_bootable(REF_X86, "43.20261127.0", &[]);
     let bus = shipped_pipeline(&work, &[("x86_64", REF_X86)], &["qcow2", "raw.xz"]);
     let mut watch = bus
         .watch(&[
@@ -79,7 +30,7 @@ async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
     let (builder, tester) = start_both(&bus).await;
 
     publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
-    let seen = watch.wait_for(2, WAIT).await.to_vec();
+    let seen = watch.wait_for(2, BOOT_WAIT).await.to_vec();
     let built: Vec<ImageBuilt> = bodies(&seen);
     let passed: Vec<ImageTestsPassed> = bodies(&seen);
     assert_eq!(built.len(), 1, "{seen:?}");
@@ -130,6 +81,7 @@ async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
         ("filesystem", "qcow2"),
         ("filesystem", "raw.xz"),
         ("image-format", "raw.xz"),
+        ("boot", "qcow2"),
     ] {
         assert_eq!(
             status(name, format).status,
@@ -137,16 +89,19 @@ async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
             "{name} on {format}"
         );
     }
-    let boot = status("boot", "qcow2");
-    assert_eq!(boot.status, TestStatus::Skipped);
-    assert!(
-        boot.reason
-            .as_deref()
-            .unwrap_or_default()
-            .contains("no kernel"),
-        "{boot:?}"
-    );
-    assert!(store.resolve(&boot.log).unwrap().is_file(), "boot log kept");
+    // The log holds the serial console of a system that booted this candidate.
+    let boot_log =
+        std::fs::read_to_string(store.resolve(&status("boot", "qcow2").log).unwrap()).unwrap();
+    for line in [
+        "fortnight-boot: os-release VERSION=43.20261127.0",
+        "fortnight-boot: selftest passed",
+        "booted 43.20261127.0 with ",
+    ] {
+        assert!(
+            boot_log.contains(line),
+            "no {line:?} in the boot log:\n{boot_log}"
+        );
+    }
     let tests_json = store
         .read_tests(&built.stream, &built.version, &built.arch)
         .unwrap()
@@ -155,10 +110,8 @@ async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
     let junit =
         std::fs::read_to_string(store.junit_path(&built.stream, &built.version, &built.arch))
             .unwrap();
-    assert!(
-        junit.contains("<skipped message=\"skipped: the tree has no kernel"),
-        "{junit}"
-    );
+    assert!(junit.contains("name=\"boot"), "{junit}");
+    assert!(!junit.contains("<skipped"), "{junit}");
     assert_eq!(
         store
             .list_versions(&built.stream, Tier::PassedAutotest)
@@ -175,11 +128,15 @@ async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
 #[tokio::test]
 async fn a_tree_that_breaks_a_gating_test_fails_naming_the_test() {
     let work = Work::new();
-    // No os-release: the gating filesystem test must refuse it.
-    let commit = work.commit(
+    // An os-release without NAME=: the gating filesystem test must refuse it (the tree
+    // still boots, so that is the only failure).
+    let commit = work.commit_bootable(
         REF_X86,
         "43.20261127.1",
-        &[("usr/bin/rpm-ostree", "#!/bin/sh\n")],
+        &[(
+            "usr/lib/os-release",
+            "ID=fedora\nVERSION=\"43.20261127.1\"\n",
+        )],
     );
     let bus = shipped_pipeline(&work, &[("x86_64", REF_X86)], &["qcow2"]);
     let mut watch = bus
@@ -191,7 +148,7 @@ async fn a_tree_that_breaks_a_gating_test_fails_naming_the_test() {
     let (builder, tester) = start_both(&bus).await;
 
     publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
-    let seen = watch.wait_for(1, WAIT).await.to_vec();
+    let seen = watch.wait_for(1, BOOT_WAIT).await.to_vec();
     let failed: Vec<ImageTestsFailed> = bodies(&seen);
     assert_eq!(failed.len(), 1, "{seen:?}");
     let report = &failed[0].0;
@@ -404,11 +361,16 @@ async fn two_arches_on_two_tester_replicas_reach_passed_autotest_exactly_once() 
     ];
     for (version, order) in &rounds {
         for (arch, tree_ref) in order {
-            let commit = work.commit(tree_ref, version, GOOD_TREE);
+            // Only x86_64 boots here; aarch64's boot test skips.
+            let commit = if *arch == "x86_64" {
+                work.commit_bootable(tree_ref, version, &[])
+            } else {
+                work.commit(tree_ref, version, GOOD_TREE)
+            };
             publish(&bus, &tree_composed(&work, tree_ref, arch, &commit)).await;
         }
     }
-    let seen = watch.wait_for(4, WAIT).await.to_vec();
+    let seen = watch.wait_for(4, BOOT_WAIT).await.to_vec();
     let passed: Vec<ImageTestsPassed> = bodies(&seen);
     assert_eq!(passed.len(), 4, "{seen:?}");
     let store = Store::open(bus.store_root()).unwrap();

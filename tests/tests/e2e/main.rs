@@ -15,6 +15,7 @@ mod deploy_image;
 mod images;
 mod images_compose;
 mod images_staging;
+mod images_suite;
 mod karma_votes;
 mod release_bad_input;
 mod release_cycle;

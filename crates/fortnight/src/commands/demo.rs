@@ -56,6 +56,11 @@ pub struct Args {
     /// subscribe before the demo publishes.
     #[arg(long, hide = true)]
     pub run_id: Option<String>,
+    /// Also boot each x86_64 image under qemu-system-x86_64 with the shipped boot test: its
+    /// trees then carry Debian's cloud kernel and an initramfs (about 10 s more per image
+    /// under TCG). Needs linux-image-cloud-amd64, busybox-static, cpio and qemu-system-x86_64.
+    #[arg(long)]
+    pub boot: bool,
 }
 
 /// The programs the demo's recipe and tests run, with the Debian package that has each.
@@ -65,12 +70,19 @@ const TOOLS: &[(&str, &str)] = &[
     ("debugfs", "e2fsprogs"),
     ("qemu-img", "qemu-utils"),
 ];
+/// What `--boot` needs too: the fixture builds an initramfs from busybox with cpio for the
+/// installed kernel, which it finds itself (and names the package when it is missing).
+/// `qemu-system-x86_64` is not listed: on Debian 12 its package would replace a newer
+/// qemu-utils; the boot test says where to get one (README).
+const BOOT_TOOLS: &[(&str, &str)] = &[("busybox", "busybox-static"), ("cpio", "cpio")];
 
 /// Fails up front, naming what to install, rather than minutes later in a build log.
-fn require_tools() -> anyhow::Result<()> {
+fn require_tools(boot: bool) -> anyhow::Result<()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
+    let boot_tools = if boot { BOOT_TOOLS } else { &[] };
     let missing: Vec<&(&str, &str)> = TOOLS
         .iter()
+        .chain(boot_tools)
         .filter(|(tool, _)| !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
         .collect();
     if missing.is_empty() {
@@ -88,7 +100,7 @@ fn require_tools() -> anyhow::Result<()> {
 
 pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    require_tools()?;
+    require_tools(args.boot)?;
     let run_id = match args.run_id {
         Some(id) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) => id,
         Some(id) => bail!("--run-id {id:?} must be letters and digits"),
@@ -99,9 +111,15 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     // The demo votes and fires the tick as the broker user, which must be an operator: find
     // it from a first config, then write the config that names it.
-    let config_path = write_demo_files(&dir, &run_id, &amqp_url, &[])?;
+    let config_path = write_demo_files(&dir, &run_id, &amqp_url, args.boot, &[])?;
     let user = super::Identity { user: None }.resolve(&super::load_settings(&config_path)?)?;
-    write_demo_files(&dir, &run_id, &amqp_url, std::slice::from_ref(&user))?;
+    write_demo_files(
+        &dir,
+        &run_id,
+        &amqp_url,
+        args.boot,
+        std::slice::from_ref(&user),
+    )?;
     let settings = Arc::new(super::load_settings(&config_path)?);
     let progress = Progress { started };
 
@@ -118,7 +136,7 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     )?;
     progress.say(&format!("working in {}", dir.display()));
 
-    let trees = make_repo(&dir, &progress)?;
+    let trees = make_repo(&dir, args.boot, &progress)?;
     let mut recording = bus::record::subscribe(&settings, &["fortnight.#".to_owned()])
         .await
         .context("cannot subscribe to the demo's messages")?;
@@ -260,13 +278,16 @@ else
 fi
 "#;
 
-/// Writes the config and the test suite; returns the config's path.
+/// Writes the config and the test suite (with `boot`, the shipped boot test too); returns
+/// the config's path.
 fn write_demo_files(
     dir: &Path,
     run_id: &str,
     amqp_url: &str,
+    boot: bool,
     operators: &[UserName],
 ) -> anyhow::Result<PathBuf> {
+    let recipes = recipes_dir()?;
     let suite = dir.join("suite");
     std::fs::create_dir_all(suite.join("bin"))?;
     for (name, script) in [
@@ -277,13 +298,20 @@ fn write_demo_files(
         std::fs::write(&path, script)?;
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
-    std::fs::write(
-        suite.join("suite.toml"),
+    let mut tests = String::from(
         "[[test]]\nname = \"qemu-img-check\"\nargv = [\"bin/qemu-img-check\"]\ntimeout_seconds = 60\n\n\
          [[test]]\nname = \"os-release\"\nargv = [\"bin/os-release\"]\ntimeout_seconds = 60\n",
-    )?;
+    );
+    if boot {
+        // The shipped boot test, as the Atomic Host suite runs it (aarch64 skips).
+        tests.push_str(&format!(
+            "\n[[test]]\nname = \"boot\"\nargv = [{}]\nformats = [\"qcow2\"]\ntimeout_seconds = 300\n\
+             env = {{ FORTNIGHT_BOOT_KERNEL = \"required\", FORTNIGHT_BOOT_SECONDS = \"240\" }}\n",
+            toml_str(&shipped_tests(&recipes)?.join("bin/boot").to_string_lossy())
+        ));
+    }
+    std::fs::write(suite.join("suite.toml"), tests)?;
 
-    let recipes = recipes_dir()?;
     let store = dir.join("store");
     let anchor =
         (Utc::now() + chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -377,8 +405,27 @@ struct Nightly {
     tree: Tree,
 }
 
-/// Commits the nightlies into a new archive repository.
-fn make_repo(dir: &Path, progress: &Progress) -> anyhow::Result<Vec<Nightly>> {
+/// The shipped test suite's directory, beside the recipes (`deploy/tests`).
+fn shipped_tests(recipes: &Path) -> anyhow::Result<PathBuf> {
+    let tests = recipes.with_file_name("tests");
+    if tests.join("bin/boot").is_file() {
+        Ok(tests)
+    } else {
+        bail!(
+            "cannot find the shipped boot test at {}; set FORTNIGHT_RECIPES to a deploy/recipes directory that has deploy/tests beside it",
+            tests.join("bin/boot").display()
+        )
+    }
+}
+
+/// Commits the nightlies into a new archive repository; with `boot`, the x86_64 trees carry
+/// a kernel, an initramfs and a self-test (`deploy/tests/fixtures/bootable-tree`).
+fn make_repo(dir: &Path, boot: bool, progress: &Progress) -> anyhow::Result<Vec<Nightly>> {
+    let bootable_tree = if boot {
+        Some(shipped_tests(&recipes_dir()?)?.join("fixtures/bootable-tree"))
+    } else {
+        None
+    };
     let repo_path = dir.join("repo");
     let repo = Repo::new(&repo_path);
     repo.init_archive()
@@ -388,6 +435,18 @@ fn make_repo(dir: &Path, progress: &Progress) -> anyhow::Result<Vec<Nightly>> {
     for (version, broken_arch) in NIGHTLIES {
         for arch in ARCHES {
             let root = scratch.path().join(format!("{version}-{arch}"));
+            if let Some(fixture) = bootable_tree.as_deref().filter(|_| arch == "x86_64") {
+                let made = std::process::Command::new(fixture)
+                    .arg(&root)
+                    .output()
+                    .with_context(|| format!("cannot run {}", fixture.display()))?;
+                if !made.status.success() {
+                    bail!(
+                        "cannot make a bootable tree for {version} on {arch}: {}",
+                        String::from_utf8_lossy(&made.stderr).trim()
+                    );
+                }
+            }
             std::fs::create_dir_all(root.join("usr/lib"))?;
             std::fs::create_dir_all(root.join("usr/share/fortnight-demo"))?;
             std::fs::write(

@@ -316,3 +316,51 @@ fn demo_names_the_packages_to_install_when_its_tools_are_missing() {
         "nothing is made before the check"
     );
 }
+
+#[test]
+fn demo_boot_boots_every_x86_64_image_and_skips_aarch64_saying_why() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("demo");
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let output = Command::new(env!("CARGO_BIN_EXE_fortnight"))
+        .args([
+            "demo",
+            "--boot",
+            "--timeout",
+            "900",
+            "--run-id",
+            &run_id,
+            "--dir",
+        ])
+        .arg(&dir)
+        .env("FORTNIGHT_LOG", "warn")
+        .env_remove("FORTNIGHT_AMQP_URL")
+        .output()
+        .expect("run fortnight demo --boot");
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo --boot failed:\n{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("released f43 {RELEASED}")),
+        "{stdout}"
+    );
+    for version in ["43.20261124.0", "43.20261125.0", "43.20261126.0"] {
+        for (arch, expected) in [
+            ("x86_64", format!("booted {version} with ")),
+            (
+                "aarch64",
+                "skipped: only x86_64 images are booted".to_owned(),
+            ),
+        ] {
+            let log = dir.join(format!(
+                "store/f43/all/{version}/{arch}/logs/test-boot.qcow2.log"
+            ));
+            let log =
+                std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+            assert!(log.contains(&expected), "{version} {arch}: {log}");
+        }
+    }
+}

@@ -8,13 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use image_builder::ImageBuilder;
-use messages::{Commit, Message, Outgoing, RecordLine, Ref};
+use image_tester::ImageTester;
+use messages::{Commit, Message, Outgoing, RecordLine, Ref, Tree, TreeComposed};
 use ostree_cli::Repo;
 pub use tests::{Running, entries};
 use tests::{TestBus, Watch};
 
+pub const REF_X86: &str = "fortnight/test/x86_64/atomic-host";
+pub const REF_ARM: &str = "fortnight/test/aarch64/atomic-host";
+
 /// Generous: a build plus the suite takes seconds, but CI machines are shared.
 pub const WAIT: Duration = Duration::from_secs(180);
+/// For pipelines that boot images: each boot takes 10 to 20 s under TCG on a busy 2-core
+/// machine, and one tester boots its images one after another.
+pub const BOOT_WAIT: Duration = Duration::from_secs(600);
 
 /// The repository's root (deploy/ lives there).
 pub fn workspace() -> PathBuf {
@@ -49,10 +56,46 @@ impl Work {
 
     /// Commits a tree made of `files` (path, content) onto `branch` with a `version`.
     pub fn commit(&self, branch: &str, version: &str, files: &[(&str, &str)]) -> Commit {
+        self.commit_tree(branch, version, files, false)
+    }
+
+    /// Commits a tree that boots as Fedora's do (`deploy/tests/fixtures/bootable-tree`: a
+    /// kernel in `usr/lib/modules/<kver>/`, its initramfs, a PID 1 and a self-test) with an
+    /// os-release naming `version`, then `files` on top of it.
+    pub fn commit_bootable(&self, branch: &str, version: &str, files: &[(&str, &str)]) -> Commit {
+        let os_release = format!(
+            "NAME=\"Fedora Linux\"\nID=fedora\nVERSION_ID=43\nVERSION=\"{version}\"\nVARIANT_ID=atomic.host\n"
+        );
+        let mut all = vec![("usr/lib/os-release", os_release.as_str())];
+        all.extend_from_slice(files);
+        self.commit_tree(branch, version, &all, true)
+    }
+
+    fn commit_tree(
+        &self,
+        branch: &str,
+        version: &str,
+        files: &[(&str, &str)],
+        bootable: bool,
+    ) -> Commit {
         let tree = self
             .dir
             .path()
             .join(format!("tree-{}", uuid::Uuid::new_v4().simple()));
+        if bootable {
+            // Every tree gets the same kernel and initramfs: the fixture builds them once per
+            // kernel version into a cache all tests of this build share (it locks it).
+            let made = Command::new(workspace().join("deploy/tests/fixtures/bootable-tree"))
+                .arg(&tree)
+                .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot"))
+                .output()
+                .expect("deploy/tests/fixtures/bootable-tree runs");
+            assert!(
+                made.status.success(),
+                "bootable-tree failed: {}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+        }
         for (path, content) in files {
             let path = tree.join(path);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -132,6 +175,46 @@ impl StreamToml<'_> {
         text.push('\n');
         text
     }
+}
+
+/// A bus for the builder and the tester on the `img` stream, built with the shipped recipes
+/// and tested with the shipped suite.
+pub fn shipped_pipeline(work: &Work, arches: &[(&str, &str)], formats: &[&str]) -> TestBus {
+    let stream = StreamToml {
+        name: "img",
+        arches,
+        repo: work.repo.path(),
+        formats,
+        recipes: formats.iter().map(|f| (*f, shipped_recipe(f))).collect(),
+        suite: Some(shipped_suite()),
+        extra: "",
+    };
+    TestBus::with_config(&stream.render())
+        .consumer("image-builder", "")
+        .consumer("image-tester", "")
+}
+
+pub fn tree_composed(work: &Work, tree_ref: &str, arch: &str, commit: &Commit) -> TreeComposed {
+    TreeComposed {
+        arch: arch.parse().unwrap(),
+        tree: Tree {
+            ostree_ref: tree_ref.parse().unwrap(),
+            commit: commit.clone(),
+            repo: work.repo.path().display().to_string(),
+        },
+        version: None,
+        compose_id: None,
+        force: false,
+    }
+}
+
+pub async fn start_both(bus: &TestBus) -> (Running, Running) {
+    let settings = Arc::new(bus.settings());
+    let builder = Running::start(&settings, ImageBuilder::new(settings.clone()).unwrap());
+    let tester = Running::start(&settings, ImageTester::new(settings.clone()).unwrap());
+    wait_consuming(&bus.queue("image-builder"), 1).await;
+    wait_consuming(&bus.queue("image-tester"), 1).await;
+    (builder, tester)
 }
 
 /// Waits until `queue` has `consumers` consumers, so that published messages are routed.
