@@ -9,6 +9,7 @@ mod dead_letters;
 mod demo;
 mod interop;
 mod operators;
+mod schema_package;
 mod secrets;
 mod topology;
 mod up;
