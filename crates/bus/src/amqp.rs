@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use serde_json::{Map, Number, Value};
-use settings::Settings;
+use settings::BusSettings;
 
 use crate::BusError;
 
@@ -20,7 +20,7 @@ use crate::BusError;
 const DEFAULT_HEARTBEAT_SECONDS: u16 = 60;
 
 /// Opens a connection named `name` (shown in the broker's connection list).
-pub(crate) async fn connect(settings: &Settings, name: &str) -> Result<Connection, BusError> {
+pub(crate) async fn connect(settings: &BusSettings, name: &str) -> Result<Connection, BusError> {
     let url = settings::redact_url(&settings.amqp_url);
     let mut uri = AMQPUri::from_str(&settings.amqp_url).map_err(|reason| BusError::Url {
         url: url.clone(),
@@ -207,7 +207,7 @@ pub(crate) fn sender(
 }
 
 /// The virtual host `amqp_url` names (`/` when its path is empty or `%2f`).
-pub(crate) fn vhost(settings: &Settings) -> Option<String> {
+pub(crate) fn vhost(settings: &BusSettings) -> Option<String> {
     let uri: AMQPUri = settings.amqp_url.parse().ok()?;
     Some(uri.vhost)
 }

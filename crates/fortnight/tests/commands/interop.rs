@@ -9,7 +9,7 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
@@ -69,6 +69,7 @@ def callback(message):
 pub struct FmConsumer {
     child: std::process::Child,
     seen: std::path::PathBuf,
+    log: std::path::PathBuf,
 }
 
 impl FmConsumer {
@@ -77,6 +78,9 @@ impl FmConsumer {
         let seen = env.path("seen.jsonl");
         let callback = env.path("callback.py");
         std::fs::write(&callback, CALLBACK_PY).unwrap();
+        // fedora-messaging logs to standard output; a file never fills up like a pipe.
+        let log = env.path("consume.log");
+        let output = std::fs::File::create(&log).unwrap();
         let child = fm(&fm_conf)
             .arg("consume")
             .arg("--callback-file")
@@ -88,35 +92,26 @@ impl FmConsumer {
                 "FORTNIGHT_TEST_SCHEMAS",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"),
             )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
             .spawn()
             .unwrap();
         env.wait_for_binding(&queue);
-        Self { child, seen }
+        Self { child, seen, log }
     }
 
     /// Waits for the consumer to stop after its `limit`; returns what it saw, in order, and
     /// its log.
     pub fn finish(mut self) -> (Vec<Value>, String) {
         let status = wait_child(&mut self.child, "fedora-messaging consume");
-        let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert!(
-            status.success(),
-            "fedora-messaging consume failed: {stderr}"
-        );
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        assert!(status.success(), "fedora-messaging consume failed: {log}");
         let received = std::fs::read_to_string(&self.seen)
             .unwrap()
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect();
-        (received, stderr)
+        (received, log)
     }
 }
 
@@ -219,6 +214,46 @@ async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_heade
         sent_at.ends_with("+00:00") && !sent_at.contains('.'),
         "{sent_at}"
     );
+}
+
+/// fedora-messaging warns of a misbehaving publisher when a message lacks its headers; what
+/// `fortnight publish` sends from a hand-written line carries them, and a recorded line keeps
+/// its own.
+#[test]
+fn fortnight_publish_gives_a_bare_line_the_headers_fedora_messaging_expects() {
+    let env = Env::new();
+    let consumer = FmConsumer::start(&env, 2);
+    let bare = crate::bus_config::bare_line(TreeComposed::TOPIC);
+    let mut full = record_of(&tree_composed(7), TreeComposed::TOPIC.to_owned());
+    full.headers
+        .insert("fedora_messaging_severity".into(), Value::from(30));
+    let file = env.path("publish.jsonl");
+    write_records(&file, &[bare.clone(), full.clone()]);
+    run_ok(
+        env.fortnight().arg("publish").arg(&file),
+        "fortnight publish",
+    );
+    let (received, log) = consumer.finish();
+    assert!(!log.contains("misbehaving"), "{log}");
+    let by_id: BTreeMap<&str, &Value> = received
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m))
+        .collect();
+    let m = by_id[bare.id.as_deref().unwrap()];
+    assert_eq!(
+        m["class"], "Message",
+        "base.message is fedora-messaging's own class"
+    );
+    assert_eq!(m["severity"], 20);
+    let headers = serde_json::from_value(m["headers"].clone()).unwrap();
+    crate::bus_config::assert_publish_defaults(&RecordLine {
+        headers,
+        ..bare.clone()
+    });
+    let m = by_id[full.id.as_deref().unwrap()];
+    let headers: BTreeMap<String, Value> = serde_json::from_value(m["headers"].clone()).unwrap();
+    assert_eq!(headers, full.headers, "a line's own headers are kept");
+    assert_eq!(m["severity"], 30);
 }
 
 /// A consumer that hands every message it gets to the test.

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bus_config;
 mod cli;
 mod dead_letters;
 mod demo;
