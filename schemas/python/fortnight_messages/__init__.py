@@ -15,6 +15,9 @@ from fedora_messaging import message
 
 from .names import class_name
 
+#: The body Fortnight publishes for the old two-week tooling, which has no stream field.
+LEGACY = "releng.atomic.twoweek.complete"
+
 # Mirrors `Message::severity` of the Rust bodies; the interop tests compare each class's
 # default with the header Fortnight sends, so a change on one side fails until both agree.
 SEVERITIES = {
@@ -80,7 +83,8 @@ def _published(body):
     forced = " (forced)" if body.get("forced") else ""
     previous = f", replacing {body['previous']}" if body.get("previous") else ""
     arches = ", ".join(sorted(body.get("arches") or {}))
-    return f"{_candidate(body)} released{forced} for {arches}{previous}"
+    arches = f" for {arches}" if arches else ""
+    return f"{_candidate(body)} released{forced}{arches}{previous}"
 
 
 def _skipped(body):
@@ -104,7 +108,8 @@ def _legacy_artifacts(body):
 def _twoweek_complete(body):
     artifacts = _legacy_artifacts(body)
     composes = sorted({a.get("compose_id", "") for a in artifacts} - {""})
-    return f"two-week Atomic Host release {', '.join(composes)} complete: {len(artifacts)} images"
+    images = f"{len(artifacts)} image{'' if len(artifacts) == 1 else 's'}"
+    return f"two-week Atomic Host release {', '.join(composes)} complete: {images}"
 
 
 SUMMARIES = {
@@ -128,7 +133,7 @@ SUMMARIES = {
     "fortnight.override.unhold": _override("resumed releases of"),
     "fortnight.release.published": _published,
     "fortnight.release.skipped": _skipped,
-    "releng.atomic.twoweek.complete": _twoweek_complete,
+    LEGACY: _twoweek_complete,
 }
 
 
@@ -159,8 +164,10 @@ class FortnightMessage(message.Message):
         failed = self.body.get("failed")
         if failed:
             details.append(f"Failed gating tests: {', '.join(failed)}")
-        for artifact in _legacy_artifacts(self.body) if not self.body.get("stream") else []:
-            details.append(f"Image: {artifact.get('image_url')}")
+        if self.topic_name == LEGACY:
+            details.extend(
+                f"Image: {artifact.get('image_url')}" for artifact in _legacy_artifacts(self.body)
+            )
         text = f"Fortnight: {self.summary}."
         return "\n\n".join([text, "\n".join(details)]) if details else text
 
@@ -184,7 +191,7 @@ class FortnightMessage(message.Message):
         deployment's setting), else the first image of a legacy release."""
         if isinstance(self.body.get("url"), str):
             return self.body["url"]
-        if self.topic_name == "releng.atomic.twoweek.complete":
+        if self.topic_name == LEGACY:
             for artifact in _legacy_artifacts(self.body):
                 return artifact.get("image_url")
         return None

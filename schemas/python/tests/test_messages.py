@@ -96,7 +96,7 @@ class Summaries(unittest.TestCase):
                 "released_at": "2026-11-24T00:01:00Z",
             },
         )
-        self.assertEqual(msg.summary, "f43 43.2 released (forced) for , replacing 43.1")
+        self.assertEqual(msg.summary, "f43 43.2 released (forced), replacing 43.1")
 
     def test_failed_tests_are_listed(self):
         msg = load(
@@ -113,6 +113,23 @@ class Summaries(unittest.TestCase):
         )
         self.assertEqual(msg.summary, "f43 43.2 failed its tests on x86_64: boot, upgrade")
         self.assertIn("Failed gating tests: boot, upgrade", str(msg))
+
+    def test_a_legacy_release_links_its_images(self):
+        artifact = {
+            "compose_id": "Fedora-Atomic-43-20261127.1",
+            "name": "Fedora-Atomic",
+            "release": "43",
+            "image_name": "a.qcow2",
+            "image_url": "https://example.org/a.qcow2",
+            "size": 1,
+        }
+        msg = load("releng.atomic.twoweek.complete", {"x86_64": {"atomic_qcow2": artifact}})
+        self.assertEqual(
+            msg.summary,
+            "two-week Atomic Host release Fedora-Atomic-43-20261127.1 complete: 1 image",
+        )
+        self.assertEqual(msg.url, "https://example.org/a.qcow2")
+        self.assertIn("Image: https://example.org/a.qcow2", str(msg))
 
     def test_a_topic_without_its_own_words_is_still_described(self):
         msg = fortnight_messages.CLASSES["TreeComposed"](
