@@ -46,3 +46,103 @@ pub fn without_queue(mut record: RecordLine) -> RecordLine {
     record.queue = None;
     record
 }
+
+fn outgoing<M: Message>(body: serde_json::Value) -> Outgoing {
+    let message: M = serde_json::from_value(body)
+        .unwrap_or_else(|e| panic!("example {} does not parse: {e}", M::TOPIC));
+    let outgoing = Outgoing::new(uuid::Uuid::new_v4(), &message);
+    outgoing.validate().unwrap();
+    outgoing
+}
+
+/// One message of every topic Fortnight publishes, each valid against its schema.
+pub fn one_of_each_topic() -> Vec<Outgoing> {
+    use messages::*;
+    let tree = json!({
+        "ref": "fedora/43/x86_64/updates/atomic-host",
+        "commit": "ab".repeat(32),
+        "repo": "/srv/fortnight/ostree/repo"
+    });
+    let image = json!({
+        "format": "qcow2",
+        "path": "f43/43.20261127.1/x86_64/images/atomic.qcow2",
+        "size": 1024,
+        "sha256": "cd".repeat(32)
+    });
+    let candidate = json!({"stream": "f43", "version": "43.20261127.1"});
+    let with = |fields: serde_json::Value| {
+        let mut body = candidate.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        body
+    };
+    let report = with(json!({
+        "arch": "x86_64", "tree": tree, "images": [image],
+        "tests": [{
+            "name": "rpm-ostree-upgrade", "kind": "gating", "format": "qcow2",
+            "status": "failed", "attempts": 1, "duration_ms": 1200,
+            "log": "f43/43.20261127.1/x86_64/tests/rpm-ostree-upgrade.log"
+        }],
+        "failed": ["rpm-ostree-upgrade"]
+    }));
+    let operator = |version: bool| {
+        let mut body = with(json!({"reason": "rpm-ostree upgrade breaks", "operator": "alice"}));
+        if !version {
+            body.as_object_mut().unwrap().remove("version");
+        }
+        body
+    };
+    let period = "2026-11-24T00:00:00Z";
+    vec![
+        outgoing::<TreeComposed>(json!({
+            "arch": "x86_64", "tree": tree, "version": "43.20261127.1"
+        })),
+        outgoing::<ImageBuilt>(with(json!({
+            "arch": "x86_64", "tree": tree, "images": [image],
+            "build_log": "f43/43.20261127.1/x86_64/build.log"
+        }))),
+        outgoing::<ImageBuildFailed>(with(json!({
+            "arch": "x86_64", "tree": tree, "format": "qcow2", "reason": "recipe exited 1"
+        }))),
+        outgoing::<ImageTestsPassed>(report.clone()),
+        outgoing::<ImageTestsFailed>(report),
+        outgoing::<CandidateTestingRequested>(with(json!({"arches": {"x86_64": tree}}))),
+        outgoing::<KarmaSubmitted>(with(json!({"user": "bob", "karma": 1, "comment": "boots"}))),
+        outgoing::<KarmaThresholdReached>(with(json!({
+            "status": "stable", "karma": 2,
+            "votes": [
+                {"user": "bob", "karma": 1, "at": "2026-11-27T10:00:00Z"},
+                {"user": "carol", "karma": 1, "at": "2026-11-27T11:00:00Z"}
+            ]
+        }))),
+        outgoing::<TwoweekTimerFired>(json!({
+            "stream": "f43", "period": period, "scheduled_for": period,
+            "fired_at": "2026-11-24T00:00:05Z", "operator": "alice"
+        })),
+        outgoing::<OverrideBlock>(operator(true)),
+        outgoing::<OverrideUnblock>(operator(true)),
+        outgoing::<OverrideRelease>(operator(true)),
+        outgoing::<OverrideHold>(operator(false)),
+        outgoing::<OverrideUnhold>(operator(false)),
+        outgoing::<ReleasePublished>(with(json!({
+            "arches": {"x86_64": {
+                "tree": tree, "release_ref": "fedora/43/x86_64/atomic-host", "images": [image]
+            }},
+            "period": period, "forced": false, "reason": "passed and stable",
+            "previous": "43.20261113.0", "released_at": "2026-11-24T00:01:00Z"
+        }))),
+        outgoing::<ReleaseSkipped>(json!({
+            "stream": "f43", "period": period,
+            "candidates": [{"version": "43.20261127.1", "reasons": ["gating tests failed"]}],
+            "current_release": "43.20261113.0", "current_release_age_seconds": 950400,
+            "policy": "keep-current"
+        })),
+        outgoing::<TwoweekComplete>(json!({"x86_64": {"atomic_qcow2": {
+            "compose_id": "Fedora-Atomic-43-20261127.1", "name": "Fedora-Atomic",
+            "release": "43", "image_name": "Fedora-Atomic-43-20261127.1.x86_64.qcow2",
+            "image_url": "https://example.org/Fedora-Atomic-43-20261127.1.x86_64.qcow2",
+            "size": 1024
+        }}})),
+    ]
+}

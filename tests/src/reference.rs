@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use crate::process::run_ok;
 
@@ -41,6 +42,48 @@ pub fn fm_python() -> PathBuf {
     } else {
         PathBuf::from("python3")
     }
+}
+
+/// Fortnight's schema package (`schemas/python`) built from this checkout, once per test
+/// process: the directory to put on `PYTHONPATH`. Every reference client the tests run sees
+/// the schemas under test, not whichever version a virtualenv last had installed.
+pub fn schema_package() -> PathBuf {
+    static BUILT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        // pip builds a local directory in place; building a copy keeps test processes that
+        // run at the same time out of each other's build/ directories.
+        run_ok(
+            Command::new("cp")
+                .arg("-r")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas"))
+                .arg(dir.path()),
+            "copy schemas/",
+        );
+        run_ok(
+            Command::new(fm_python())
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(["--no-deps", "--no-build-isolation", "--target"])
+                .arg(dir.path().join("site"))
+                .arg(dir.path().join("schemas/python")),
+            "pip install schemas/python",
+        );
+        dir
+    });
+    dir.path().join("site")
+}
+
+/// The reference client's Python with Fortnight's schema package importable.
+pub fn schema_python() -> Command {
+    let mut command = Command::new(fm_python());
+    command.env("PYTHONPATH", schema_package());
+    command
 }
 
 /// Declares or deletes broker objects with pika, so a test can set up an exchange before any
@@ -118,10 +161,11 @@ prefetch_count = 10
     .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
-/// A `fedora-messaging` command that reads `config`.
+/// A `fedora-messaging` command that reads `config`, with Fortnight's schema package.
 pub fn fm(config: &Path) -> Command {
     let mut command = Command::new(fm_bin());
     command
+        .env("PYTHONPATH", schema_package())
         .env("FEDORA_MESSAGING_CONF", config)
         .arg("--conf")
         .arg(config);

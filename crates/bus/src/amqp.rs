@@ -14,14 +14,14 @@ use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use rand::Rng;
 use serde_json::{Map, Number, Value};
-use settings::Settings;
+use settings::BusSettings;
 
 use crate::BusError;
 
 /// Heartbeat asked for when the URL does not say (fedora-messaging's default).
 const DEFAULT_HEARTBEAT_SECONDS: u16 = 60;
 
-/// Where the next connection starts among [`Settings::broker_urls`]. Each one starts at a
+/// Where the next connection starts among [`BusSettings::broker_urls`]. Each one starts at a
 /// random address, so that replicas given the same list spread over the nodes of a cluster
 /// instead of all crowding the first; after a connection of the runtime is lost, the address
 /// after the one it used comes first, since the node behind that one is the likeliest down.
@@ -36,7 +36,7 @@ impl Rotation {
 
 /// Opens a connection named `name` (shown in the broker's connection list) to the first
 /// broker address that accepts it.
-pub(crate) async fn connect(settings: &Settings, name: &str) -> Result<Connection, BusError> {
+pub(crate) async fn connect(settings: &BusSettings, name: &str) -> Result<Connection, BusError> {
     Ok(connect_in_turn(settings, name, &Rotation::new()).await?.0)
 }
 
@@ -44,7 +44,7 @@ pub(crate) async fn connect(settings: &Settings, name: &str) -> Result<Connectio
 /// connection and the (redacted) address it went to. The caller's backoff applies only when a
 /// whole round failed: one node down is no reason to wait.
 pub(crate) async fn connect_in_turn(
-    settings: &Settings,
+    settings: &BusSettings,
     name: &str,
     rotation: &Rotation,
 ) -> Result<(Connection, String), BusError> {
@@ -98,7 +98,7 @@ pub(crate) async fn connect_in_turn(
 }
 
 /// One address as lapin reads it, with Fortnight's defaults filled in.
-fn uri(settings: &Settings, url: &str) -> Result<AMQPUri, BusError> {
+fn uri(settings: &BusSettings, url: &str) -> Result<AMQPUri, BusError> {
     let mut uri = AMQPUri::from_str(url).map_err(|reason| BusError::Url {
         url: settings::redact_url(url),
         reason,
@@ -114,14 +114,14 @@ fn uri(settings: &Settings, url: &str) -> Result<AMQPUri, BusError> {
     Ok(uri)
 }
 
-fn tls(settings: &Settings) -> Result<OwnedTLSConfig, BusError> {
+fn tls(settings: &BusSettings) -> Result<OwnedTLSConfig, BusError> {
     match &settings.tls {
         Some(tls) => tls_config(&tls.ca_cert, &tls.certfile, &tls.keyfile),
         None => Ok(OwnedTLSConfig::default()),
     }
 }
 
-fn connection_properties(settings: &Settings, name: &str) -> ConnectionProperties {
+fn connection_properties(settings: &BusSettings, name: &str) -> ConnectionProperties {
     let mut properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio)
@@ -283,7 +283,7 @@ pub(crate) fn sender(
 }
 
 /// The virtual host the broker addresses name (`/` when the path is empty or `%2f`).
-pub(crate) fn vhost(settings: &Settings) -> Option<String> {
+pub(crate) fn vhost(settings: &BusSettings) -> Option<String> {
     let uri: AMQPUri = settings.broker_urls()[0].parse().ok()?;
     Some(uri.vhost)
 }

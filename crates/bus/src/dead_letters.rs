@@ -11,7 +11,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, Queu
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use serde_json::Value;
-use settings::Settings;
+use settings::BusSettings;
 
 use crate::amqp;
 use crate::publisher::publish_routed;
@@ -75,7 +75,7 @@ struct Session {
 }
 
 impl Session {
-    async fn open(settings: &Settings, consumer: &str) -> Result<Self, BusError> {
+    async fn open(settings: &BusSettings, consumer: &str) -> Result<Self, BusError> {
         let connection = amqp::connect(settings, "fortnight-dead-letters").await?;
         let channel = amqp::confirm_channel(&connection).await?;
         let queue = settings.queue_name(consumer);
@@ -123,7 +123,7 @@ impl Session {
 }
 
 /// Every dead letter of `consumer`, oldest first; the queue is left as it was.
-pub async fn list(settings: &Settings, consumer: &str) -> Result<Vec<DeadLetter>, BusError> {
+pub async fn list(settings: &BusSettings, consumer: &str) -> Result<Vec<DeadLetter>, BusError> {
     let session = Session::open(settings, consumer).await?;
     let mut letters = Vec::new();
     let result = async {
@@ -141,7 +141,11 @@ pub async fn list(settings: &Settings, consumer: &str) -> Result<Vec<DeadLetter>
 }
 
 /// The dead letter with message id `id`.
-pub async fn show(settings: &Settings, consumer: &str, id: &str) -> Result<DeadLetter, BusError> {
+pub async fn show(
+    settings: &BusSettings,
+    consumer: &str,
+    id: &str,
+) -> Result<DeadLetter, BusError> {
     list(settings, consumer)
         .await?
         .into_iter()
@@ -161,7 +165,7 @@ pub async fn show(settings: &Settings, consumer: &str, id: &str) -> Result<DeadL
 /// error, not a loss) and confirmed before its dead letter is acked: at least once, and a
 /// replay killed between the two leaves one message both replayed and still dead-lettered.
 pub async fn replay(
-    settings: &Settings,
+    settings: &BusSettings,
     consumer: &str,
     only: Option<&str>,
 ) -> Result<usize, BusError> {
@@ -204,7 +208,7 @@ pub async fn replay(
 }
 
 /// Drops every dead letter of `consumer`; returns how many.
-pub async fn purge(settings: &Settings, consumer: &str) -> Result<u32, BusError> {
+pub async fn purge(settings: &BusSettings, consumer: &str) -> Result<u32, BusError> {
     let session = Session::open(settings, consumer).await?;
     let purged = session
         .channel

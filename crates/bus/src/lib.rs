@@ -6,7 +6,7 @@
 //!   confirmed by the broker (or, for a [long-running](journal) step, after the input is on
 //!   disk); a redelivered input runs the step again, so steps are idempotent;
 //! - bad input never reaches the step and never stops the consumer: a topic from a sender the
-//!   configuration does not trust for it (`Settings::senders`, checked against the
+//!   configuration does not trust for it (`BusSettings::senders`, checked against the
 //!   broker-validated `user_id`), an oversized body, a body that is not JSON or not an object
 //!   goes to the dead-letter queue `<queue>.dead` with the reason in a header;
 //! - everything the runtime and [`Publisher`] publish carries the connection's broker user as

@@ -10,7 +10,7 @@ use lapin::{Channel, Connection};
 use messages::envelope::add_prefix;
 use messages::{Outgoing, RecordLine};
 use serde_json::Value;
-use settings::Settings;
+use settings::BusSettings;
 use uuid::Uuid;
 
 use crate::BusError;
@@ -28,7 +28,7 @@ pub(crate) struct Wire {
 impl Wire {
     /// A step's message, as fedora-messaging would publish it, signed by this connection's
     /// broker user.
-    pub(crate) fn outgoing(settings: &Settings, message: &Outgoing) -> Self {
+    pub(crate) fn outgoing(settings: &BusSettings, message: &Outgoing) -> Self {
         let headers = message.headers(Utc::now());
         Self {
             exchange: settings.publish_exchange.clone(),
@@ -43,7 +43,7 @@ impl Wire {
 
     /// A recorded message, replayed as recorded (topic as is, headers, id and priority kept)
     /// by this connection's account.
-    fn record(settings: &Settings, record: &RecordLine) -> Self {
+    fn record(settings: &BusSettings, record: &RecordLine) -> Self {
         let id = record
             .id
             .clone()
@@ -71,7 +71,7 @@ impl Wire {
 /// trust a topic only from the accounts `trust` names, can tell who sent it. Without a known
 /// user (TLS without `tls.user`) the message goes unsigned, and only topics open to any
 /// sender accept it.
-fn signed(settings: &Settings, properties: AMQPProperties) -> AMQPProperties {
+fn signed(settings: &BusSettings, properties: AMQPProperties) -> AMQPProperties {
     match settings.broker_user() {
         Some(user) => properties.with_user_id(user.into()),
         None => properties,
@@ -159,7 +159,7 @@ async fn publish_confirmed(
 /// A confirmed publisher for tools and tests (`fortnight publish`, replays).
 #[derive(Debug)]
 pub struct Publisher {
-    settings: Settings,
+    settings: BusSettings,
     connection: Connection,
     channel: Channel,
     metrics: Arc<crate::Metrics>,
@@ -171,14 +171,14 @@ impl Publisher {
     /// Connects as `name` (shown in the broker's connection list). The publish exchange is
     /// declared (checked with `passive_declares`): publishing to a missing one would close
     /// the channel.
-    pub async fn connect(settings: &Settings, name: &str) -> Result<Self, BusError> {
+    pub async fn connect(settings: &BusSettings, name: &str) -> Result<Self, BusError> {
         Self::connect_counting(settings, name, Arc::default()).await
     }
 
     /// [`Publisher::connect`], counting what it publishes in `metrics` (a service's
     /// `/metrics`).
     pub(crate) async fn connect_counting(
-        settings: &Settings,
+        settings: &BusSettings,
         name: &str,
         metrics: Arc<crate::Metrics>,
     ) -> Result<Self, BusError> {
@@ -247,7 +247,7 @@ impl Publisher {
 
     /// The broker user this publisher connects as: `tls.user` with client certificates, else
     /// the user `amqp_url` names.
-    pub fn broker_user(settings: &Settings) -> Option<String> {
+    pub fn broker_user(settings: &BusSettings) -> Option<String> {
         settings.broker_user()
     }
 

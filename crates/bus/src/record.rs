@@ -8,7 +8,7 @@ use lapin::{Channel, Connection, Consumer};
 use messages::RecordLine;
 use messages::envelope::{HEADER_PRIORITY, add_prefix, parse_body};
 use serde_json::Value;
-use settings::Settings;
+use settings::BusSettings;
 
 use crate::BusError;
 use crate::amqp;
@@ -24,7 +24,7 @@ pub struct Recording {
 
 /// Binds an exclusive, auto-deleted queue to each pattern (the configured prefix is added
 /// unless a pattern already carries it) on the publish exchange.
-pub async fn subscribe(settings: &Settings, patterns: &[String]) -> Result<Recording, BusError> {
+pub async fn subscribe(settings: &BusSettings, patterns: &[String]) -> Result<Recording, BusError> {
     let connection = amqp::connect(settings, "fortnight-record").await?;
     let channel = amqp::open_channel(&connection).await?;
     crate::topology::declare_exchange(

@@ -305,7 +305,7 @@ impl Received {
         }
     }
 
-    /// Why the sender may not send this topic, if it may not (see [`Settings::senders`]).
+    /// Why the sender may not send this topic, if it may not (see `settings::BusSettings::senders`).
     fn untrusted(&self, ctx: &Context) -> Option<String> {
         let topic = strip_prefix(&self.routing_key, &ctx.settings.topic_prefix);
         let senders = ctx.settings.senders(topic);

@@ -31,7 +31,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 use messages::envelope::add_prefix;
 use serde::{Deserialize, Serialize};
-use settings::Settings;
+use settings::BusSettings;
 
 use crate::BusError;
 
@@ -59,7 +59,7 @@ pub fn dead_letter_queue(queue: &str) -> String {
 }
 
 impl Topology {
-    pub fn new(settings: &Settings, consumer: &str, topics: &[String]) -> Self {
+    pub fn new(settings: &BusSettings, consumer: &str, topics: &[String]) -> Self {
         let queue = settings.queue_name(consumer);
         let config = settings.consumer(consumer);
         let mut delays = config.retry_delays_seconds.clone();
@@ -413,14 +413,14 @@ pub(crate) async fn declare_exchange(
 
 /// The virtual host the consumers use: the one `amqp_url` names, or `None` when the URL does
 /// not parse (the consumers would refuse it at start too).
-pub fn configured_vhost(settings: &Settings) -> Option<String> {
+pub fn configured_vhost(settings: &BusSettings) -> Option<String> {
     crate::amqp::vhost(settings)
 }
 
 /// Deletes queues and exchanges (test clean-up, decommissioning a consumer). Missing ones are
 /// not an error.
 pub async fn delete(
-    settings: &Settings,
+    settings: &BusSettings,
     queues: &[String],
     exchanges: &[String],
 ) -> Result<(), BusError> {
@@ -445,7 +445,7 @@ pub async fn delete(
 /// Deletes everything the named consumers declare (their queues, dead-letter and retry
 /// queues) and the publish exchange, unless it is one of the broker's own `amq.*`: how a
 /// demo, a benchmark or a test that gave a run its own names leaves the broker as it was.
-pub async fn delete_consumers(settings: &Settings, consumers: &[&str]) -> Result<(), BusError> {
+pub async fn delete_consumers(settings: &BusSettings, consumers: &[&str]) -> Result<(), BusError> {
     let queues: Vec<String> = consumers
         .iter()
         .flat_map(|consumer| Topology::new(settings, consumer, &[]).queues())
@@ -461,6 +461,7 @@ pub async fn delete_consumers(settings: &Settings, consumers: &[&str]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use settings::Settings;
 
     fn settings(extra: &str) -> Settings {
         Settings::from_toml(&format!(

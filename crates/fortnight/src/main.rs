@@ -20,13 +20,10 @@ mod commands;
 )]
 struct Cli {
     /// Configuration file (TOML); FORTNIGHT_* environment variables override its keys.
-    #[arg(
-        long,
-        global = true,
-        env = "FORTNIGHT_CONFIG",
-        default_value = "/etc/fortnight/config.toml"
-    )]
-    config: PathBuf,
+    /// [default: /etc/fortnight/config.toml; publish, record, replay, dead-letters and
+    /// topology need none, like fedora-messaging: without it they use the local broker as guest]
+    #[arg(long, global = true, env = "FORTNIGHT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,13 +71,18 @@ fn main() -> ExitCode {
         commands::demo::init_logs();
     }
     bus::init_tracing();
-    let config = cli.config;
+    // The bus commands read a file only when one is named or the default exists.
+    let named = cli.config;
+    let config = named
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(commands::DEFAULT_CONFIG));
+    let named = named.as_deref();
     let result = block_on(async move {
         match cli.command {
-            Command::Publish(args) => commands::publish::run(&config, args).await,
-            Command::Record(args) => commands::record::run(&config, args).await,
-            Command::Replay(args) => commands::replay::run(&config, args).await,
-            Command::DeadLetters(command) => commands::dead_letters::run(&config, command).await,
+            Command::Publish(args) => commands::publish::run(named, args).await,
+            Command::Record(args) => commands::record::run(named, args).await,
+            Command::Replay(args) => commands::replay::run(named, args).await,
+            Command::DeadLetters(command) => commands::dead_letters::run(named, command).await,
             Command::Up(args) => commands::up::run(&config, args).await,
             Command::Demo(args) => commands::demo::run(&config, args).await,
             Command::Vote(args) => commands::vote::run(&config, args).await,
@@ -89,7 +91,7 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::status::run(&config, args).await,
             Command::Explain(args) => commands::explain::run(&config, args).await,
             Command::Schemas(command) => commands::schemas::run(command),
-            Command::Topology(command) => commands::topology::run(&config, command),
+            Command::Topology(command) => commands::topology::run(named, command),
         }
     });
     match result {

@@ -235,7 +235,12 @@ pub struct KarmaSubmitted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
-topic!(KarmaSubmitted, "fortnight.karma.submitted");
+impl Message for KarmaSubmitted {
+    const TOPIC: &'static str = "fortnight.karma.submitted";
+    fn users(&self) -> Vec<&UserName> {
+        vec![&self.user]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -263,7 +268,12 @@ pub struct KarmaThresholdReached {
     pub karma: i32,
     pub votes: Vec<Vote>,
 }
-topic!(KarmaThresholdReached, "fortnight.karma.threshold.reached");
+impl Message for KarmaThresholdReached {
+    const TOPIC: &'static str = "fortnight.karma.threshold.reached";
+    fn users(&self) -> Vec<&UserName> {
+        self.votes.iter().map(|vote| &vote.user).collect()
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The two-week timer, overrides and releases.
@@ -280,7 +290,12 @@ pub struct TwoweekTimerFired {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<UserName>,
 }
-topic!(TwoweekTimerFired, "fortnight.twoweek.timer.fired");
+impl Message for TwoweekTimerFired {
+    const TOPIC: &'static str = "fortnight.twoweek.timer.fired";
+    fn users(&self) -> Vec<&UserName> {
+        self.operator.iter().collect()
+    }
+}
 
 /// What an operator asks of a stream or candidate. The operator is the AMQP `user_id`;
 /// `operator` is what they claim and must match it.

@@ -308,6 +308,29 @@ pub enum RecordError {
 }
 
 impl RecordLine {
+    /// Gives a line the headers `fedora-messaging publish` puts on every message (schema
+    /// `base.message`, severity info, `sent-at`, priority 0) where it lacks them, keeping
+    /// those it carries, so a fedora-messaging consumer never reports a misbehaving publisher.
+    pub fn with_publish_defaults(mut self, sent_at: DateTime<Utc>) -> Self {
+        let defaults = [
+            (HEADER_SCHEMA, Value::from(BASE_SCHEMA)),
+            (HEADER_SEVERITY, Value::from(Severity::Info as i64)),
+            (
+                HEADER_SENT_AT,
+                Value::from(sent_at.to_rfc3339_opts(SecondsFormat::Secs, false)),
+            ),
+        ];
+        for (name, value) in defaults {
+            self.headers.entry(name.to_owned()).or_insert(value);
+        }
+        // The publisher writes the priority header from this field.
+        if self.priority.is_none() {
+            let header = self.headers.get(HEADER_PRIORITY).and_then(header_integer);
+            self.priority = Some(header.unwrap_or(0));
+        }
+        self
+    }
+
     /// What `fortnight record` writes for a received message, as `fedora-messaging record` would.
     pub fn from_incoming(message: &Incoming, queue: Option<&str>) -> Self {
         Self {

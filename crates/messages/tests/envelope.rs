@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use messages::envelope::{BASE_SCHEMA, HEADER_SEVERITY};
 use messages::{
-    Incoming, KarmaSubmitted, Outgoing, Override, OverrideBlock, Severity, TreeComposed,
+    Incoming, KarmaSubmitted, KarmaThresholdReached, Outgoing, Override, OverrideBlock, Severity,
+    TreeComposed,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -60,14 +61,12 @@ fn outgoing_headers_are_exactly_what_fedora_messaging_sends() {
 
 #[test]
 fn messages_about_nobody_carry_no_user_headers_and_default_to_info() {
-    let vote = KarmaSubmitted {
-        stream: "f43".parse().unwrap(),
-        version: "43.20261127.0".parse().unwrap(),
-        user: "bob".parse().unwrap(),
-        karma: 1,
-        comment: None,
-    };
-    let message = Outgoing::new(Uuid::nil(), &vote);
+    let tree: TreeComposed = serde_json::from_value(json!({
+        "arch": "x86_64",
+        "tree": {"ref": "fedora/43/x86_64/updates/atomic-host", "commit": "ab".repeat(32), "repo": "/r"}
+    }))
+    .unwrap();
+    let message = Outgoing::new(Uuid::nil(), &tree);
     let headers = message.headers(Utc::now());
     assert_eq!(headers[HEADER_SEVERITY], json!(Severity::Info as i64));
     assert!(
@@ -76,6 +75,35 @@ fn messages_about_nobody_carry_no_user_headers_and_default_to_info() {
             .any(|k| k.starts_with("fedora_messaging_user_"))
     );
     assert_eq!(message.severity, Severity::Info);
+}
+
+/// The same people the schema package's `usernames` names, so a message published from
+/// Python and one from Rust carry the same headers.
+#[test]
+fn a_vote_names_its_voter_and_a_threshold_every_voter() {
+    let vote = KarmaSubmitted {
+        stream: "f43".parse().unwrap(),
+        version: "43.20261127.0".parse().unwrap(),
+        user: "bob".parse().unwrap(),
+        karma: 1,
+        comment: None,
+    };
+    let headers = Outgoing::new(Uuid::nil(), &vote).headers(Utc::now());
+    assert_eq!(headers["fedora_messaging_user_bob"], json!(true));
+    let threshold: KarmaThresholdReached = serde_json::from_value(json!({
+        "stream": "f43", "version": "43.20261127.0", "status": "stable", "karma": 2,
+        "votes": [
+            {"user": "bob", "karma": 1, "at": "2026-11-27T10:00:00Z"},
+            {"user": "carol", "karma": 1, "at": "2026-11-27T11:00:00Z"}
+        ]
+    }))
+    .unwrap();
+    let users: Vec<String> = Outgoing::new(Uuid::nil(), &threshold)
+        .headers(Utc::now())
+        .into_keys()
+        .filter_map(|k| k.strip_prefix("fedora_messaging_user_").map(str::to_owned))
+        .collect();
+    assert_eq!(users, ["bob", "carol"]);
 }
 
 #[test]

@@ -52,9 +52,8 @@ const ENV_NOT_CONFIG: &[&str] = &[
     "FORTNIGHT_MIN_DISK_BYTES",
     "FORTNIGHT_BOOT_SECONDS",
 ];
-/// The top-level keys of [`Settings`]; an environment variable overrides the configuration
-/// when its first segment names one of them.
-const TOP_LEVEL_KEYS: &[&str] = &[
+/// The top-level keys of [`BusSettings`], all a bus command reads.
+const BUS_KEYS: &[&str] = &[
     "amqp_url",
     "amqp_urls",
     "publish_exchange",
@@ -63,15 +62,17 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tls",
     "qos",
     "client_properties",
-    "store",
     "consumers",
-    "image_builder",
-    "image_tester",
-    "site",
     "operators",
     "trust",
-    "streams",
 ];
+/// The top-level keys only the pipeline's consumers read; a bus command ignores them, so it
+/// runs with the consumers' file or with none.
+const PIPELINE_KEYS: &[&str] = &["store", "image_builder", "image_tester", "site", "streams"];
+
+fn top_level_keys() -> impl Iterator<Item = &'static str> {
+    BUS_KEYS.iter().chain(PIPELINE_KEYS).copied()
+}
 
 /// Whether `name` can be an environment variable a recipe or test is given: a shell can read
 /// it (letters, digits, `_`, not starting with a digit).
@@ -145,7 +146,7 @@ fn env_overrides(
         }
         let key = rest.to_lowercase();
         let first = key.split("__").next().unwrap_or_default();
-        if TOP_LEVEL_KEYS.contains(&first) {
+        if top_level_keys().any(|key| key == first) {
             overrides.insert(variable, value);
         } else if let Some(meant) = meant_key(first) {
             return Err(SettingsError::UnknownOverride {
@@ -160,18 +161,17 @@ fn env_overrides(
 /// The override a misspelt first segment most likely meant (`amqp_ur` -> `amqp_url`,
 /// `store_root` -> `store__root`).
 fn meant_key(first: &str) -> Option<String> {
-    if let Some(key) = TOP_LEVEL_KEYS.iter().find(|key| {
+    if let Some(key) = top_level_keys().find(|key| {
         first
-            .strip_prefix(*key)
+            .strip_prefix(key)
             .is_some_and(|rest| rest.starts_with('_') && !rest.starts_with("__"))
     }) {
         return Some(format!("{key}_{}", &first[key.len()..]));
     }
     // Short keys (`tls`, `qos`) are two edits from many unrelated words.
-    TOP_LEVEL_KEYS
-        .iter()
+    top_level_keys()
         .find(|key| edit_distance(first, key) <= if key.len() < 6 { 1 } else { 2 })
-        .map(|key| (*key).to_owned())
+        .map(str::to_owned)
 }
 
 /// Levenshtein distance, on bytes (variable names are ASCII).
@@ -230,11 +230,13 @@ fn invalid(
     }
 }
 
-/// The whole configuration.
+/// What talking to the broker needs: all that the bus commands (`publish`, `record`,
+/// `replay`, `dead-letters`, `topology export`) read, with defaults for every key, like
+/// fedora-messaging's own configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// The broker; use [`Settings::broker_urls`], which also knows `amqp_urls`.
+pub struct BusSettings {
+    /// The broker; use [`BusSettings::broker_urls`], which also knows `amqp_urls`.
     #[serde(default = "default_amqp_url")]
     pub amqp_url: String,
     /// The nodes of a cluster, tried in turn; replaces `amqp_url` when not empty.
@@ -254,23 +256,54 @@ pub struct Settings {
     pub qos: Qos,
     #[serde(default)]
     pub client_properties: ClientProperties,
-    pub store: StoreSettings,
     /// Per-consumer runtime settings, keyed by consumer name (`image-builder`, ...).
     #[serde(default)]
     pub consumers: BTreeMap<String, ConsumerSettings>,
-    #[serde(default)]
-    pub image_builder: BuilderSettings,
-    #[serde(default)]
-    pub image_tester: TesterSettings,
-    #[serde(default)]
-    pub site: SiteSettings,
     /// Accounts allowed to publish overrides, fire the timer by hand and replay a step.
     #[serde(default)]
     pub operators: Vec<UserName>,
     /// Which broker accounts may send each topic a consumer reads.
     #[serde(default)]
     pub trust: TrustSettings,
+}
+
+/// The pipeline's own sections, which only its consumers need.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineSettings {
+    store: StoreSettings,
+    #[serde(default)]
+    image_builder: BuilderSettings,
+    #[serde(default)]
+    image_tester: TesterSettings,
+    #[serde(default)]
+    site: SiteSettings,
+    streams: BTreeMap<Stream, StreamSettings>,
+}
+
+/// The whole configuration. Its bus keys are reached through `Deref`
+/// (`settings.amqp_url`), so everything that takes a [`BusSettings`] takes a `&Settings` too.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bus: BusSettings,
+    pub store: StoreSettings,
+    pub image_builder: BuilderSettings,
+    pub image_tester: TesterSettings,
+    pub site: SiteSettings,
     pub streams: BTreeMap<Stream, StreamSettings>,
+}
+
+impl std::ops::Deref for Settings {
+    type Target = BusSettings;
+    fn deref(&self) -> &BusSettings {
+        &self.bus
+    }
+}
+
+impl std::ops::DerefMut for Settings {
+    fn deref_mut(&mut self) -> &mut BusSettings {
+        &mut self.bus
+    }
 }
 
 /// Who may send the topics the consumers read. The sender is the broker-checked AMQP `user_id`,
@@ -664,66 +697,94 @@ fn default_policy() -> WhenNothingPassed {
     WhenNothingPassed::Skip
 }
 
-impl Settings {
-    /// Loads `path` and applies `FORTNIGHT_` environment overrides, then validates.
-    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+/// The configuration sources: `path` (when given), then the `FORTNIGHT_` overrides in `vars`.
+fn sources(
+    path: Option<&Path>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>, SettingsError> {
+    let env = env_overrides(vars)?;
+    let mut builder = config::Config::builder();
+    if let Some(path) = path {
+        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+    }
+    Ok(builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("amqp_urls")
+            .source(Some(env)),
+    ))
+}
+
+/// What `builder` reads, split into the bus keys and the pipeline's sections; an unknown key
+/// stays with the bus keys, whose type refuses it by name.
+fn split_tables(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    path: &Path,
+) -> Result<(config::Value, config::Value), SettingsError> {
+    let load_error = |source| SettingsError::Load {
+        path: path.to_owned(),
+        source,
+    };
+    let built = builder.build().map_err(load_error)?;
+    // Checked before defaults fill `amqp_url` in, so that an `amqp_url` from anywhere (the
+    // file, or FORTNIGHT_AMQP_URL from a secret) is never silently ignored.
+    if built.get_string("amqp_url").is_ok()
+        && built
+            .get_array("amqp_urls")
+            .is_ok_and(|urls| !urls.is_empty())
+    {
+        return Err(invalid(
+            "amqp_urls",
+            "set together with amqp_url",
+            "either amqp_url (one broker) or amqp_urls (the nodes of a cluster), not both; \
+             remove one (FORTNIGHT_AMQP_URL in the environment sets amqp_url)",
+        ));
+    }
+    let table = built
+        .try_deserialize::<config::Map<String, config::Value>>()
+        .map_err(load_error)?;
+    let (pipeline, bus): (config::Map<_, _>, config::Map<_, _>) = table
+        .into_iter()
+        .partition(|(key, _)| PIPELINE_KEYS.contains(&key.as_str()));
+    let value = |table| config::Value::new(None, config::ValueKind::Table(table));
+    Ok((value(bus), value(pipeline)))
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(
+    table: config::Value,
+    path: &Path,
+) -> Result<T, SettingsError> {
+    table
+        .try_deserialize()
+        .map_err(|source| SettingsError::Load {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Names a configuration that is only environment overrides in errors.
+const NO_FILE: &str = "<no configuration file>";
+
+impl BusSettings {
+    /// Loads `path`, or nothing but defaults when `None`, and applies `FORTNIGHT_`
+    /// environment overrides, then validates. Pipeline sections in the file are ignored, so
+    /// a bus command reads the consumers' file as well as one of its own or none.
+    pub fn load(path: Option<&Path>) -> Result<Self, SettingsError> {
         Self::load_with(path, std::env::vars())
     }
 
-    /// [`Settings::load`] with `vars` as the environment.
     fn load_with(
-        path: &Path,
+        path: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, SettingsError> {
-        let env = env_overrides(vars)?;
-        let builder = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(true)
-                    .list_separator(",")
-                    .with_list_parse_key("amqp_urls")
-                    .source(Some(env)),
-            );
-        Self::build(builder, path)
-    }
-
-    /// Parses TOML text without environment overrides (tests, examples).
-    pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
-        let builder = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml));
-        Self::build(builder, Path::new("<inline>"))
-    }
-
-    /// Deserializes what `builder` reads, naming `path` in a load error, then validates.
-    fn build(
-        builder: config::ConfigBuilder<config::builder::DefaultState>,
-        path: &Path,
-    ) -> Result<Self, SettingsError> {
-        let load_error = |source| SettingsError::Load {
-            path: path.to_owned(),
-            source,
-        };
-        let built = builder.build().map_err(load_error)?;
-        // Checked before defaults fill `amqp_url` in, so that an `amqp_url` from anywhere (the
-        // file, or FORTNIGHT_AMQP_URL from a secret) is never silently ignored.
-        if built.get_string("amqp_url").is_ok()
-            && built
-                .get_array("amqp_urls")
-                .is_ok_and(|urls| !urls.is_empty())
-        {
-            return Err(invalid(
-                "amqp_urls",
-                "set together with amqp_url",
-                "either amqp_url (one broker) or amqp_urls (the nodes of a cluster), not both; \
-                 remove one (FORTNIGHT_AMQP_URL in the environment sets amqp_url)",
-            ));
-        }
-        let loaded: Settings = built.try_deserialize().map_err(load_error)?;
-        loaded.validate()?;
-        Ok(loaded)
+        let shown = path.unwrap_or(Path::new(NO_FILE));
+        let (bus, _) = split_tables(sources(path, vars)?, shown)?;
+        let settings: Self = deserialize(bus, shown)?;
+        settings.validate()?;
+        Ok(settings)
     }
 
     /// The broker addresses to connect to, in the configured order: `amqp_urls`, or the one
@@ -771,7 +832,7 @@ impl Settings {
         Ok(())
     }
 
-    /// Cross-field rules that types alone cannot carry.
+    /// Cross-field rules of the bus keys that types alone cannot carry.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.validate_broker_urls()?;
         if self.qos.prefetch_count == 0 {
@@ -807,6 +868,110 @@ impl Settings {
                 "a topic Fortnight reads, without topic_prefix (fortnight.tree.composed, pungi.compose.ostree, ...)",
             ));
         }
+        Ok(())
+    }
+
+    /// The broker user this configuration connects as: `tls.user` with client certificates
+    /// (the broker takes the user from the certificate, which only `tls.user` names here),
+    /// else the user the broker addresses name (`amqp_url`, or `amqp_urls`, which share one user).
+    pub fn broker_user(&self) -> Option<String> {
+        if let Some(tls) = &self.tls {
+            return tls.user.as_ref().map(ToString::to_string);
+        }
+        let user = UrlParts::parse(&self.broker_urls()[0])?.user?;
+        percent_decode(user).filter(|user| !user.is_empty())
+    }
+
+    /// The accounts Fortnight's own consumers publish as (`trust.own_accounts`, else
+    /// [`BusSettings::broker_user`]); empty when neither says.
+    pub fn own_accounts(&self) -> Vec<UserName> {
+        match &self.trust.own_accounts {
+            Some(accounts) => accounts.clone(),
+            None => self
+                .broker_user()
+                .and_then(|user| user.parse().ok())
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Who may send `topic` (without `topic_prefix`): `trust.topics` when it names the topic,
+    /// else the default: anyone for Fedora's inputs and votes, `operators` for overrides, and
+    /// for every other topic Fortnight's own accounts plus `operators` (who replay a message to
+    /// retry a step, force a rebuild or fire the timer by hand).
+    pub fn senders(&self, topic: &str) -> Senders {
+        if let Some(senders) = self.trust.topics.get(topic) {
+            return senders.clone();
+        }
+        if OPEN_TOPICS.contains(&topic) {
+            return Senders::Any;
+        }
+        let mut accounts = match topic.starts_with(OVERRIDE_PREFIX) {
+            true => Vec::new(),
+            false => self.own_accounts(),
+        };
+        accounts.extend(self.operators.iter().cloned());
+        Senders::Accounts(accounts)
+    }
+
+    /// The runtime settings of one consumer, with defaults when it has no section.
+    pub fn consumer(&self, name: &str) -> ConsumerSettings {
+        self.consumers.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The queue a consumer reads: configured, or `fortnight.<name>`.
+    pub fn queue_name(&self, consumer: &str) -> String {
+        self.consumers
+            .get(consumer)
+            .and_then(|c| c.queue.clone())
+            .unwrap_or_else(|| format!("fortnight.{consumer}"))
+    }
+}
+
+impl Settings {
+    /// Loads `path` and applies `FORTNIGHT_` environment overrides, then validates.
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        Self::load_with(path, std::env::vars())
+    }
+
+    /// [`Settings::load`] with `vars` as the environment.
+    fn load_with(
+        path: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        Self::build(sources(Some(path), vars)?, path)
+    }
+
+    /// Parses TOML text without environment overrides (tests, examples).
+    pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
+        let builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        Self::build(builder, Path::new("<inline>"))
+    }
+
+    /// Deserializes what `builder` reads, naming `path` in a load error, then validates.
+    fn build(
+        builder: config::ConfigBuilder<config::builder::DefaultState>,
+        path: &Path,
+    ) -> Result<Self, SettingsError> {
+        let (bus, pipeline) = split_tables(builder, path)?;
+        let bus: BusSettings = deserialize(bus, path)?;
+        let pipeline: PipelineSettings = deserialize(pipeline, path)?;
+        let loaded = Self {
+            bus,
+            store: pipeline.store,
+            image_builder: pipeline.image_builder,
+            image_tester: pipeline.image_tester,
+            site: pipeline.site,
+            streams: pipeline.streams,
+        };
+        loaded.validate()?;
+        Ok(loaded)
+    }
+
+    /// Cross-field rules that types alone cannot carry.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.bus.validate()?;
         for (stream, s) in &self.streams {
             if let Some(name) = s.recipe_env.keys().find(|name| !is_env_name(name)) {
                 return Err(invalid(
@@ -868,62 +1033,6 @@ impl Settings {
             }
         }
         Ok(())
-    }
-
-    /// The broker user this configuration connects as: `tls.user` with client certificates
-    /// (the broker takes the user from the certificate, which only `tls.user` names here),
-    /// else the user the broker addresses name (`amqp_url`, or `amqp_urls`, which share one user).
-    pub fn broker_user(&self) -> Option<String> {
-        if let Some(tls) = &self.tls {
-            return tls.user.as_ref().map(ToString::to_string);
-        }
-        let user = UrlParts::parse(&self.broker_urls()[0])?.user?;
-        percent_decode(user).filter(|user| !user.is_empty())
-    }
-
-    /// The accounts Fortnight's own consumers publish as (`trust.own_accounts`, else
-    /// [`Settings::broker_user`]); empty when neither says.
-    pub fn own_accounts(&self) -> Vec<UserName> {
-        match &self.trust.own_accounts {
-            Some(accounts) => accounts.clone(),
-            None => self
-                .broker_user()
-                .and_then(|user| user.parse().ok())
-                .into_iter()
-                .collect(),
-        }
-    }
-
-    /// Who may send `topic` (without `topic_prefix`): `trust.topics` when it names the topic,
-    /// else the default: anyone for Fedora's inputs and votes, `operators` for overrides, and
-    /// for every other topic Fortnight's own accounts plus `operators` (who replay a message to
-    /// retry a step, force a rebuild or fire the timer by hand).
-    pub fn senders(&self, topic: &str) -> Senders {
-        if let Some(senders) = self.trust.topics.get(topic) {
-            return senders.clone();
-        }
-        if OPEN_TOPICS.contains(&topic) {
-            return Senders::Any;
-        }
-        let mut accounts = match topic.starts_with(OVERRIDE_PREFIX) {
-            true => Vec::new(),
-            false => self.own_accounts(),
-        };
-        accounts.extend(self.operators.iter().cloned());
-        Senders::Accounts(accounts)
-    }
-
-    /// The runtime settings of one consumer, with defaults when it has no section.
-    pub fn consumer(&self, name: &str) -> ConsumerSettings {
-        self.consumers.get(name).cloned().unwrap_or_default()
-    }
-
-    /// The queue a consumer reads: configured, or `fortnight.<name>`.
-    pub fn queue_name(&self, consumer: &str) -> String {
-        self.consumers
-            .get(consumer)
-            .and_then(|c| c.queue.clone())
-            .unwrap_or_else(|| format!("fortnight.{consumer}"))
     }
 
     pub fn stream(&self, stream: &Stream) -> Option<&StreamSettings> {
@@ -1056,6 +1165,51 @@ mod tests {
     }
 
     /// Writes MINIMAL to a file and loads it with `vars` as the environment.
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn bus_settings_need_no_file_and_no_pipeline() {
+        let bus = BusSettings::load_with(None, vars(&[])).unwrap();
+        assert_eq!(bus.amqp_url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(bus.publish_exchange, "amq.topic");
+        assert_eq!(bus.topic_prefix, "");
+        let bus =
+            BusSettings::load_with(None, vars(&[("FORTNIGHT_TOPIC_PREFIX", "org.x")])).unwrap();
+        assert_eq!(bus.topic_prefix, "org.x");
+
+        let dir = tempfile::tempdir().unwrap();
+        let bus_only = dir.path().join("bus.toml");
+        std::fs::write(&bus_only, "topic_prefix = \"org.y\"\n").unwrap();
+        let bus = BusSettings::load_with(Some(&bus_only), vars(&[])).unwrap();
+        assert_eq!(bus.topic_prefix, "org.y");
+        // The consumers still need their store and streams from the same file.
+        let err = Settings::load_with(&bus_only, vars(&[])).unwrap_err();
+        assert!(err.to_string().contains("store"), "{err}");
+
+        // The consumers' own file serves the bus commands too.
+        let full = dir.path().join("full.toml");
+        std::fs::write(&full, format!("topic_prefix = \"org.z\"\n{MINIMAL}")).unwrap();
+        let bus = BusSettings::load_with(Some(&full), vars(&[])).unwrap();
+        assert_eq!(bus.topic_prefix, "org.z");
+    }
+
+    #[test]
+    fn bus_settings_still_refuse_unknown_keys_and_invalid_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus.toml");
+        std::fs::write(&path, "topic_prefx = \"org.y\"\n").unwrap();
+        let err = BusSettings::load_with(Some(&path), vars(&[])).unwrap_err();
+        assert!(err.to_string().contains("topic_prefx"), "{err}");
+        let err =
+            BusSettings::load_with(None, vars(&[("FORTNIGHT_AMQP_URL", "http://x/")])).unwrap_err();
+        assert!(err.to_string().contains("amqp_url"), "{err}");
+    }
+
     fn load_minimal(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
@@ -1146,7 +1300,7 @@ mod tests {
             .map(|f| f.trim_matches(|c: char| c == '`' || !c.is_ascii() || c.is_whitespace()))
             .map(|f| f.split('`').next().unwrap_or(f))
             .collect();
-        assert_eq!(fields, TOP_LEVEL_KEYS, "{err}");
+        assert_eq!(fields, BUS_KEYS, "{err}");
     }
 
     #[test]

@@ -51,8 +51,8 @@ fn as_json(letter: &DeadLetter) -> serde_json::Value {
     })
 }
 
-pub async fn run(config: &std::path::Path, command: Command) -> anyhow::Result<ExitCode> {
-    let settings = super::load_settings(config)?;
+pub async fn run(config: Option<&std::path::Path>, command: Command) -> anyhow::Result<ExitCode> {
+    let settings = super::load_bus_settings(config)?;
     let context = |consumer: &str| {
         format!(
             "cannot reach the dead letters of {consumer} (queue {}.dead)",

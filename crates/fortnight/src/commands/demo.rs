@@ -112,7 +112,7 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     // The demo votes and fires the tick as the broker user, which must be an operator: find
     // it from a first config, then write the config that names it.
     let config_path = write_demo_files(&dir, &run_id, &amqp_url, args.boot, &[])?;
-    let user = super::Identity { user: None }.resolve(&super::load_settings(&config_path)?)?;
+    let user = super::Identity { user: None }.resolve(&super::load_settings(&config_path)?.bus)?;
     write_demo_files(
         &dir,
         &run_id,

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use messages::envelope::add_prefix;
 use messages::{Message, Outgoing, RecordLine, UserName};
-use settings::Settings;
+use settings::{BusSettings, Settings};
 
 pub mod dead_letters;
 pub mod demo;
@@ -28,7 +28,7 @@ pub const CONNECTION_NAME: &str = "fortnight-cli";
 
 /// Connects to the configured broker as the CLI. What an operator publishes must reach a
 /// queue: a message no queue is bound for is an error, not a silent drop.
-pub async fn connect(settings: &Settings) -> anyhow::Result<bus::Publisher> {
+pub async fn connect(settings: &BusSettings) -> anyhow::Result<bus::Publisher> {
     bus::Publisher::connect(settings, CONNECTION_NAME)
         .await
         .map(bus::Publisher::routed)
@@ -46,7 +46,7 @@ pub struct Identity {
 
 impl Identity {
     /// The account the broker will stamp as `user_id`, which receivers trust.
-    pub fn resolve(&self, settings: &Settings) -> anyhow::Result<UserName> {
+    pub fn resolve(&self, settings: &BusSettings) -> anyhow::Result<UserName> {
         if let Some(user) = &self.user {
             return Ok(user.clone());
         }
@@ -64,7 +64,7 @@ impl Identity {
 
     /// The account, which must be in `operators`: overrides and manual ticks steer releases,
     /// and the releaser refuses overrides from anyone else.
-    pub fn resolve_operator(&self, settings: &Settings) -> anyhow::Result<UserName> {
+    pub fn resolve_operator(&self, settings: &BusSettings) -> anyhow::Result<UserName> {
         let operator = self.resolve(settings)?;
         if !settings.operators.contains(&operator) {
             bail!(
@@ -77,7 +77,7 @@ impl Identity {
 
 /// Publishes `body` signed by `user`, waiting for the broker's confirm.
 pub async fn publish_signed<M: Message>(
-    settings: &Settings,
+    settings: &BusSettings,
     body: &M,
     user: &UserName,
 ) -> anyhow::Result<Outgoing> {
@@ -100,6 +100,24 @@ pub async fn publish_signed<M: Message>(
         })?;
     publisher.close().await;
     Ok(message)
+}
+
+/// Where the configuration is read from when neither `--config` nor `FORTNIGHT_CONFIG` says.
+pub const DEFAULT_CONFIG: &str = "/etc/fortnight/config.toml";
+
+/// Loads what a bus command needs, like fedora-messaging: the file `--config` or
+/// `FORTNIGHT_CONFIG` names, else the default file when there is one, else only defaults (the
+/// local broker as guest, no topic prefix) and `FORTNIGHT_*` overrides.
+pub fn load_bus_settings(config: Option<&Path>) -> anyhow::Result<BusSettings> {
+    let default = Path::new(DEFAULT_CONFIG);
+    let path = config.or_else(|| default.is_file().then_some(default));
+    BusSettings::load(path).with_context(|| match path {
+        Some(path) => format!(
+            "cannot use the configuration {} (pass --config FILE or set FORTNIGHT_CONFIG)",
+            path.display()
+        ),
+        None => "cannot use the FORTNIGHT_* environment variables as configuration".to_owned(),
+    })
 }
 
 /// Loads the configuration, telling the operator how to point at another file.
@@ -142,7 +160,10 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<RecordLine>> {
 }
 
 /// Publishes records as they are, waiting for each broker confirm; returns how many.
-pub async fn publish_records(settings: &Settings, records: &[RecordLine]) -> anyhow::Result<usize> {
+pub async fn publish_records(
+    settings: &BusSettings,
+    records: &[RecordLine],
+) -> anyhow::Result<usize> {
     let publisher = connect(settings).await?;
     for record in records {
         publisher.publish_record(record).await.map_err(|error| {

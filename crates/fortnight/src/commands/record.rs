@@ -20,8 +20,8 @@ pub struct Args {
     pub topics: Vec<String>,
 }
 
-pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCode> {
-    let settings = super::load_settings(config)?;
+pub async fn run(config: Option<&std::path::Path>, args: Args) -> anyhow::Result<ExitCode> {
+    let settings = super::load_bus_settings(config)?;
     let mut out: Box<dyn Write> = if super::is_stdio(&args.file) {
         Box::new(std::io::stdout().lock())
     } else {

@@ -35,8 +35,8 @@ pub struct Args {
     pub message_id: Option<String>,
 }
 
-pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCode> {
-    let settings = super::load_settings(config)?;
+pub async fn run(config: Option<&std::path::Path>, args: Args) -> anyhow::Result<ExitCode> {
+    let settings = super::load_bus_settings(config)?;
     let record = match (&args.file, &args.datagrepper, &args.message_id) {
         (Some(file), _, _) => from_file(file, args.id.as_deref())?,
         (None, Some(url), Some(id)) => from_datagrepper(url, id).await?,

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use bus::Step;
 use bus::topology::{Definitions, Topology};
-use settings::{QUEUE_CONSUMERS, Settings};
+use settings::{BusSettings, QUEUE_CONSUMERS};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -33,10 +33,10 @@ pub struct ExportArgs {
     pub output: PathBuf,
 }
 
-pub fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
+pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Export(args) => {
-            let settings = super::load_settings(config)?;
+            let settings = super::load_bus_settings(config)?;
             let vhost = match args.vhost {
                 Some(vhost) => vhost,
                 None => bus::topology::configured_vhost(&settings).with_context(|| {
@@ -93,7 +93,7 @@ const CONSUMERS: [(&str, Topics); 5] = [
 
 /// The definitions for every consumer that owns a queue (the release timer only publishes,
 /// to the exchange that is already in them).
-pub fn definitions(settings: &Settings, vhost: &str) -> anyhow::Result<Definitions> {
+pub fn definitions(settings: &BusSettings, vhost: &str) -> anyhow::Result<Definitions> {
     let mut topologies = Vec::with_capacity(QUEUE_CONSUMERS.len());
     for consumer in QUEUE_CONSUMERS {
         let Some((_, topics)) = CONSUMERS.iter().find(|(name, _)| *name == consumer) else {

@@ -9,7 +9,7 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
@@ -28,7 +28,8 @@ use common::*;
 use tests::records::{read_records, record_of, tree_composed, without_queue, write_records};
 
 /// A fedora-messaging callback that writes what the reference client saw, properties
-/// included, validates each body with Python's jsonschema against the checked-in
+/// included, and what its message class (from Fortnight's schema package) says about it,
+/// validates each body with Python's jsonschema against the checked-in
 /// `schemas/<topic>.json`, and stops after `FORTNIGHT_TEST_LIMIT` messages.
 const CALLBACK_PY: &str = r#"
 import json, os
@@ -54,34 +55,70 @@ def callback(message):
             "content_encoding": p.content_encoding, "delivery_mode": p.delivery_mode,
             "message_id": p.message_id, "headers": p.headers,
             "schema_errors": schema_errors(message),
+            "class": type(message).__name__, "class_severity": type(message).severity,
+            "summary": message.summary, "text": str(message), "app_name": message.app_name,
+            "agent_name": message.agent_name, "usernames": message.usernames,
+            "url": message.url,
         }) + "\n")
     if len(seen) >= int(os.environ["FORTNIGHT_TEST_LIMIT"]):
         raise exceptions.HaltConsumer(exit_code=0, requeue=False)
 "#;
 
+/// `fedora-messaging consume` on the test's exchange with [`CALLBACK_PY`], bound and waiting
+/// for `limit` messages.
+pub struct FmConsumer {
+    child: std::process::Child,
+    seen: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl FmConsumer {
+    pub fn start(env: &Env, limit: usize) -> Self {
+        let (fm_conf, queue) = env.fm_config("consume");
+        let seen = env.path("seen.jsonl");
+        let callback = env.path("callback.py");
+        std::fs::write(&callback, CALLBACK_PY).unwrap();
+        // fedora-messaging logs to standard output; a file never fills up like a pipe.
+        let log = env.path("consume.log");
+        let output = std::fs::File::create(&log).unwrap();
+        let child = fm(&fm_conf)
+            .arg("consume")
+            .arg("--callback-file")
+            .arg(format!("{}:callback", callback.display()))
+            .env("FORTNIGHT_TEST_OUT", &seen)
+            .env("FORTNIGHT_TEST_LIMIT", limit.to_string())
+            .env("FORTNIGHT_TEST_PREFIX", PREFIX)
+            .env(
+                "FORTNIGHT_TEST_SCHEMAS",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"),
+            )
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .spawn()
+            .unwrap();
+        env.wait_for_binding(&queue);
+        Self { child, seen, log }
+    }
+
+    /// Waits for the consumer to stop after its `limit`; returns what it saw, in order, and
+    /// its log.
+    pub fn finish(mut self) -> (Vec<Value>, String) {
+        let status = wait_child(&mut self.child, "fedora-messaging consume");
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        assert!(status.success(), "fedora-messaging consume failed: {log}");
+        let received = std::fs::read_to_string(&self.seen)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        (received, log)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_headers() {
     let env = Env::new();
-    let (fm_conf, queue) = env.fm_config("consume");
-    let seen = env.path("seen.jsonl");
-    let callback = env.path("callback.py");
-    std::fs::write(&callback, CALLBACK_PY).unwrap();
-    let mut consumer = fm(&fm_conf)
-        .arg("consume")
-        .arg("--callback-file")
-        .arg(format!("{}:callback", callback.display()))
-        .env("FORTNIGHT_TEST_OUT", &seen)
-        .env("FORTNIGHT_TEST_LIMIT", "3")
-        .env("FORTNIGHT_TEST_PREFIX", PREFIX)
-        .env(
-            "FORTNIGHT_TEST_SCHEMAS",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    env.wait_for_binding(&queue);
+    let consumer = FmConsumer::start(&env, 3);
 
     // Two recorded messages through `fortnight publish`: one without the prefix (it is
     // added), one that already carries it (it must not be added again).
@@ -124,24 +161,7 @@ async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_heade
     publisher.publish(&outgoing).await.unwrap();
     publisher.close().await;
 
-    let status = wait_child(&mut consumer, "fedora-messaging consume");
-    let mut stderr = String::new();
-    consumer
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(
-        status.success(),
-        "fedora-messaging consume failed: {stderr}"
-    );
-
-    let received: Vec<Value> = std::fs::read_to_string(&seen)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let (received, _) = consumer.finish();
     assert_eq!(received.len(), 3);
     let by_id: BTreeMap<String, &Value> = received
         .iter()
@@ -194,6 +214,46 @@ async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_heade
         sent_at.ends_with("+00:00") && !sent_at.contains('.'),
         "{sent_at}"
     );
+}
+
+/// fedora-messaging warns of a misbehaving publisher when a message lacks its headers; what
+/// `fortnight publish` sends from a hand-written line carries them, and a recorded line keeps
+/// its own.
+#[test]
+fn fortnight_publish_gives_a_bare_line_the_headers_fedora_messaging_expects() {
+    let env = Env::new();
+    let consumer = FmConsumer::start(&env, 2);
+    let bare = crate::bus_config::bare_line(TreeComposed::TOPIC);
+    let mut full = record_of(&tree_composed(7), TreeComposed::TOPIC.to_owned());
+    full.headers
+        .insert("fedora_messaging_severity".into(), Value::from(30));
+    let file = env.path("publish.jsonl");
+    write_records(&file, &[bare.clone(), full.clone()]);
+    run_ok(
+        env.fortnight().arg("publish").arg(&file),
+        "fortnight publish",
+    );
+    let (received, log) = consumer.finish();
+    assert!(!log.contains("misbehaving"), "{log}");
+    let by_id: BTreeMap<&str, &Value> = received
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m))
+        .collect();
+    let m = by_id[bare.id.as_deref().unwrap()];
+    assert_eq!(
+        m["class"], "Message",
+        "base.message is fedora-messaging's own class"
+    );
+    assert_eq!(m["severity"], 20);
+    let headers = serde_json::from_value(m["headers"].clone()).unwrap();
+    crate::bus_config::assert_publish_defaults(&RecordLine {
+        headers,
+        ..bare.clone()
+    });
+    let m = by_id[full.id.as_deref().unwrap()];
+    let headers: BTreeMap<String, Value> = serde_json::from_value(m["headers"].clone()).unwrap();
+    assert_eq!(headers, full.headers, "a line's own headers are kept");
+    assert_eq!(m["severity"], 30);
 }
 
 /// A consumer that hands every message it gets to the test.
@@ -319,16 +379,9 @@ async fn record_files_cross_between_fortnight_and_fedora_messaging() {
             "fedora-messaging kept the recorded prefix"
         );
         assert_eq!(theirs.body, ours.body);
-        // Without Fortnight's schema package installed the reference client re-labels the
-        // schema (and its package) as base.message; every other header survives.
-        let strip = |h: &BTreeMap<String, Value>| {
-            let mut h = h.clone();
-            h.remove("fedora_messaging_schema");
-            h.remove("fedora_messaging_schema_package");
-            h
-        };
-        assert_eq!(strip(&theirs.headers), strip(&ours.headers));
-        assert_eq!(theirs.headers["fedora_messaging_schema"], "base.message");
+        // With Fortnight's schema package the reference client knows the schema names, so
+        // every header survives (without it, it re-labels them base.message).
+        assert_eq!(theirs.headers, ours.headers);
     }
 
     // 3. And back: `fortnight publish` takes fedora-messaging's file, unchanged (from standard

@@ -4,11 +4,13 @@
 
 mod common;
 
+mod bus_config;
 mod cli;
 mod dead_letters;
 mod demo;
 mod interop;
 mod operators;
+mod schema_package;
 mod secrets;
 mod topology;
 mod up;

@@ -106,34 +106,7 @@ max_attempts = 2
 
     /// Starts `fortnight record FILE --limit N` and waits until it is subscribed.
     pub fn start_record(&self, file: &Path, limit: usize) -> Recorder {
-        let mut child = self
-            .fortnight()
-            .args(["record", "--limit", &limit.to_string()])
-            .arg(file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (lines, seen) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let collected = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                collected.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = lines.send(line);
-            }
-        });
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match seen.recv_timeout(left) {
-                Ok(line) if line.contains("recording started") => break,
-                Ok(_) => {}
-                Err(_) => panic!("fortnight record did not start: {}", log.lock().unwrap()),
-            }
-        }
-        Recorder { child, log }
+        Recorder::start(self.fortnight(), file, limit, &[])
     }
 
     /// Runs `step` with the bus runtime until [`Running::stop`], once its queue is bound.
@@ -165,6 +138,42 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Runs `command` (the `fortnight` binary, set up) with `record FILE --limit N` and a
+    /// `--topic` for each of `patterns` (none: all), and waits until it is subscribed.
+    pub fn start(mut command: Command, file: &Path, limit: usize, patterns: &[&str]) -> Self {
+        command
+            .args(["record", "--limit", &limit.to_string()])
+            .arg(file);
+        for pattern in patterns {
+            command.args(["--topic", pattern]);
+        }
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, seen) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let collected = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                collected.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match seen.recv_timeout(left) {
+                Ok(line) if line.contains("recording started") => break,
+                Ok(_) => {}
+                Err(_) => panic!("fortnight record did not start: {}", log.lock().unwrap()),
+            }
+        }
+        Self { child, log }
+    }
+
     pub fn finish(mut self) {
         let status = wait_child(&mut self.child, "fortnight record");
         assert!(

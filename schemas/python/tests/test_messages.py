@@ -1,0 +1,143 @@
+"""What fortnight-messages' classes say about a message; run against the installed package
+(`python -m unittest discover -s schemas/python/tests`, which Fortnight's `cargo test` does)."""
+
+import unittest
+
+from fedora_messaging import message
+
+import fortnight_messages
+
+TREE = {"ref": "fedora/43/x86_64/updates/atomic-host", "commit": "ab" * 32, "repo": "/srv/r"}
+
+
+def load(topic, body):
+    msg = message.get_class(topic)(body=body)
+    msg.validate()
+    return msg
+
+
+class Registry(unittest.TestCase):
+    def test_classes_are_named_after_the_rust_types(self):
+        self.assertEqual(
+            sorted(fortnight_messages.CLASSES)[:3],
+            ["CandidateTestingRequested", "ImageBuildFailed", "ImageBuilt"],
+        )
+        self.assertIn("OverrideUnblock", fortnight_messages.CLASSES)
+        self.assertIn("RelengAtomicTwoweekComplete", fortnight_messages.CLASSES)
+
+    def test_every_schema_is_a_registered_class(self):
+        for name, cls in fortnight_messages.CLASSES.items():
+            self.assertIs(message.get_class(cls.topic_name), cls)
+            self.assertEqual(message.get_name(cls), cls.topic_name)
+            self.assertEqual(cls.__name__, name)
+
+    def test_every_described_topic_has_a_schema(self):
+        topics = {cls.topic_name for cls in fortnight_messages.CLASSES.values()}
+        self.assertLessEqual(set(fortnight_messages.SUMMARIES), topics)
+        self.assertLessEqual(set(fortnight_messages.SEVERITIES), topics)
+
+
+class Summaries(unittest.TestCase):
+    def test_a_tree(self):
+        msg = load(
+            "fortnight.tree.composed",
+            {"arch": "x86_64", "tree": TREE, "version": "43.20261127.1"},
+        )
+        self.assertEqual(
+            msg.summary,
+            "tree fedora/43/x86_64/updates/atomic-host at abababababab "
+            "(version 43.20261127.1) composed for x86_64",
+        )
+        self.assertEqual(msg.agent_name, None)
+        self.assertEqual(msg.usernames, [])
+
+    def test_a_failed_build_is_an_error_with_its_reason(self):
+        msg = load(
+            "fortnight.image.build.failed",
+            {"stream": "f43", "arch": "aarch64", "tree": TREE, "reason": "recipe exited 1"},
+        )
+        self.assertEqual(msg.summary, "f43 image build failed on aarch64: recipe exited 1")
+        self.assertEqual(msg.severity, message.ERROR)
+        self.assertIn("Reason: recipe exited 1", str(msg))
+
+    def test_a_vote_names_its_voter(self):
+        msg = load(
+            "fortnight.karma.submitted",
+            {"stream": "f43", "version": "43.1", "user": "bob", "karma": -1},
+        )
+        self.assertEqual(msg.summary, "bob voted -1 on f43 43.1")
+        self.assertEqual(msg.agent_name, "bob")
+        self.assertEqual(msg.usernames, ["bob"])
+        self.assertEqual(msg.app_name, "fortnight")
+
+    def test_a_hold_names_its_operator_and_reason(self):
+        msg = load(
+            "fortnight.override.hold",
+            {"stream": "f43", "reason": "mirror outage", "operator": "alice"},
+        )
+        self.assertEqual(msg.summary, "alice held releases of f43: mirror outage")
+        self.assertEqual(msg.severity, message.WARNING)
+        self.assertEqual(
+            str(msg),
+            "Fortnight: alice held releases of f43: mirror outage.\n\n"
+            "Stream: f43\nReason: mirror outage\nOperator: alice",
+        )
+
+    def test_a_forced_release(self):
+        msg = load(
+            "fortnight.release.published",
+            {
+                "stream": "f43",
+                "version": "43.2",
+                "arches": {},
+                "forced": True,
+                "reason": "override by alice",
+                "previous": "43.1",
+                "released_at": "2026-11-24T00:01:00Z",
+            },
+        )
+        self.assertEqual(msg.summary, "f43 43.2 released (forced), replacing 43.1")
+
+    def test_failed_tests_are_listed(self):
+        msg = load(
+            "fortnight.image.tests.failed",
+            {
+                "stream": "f43",
+                "version": "43.2",
+                "arch": "x86_64",
+                "tree": TREE,
+                "images": [],
+                "tests": [],
+                "failed": ["boot", "upgrade"],
+            },
+        )
+        self.assertEqual(msg.summary, "f43 43.2 failed its tests on x86_64: boot, upgrade")
+        self.assertIn("Failed gating tests: boot, upgrade", str(msg))
+
+    def test_a_legacy_release_links_its_images(self):
+        artifact = {
+            "compose_id": "Fedora-Atomic-43-20261127.1",
+            "name": "Fedora-Atomic",
+            "release": "43",
+            "image_name": "a.qcow2",
+            "image_url": "https://example.org/a.qcow2",
+            "size": 1,
+        }
+        msg = load("releng.atomic.twoweek.complete", {"x86_64": {"atomic_qcow2": artifact}})
+        self.assertEqual(
+            msg.summary,
+            "two-week Atomic Host release Fedora-Atomic-43-20261127.1 complete: 1 image",
+        )
+        self.assertEqual(msg.url, "https://example.org/a.qcow2")
+        self.assertIn("Image: https://example.org/a.qcow2", str(msg))
+
+    def test_a_topic_without_its_own_words_is_still_described(self):
+        msg = fortnight_messages.CLASSES["TreeComposed"](
+            body={"stream": "f43", "version": "43.3", "arch": "s390x"}
+        )
+        msg.topic_name = "fortnight.later.topic"
+        self.assertEqual(msg.summary, "fortnight.later.topic f43 43.3 on s390x")
+
+
+if __name__ == "__main__":
+    unittest.main()
