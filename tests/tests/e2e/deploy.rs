@@ -313,7 +313,7 @@ fn compose_runs_rabbitmq_and_every_consumer_on_a_shared_store() {
 
 /// The programs the Containerfile's `PROGRAMS` argument lists: both ways of getting the
 /// binaries install exactly these.
-fn containerfile_programs(containerfile: &str) -> BTreeSet<String> {
+pub(crate) fn containerfile_programs(containerfile: &str) -> BTreeSet<String> {
     containerfile
         .lines()
         .find_map(|l| l.strip_prefix("ARG PROGRAMS="))

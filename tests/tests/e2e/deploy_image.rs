@@ -15,7 +15,7 @@ use settings::{QUEUE_CONSUMERS, RELEASE_TIMER};
 use tests::process::{run_ok, text, wait_until};
 use tests::{TestBus, free_port, http_get, is_ready};
 
-use crate::deploy::{consumers, deploy, repo};
+use crate::deploy::{containerfile_programs, deploy, repo};
 
 /// Both limits must be explicit: podman's defaults are above the hard limits of machines like
 /// CI's (20000 open files), which the runtime may not raise. A consumer needs far fewer.
@@ -163,15 +163,26 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
             .expect("the Containerfile has a runtime stage"),
     );
 
-    let programs: Vec<String> = consumers()
-        .into_iter()
-        .chain(["fortnight".into()])
-        .collect();
+    // Every program the image ships, built as the host build path expects them: `cargo test`
+    // builds only the binaries some integration test runs, not every one.
+    let programs = containerfile_programs(&containerfile);
     let binaries = profile_dir();
+    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    build.current_dir(repo()).args(["build", "--workspace"]);
+    if binaries
+        .file_name()
+        .is_some_and(|profile| profile == "release")
+    {
+        build.arg("--release");
+    }
+    for program in &programs {
+        build.args(["--bin", program]);
+    }
+    run_ok(&mut build, "cargo build of the image's programs");
     for program in &programs {
         assert!(
             binaries.join(program).is_file(),
-            "{program} is not built in {}: run `cargo build --bins` (or `cargo test --workspace`) first",
+            "{program} is not in {} after cargo build",
             binaries.display()
         );
     }
