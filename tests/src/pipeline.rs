@@ -22,6 +22,7 @@ use messages::{
 use ostree_cli::Repo;
 use releaser::Releaser;
 use settings::Settings;
+use signer::Signer;
 use store::{ImageWriter, Store};
 
 pub const STREAM: &str = "tw";
@@ -58,6 +59,8 @@ pub struct Options {
     pub voters: Option<Vec<UserName>>,
     pub operators: Vec<UserName>,
     pub releaser_replicas: usize,
+    /// Signed releases with this GnuPG home and key (fingerprint), and a signer consuming.
+    pub signing: Option<(PathBuf, String)>,
 }
 
 impl Default for Options {
@@ -68,6 +71,7 @@ impl Default for Options {
             voters: None,
             operators: Vec::new(),
             releaser_replicas: 1,
+            signing: None,
         }
     }
 }
@@ -107,6 +111,13 @@ fn stream_toml(repo: &Path, options: &Options) -> String {
         ),
         None => String::new(),
     };
+    let signing = match &options.signing {
+        Some((home, key)) => format!(
+            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"43\" = \"{key}\" }}\n",
+            home.display()
+        ),
+        None => String::new(),
+    };
     format!(
         r#"
 [streams.{STREAM}]
@@ -122,7 +133,7 @@ anchor = "2026-01-13T12:00:00Z"
 karma_required = {karma_required}
 when_nothing_passed = "{policy}"
 legacy_messages = true
-"#,
+{signing}"#,
         input = refs("atomic-host"),
         release = refs("release"),
         repo = repo.display(),
@@ -152,7 +163,8 @@ impl Pipeline {
         let keys = "retry_delays_seconds = [1]\nmax_attempts = 2";
         let bus = TestBus::with_config(&stream_toml(repo.path(), &options))
             .consumer("karma-tracker", keys)
-            .consumer("releaser", keys);
+            .consumer("releaser", keys)
+            .consumer(signer::NAME, keys);
         let mut settings = bus.settings();
         settings.operators = options.operators.clone();
         let settings = Arc::new(settings);
@@ -167,6 +179,12 @@ impl Pipeline {
             let (releaser_settings, addr) = with_health(&settings, releaser::NAME);
             let step = Releaser::new(Arc::new(releaser_settings.clone())).unwrap();
             consumers.push(Running::start(&releaser_settings, step));
+            health.push(addr);
+        }
+        if options.signing.is_some() {
+            let (signer_settings, addr) = with_health(&settings, signer::NAME);
+            let step = Signer::new(Arc::new(signer_settings.clone())).unwrap();
+            consumers.push(Running::start(&signer_settings, step));
             health.push(addr);
         }
         for addr in health {
