@@ -59,8 +59,9 @@ pub struct Options {
     pub voters: Option<Vec<UserName>>,
     pub operators: Vec<UserName>,
     pub releaser_replicas: usize,
-    /// Signed releases with this GnuPG home and key (fingerprint), and a signer consuming.
-    pub signing: Option<(PathBuf, String)>,
+    /// Signed releases: the GnuPG home, the major version and its key's fingerprint. The
+    /// signer runs while [`Pipeline::start_signer`] and [`Pipeline::stop_signer`] say so.
+    pub signing: Option<(PathBuf, String, String)>,
 }
 
 impl Default for Options {
@@ -90,6 +91,7 @@ pub struct Pipeline {
     pub repo: Repo,
     publisher: Publisher,
     consumers: Vec<Running>,
+    signer: Option<Running>,
     _repo_dir: tempfile::TempDir,
 }
 
@@ -112,8 +114,8 @@ fn stream_toml(repo: &Path, options: &Options) -> String {
         None => String::new(),
     };
     let signing = match &options.signing {
-        Some((home, key)) => format!(
-            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"43\" = \"{key}\" }}\n",
+        Some((home, major, key)) => format!(
+            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"{major}\" = \"{key}\" }}\n",
             home.display()
         ),
         None => String::new(),
@@ -181,12 +183,6 @@ impl Pipeline {
             consumers.push(Running::start(&releaser_settings, step));
             health.push(addr);
         }
-        if options.signing.is_some() {
-            let (signer_settings, addr) = with_health(&settings, signer::NAME);
-            let step = Signer::new(Arc::new(signer_settings.clone())).unwrap();
-            consumers.push(Running::start(&signer_settings, step));
-            health.push(addr);
-        }
         for addr in health {
             let ready = crate::eventually(WAIT, || crate::is_ready(addr)).await;
             assert!(ready, "consumer on {addr} did not become ready");
@@ -199,12 +195,29 @@ impl Pipeline {
             repo,
             publisher,
             consumers,
+            signer: None,
             _repo_dir: repo_dir,
         }
     }
 
     pub async fn watch(&self, topics: &[&str]) -> Watch {
         self.bus.watch(topics).await
+    }
+
+    /// Starts the signer and waits until it consumes.
+    pub async fn start_signer(&mut self) {
+        let (settings, addr) = with_health(&self.settings, signer::NAME);
+        let step = Signer::new(Arc::new(settings.clone())).unwrap();
+        self.signer = Some(Running::start(&settings, step));
+        let ready = crate::eventually(WAIT, || crate::is_ready(addr)).await;
+        assert!(ready, "the signer on {addr} did not become ready");
+    }
+
+    /// Stops the signer; its queue stays and collects requests until it starts again.
+    pub async fn stop_signer(&mut self) {
+        if let Some(signer) = self.signer.take() {
+            signer.stop().await;
+        }
     }
 
     /// Commits a nightly of every arch (each on top of the previous one) and writes its
@@ -395,7 +408,7 @@ impl Pipeline {
 
     /// Stops the consumers and deletes the test's queues and exchange.
     pub async fn stop(self) {
-        for consumer in self.consumers {
+        for consumer in self.consumers.into_iter().chain(self.signer) {
             consumer.stop().await;
         }
         self.publisher.close().await;
