@@ -1,6 +1,6 @@
 //! Signed releases (streams with `[streams.<s>.signing]`): the release is staged (links and
-//! CHECKSUMs, nothing promoted), `fortnight.sign.requested` names its CHECKSUMs and commits,
-//! and only a `SUCCESS` reply finishes it. The request waits in
+//! CHECKSUMs, nothing promoted), `fortnight.sign.requested` names its images, CHECKSUMs and
+//! commits, and only a `SUCCESS` reply finishes it. The request waits in
 //! `<stream>/.signing/<version>.json`, so a restarted releaser still knows what it waits for
 //! and since when, and a reply is matched to it by `request_id`.
 
@@ -70,7 +70,7 @@ pub fn remove(store: &Store, stream: &Stream, version: &Version) -> Result<(), S
     }
 }
 
-/// The request for a staged release: every arch's CHECKSUM and commit. Its id derives from
+/// The request for a staged release: every arch's images, CHECKSUM and commit. Its id derives from
 /// the release, so asking again (a replayed tick) sends the same request.
 pub fn request_for(
     store: &Store,
@@ -81,8 +81,14 @@ pub fn request_for(
     let period = request
         .period
         .map_or_else(|| "forced".to_owned(), |period| period.to_string());
-    let mut artifacts = Vec::with_capacity(arches.len());
-    for arch in arches.keys() {
+    let mut artifacts = Vec::new();
+    for (arch, released) in arches {
+        artifacts.extend(
+            released
+                .images
+                .iter()
+                .map(|image| SignArtifact::new(image.path.clone(), &image.sha256)),
+        );
         let path = store
             .release_arch_dir(stream, version, arch)
             .join(store::CHECKSUM);

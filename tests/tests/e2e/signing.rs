@@ -116,6 +116,15 @@ async fn a_signed_release_verifies_with_the_published_key_and_not_with_another()
             .unwrap();
         assert_success(&sums, "sha256sum -c CHECKSUM");
 
+        let image = p
+            .store
+            .release_arch_dir(&stream(), &version(VERSION), &arch(a))
+            .join(format!("{}-{VERSION}.{a}.qcow2", stream()));
+        let mut image_signature = image.clone().into_os_string();
+        image_signature.push(".asc");
+        let good = GpgHome::verify_with(&published, Path::new(&image_signature), &image);
+        assert_success(&good, &format!("gpg --verify of {a}'s image"));
+
         assert_eq!(signatures(&p, &commits[&arch(a)]), 1);
         let release_ref = release_ref(a);
         let pulled = pull_verified(p.repo.path(), release_ref.as_str(), &published);
@@ -126,6 +135,45 @@ async fn a_signed_release_verifies_with_the_published_key_and_not_with_another()
             "a pull trusting another key did not fail on the signature for {release_ref}: {}",
             text(&refused.stderr)
         );
+    }
+
+    // The site publishes the key, the signatures' locations and how to verify.
+    site_publisher::publish(&p.settings, &p.store, chrono::Utc::now()).unwrap();
+    let site = p.store.site_dir();
+    let key_file = format!("{}.asc", key.fingerprint);
+    assert_eq!(
+        std::fs::read(site.join("keys").join(&key_file)).unwrap(),
+        std::fs::read(&published).unwrap()
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.join(format!("streams/{}.json", stream()))).unwrap(),
+    )
+    .unwrap();
+    for a in ARCHES {
+        let entry = &json["architectures"][a];
+        let checksum = entry["checksum"]["signature"].as_str().unwrap();
+        assert!(checksum.ends_with(&format!("/{a}/CHECKSUM.asc")), "{entry}");
+        let disk = entry["artifacts"]["atomic-host"]["formats"]["qcow2"]["disk"]["signature"]
+            .as_str()
+            .unwrap();
+        assert!(disk.ends_with(".qcow2.asc"), "{entry}");
+        assert_eq!(
+            entry["signing-key"]["fingerprint"],
+            key.fingerprint.as_str()
+        );
+    }
+    // minijinja escapes `/` as `&#x2f;`, which browsers read back as `/`.
+    let page = std::fs::read_to_string(site.join(format!("streams/{}.html", stream())))
+        .unwrap()
+        .replace("&#x2f;", "/");
+    for expected in [
+        key.fingerprint.as_str(),
+        "gpg --verify CHECKSUM.asc CHECKSUM",
+        "sha256sum -c",
+        &format!("ostree remote add --gpg-import={key_file} --set=gpg-verify=true"),
+        &format!("fortnight {}", release_ref(ARCHES[0])),
+    ] {
+        assert!(page.contains(expected), "the page lacks {expected:?}");
     }
     watch.close().await;
     p.stop().await;
