@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::process::{assert_success, text};
+use crate::process::assert_success;
 
 /// A scratch GnuPG home under `/tmp` (gpg-agent's socket path must stay short) with one
 /// signing key; its agent is stopped on drop.
@@ -19,26 +19,9 @@ impl GpgHome {
     /// A home with a new passphrase-less ed25519 signing key for `name`.
     pub fn with_key(name: &str) -> Self {
         let mut home = Self::empty();
-        let made = home
-            .gpg()
-            .args(["--pinentry-mode", "loopback", "--passphrase", ""])
-            .args(["--quick-gen-key", &format!("{name} <{name}@example.org>")])
-            .args(["ed25519", "sign", "never"])
-            .output()
-            .unwrap();
-        assert_success(&made, "gpg --quick-gen-key");
-        let listed = home
-            .gpg()
-            .args(["--with-colons", "--list-secret-keys"])
-            .output()
-            .unwrap();
-        assert_success(&listed, "gpg --list-secret-keys");
-        home.fingerprint = text(&listed.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .and_then(|l| l.split(':').find(|f| !f.is_empty()))
-            .expect("a fingerprint")
-            .to_owned();
+        home.fingerprint = signer::Gpg::new(home.path())
+            .generate_key(&format!("{name} <{name}@example.org>"))
+            .expect("gpg makes a key");
         home
     }
 
@@ -93,10 +76,7 @@ impl GpgHome {
 
 impl Drop for GpgHome {
     fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.path())
-            .args(["--kill", "gpg-agent"])
-            .output();
+        signer::Gpg::new(self.path()).stop_agent();
     }
 }
 

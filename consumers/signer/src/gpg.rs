@@ -3,6 +3,7 @@
 //! never reaches it.
 
 use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -18,6 +19,11 @@ pub enum GpgError {
         args: String,
         status: String,
         stderr: String,
+    },
+    #[error("cannot create the GnuPG home {home}: {source}")]
+    Home {
+        home: String,
+        source: std::io::Error,
     },
     #[error(
         "the GnuPG home {home} has no key {key}; import it there or fix streams.<stream>.signing.keys"
@@ -73,6 +79,55 @@ impl<'a> Gpg<'a> {
             });
         }
         Ok(output.stdout)
+    }
+
+    /// Makes a passphrase-less ed25519 signing key for `user_id` (`Name <mail>`) in this home,
+    /// creating the home when needed; returns its fingerprint. For the demo and tests: a real
+    /// deployment imports its release keys.
+    pub fn generate_key(&self, user_id: &str) -> Result<String, GpgError> {
+        let created = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.home);
+        created.map_err(|source| GpgError::Home {
+            home: self.home.display().to_string(),
+            source,
+        })?;
+        self.run(&[
+            OsStr::new("--pinentry-mode"),
+            OsStr::new("loopback"),
+            OsStr::new("--passphrase"),
+            OsStr::new(""),
+            OsStr::new("--quick-gen-key"),
+            OsStr::new(user_id),
+            OsStr::new("ed25519"),
+            OsStr::new("sign"),
+            OsStr::new("never"),
+        ])?;
+        let listed = self.run(&[
+            OsStr::new("--with-colons"),
+            OsStr::new("--list-secret-keys"),
+            OsStr::new("--"),
+            OsStr::new(user_id),
+        ])?;
+        String::from_utf8_lossy(&listed)
+            .lines()
+            .find_map(|line| line.strip_prefix("fpr:"))
+            .and_then(|fields| fields.split(':').find(|f| !f.is_empty()))
+            .map(str::to_owned)
+            .ok_or_else(|| GpgError::NoKey {
+                home: self.home.display().to_string(),
+                key: user_id.to_owned(),
+            })
+    }
+
+    /// Stops the home's gpg-agent (gpg starts one per home and leaves it running).
+    pub fn stop_agent(&self) {
+        let _ = Command::new("gpgconf")
+            .env_clear()
+            .envs(self.env())
+            .args(["--kill", "gpg-agent"])
+            .output();
     }
 
     /// An armored detached signature of `file` by `key`.
