@@ -30,6 +30,7 @@ pub mod probe;
 pub mod process;
 pub mod records;
 pub mod reference;
+pub mod signing;
 
 /// The broker the tests use.
 pub fn amqp_url() -> String {

@@ -22,6 +22,7 @@ use messages::{
 use ostree_cli::Repo;
 use releaser::Releaser;
 use settings::Settings;
+use signer::Signer;
 use store::{ImageWriter, Store};
 
 pub const STREAM: &str = "tw";
@@ -62,6 +63,9 @@ pub struct Options {
     pub brokers: Vec<String>,
     /// Declares the consumers' queues as quorum queues.
     pub quorum_queues: bool,
+    /// Signed releases: the GnuPG home, the major version and its key's fingerprint. The
+    /// signer runs while [`Pipeline::start_signer`] and [`Pipeline::stop_signer`] say so.
+    pub signing: Option<(PathBuf, String, String)>,
 }
 
 impl Default for Options {
@@ -74,6 +78,7 @@ impl Default for Options {
             releaser_replicas: 1,
             brokers: Vec::new(),
             quorum_queues: false,
+            signing: None,
         }
     }
 }
@@ -92,6 +97,7 @@ pub struct Pipeline {
     pub repo: Repo,
     publisher: Publisher,
     consumers: Vec<Running>,
+    signer: Option<Running>,
     _repo_dir: tempfile::TempDir,
 }
 
@@ -113,6 +119,13 @@ fn stream_toml(repo: &Path, options: &Options) -> String {
         ),
         None => String::new(),
     };
+    let signing = match &options.signing {
+        Some((home, major, key)) => format!(
+            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"{major}\" = \"{key}\" }}\n",
+            home.display()
+        ),
+        None => String::new(),
+    };
     format!(
         r#"
 [streams.{STREAM}]
@@ -128,7 +141,7 @@ anchor = "2026-01-13T12:00:00Z"
 karma_required = {karma_required}
 when_nothing_passed = "{policy}"
 legacy_messages = true
-"#,
+{signing}"#,
         input = refs("atomic-host"),
         release = refs("release"),
         repo = repo.display(),
@@ -162,7 +175,8 @@ impl Pipeline {
         let bus = TestBus::with_config(&stream_toml(repo.path(), &options))
             .on_brokers(options.brokers.clone())
             .consumer("karma-tracker", &keys)
-            .consumer("releaser", &keys);
+            .consumer("releaser", &keys)
+            .consumer(signer::NAME, &keys);
         let mut settings = bus.settings();
         settings.operators = options.operators.clone();
         let settings = Arc::new(settings);
@@ -191,6 +205,7 @@ impl Pipeline {
             repo,
             publisher,
             consumers,
+            signer: None,
             _repo_dir: repo_dir,
         }
     }
@@ -204,6 +219,22 @@ impl Pipeline {
     pub async fn reconnect_publisher(&mut self) {
         let fresh = self.bus.publisher().await;
         std::mem::replace(&mut self.publisher, fresh).close().await;
+    }
+
+    /// Starts the signer and waits until it consumes.
+    pub async fn start_signer(&mut self) {
+        let (settings, addr) = with_health(&self.settings, signer::NAME);
+        let step = Signer::new(Arc::new(settings.clone())).unwrap();
+        self.signer = Some(Running::start(&settings, step));
+        let ready = crate::eventually(WAIT, || crate::is_ready(addr)).await;
+        assert!(ready, "the signer on {addr} did not become ready");
+    }
+
+    /// Stops the signer; its queue stays and collects requests until it starts again.
+    pub async fn stop_signer(&mut self) {
+        if let Some(signer) = self.signer.take() {
+            signer.stop().await;
+        }
     }
 
     /// Commits a nightly of every arch (each on top of the previous one) and writes its
@@ -394,7 +425,7 @@ impl Pipeline {
 
     /// Stops the consumers and deletes the test's queues and exchange.
     pub async fn stop(self) {
-        for consumer in self.consumers {
+        for consumer in self.consumers.into_iter().chain(self.signer) {
             consumer.stop().await;
         }
         self.publisher.close().await;

@@ -94,6 +94,15 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
         body
     };
     let period = "2026-11-24T00:00:00Z";
+    let sign_request = with(json!({
+        "request_id": "5f0c6a52-3c4e-4f7e-9a51-2b7f0d1e9c11",
+        "build_id": "f43-43.20261127.1",
+        "artifacts": [{
+            "file": "f43/releases/43.20261127.1/x86_64/CHECKSUM",
+            "checksum": format!("sha256:{}", "ef".repeat(32))
+        }],
+        "commits": [{"arch": "x86_64", "ref": "fedora/43/x86_64/atomic-host", "commit": "ab".repeat(32)}]
+    }));
     vec![
         outgoing::<TreeComposed>(json!({
             "arch": "x86_64", "tree": tree, "version": "43.20261127.1"
@@ -138,6 +147,17 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "current_release": "43.20261113.0", "current_release_age_seconds": 950400,
             "policy": "keep-current"
         })),
+        outgoing::<SignRequested>(sign_request.clone()),
+        outgoing::<SignFinished>({
+            let mut reply = sign_request;
+            reply.as_object_mut().unwrap().extend(
+                json!({"status": "SUCCESS", "failure-message": null})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            );
+            reply
+        }),
         outgoing::<TwoweekComplete>(json!({"x86_64": {"atomic_qcow2": {
             "compose_id": "Fedora-Atomic-43-20261127.1", "name": "Fedora-Atomic",
             "release": "43", "image_name": "Fedora-Atomic-43-20261127.1.x86_64.qcow2",

@@ -11,6 +11,7 @@ pub mod decision;
 pub mod overrides;
 pub mod periods;
 pub mod release;
+pub mod signing;
 pub mod version_order;
 
 use std::sync::Arc;
@@ -19,10 +20,10 @@ use bus::Outcome;
 use chrono::{DateTime, Utc};
 use karma_tracker::store_outcome;
 use messages::{
-    ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
-    OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold, Period,
-    ReleasePublished, ReleaseSkipped, Stream, TwoweekComplete, TwoweekTimerFired, UserName,
-    Version, derived_id,
+    CandidateVerdict, ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message,
+    Outgoing, Override, OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock,
+    OverrideUnhold, Period, ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream,
+    TwoweekComplete, TwoweekTimerFired, UserName, Version, derived_id,
 };
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::{FileName, Store, StoreError};
@@ -39,6 +40,14 @@ pub const NAME: &str = "releaser";
 pub struct Releaser {
     settings: Arc<Settings>,
     store: Store,
+}
+
+/// How far a release got.
+enum Progress {
+    /// Released: the announcements.
+    Released(Vec<Outgoing>),
+    /// Staged, waiting for signatures: the signing request.
+    Signing(Vec<Outgoing>),
 }
 
 fn release_outcome(error: &ReleaseError) -> Outcome {
@@ -108,7 +117,39 @@ impl Releaser {
         out
     }
 
-    fn release(
+    /// Releases, or for a signed stream stages the release and asks for its signatures.
+    fn release(&self, request: &Request<'_>, now: DateTime<Utc>) -> Result<Progress, ReleaseError> {
+        if request.settings.signing.is_none() {
+            return self.complete(request, now).map(Progress::Released);
+        }
+        let arches = release::stage(&self.store, request)?;
+        let signing_request = signing::request_for(&self.store, request, &arches)?;
+        let since = signing::read(&self.store, request.stream, request.version)?
+            .filter(|pending| pending.request.request_id == signing_request.request_id)
+            .map_or(now, |pending| pending.since);
+        signing::write(
+            &self.store,
+            &signing::Pending {
+                request: signing_request.clone(),
+                period: request.period,
+                forced: request.forced,
+                reason: request.reason.clone(),
+                since,
+            },
+        )?;
+        tracing::info!(stream = %request.stream, version = %request.version, request_id = %signing_request.request_id, since = %since, "release staged; waiting for signatures");
+        let id = derived_id(
+            NAME,
+            &[
+                &signing_request.request_id.to_string(),
+                messages::SignRequested::TOPIC,
+            ],
+        );
+        Ok(Progress::Signing(vec![Outgoing::new(id, &signing_request)]))
+    }
+
+    /// Finishes a release: links, refs, release.json, `latest`; returns the announcements.
+    fn complete(
         &self,
         request: &Request<'_>,
         now: DateTime<Utc>,
@@ -146,7 +187,8 @@ impl Releaser {
             reason,
         };
         match self.release(&request, now) {
-            Ok(out) => match periods::write(
+            Ok(Progress::Signing(out)) => Outcome::Done(out),
+            Ok(Progress::Released(out)) => match periods::write(
                 &self.store,
                 stream,
                 period,
@@ -431,13 +473,119 @@ impl Releaser {
                 reason: format!("forced {}", entry.describe()),
             };
             match self.release(&request, now) {
-                Ok(out) => Outcome::Done(out),
+                Ok(Progress::Released(out) | Progress::Signing(out)) => Outcome::Done(out),
                 Err(error) => {
                     tracing::error!(stream = %stream, version = %version, error = %error, "forced release failed");
                     release_outcome(&error)
                 }
             }
         })
+    }
+
+    /// The signer's answer: a `SUCCESS` finishes the staged release it names, a `FAILURE`
+    /// skips it (nothing was promoted). A reply to no request waiting here is stale: logged
+    /// and acked.
+    fn sign_finished(&self, message: &Incoming) -> Outcome {
+        let finished = match message.parse::<SignFinished>() {
+            Ok(finished) => finished,
+            Err(error) => return Outcome::reject(error.to_string()),
+        };
+        let (stream, version) = (&finished.request.stream, &finished.request.version);
+        let (settings, twoweek) = match twoweek_stream(&self.settings, stream) {
+            Ok(found) => found,
+            Err(reason) => return Outcome::reject(reason),
+        };
+        self.locked(stream, || {
+            let pending = match signing::read(&self.store, stream, version) {
+                Ok(Some(pending)) if pending.request.request_id == finished.request.request_id => {
+                    pending
+                }
+                Ok(_) => {
+                    tracing::info!(stream = %stream, version = %version, request_id = %finished.request.request_id, id = ?message.id, "signing reply for an unknown or stale request; ignored");
+                    return Outcome::Done(Vec::new());
+                }
+                Err(error) => return store_outcome("cannot read the signing request", &error),
+            };
+            let now = Utc::now();
+            let out = match finished.status {
+                SignStatus::Success => {
+                    let request = Request {
+                        stream,
+                        version,
+                        settings,
+                        twoweek,
+                        period: pending.period,
+                        forced: pending.forced,
+                        reason: pending.reason.clone(),
+                    };
+                    let out = match self.complete(&request, now) {
+                        Ok(out) => out,
+                        Err(error) => {
+                            tracing::error!(stream = %stream, version = %version, error = %error, "signed release failed");
+                            return release_outcome(&error);
+                        }
+                    };
+                    if let Some(period) = &pending.period {
+                        let released = PeriodState::Released {
+                            version: version.clone(),
+                        };
+                        if let Err(error) = periods::write(&self.store, stream, period, released, now) {
+                            return store_outcome("cannot record the release of the period", &error);
+                        }
+                    }
+                    out
+                }
+                SignStatus::Failure => match self.signing_failed(&finished, message, &pending, now) {
+                    Ok(out) => out,
+                    Err(error) => return store_outcome("cannot record the skipped period", &error),
+                },
+            };
+            match signing::remove(&self.store, stream, version) {
+                Ok(()) => Outcome::Done(out),
+                Err(error) => store_outcome("cannot remove the answered signing request", &error),
+            }
+        })
+    }
+
+    /// A release the signer refused is skipped, naming the signer's message and reason.
+    fn signing_failed(
+        &self,
+        finished: &SignFinished,
+        message: &Incoming,
+        pending: &signing::Pending,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outgoing>, StoreError> {
+        let (stream, version) = (&finished.request.stream, &finished.request.version);
+        let reason = format!(
+            "signing failed (fortnight.sign.finished {}): {}",
+            message.id.as_deref().unwrap_or("without id"),
+            finished
+                .failure_message
+                .as_deref()
+                .unwrap_or("the signer gave no reason")
+        );
+        tracing::warn!(stream = %stream, version = %version, reason = %reason, "signing failed; release skipped, nothing promoted");
+        let Some(period) = pending.period else {
+            // A forced release has no period to skip; the log line is the record.
+            return Ok(Vec::new());
+        };
+        periods::write(&self.store, stream, &period, PeriodState::Skipped, now)?;
+        let skipped = ReleaseSkipped {
+            stream: stream.clone(),
+            period,
+            candidates: vec![CandidateVerdict {
+                version: version.clone(),
+                reasons: vec![reason],
+            }],
+            current_release: self.store.current_release(stream)?,
+            current_release_age_seconds: None,
+            policy: policy_name(WhenNothingPassed::Skip).to_owned(),
+        };
+        let id = derived_id(
+            NAME,
+            &[stream.as_str(), &period.to_string(), ReleaseSkipped::TOPIC],
+        );
+        Ok(vec![Outgoing::new(id, &skipped)])
     }
 
     fn handle_blocking(&self, message: &Incoming) -> Outcome {
@@ -449,18 +597,20 @@ impl Releaser {
             TwoweekTimerFired::TOPIC => self.timer_fired(message),
             ImageTestsPassed::TOPIC => self.tests_passed(message),
             KarmaThresholdReached::TOPIC => self.threshold_reached(message),
+            SignFinished::TOPIC => self.sign_finished(message),
             other => Outcome::reject(format!("the releaser does not handle topic {other}")),
         }
     }
 }
 
 /// The topics the releaser consumes (the configured prefix is added when binding): ticks,
-/// the two gates, and every override.
+/// the two gates, every override, and the signer's replies.
 pub fn topics() -> Vec<String> {
     let mut topics = vec![
         TwoweekTimerFired::TOPIC.to_owned(),
         ImageTestsPassed::TOPIC.to_owned(),
         KarmaThresholdReached::TOPIC.to_owned(),
+        SignFinished::TOPIC.to_owned(),
     ];
     topics.extend(Action::TOPICS.iter().map(|(topic, _)| (*topic).to_owned()));
     topics

@@ -106,12 +106,12 @@ fn file_name(stream: &Stream, path: &str) -> Result<FileName, ReleaseError> {
         })
 }
 
-/// Runs (or finishes) the release; returns the `fortnight.release.published` body.
-pub fn perform(
+/// Step 1 alone: the release directory with its hard links and CHECKSUMs, nothing promoted.
+/// What a signed release has signed before [`perform`] finishes it.
+pub fn stage(
     store: &Store,
     request: &Request<'_>,
-    now: DateTime<Utc>,
-) -> Result<ReleasePublished, ReleaseError> {
+) -> Result<BTreeMap<Arch, ReleasedArch>, ReleaseError> {
     let (stream, version) = (request.stream, request.version);
     let mut arches = BTreeMap::new();
     for arch in &request.settings.arches {
@@ -139,6 +139,17 @@ pub fn perform(
             },
         );
     }
+    Ok(arches)
+}
+
+/// Runs (or finishes) the release; returns the `fortnight.release.published` body.
+pub fn perform(
+    store: &Store,
+    request: &Request<'_>,
+    now: DateTime<Utc>,
+) -> Result<ReleasePublished, ReleaseError> {
+    let (stream, version) = (request.stream, request.version);
+    let arches = stage(store, request)?;
     promote_refs(request, &arches)?;
 
     let record_path = store.release_record_path(stream, version);

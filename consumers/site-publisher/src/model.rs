@@ -19,6 +19,9 @@ pub struct Site {
     pub intro: String,
     pub base_url: String,
     pub streams: Vec<StreamView>,
+    /// The public keys releases are signed with, copied into `site/keys/`: (file name, key).
+    #[serde(skip)]
+    pub key_files: BTreeMap<String, Vec<u8>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +56,17 @@ pub struct ReleaseView {
     pub reason: String,
     pub karma: KarmaView,
     pub arches: Vec<ReleasedArchView>,
+    /// The key that signed the release, when it is signed and the key is published.
+    pub key: Option<KeyView>,
+}
+
+/// A published signing key.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub fingerprint: String,
+    /// `<fingerprint>.asc`, under `site/keys/`.
+    pub file: String,
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +77,9 @@ pub struct ReleasedArchView {
     pub release_ref: String,
     pub tests: TestsView,
     pub images: Vec<ImageView>,
+    pub checksum_url: String,
+    /// The CHECKSUM's detached signature, when it is signed.
+    pub checksum_signature_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +94,8 @@ pub struct ImageView {
     /// The stable name under `site/latest/` that always points at the current release.
     pub latest_name: String,
     pub latest_url: String,
+    /// The image's detached signature, when it is signed.
+    pub signature_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -119,17 +138,41 @@ pub struct NightlyArch {
 /// so one damaged candidate never takes the page down; only listing directories can fail.
 pub fn collect(settings: &Settings, store: &Store, now: DateTime<Utc>) -> Result<Site, StoreError> {
     let base_url = normalized_base(&settings.site.base_url);
-    let streams = settings
+    let streams: Vec<StreamView> = settings
         .streams
         .iter()
         .map(|(name, stream)| collect_stream(store, &base_url, name, stream, now))
         .collect::<Result<_, _>>()?;
+    let key_files = streams
+        .iter()
+        .flat_map(|s| s.history.iter().filter_map(|r| r.key.as_ref()))
+        .filter_map(|key| {
+            let path = store.keys_dir().join(&key.file);
+            let bytes = tolerate(
+                std::fs::read(&path)
+                    .map(Some)
+                    .map_err(StoreError::io("read", &path)),
+                "public key",
+            )?;
+            Some((key.file.clone(), bytes))
+        })
+        .collect();
     Ok(Site {
         generated_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
         intro: settings.site.intro.clone(),
         base_url,
         streams,
+        key_files,
     })
+}
+
+/// The URL of `<path>.asc` when the signer wrote it.
+fn signature_url(base_url: &str, relative: &str, path: &std::path::Path) -> Option<String> {
+    let mut signature = path.as_os_str().to_owned();
+    signature.push(".asc");
+    std::path::Path::new(&signature)
+        .is_file()
+        .then(|| format!("{base_url}{relative}.asc"))
 }
 
 fn normalized_base(base: &str) -> String {
@@ -149,7 +192,11 @@ fn collect_stream(
         .iter()
         .filter_map(|version| read_release(store, name, version))
         .map(|release| {
-            let view = release_view(store, base_url, &release, karma(&release.version));
+            let key = stream
+                .signing
+                .as_ref()
+                .and_then(|signing| signing.key_for(&release.version));
+            let view = release_view(store, base_url, &release, karma(&release.version), key);
             (release.released_at, view)
         })
         .collect();
@@ -269,19 +316,18 @@ fn release_view(
     base_url: &str,
     release: &ReleasePublished,
     karma: KarmaView,
+    key: Option<&str>,
 ) -> ReleaseView {
     let stream = &release.stream;
-    ReleaseView {
-        version: release.version.clone(),
-        released_at: release.released_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        released_on: release.released_at.format("%Y-%m-%d").to_string(),
-        forced: release.forced,
-        reason: release.reason.clone(),
-        karma,
-        arches: release
-            .arches
-            .iter()
-            .map(|(arch, released)| ReleasedArchView {
+    let arches: Vec<ReleasedArchView> = release
+        .arches
+        .iter()
+        .map(|(arch, released)| {
+            let checksum = store
+                .release_arch_dir(stream, &release.version, arch)
+                .join(store::CHECKSUM);
+            let checksum_path = store.relative(&checksum);
+            ReleasedArchView {
                 arch: arch.clone(),
                 commit: released.tree.commit.to_string(),
                 tree_ref: released.tree.ostree_ref.to_string(),
@@ -292,14 +338,14 @@ fn release_view(
                     .iter()
                     // release.json is the releaser's, but a path that would leave the store
                     // must never become a link or a symlink target.
-                    .filter(|image| match store.resolve(&image.path) {
-                        Ok(_) => true,
+                    .filter_map(|image| match store.resolve(&image.path) {
+                        Ok(path) => Some((image, path)),
                         Err(error) => {
                             tracing::warn!(%error, %stream, version = %release.version, "image left off the site");
-                            false
+                            None
                         }
                     })
-                    .map(|image| {
+                    .map(|(image, path)| {
                         let latest_name = latest_name(stream, arch, &image.format);
                         ImageView {
                             format: image.format.clone(),
@@ -309,12 +355,35 @@ fn release_view(
                             url: format!("{base_url}{}", image.path),
                             latest_url: format!("{base_url}site/latest/{latest_name}"),
                             latest_name,
+                            signature_url: signature_url(base_url, &image.path, &path),
                             path: image.path.clone(),
                         }
                     })
                     .collect(),
-            })
-            .collect(),
+                checksum_url: format!("{base_url}{checksum_path}"),
+                checksum_signature_url: signature_url(base_url, &checksum_path, &checksum),
+            }
+        })
+        .collect();
+    let signed = arches.iter().any(|a| a.checksum_signature_url.is_some());
+    let key = key
+        .filter(|key| signed && store.keys_dir().join(format!("{key}.asc")).is_file())
+        .map(|key| KeyView {
+            fingerprint: key.to_owned(),
+            file: format!("{key}.asc"),
+            url: format!("{base_url}site/keys/{key}.asc"),
+        });
+    ReleaseView {
+        version: release.version.clone(),
+        released_at: release
+            .released_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        released_on: release.released_at.format("%Y-%m-%d").to_string(),
+        forced: release.forced,
+        reason: release.reason.clone(),
+        karma,
+        arches,
+        key,
     }
 }
 
@@ -351,20 +420,35 @@ impl Site {
                             .images
                             .iter()
                             .map(|image| {
-                                let disk = serde_json::json!({
+                                let mut disk = serde_json::json!({
                                     "location": image.url,
                                     "sha256": image.sha256,
                                     "size": image.size,
                                 });
+                                if let Some(signature) = &image.signature_url {
+                                    disk["signature"] = serde_json::Value::from(signature.as_str());
+                                }
                                 (image.format.as_str(), serde_json::json!({ "disk": disk }))
                             })
                             .collect();
-                        let entry = serde_json::json!({
+                        let mut entry = serde_json::json!({
                             "release": r.version,
                             "commit": arch.commit,
                             "ref": arch.release_ref,
                             "artifacts": { "atomic-host": { "release": r.version, "formats": formats } },
                         });
+                        if let Some(signature) = &arch.checksum_signature_url {
+                            entry["checksum"] = serde_json::json!({
+                                "location": arch.checksum_url,
+                                "signature": signature,
+                            });
+                        }
+                        if let Some(key) = &r.key {
+                            entry["signing-key"] = serde_json::json!({
+                                "fingerprint": key.fingerprint,
+                                "location": key.url,
+                            });
+                        }
                         (arch.arch.as_str(), entry)
                     })
                     .collect()

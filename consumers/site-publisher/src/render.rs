@@ -109,6 +109,9 @@ fn render_files(site: &Site) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
         context! { site => feed_site, entries, updated },
     )?;
     files.push(("releases.atom".to_owned(), feed.into_bytes()));
+    for (name, key) in &site.key_files {
+        files.push((format!("keys/{name}"), key.clone()));
+    }
     Ok(files)
 }
 

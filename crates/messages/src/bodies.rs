@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::{Message, Severity};
 use crate::ids::{Arch, Commit, Format, Ref, Sha256, Stream, UserName, Version};
 use crate::period::Period;
+use uuid::Uuid;
 
 macro_rules! topic {
     ($type:ty, $topic:literal) => {
@@ -400,6 +401,95 @@ topic!(
     "fortnight.release.skipped",
     severity = Severity::Warning
 );
+
+// ---------------------------------------------------------------------------------------------
+// Signing, in robosignatory's shape so that Fedora's signer can answer a request.
+
+/// One file to sign, with the digest the requester saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SignArtifact {
+    /// Path relative to the artifact tree's root (a signer refuses anything outside it).
+    pub file: String,
+    /// `sha256:<hex>`; the signer checks it before signing.
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    pub checksum: String,
+}
+
+impl SignArtifact {
+    const SHA256_PREFIX: &'static str = "sha256:";
+
+    pub fn new(file: String, sha256: &Sha256) -> Self {
+        Self {
+            file,
+            checksum: format!("{}{sha256}", Self::SHA256_PREFIX),
+        }
+    }
+
+    /// The digest, when `checksum` is a well-formed `sha256:<hex>`.
+    pub fn sha256(&self) -> Option<Sha256> {
+        self.checksum
+            .strip_prefix(Self::SHA256_PREFIX)
+            .and_then(|hex| hex.parse().ok())
+    }
+}
+
+/// One OSTree commit to sign in the stream's repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SignCommit {
+    pub arch: Arch,
+    #[serde(rename = "ref")]
+    pub ostree_ref: Ref,
+    pub commit: Commit,
+}
+
+/// `fortnight.sign.requested`: sign these files and commits of a release candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SignRequested {
+    /// Matches the reply to the request; a re-sent request keeps it.
+    pub request_id: Uuid,
+    pub stream: Stream,
+    pub version: Version,
+    pub build_id: String,
+    pub artifacts: Vec<SignArtifact>,
+    pub commits: Vec<SignCommit>,
+}
+
+impl Message for SignRequested {
+    const TOPIC: &'static str = "fortnight.sign.requested";
+    /// robosignatory's requesters publish with priority 4.
+    fn priority(&self) -> u8 {
+        4
+    }
+}
+
+/// How a signing request ended, spelled as robosignatory spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SignStatus {
+    Success,
+    Failure,
+}
+
+/// `fortnight.sign.finished`: the request's body, with how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SignFinished {
+    #[serde(flatten)]
+    pub request: SignRequested,
+    pub status: SignStatus,
+    /// Why signing failed; null on success.
+    #[serde(rename = "failure-message", default)]
+    pub failure_message: Option<String>,
+}
+
+impl Message for SignFinished {
+    const TOPIC: &'static str = "fortnight.sign.finished";
+    fn severity(&self) -> Severity {
+        match self.status {
+            SignStatus::Success => Severity::Info,
+            SignStatus::Failure => Severity::Error,
+        }
+    }
+}
 
 /// One artifact in the old `releng.atomic.twoweek.complete` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

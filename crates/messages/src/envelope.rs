@@ -44,6 +44,11 @@ pub trait Message: Serialize + DeserializeOwned + schemars::JsonSchema {
     fn users(&self) -> Vec<&UserName> {
         Vec::new()
     }
+
+    /// The AMQP priority fedora-messaging publishes with (`priority` header too).
+    fn priority(&self) -> u8 {
+        0
+    }
 }
 
 /// A message ready to publish: everything fedora-messaging would put on the wire.
@@ -75,7 +80,7 @@ impl Outgoing {
             body,
             schema: M::TOPIC.to_owned(),
             severity: message.severity(),
-            priority: 0,
+            priority: message.priority(),
             users: message.users().into_iter().cloned().collect(),
         }
     }

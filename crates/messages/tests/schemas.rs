@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use messages::schema::{self, Drift, REGENERATE, SchemaError};
-use messages::{KarmaSubmitted, Message, Outgoing, TreeComposed};
+use messages::{
+    KarmaSubmitted, Message, Outgoing, SignFinished, SignRequested, SignStatus, TreeComposed,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -142,4 +144,52 @@ fn violations_are_refused_with_their_path() {
 fn unknown_topics_are_an_error_not_a_pass() {
     let err = schema::validate("org.fedoraproject.prod.fortnight.tree.composed", &json!({}));
     assert!(matches!(err, Err(SchemaError::UnknownTopic(_))), "{err:?}");
+}
+
+/// A robosignatory-shaped reply: the request's fields at the top level, plus `status` and
+/// `failure-message`.
+#[test]
+fn sign_reply_is_the_request_body_plus_status_and_failure_message() {
+    let request: SignRequested = serde_json::from_value(json!({
+        "request_id": "6f1c5a1e-9b1d-4c8e-8a43-0a1b2c3d4e5f",
+        "stream": "f43",
+        "version": "43.20261127.0",
+        "build_id": "f43-43.20261127.0",
+        "artifacts": [{
+            "file": "streams/f43/releases/43.20261127.0/x86_64/CHECKSUM",
+            "checksum": "sha256:d428d3ad8ae8ec0d9c1bc6f9e3a8b1f4b2e7c1d0a9f8e7d6c5b4a39281706f5e"
+        }],
+        "commits": [{
+            "arch": "x86_64",
+            "ref": "fedora/43/x86_64/atomic-host",
+            "commit": "d428d3ad8ae8ec0d9c1bc6f9e3a8b1f4b2e7c1d0a9f8e7d6c5b4a39281706f5e"
+        }]
+    }))
+    .unwrap();
+    let sent = Outgoing::new(Uuid::nil(), &request);
+    sent.validate().unwrap();
+    assert_eq!(
+        sent.priority, 4,
+        "robosignatory's requests go with priority 4"
+    );
+    assert!(request.artifacts[0].sha256().is_some());
+
+    let reply = SignFinished {
+        request: request.clone(),
+        status: SignStatus::Failure,
+        failure_message: Some("checksum mismatch".into()),
+    };
+    let body = serde_json::to_value(&reply).unwrap();
+    assert_eq!(body["status"], "FAILURE");
+    assert_eq!(body["failure-message"], "checksum mismatch");
+    assert_eq!(body["request_id"], "6f1c5a1e-9b1d-4c8e-8a43-0a1b2c3d4e5f");
+    Outgoing::new(Uuid::nil(), &reply).validate().unwrap();
+
+    let bad = json!({"file": "x", "checksum": "md5:0"});
+    let mut body = serde_json::to_value(&request).unwrap();
+    body["artifacts"] = json!([bad]);
+    let text = schema::validate(SignRequested::TOPIC, &body)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("/artifacts/0/checksum"), "{text}");
 }

@@ -54,6 +54,20 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.run_in(args, None)
+    }
+
+    /// [`run`](Self::run), with only `env` in the environment when given: for commands that
+    /// reach secrets (a signing key), so that the caller's own secrets stay with the caller.
+    fn run_in<I, S>(
+        &self,
+        args: I,
+        env: Option<&[(&str, &OsStr)]>,
+    ) -> Result<(String, String), OstreeError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         args.push(format!("--repo={}", self.path.display()).into());
         let shown = args
@@ -61,7 +75,12 @@ impl Repo {
             .map(|a| a.to_string_lossy())
             .collect::<Vec<_>>()
             .join(" ");
-        let output = match Command::new("ostree").args(&args).output() {
+        let mut command = Command::new("ostree");
+        command.args(&args);
+        if let Some(env) = env {
+            command.env_clear().envs(env.iter().copied());
+        }
+        let output = match command.output() {
             Ok(output) => output,
             Err(source) => {
                 return Err(OstreeError::Spawn {
@@ -176,6 +195,29 @@ impl Repo {
             .lines()
             .filter_map(|line| line.strip_prefix("commit "))
             .any(|commit| commit.trim() == ancestor.as_str()))
+    }
+
+    /// `ostree gpg-sign COMMIT KEY` with the keys of `gnupg_home`, run with only `env` in
+    /// its environment (PATH, HOME, GNUPGHOME: what gpg needs). Each call adds a signature.
+    /// `key` is a fingerprint (settings check it is hex), so it cannot be read as an option.
+    pub fn gpg_sign(
+        &self,
+        commit: &Commit,
+        key: &str,
+        gnupg_home: &Path,
+        env: &[(&str, &OsStr)],
+    ) -> Result<(), OstreeError> {
+        self.run_in(
+            [
+                OsStr::new("gpg-sign"),
+                OsStr::new("--gpg-homedir"),
+                gnupg_home.as_os_str(),
+                OsStr::new(commit.as_str()),
+                OsStr::new(key),
+            ],
+            Some(env),
+        )
+        .map(drop)
     }
 
     /// `ostree summary -u`: regenerates the summary clients read to find refs.

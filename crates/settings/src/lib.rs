@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use messages::{
-    Arch, Format, Message, PungiComposeOstree, PungiComposeStatusChange, Ref, Stream, UserName,
+    Arch, Format, Message, PungiComposeOstree, PungiComposeStatusChange, Ref, SignFinished, Stream,
+    UserName, Version,
 };
 use serde::Deserialize;
 
@@ -20,11 +21,12 @@ pub const ENV_PREFIX: &str = "FORTNIGHT";
 /// The consumers that own a queue, in the order `fortnight up` starts them. The release timer
 /// only publishes, so it has none; its `[consumers.release-timer]` section holds only
 /// `health_addr`.
-pub const QUEUE_CONSUMERS: [&str; 5] = [
+pub const QUEUE_CONSUMERS: [&str; 6] = [
     "image-builder",
     "image-tester",
     "karma-tracker",
     "releaser",
+    "signer",
     "site-publisher",
 ];
 /// The service driven by a clock instead of a queue.
@@ -627,6 +629,32 @@ pub struct StreamSettings {
     /// Two-week releases; absent for nightly-only streams.
     #[serde(default)]
     pub twoweek: Option<TwoWeekSettings>,
+    /// Signed releases; absent for a stream whose releases are not signed.
+    #[serde(default)]
+    pub signing: Option<SigningSettings>,
+}
+
+/// How the signer signs a stream's releases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSettings {
+    /// The GnuPG home holding the secret keys; gpg and `ostree gpg-sign` use it.
+    pub gnupg_home: PathBuf,
+    /// The key (fingerprint) per major version (`"43"`), as robosignatory picks the key of
+    /// Fedora 43 for everything of Fedora 43.
+    pub keys: BTreeMap<String, String>,
+}
+
+impl SigningSettings {
+    /// The major version of a tree version: what comes before its first `.`.
+    pub fn major(version: &Version) -> &str {
+        version.as_str().split('.').next().unwrap_or_default()
+    }
+
+    /// The key that signs `version`, if one is configured for its major version.
+    pub fn key_for(&self, version: &Version) -> Option<&str> {
+        self.keys.get(Self::major(version)).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -906,6 +934,11 @@ impl BusSettings {
         if OPEN_TOPICS.contains(&topic) {
             return Senders::Any;
         }
+        // A signing reply releases what it names: nobody but Fortnight's own signer (or the
+        // robosignatory account configured in [trust.topics]) may send one, not even operators.
+        if topic == SignFinished::TOPIC {
+            return Senders::Accounts(self.own_accounts());
+        }
         let mut accounts = match topic.starts_with(OVERRIDE_PREFIX) {
             true => Vec::new(),
             false => self.own_accounts(),
@@ -1020,6 +1053,27 @@ impl Settings {
                         "either `anchor` (with `period_days`) or `cron`",
                     ));
                 }
+            }
+            if let Some(signing) = &s.signing
+                && signing.keys.is_empty()
+            {
+                return Err(invalid(
+                    format!("streams.{stream}.signing.keys"),
+                    "{}",
+                    "a key per major version, e.g. { \"43\" = \"<fingerprint>\" }",
+                ));
+            }
+            if let Some((major, key)) = s
+                .signing
+                .iter()
+                .flat_map(|g| &g.keys)
+                .find(|(_, key)| key.len() < 16 || !key.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(invalid(
+                    format!("streams.{stream}.signing.keys.\"{major}\""),
+                    key,
+                    "a key's fingerprint (hex digits, `gpg --list-keys --with-colons` shows it)",
+                ));
             }
             if s.karma.stable_threshold <= 0 || s.karma.unstable_threshold >= 0 {
                 return Err(invalid(

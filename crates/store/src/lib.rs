@@ -23,6 +23,9 @@
 //! <root>/<stream>/overrides.jsonl                          releaser: override audit log
 //! <root>/<stream>/.periods/<period>.json                   releaser: each period's decision
 //! <root>/<stream>/.periods/waiting.json                    releaser: the period awaiting a pass
+//! <root>/<stream>/.signed/<request id>.json               signer: the reply to each request
+//! <root>/<stream>/.signing/<version>.json                  releaser: a release awaiting signatures
+//! <root>/.keys/<fingerprint>.asc                           signer: the public keys it signs with
 //! <root>/site -> .site/<generation>/                       site-publisher: page, JSON, feed
 //! <root>/.jobs/<consumer>/                                 the bus runtime's job journal
 //! ```
@@ -30,8 +33,9 @@
 //! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log`, `.built/`
 //! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs and `passed-autotest/`;
 //! karma-tracker writes `karma/` and `passed-human/`; releaser writes `releases/`,
-//! `overrides.jsonl` and `.periods/`; release-timer writes `timer.json`; site-publisher writes
-//! `site` and `.site/`. Everyone may read everything.
+//! `overrides.jsonl`, `.periods/` and `.signing/`; release-timer writes `timer.json`; signer writes
+//! `.signed/`, `.keys/` and a detached `<file>.asc` next to each file it signs; site-publisher
+//! writes `site` and `.site/`. Everyone may read everything.
 //!
 //! Every path is built from validated values only ([`messages::Stream`], [`Version`], [`Arch`],
 //! [`Format`], [`UserName`], [`Ref`], [`Commit`] and [`FileName`]), none of which can hold
@@ -259,6 +263,30 @@ impl Store {
     /// The releaser's per-period decisions for `stream`.
     pub fn periods_dir(&self, stream: &Stream) -> PathBuf {
         self.stream_dir(stream).join(".periods")
+    }
+
+    /// The signer's record of its reply to a signing request, so that a replayed request is
+    /// answered again without signing twice.
+    pub fn signed_record_path(&self, stream: &Stream, request_id: &uuid::Uuid) -> PathBuf {
+        self.stream_dir(stream)
+            .join(".signed")
+            .join(format!("{request_id}.json"))
+    }
+
+    /// The releaser's signing requests of `stream`, until the signer answers them.
+    pub fn signing_requests_dir(&self, stream: &Stream) -> PathBuf {
+        self.stream_dir(stream).join(".signing")
+    }
+
+    /// The releaser's signing request for a staged release, until the signer answers.
+    pub fn signing_request_path(&self, stream: &Stream, version: &Version) -> PathBuf {
+        self.signing_requests_dir(stream)
+            .join(format!("{version}.json"))
+    }
+
+    /// The armored public keys the signer signs with, one `<fingerprint>.asc` each.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join(".keys")
     }
 
     pub fn site_dir(&self) -> PathBuf {

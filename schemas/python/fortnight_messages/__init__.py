@@ -133,6 +133,14 @@ SUMMARIES = {
     "fortnight.override.unhold": _override("resumed releases of"),
     "fortnight.release.published": _published,
     "fortnight.release.skipped": _skipped,
+    "fortnight.sign.requested": (
+        lambda b: f"{_candidate(b)} asks for signatures of {len(b['artifacts'])} files "
+        f"and {len(b['commits'])} commits"
+    ),
+    "fortnight.sign.finished": (
+        lambda b: f"{_candidate(b)} signing {'succeeded' if b['status'] == 'SUCCESS' else 'failed'}"
+        + (f": {b['failure-message']}" if b.get("failure-message") else "")
+    ),
     LEGACY: _twoweek_complete,
 }
 

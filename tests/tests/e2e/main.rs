@@ -22,6 +22,7 @@ mod release_cycle;
 mod release_once;
 mod release_overrides;
 mod release_skips;
+mod signing;
 mod site_browser;
 mod site_bus;
 mod site_startup;

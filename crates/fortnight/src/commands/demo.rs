@@ -69,12 +69,19 @@ const TOOLS: &[(&str, &str)] = &[
     ("mke2fs", "e2fsprogs"),
     ("debugfs", "e2fsprogs"),
     ("qemu-img", "qemu-utils"),
+    ("gpg", "gnupg"),
 ];
 /// What `--boot` needs too: the fixture builds an initramfs from busybox with cpio for the
 /// installed kernel, which it finds itself (and names the package when it is missing).
 /// `qemu-system-x86_64` is not listed: on Debian 12 its package would replace a newer
 /// qemu-utils; the boot test says where to get one (README).
 const BOOT_TOOLS: &[(&str, &str)] = &[("busybox", "busybox-static"), ("cpio", "cpio")];
+
+/// The demo's signing key: made in `<dir>/gnupg` on every run.
+struct DemoKey {
+    home: PathBuf,
+    fingerprint: String,
+}
 
 /// Fails up front, naming what to install, rather than minutes later in a build log.
 fn require_tools(boot: bool) -> anyhow::Result<()> {
@@ -107,11 +114,16 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         None => uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
     };
     let dir = prepare_dir(args.dir)?;
+    let home = dir.join("gnupg");
+    let fingerprint = signer::Gpg::new(&home)
+        .generate_key("Fortnight demo <demo@fortnight.invalid>")
+        .context("cannot make the demo's signing key")?;
+    let key = DemoKey { home, fingerprint };
     let amqp_url = std::env::var("FORTNIGHT_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     // The demo votes and fires the tick as the broker user, which must be an operator: find
     // it from a first config, then write the config that names it.
-    let config_path = write_demo_files(&dir, &run_id, &amqp_url, args.boot, &[])?;
+    let config_path = write_demo_files(&dir, &run_id, &amqp_url, args.boot, &[], &key)?;
     let user = super::Identity { user: None }.resolve(&super::load_settings(&config_path)?.bus)?;
     write_demo_files(
         &dir,
@@ -119,6 +131,7 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         &amqp_url,
         args.boot,
         std::slice::from_ref(&user),
+        &key,
     )?;
     let settings = Arc::new(super::load_settings(&config_path)?);
     let progress = Progress { started };
@@ -171,13 +184,14 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     recording.close().await;
     publisher.close().await;
     cleanup(&settings).await;
+    signer::Gpg::new(&key.home).stop_agent();
     result?;
     match stopped_cleanly {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error.context("a consumer failed during the demo")),
         Err(join) => bail!("the consumers' task panicked: {join}"),
     }
-    summarize(&settings, &dir, &seen, &trees)?;
+    summarize(&settings, &dir, &seen, &trees, &key)?;
     progress.say("done");
     Ok(ExitCode::SUCCESS)
 }
@@ -286,6 +300,7 @@ fn write_demo_files(
     amqp_url: &str,
     boot: bool,
     operators: &[UserName],
+    key: &DemoKey,
 ) -> anyhow::Result<PathBuf> {
     let recipes = recipes_dir()?;
     let suite = dir.join("suite");
@@ -349,13 +364,16 @@ fn write_demo_files(
          [streams.{STREAM}.karma]\nstable_threshold = 1\n\n\
          [streams.{STREAM}.twoweek]\nrelease_refs = {{ {releases} }}\n\
          # In the future, so the timer stays quiet and the demo fires the tick itself.\n\
-         anchor = \"{anchor}\"\nperiod_days = 14\n",
+         anchor = \"{anchor}\"\nperiod_days = 14\n\n\
+         [streams.{STREAM}.signing]\ngnupg_home = {home}\nkeys = {{ \"43\" = {fingerprint} }}\n",
         arches = ARCHES.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "),
         inputs = refs("updates/"),
         releases = refs(""),
         repo = toml_str(&dir.join("repo").to_string_lossy()),
         recipe = toml_str(&recipes.join("qcow2").to_string_lossy()),
         suite = toml_str(&suite.join("suite.toml").to_string_lossy()),
+        home = toml_str(&key.home.to_string_lossy()),
+        fingerprint = toml_str(&key.fingerprint),
     ));
     let path = dir.join("config.toml");
     std::fs::write(&path, config)?;
@@ -742,6 +760,7 @@ fn summarize(
     dir: &Path,
     seen: &Seen,
     trees: &[Nightly],
+    key: &DemoKey,
 ) -> anyhow::Result<()> {
     println!();
     let versions: BTreeSet<&Version> = trees.iter().map(|t| &t.version).collect();
@@ -766,6 +785,29 @@ fn summarize(
                     );
                 }
             }
+            let store = store::Store::open(&settings.store.root)?;
+            let public = store.keys_dir().join(format!("{}.asc", key.fingerprint));
+            println!(
+                "Signed with the demo's key {} ({}). Verify, in a keyring that has imported it:",
+                key.fingerprint,
+                public.display()
+            );
+            println!("  gpg --import {}", public.display());
+            for arch in release.arches.keys() {
+                let checksum = store
+                    .release_arch_dir(&release.stream, &release.version, arch)
+                    .join(store::CHECKSUM);
+                println!(
+                    "  gpg --verify {}.asc {}",
+                    checksum.display(),
+                    checksum.display()
+                );
+            }
+            println!(
+                "  ostree remote add --gpg-import={} --set=gpg-verify=true demo file://{}",
+                public.display(),
+                dir.join("repo").display()
+            );
         }
         None => println!("Nothing was released."),
     }

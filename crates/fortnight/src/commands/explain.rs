@@ -31,6 +31,17 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
     };
     let verdict = Verdict::of(&view, candidate, stream_settings, twoweek.karma_required);
     println!("{} {}", args.stream, args.version);
+    let pending = releaser::signing::read(&store, &args.stream, &args.version)
+        .context("cannot read the candidate's signing request")?;
+    if let Some(pending) = pending {
+        println!(
+            "  released once signed: waiting for signatures since {} (request {})",
+            pending
+                .since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            pending.request.request_id
+        );
+    }
     if verdict.autotest.is_empty() {
         println!("  automated tests: passed on every arch");
     } else {

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chrono::Utc;
+use chrono::{SecondsFormat, Utc};
 use messages::Stream;
 use releaser::{Decision, StreamView, decide};
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
@@ -57,6 +57,16 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
             println!("{stream}: current release {version} (no release.json)")
         }
         (None, _) => println!("{stream}: nothing released yet"),
+    }
+    let waiting = releaser::signing::waiting(store, stream)
+        .with_context(|| format!("cannot read the signing requests of {stream}"))?;
+    for pending in &waiting {
+        println!(
+            "  {} waiting for signatures since {} (request {})",
+            pending.request.version,
+            pending.since.to_rfc3339_opts(SecondsFormat::Secs, true),
+            pending.request.request_id
+        );
     }
     match &view.overrides.hold {
         Some(hold) => println!("  ON HOLD {}", hold.describe()),

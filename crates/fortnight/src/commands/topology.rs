@@ -71,7 +71,7 @@ pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<ExitCode> 
 type Topics = fn() -> Vec<String>;
 
 /// Each queue consumer's name and topic list.
-const CONSUMERS: [(&str, Topics); 5] = [
+const CONSUMERS: [(&str, Topics); 6] = [
     (
         <image_builder::ImageBuilder as Step>::NAME,
         image_builder::topics,
@@ -85,6 +85,7 @@ const CONSUMERS: [(&str, Topics); 5] = [
         karma_tracker::topics,
     ),
     (<releaser::Releaser as Step>::NAME, releaser::topics),
+    (<signer::Signer as Step>::NAME, signer::topics),
     (
         <site_publisher::SitePublisher as Step>::NAME,
         site_publisher::topics,

@@ -13,6 +13,7 @@ use image_tester::ImageTester;
 use karma_tracker::KarmaTracker;
 use releaser::Releaser;
 use settings::Settings;
+use signer::Signer;
 use site_publisher::SitePublisher;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -71,6 +72,7 @@ pub async fn run_all(
         spawn_step(&mut tasks, &settings, ImageTester::new, &stopped)?,
         spawn_step(&mut tasks, &settings, KarmaTracker::new, &stopped)?,
         spawn_step(&mut tasks, &settings, Releaser::new, &stopped)?,
+        spawn_step(&mut tasks, &settings, Signer::new, &stopped)?,
         spawn_step(&mut tasks, &settings, SitePublisher::new, &stopped)?,
     ];
     // The demo and the tests configure and wait for the consumers that list names.

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::{
-    admin, fm, is_bound, run_ok, text, try_admin, wait_child, wait_until, write_fm_config,
+    admin, assert_success, fm, is_bound, run_ok, text, try_admin, wait_child, wait_until,
+    write_fm_config,
 };
 use serde_json::Value;
 use tests::broker::rabbitmqctl;
@@ -124,8 +125,28 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         "43.20261126.0: gating tests failed on aarch64: os-release",
         "43.20261124.0: no stable karma from testers; older than 43.20261125.0",
         "Page: file://",
+        "Signed with the demo's key",
     ] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+    // The verify commands it printed work, with the key it printed.
+    let words = |prefix: &str| -> Vec<Vec<String>> {
+        stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(prefix))
+            .map(|rest| rest.split(' ').map(str::to_owned).collect())
+            .collect()
+    };
+    let key = words("gpg --import ").remove(0).remove(0);
+    let verifies = words("gpg --verify ");
+    assert_eq!(verifies.len(), 2, "one verify command per arch:\n{stdout}");
+    for verify in &verifies {
+        let checked = tests::signing::GpgHome::verify_with(
+            Path::new(&key),
+            Path::new(&verify[0]),
+            Path::new(&verify[1]),
+        );
+        assert_success(&checked, &format!("gpg --verify {verify:?}"));
     }
 
     // The promoted refs point at the released nightly's commits.
@@ -304,11 +325,11 @@ fn demo_names_the_packages_to_install_when_its_tools_are_missing() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("the demo needs ostree, mke2fs, debugfs, qemu-img on PATH"),
+        stderr.contains("the demo needs ostree, mke2fs, debugfs, qemu-img, gpg on PATH"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("apt-get install ostree e2fsprogs qemu-utils"),
+        stderr.contains("apt-get install ostree e2fsprogs qemu-utils gnupg"),
         "{stderr}"
     );
     assert!(

@@ -20,7 +20,8 @@ use std::time::Duration;
 use bus::{Outcome, Step};
 use messages::{
     Incoming, KarmaSubmitted, Message, Outgoing, Override, OverrideBlock, PungiComposeOstree,
-    RecordLine, TreeComposed, derived_id,
+    RecordLine, SignArtifact, SignCommit, SignFinished, SignRequested, SignStatus, TreeComposed,
+    derived_id,
 };
 use serde_json::{Value, json};
 
@@ -587,4 +588,90 @@ async fn replay_of_a_topic_without_the_prefix_fails_naming_it() {
         .unwrap();
     assert_eq!(got.id, prefixed.id);
     bound.close().await;
+}
+
+/// The signing protocol in robosignatory's shape: Fortnight's request reaches
+/// fedora-messaging (priority 4, valid under `schemas/`), and a reply published with
+/// fedora-messaging, as robosignatory would send it, reaches Fortnight as a typed body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_request_and_reply_round_trip_through_fedora_messaging() {
+    let env = Env::new();
+    let consumer = FmConsumer::start(&env, 2);
+
+    let commit = "d428d3ad8ae8ec0d9c1bc6f9e3a8b1f4b2e7c1d0a9f8e7d6c5b4a39281706f5e";
+    let request = SignRequested {
+        request_id: uuid::Uuid::new_v4(),
+        stream: "f43".parse().unwrap(),
+        version: "43.20261127.0".parse().unwrap(),
+        build_id: "f43-43.20261127.0".into(),
+        artifacts: vec![SignArtifact::new(
+            "f43/releases/43.20261127.0/x86_64/CHECKSUM".into(),
+            &commit.parse().unwrap(),
+        )],
+        commits: vec![SignCommit {
+            arch: "x86_64".parse().unwrap(),
+            ostree_ref: "fedora/43/x86_64/atomic-host".parse().unwrap(),
+            commit: commit.parse().unwrap(),
+        }],
+    };
+    let sent = Outgoing::new(uuid::Uuid::new_v4(), &request);
+    let publisher = env.publisher().await;
+    publisher.publish(&sent).await.unwrap();
+    publisher.close().await;
+
+    // The reply, as robosignatory publishes it with fedora-messaging.
+    let recorded = env.path("finished.jsonl");
+    let recorder = env.start_record(&recorded, 1);
+    let reply = SignFinished {
+        request: request.clone(),
+        status: SignStatus::Failure,
+        failure_message: Some("no key for major version \"43\"".into()),
+    };
+    let file = env.path("reply.jsonl");
+    write_records(
+        &file,
+        &[record_of(
+            &reply,
+            format!("{PREFIX}.{}", SignFinished::TOPIC),
+        )],
+    );
+    let (publish_conf, _) = env.fm_config("publish-reply");
+    run_ok(
+        fm(&publish_conf).arg("publish").arg(&file),
+        "fedora-messaging publish",
+    );
+    recorder.finish();
+    let received = read_records(&recorded);
+    assert_eq!(received.len(), 1);
+    let parsed: SignFinished = serde_json::from_value(received[0].body.clone()).unwrap();
+    assert_eq!(parsed, reply, "the reply reaches Fortnight as sent");
+
+    let (seen, _) = consumer.finish();
+    assert_eq!(seen.len(), 2);
+    for m in &seen {
+        assert_eq!(
+            m["schema_errors"],
+            json!([]),
+            "Python's jsonschema accepts {m}"
+        );
+    }
+    let theirs = seen
+        .iter()
+        .find(|m| m["id"] == sent.id.to_string().as_str())
+        .expect("fedora-messaging got the request");
+    assert_eq!(
+        theirs["topic"],
+        format!("{PREFIX}.{}", SignRequested::TOPIC).as_str()
+    );
+    assert_eq!(theirs["body"], Value::Object(sent.body.clone()));
+    assert_eq!(theirs["headers"]["priority"], 4);
+    let answer = seen
+        .iter()
+        .find(|m| m["topic"] == format!("{PREFIX}.{}", SignFinished::TOPIC).as_str())
+        .expect("fedora-messaging got the reply");
+    assert_eq!(answer["body"]["status"], "FAILURE");
+    assert_eq!(
+        answer["body"]["request_id"],
+        request.request_id.to_string().as_str()
+    );
 }

@@ -498,3 +498,46 @@ fn every_override_action_has_its_own_help() {
         assert!(line.contains(about), "{action}: {line}");
     }
 }
+
+/// A signed stream's release waits for the signer; `status` and `explain` say since when, and
+/// stop saying it once the signer answered and the release is out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_explain_say_a_release_waits_for_signatures() {
+    const V: &str = "43.20261120.0";
+    const SIGN_REQUESTED: &str = "fortnight.sign.requested";
+    let key = tests::signing::GpgHome::with_key("fortnight-43");
+    let alice = BrokerUser::create("operator");
+    let mut p = Pipeline::start(Options {
+        operators: vec![alice.name.clone()],
+        karma_required: false,
+        signing: Some((key.path().to_owned(), "43".into(), key.fingerprint.clone())),
+        ..Options::default()
+    })
+    .await;
+    // The signer's queue exists, as in any deployment, while the signer is down.
+    p.start_signer().await;
+    p.stop_signer().await;
+    let config = cli_config(&p, &[&alice]);
+    let mut watch = p.watch(&[SIGN_REQUESTED, PUBLISHED]).await;
+    p.nightly_tested(V, None).await;
+    p.tick("2026-11-17T12:00:00Z").await;
+    assert_eq!(wait_topic(&mut watch, SIGN_REQUESTED, 1).await.len(), 1);
+
+    let status = fortnight_ok(&config, &alice, &["status", "tw"]).await;
+    assert!(
+        status.contains(&format!("{V} waiting for signatures since 20")),
+        "{status}"
+    );
+    let explained = fortnight_ok(&config, &alice, &["explain", "tw", V]).await;
+    assert!(
+        explained.contains("waiting for signatures since 20"),
+        "{explained}"
+    );
+
+    p.start_signer().await;
+    assert_eq!(wait_topic(&mut watch, PUBLISHED, 1).await.len(), 1);
+    let status = fortnight_ok(&config, &alice, &["status", "tw"]).await;
+    assert!(!status.contains("waiting for signatures"), "{status}");
+    watch.close().await;
+    p.stop().await;
+}

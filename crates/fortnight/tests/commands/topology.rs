@@ -255,11 +255,12 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
             (text("destination_name"), text("routing_key"))
         })
         .collect();
-    let topics: [(&str, Vec<String>); 5] = [
+    let topics: [(&str, Vec<String>); 6] = [
         ("image-builder", image_builder::topics()),
         ("image-tester", image_tester::topics()),
         ("karma-tracker", karma_tracker::topics()),
         ("releaser", releaser::topics()),
+        ("signer", signer::topics()),
         ("site-publisher", site_publisher::topics()),
     ];
     let wanted: BTreeSet<(String, String)> = topics

@@ -1,0 +1,361 @@
+//! Signed releases on the real broker, gpg and ostree: the releaser stages a release, asks for
+//! signatures and finishes it only on the signer's SUCCESS; a user who trusts only the
+//! published key can check the CHECKSUM and pull the release ref with `gpg-verify=true`; a
+//! refused request (bad checksum, path outside the store) signs nothing and skips the release;
+//! a replayed request signs nothing again.
+
+use crate::release_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use messages::{
+    Commit, Outgoing, ReleaseSkipped, SignArtifact, SignCommit, SignFinished, SignRequested,
+    SignStatus,
+};
+use release_support::{ARCHES, Options, Pipeline, arch, release_ref, stream, version, wait_topic};
+use tests::process::{assert_success, text};
+use tests::signing::{GpgHome, pull_verified};
+
+const PUBLISHED: &str = "fortnight.release.published";
+const SKIPPED: &str = "fortnight.release.skipped";
+const REQUESTED: &str = "fortnight.sign.requested";
+const FINISHED: &str = "fortnight.sign.finished";
+const VERSION: &str = "43.20261126.0";
+const PERIOD: &str = "2026-11-17T12:00:00Z";
+
+/// A pipeline whose stream is signed with `key` (the signer not started yet).
+async fn signed_pipeline(key: &GpgHome) -> Pipeline {
+    Pipeline::start(Options {
+        karma_required: false,
+        signing: Some((key.path().to_owned(), "43".into(), key.fingerprint.clone())),
+        ..Options::default()
+    })
+    .await
+}
+
+fn release_checksum(p: &Pipeline, a: &str) -> PathBuf {
+    p.store
+        .release_arch_dir(&stream(), &version(VERSION), &arch(a))
+        .join(store::CHECKSUM)
+}
+
+fn asc(path: &Path) -> PathBuf {
+    path.with_extension("asc")
+}
+
+/// How many signatures a commit carries (`ostree show` counts them, trusted or not).
+fn signatures(p: &Pipeline, commit: &Commit) -> usize {
+    let out = Command::new("ostree")
+        .arg("show")
+        .arg(format!("--repo={}", p.repo.path().display()))
+        .arg(commit.as_str())
+        .output()
+        .unwrap();
+    assert_success(&out, "ostree show");
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Found "))
+        .and_then(|l| l.split(' ').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+fn assert_nothing_promoted(p: &Pipeline) {
+    for a in ARCHES {
+        assert_eq!(p.release_commit(a), None, "{a}'s release ref moved");
+    }
+    assert!(
+        !p.store
+            .release_record_path(&stream(), &version(VERSION))
+            .exists(),
+        "release.json written"
+    );
+    assert_eq!(p.store.current_release(&stream()).unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_release_verifies_with_the_published_key_and_not_with_another() {
+    let key = GpgHome::with_key("fortnight-43");
+    let other = GpgHome::with_key("someone-else");
+    let mut p = signed_pipeline(&key).await;
+    p.start_signer().await;
+    let mut watch = p.watch(&[PUBLISHED, FINISHED]).await;
+    let commits = p.nightly_tested(VERSION, None).await;
+    p.tick(PERIOD).await;
+    assert_eq!(
+        wait_topic(&mut watch, PUBLISHED, 1).await.len(),
+        1,
+        "released"
+    );
+    let finished = wait_topic(&mut watch, FINISHED, 1).await;
+    let finished: SignFinished = serde_json::from_value(finished[0].body.clone()).unwrap();
+    assert_eq!(finished.status, SignStatus::Success, "{finished:?}");
+    assert_eq!(finished.failure_message, None);
+
+    let published = p.store.keys_dir().join(format!("{}.asc", key.fingerprint));
+    assert!(published.is_file(), "the public key is published");
+    let wrong = p.bus.dir.path().join("other.asc");
+    std::fs::write(&wrong, other.public_key()).unwrap();
+    for a in ARCHES {
+        let checksum = release_checksum(&p, a);
+        let good = GpgHome::verify_with(&published, &asc(&checksum), &checksum);
+        assert_success(&good, &format!("gpg --verify of {a}'s CHECKSUM"));
+        let bad = GpgHome::verify_with(&wrong, &asc(&checksum), &checksum);
+        assert!(
+            !bad.status.success(),
+            "another key verifies {a}'s CHECKSUM: {}",
+            text(&bad.stderr)
+        );
+        // The CHECKSUM itself stays what sha256sum reads.
+        let sums = Command::new("sha256sum")
+            .arg("-c")
+            .arg(store::CHECKSUM)
+            .current_dir(checksum.parent().unwrap())
+            .output()
+            .unwrap();
+        assert_success(&sums, "sha256sum -c CHECKSUM");
+
+        let image = p
+            .store
+            .release_arch_dir(&stream(), &version(VERSION), &arch(a))
+            .join(format!("{}-{VERSION}.{a}.qcow2", stream()));
+        let mut image_signature = image.clone().into_os_string();
+        image_signature.push(".asc");
+        let good = GpgHome::verify_with(&published, Path::new(&image_signature), &image);
+        assert_success(&good, &format!("gpg --verify of {a}'s image"));
+
+        assert_eq!(signatures(&p, &commits[&arch(a)]), 1);
+        let release_ref = release_ref(a);
+        let pulled = pull_verified(p.repo.path(), release_ref.as_str(), &published);
+        assert_success(&pulled, &format!("verified pull of {release_ref}"));
+        let refused = pull_verified(p.repo.path(), release_ref.as_str(), &wrong);
+        assert!(
+            !refused.status.success() && text(&refused.stderr).contains("signature"),
+            "a pull trusting another key did not fail on the signature for {release_ref}: {}",
+            text(&refused.stderr)
+        );
+    }
+
+    // The site publishes the key, the signatures' locations and how to verify.
+    site_publisher::publish(&p.settings, &p.store, chrono::Utc::now()).unwrap();
+    let site = p.store.site_dir();
+    let key_file = format!("{}.asc", key.fingerprint);
+    assert_eq!(
+        std::fs::read(site.join("keys").join(&key_file)).unwrap(),
+        std::fs::read(&published).unwrap()
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.join(format!("streams/{}.json", stream()))).unwrap(),
+    )
+    .unwrap();
+    for a in ARCHES {
+        let entry = &json["architectures"][a];
+        let checksum = entry["checksum"]["signature"].as_str().unwrap();
+        assert!(checksum.ends_with(&format!("/{a}/CHECKSUM.asc")), "{entry}");
+        let disk = entry["artifacts"]["atomic-host"]["formats"]["qcow2"]["disk"]["signature"]
+            .as_str()
+            .unwrap();
+        assert!(disk.ends_with(".qcow2.asc"), "{entry}");
+        assert_eq!(
+            entry["signing-key"]["fingerprint"],
+            key.fingerprint.as_str()
+        );
+    }
+    // minijinja escapes `/` as `&#x2f;`, which browsers read back as `/`.
+    let page = std::fs::read_to_string(site.join(format!("streams/{}.html", stream())))
+        .unwrap()
+        .replace("&#x2f;", "/");
+    for expected in [
+        key.fingerprint.as_str(),
+        "gpg --verify CHECKSUM.asc CHECKSUM",
+        "sha256sum -c",
+        &format!("ostree remote add --gpg-import={key_file} --set=gpg-verify=true"),
+        &format!("fortnight {}", release_ref(ARCHES[0])),
+    ] {
+        assert!(page.contains(expected), "the page lacks {expected:?}");
+    }
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_waits_for_the_signer_and_completes_once_when_it_starts() {
+    let key = GpgHome::with_key("fortnight-43");
+    let mut p = signed_pipeline(&key).await;
+    // The signer's queue exists (as in any deployment) while the signer is down.
+    p.start_signer().await;
+    p.stop_signer().await;
+    let mut watch = p.watch(&[REQUESTED, PUBLISHED]).await;
+    let commits = p.nightly_tested(VERSION, None).await;
+    p.tick(PERIOD).await;
+    let requested = wait_topic(&mut watch, REQUESTED, 1).await;
+    assert_eq!(requested.len(), 1, "signatures requested");
+    assert_eq!(requested[0].priority, Some(4));
+    // The releaser acks the tick once the request is out: everything it does before
+    // waiting is done by now, and none of it is a promotion.
+    assert_nothing_promoted(&p);
+    let pending = releaser::signing::read(&p.store, &stream(), &version(VERSION))
+        .unwrap()
+        .expect("the request is recorded in the store");
+    assert_eq!(
+        serde_json::to_value(&pending.request).unwrap(),
+        requested[0].body
+    );
+
+    p.start_signer().await;
+    assert_eq!(
+        wait_topic(&mut watch, PUBLISHED, 1).await.len(),
+        1,
+        "released"
+    );
+    for a in ARCHES {
+        assert_eq!(p.release_commit(a).as_ref(), Some(&commits[&arch(a)]));
+        assert!(asc(&release_checksum(&p, a)).is_file());
+    }
+    let settled = watch.settle(Duration::from_secs(2)).await;
+    assert_eq!(
+        release_support::of_topic(settled, PUBLISHED).len(),
+        1,
+        "released once"
+    );
+    assert_eq!(
+        releaser::signing::read(&p.store, &stream(), &version(VERSION)).unwrap(),
+        None,
+        "the answered request is forgotten"
+    );
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksum_the_signer_refuses_skips_the_release_naming_its_reply() {
+    let key = GpgHome::with_key("fortnight-43");
+    let mut p = signed_pipeline(&key).await;
+    // The signer's queue exists (as in any deployment) while the signer is down.
+    p.start_signer().await;
+    p.stop_signer().await;
+    let mut watch = p.watch(&[REQUESTED, FINISHED, SKIPPED, PUBLISHED]).await;
+    p.nightly_tested(VERSION, None).await;
+    p.tick(PERIOD).await;
+    assert_eq!(
+        wait_topic(&mut watch, REQUESTED, 1).await.len(),
+        1,
+        "signatures requested"
+    );
+    // The CHECKSUM changes between the request and the signing.
+    let checksum = release_checksum(&p, ARCHES[0]);
+    let mut text_now = std::fs::read_to_string(&checksum).unwrap();
+    text_now.push_str("# changed\n");
+    std::fs::write(&checksum, text_now).unwrap();
+
+    p.start_signer().await;
+    let skipped = wait_topic(&mut watch, SKIPPED, 1).await;
+    assert_eq!(skipped.len(), 1, "the release was skipped");
+    let finished = wait_topic(&mut watch, FINISHED, 1).await;
+    let reply: SignFinished = serde_json::from_value(finished[0].body.clone()).unwrap();
+    assert_eq!(reply.status, SignStatus::Failure);
+    let skipped: ReleaseSkipped = serde_json::from_value(skipped[0].body.clone()).unwrap();
+    let reason = skipped.candidates[0].reasons.join("; ");
+    assert!(
+        reason.contains(finished[0].id.as_deref().unwrap()) && reason.contains("the request says"),
+        "the skip names the signer's reply and its reason: {reason}"
+    );
+    assert_nothing_promoted(&p);
+    assert!(!asc(&checksum).exists(), "a refused request signed a file");
+    let settled = watch.settle(Duration::from_secs(1)).await;
+    assert!(release_support::of_topic(settled, PUBLISHED).is_empty());
+    watch.close().await;
+    p.stop().await;
+}
+
+/// A request for the nightly's CHECKSUMs and commits, sent by hand as robosignatory's
+/// requesters would.
+fn nightly_request(
+    p: &Pipeline,
+    commits: &std::collections::BTreeMap<messages::Arch, Commit>,
+) -> SignRequested {
+    SignRequested {
+        request_id: uuid::Uuid::new_v4(),
+        stream: stream(),
+        version: version(VERSION),
+        build_id: format!("{}-{VERSION}", stream()),
+        artifacts: ARCHES
+            .iter()
+            .map(|a| {
+                let path = p
+                    .store
+                    .checksum_path(&stream(), &version(VERSION), &arch(a));
+                SignArtifact::new(
+                    p.store.relative(&path),
+                    &store::hash_file(&path).unwrap().sha256,
+                )
+            })
+            .collect(),
+        commits: commits
+            .iter()
+            .map(|(a, commit)| SignCommit {
+                arch: a.clone(),
+                ostree_ref: release_ref(a.as_str()),
+                commit: commit.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Sends `message` and returns the signer's reply to it.
+async fn answer(p: &Pipeline, message: &Outgoing) -> (String, SignFinished) {
+    let mut watch = p.watch(&[FINISHED]).await;
+    p.publish(message).await;
+    let replies = wait_topic(&mut watch, FINISHED, 1).await;
+    assert_eq!(replies.len(), 1, "the signer answered");
+    watch.close().await;
+    let finished = serde_json::from_value(replies[0].body.clone()).unwrap();
+    (replies[0].id.clone().unwrap(), finished)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_fail_without_signing_and_a_replayed_request_signs_once() {
+    let key = GpgHome::with_key("fortnight-43");
+    let mut p = signed_pipeline(&key).await;
+    p.start_signer().await;
+    let commits = p.nightly(VERSION);
+    let checksum = p
+        .store
+        .checksum_path(&stream(), &version(VERSION), &arch(ARCHES[0]));
+
+    let mut tampered = nightly_request(&p, &commits);
+    tampered.artifacts[0].checksum = format!("sha256:{}", "0".repeat(64));
+    let (_, finished) = answer(&p, &Outgoing::new(uuid::Uuid::new_v4(), &tampered)).await;
+    assert_eq!(finished.status, SignStatus::Failure);
+    let reason = finished.failure_message.unwrap();
+    assert!(reason.contains("the request says"), "{reason}");
+
+    let mut outside = nightly_request(&p, &commits);
+    outside.artifacts[0].file = "../../../etc/passwd".into();
+    let (_, finished) = answer(&p, &Outgoing::new(uuid::Uuid::new_v4(), &outside)).await;
+    assert_eq!(finished.status, SignStatus::Failure);
+    let reason = finished.failure_message.unwrap();
+    assert!(reason.contains("not a path in the store"), "{reason}");
+
+    assert!(!asc(&checksum).exists(), "a refused request signed a file");
+    for commit in commits.values() {
+        assert_eq!(
+            signatures(&p, commit),
+            0,
+            "a refused request signed {commit}"
+        );
+    }
+
+    let requested = Outgoing::new(uuid::Uuid::new_v4(), &nightly_request(&p, &commits));
+    let (first_id, first) = answer(&p, &requested).await;
+    assert_eq!(first.status, SignStatus::Success, "{first:?}");
+    assert!(asc(&checksum).is_file());
+    let (again_id, again) = answer(&p, &requested).await;
+    assert_eq!(again, first, "a replay gets the same answer");
+    assert_eq!(again_id, first_id, "with the same message id");
+    for commit in commits.values() {
+        assert_eq!(signatures(&p, commit), 1, "{commit} is signed once");
+    }
+    p.stop().await;
+}
