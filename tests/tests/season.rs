@@ -1054,9 +1054,11 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut awaiting_votes: Vec<Version> = Vec::new();
-    let mut block_candidate: Option<Version> = None;
+    // The operator blocks the first candidate to pass from `block_at` on, and unblocks it
+    // two periods later.
+    let mut block_candidate: Option<(Version, usize)> = None;
+    let mut blocked_once = false;
     let fleet = Arc::new(fleet);
-    tokio::time::sleep(until_next_tick(period) + Duration::from_secs(1)).await;
 
     for n in 0..periods {
         let period_end = Instant::now() + until_next_tick(period) + Duration::from_millis(500);
@@ -1156,10 +1158,9 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
                 (v.clone(), plan)
             })
             .collect();
-        let blocks_now = n == block_at;
-        let unblocks_now = block_candidate.is_some() && n == block_at + 2;
-        if unblocks_now {
-            let version = block_candidate.take().expect("blocked");
+        let blocks_now = n >= block_at && !blocked_once;
+        if let Some((version, _)) = block_candidate.take_if(|(_, blocked_in)| n == *blocked_in + 2)
+        {
             let body = OverrideUnblock(Override {
                 stream: stream(),
                 version: Some(version.clone()),
@@ -1244,7 +1245,7 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
                     .await;
                     ledger.lock().expect("ledger").messages_sent += 1;
                 }
-                if blocks_now && block_candidate.is_none() {
+                if blocks_now && !blocked_once {
                     let body = OverrideBlock(Override {
                         stream: stream(),
                         version: Some(version.clone()),
@@ -1266,7 +1267,8 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
                     )
                     .await;
                     ledger.lock().expect("ledger").messages_sent += 1;
-                    block_candidate = Some(version.clone());
+                    block_candidate = Some((version.clone(), n));
+                    blocked_once = true;
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1694,8 +1696,8 @@ fn walk_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// Temporary files anywhere; empty regular files but lock files (`flock` targets, empty by
-/// design).
+/// Files under a temporary name (or in a temporary directory) anywhere, and empty regular
+/// files but lock files (`flock` targets, empty by design).
 fn walk(root: &Path, dir: &Path, bad: &mut Vec<String>) {
     let mut files = Vec::new();
     walk_files(dir, &mut files);
@@ -1703,13 +1705,12 @@ fn walk(root: &Path, dir: &Path, bad: &mut Vec<String>) {
         let relative = path.strip_prefix(root).unwrap().display().to_string();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let meta = path.symlink_metadata().expect("a store entry");
-        if name.starts_with(".tmp") {
-            bad.push(relative);
-        } else if meta.is_file()
+        let temporary = relative.split('/').any(|part| part.starts_with(".tmp"));
+        let empty = meta.is_file()
             && meta.size() == 0
             && !relative.contains("/.locks/")
-            && !name.ends_with(".lock")
-        {
+            && !name.ends_with(".lock");
+        if temporary || empty {
             bad.push(relative);
         }
     }
