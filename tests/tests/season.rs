@@ -1731,3 +1731,76 @@ fn period_records(store: &Store) -> BTreeMap<Period, releaser::periods::PeriodRe
     }
     records
 }
+
+/// The season's own recomputation, on a made-up history: it is what the releaser is judged
+/// by, so it must itself pick the newest eligible candidate and allow both outcomes only for
+/// an input in flight at the tick.
+#[test]
+fn the_recomputed_decision_is_the_newest_eligible_candidate_and_in_flight_inputs_count_either_way()
+{
+    let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+    let v = |n: u32| -> Version { format!("43.20270101.{n}").parse().unwrap() };
+    let facts = Facts {
+        passed: BTreeMap::from([(v(0), true), (v(1), true), (v(2), false)]),
+        karma: ["a", "b", "c"]
+            .iter()
+            .flat_map(|u| [((v(0), u.to_string()), 1), ((v(1), u.to_string()), 1)])
+            .chain([((v(1), "d".to_owned()), -1)])
+            .collect(),
+    };
+    let window = |sent: i64, seen: i64| Window {
+        sent: at(sent),
+        seen: Some(at(seen)),
+    };
+    let mut inputs: Vec<(Input, Window)> = Vec::new();
+    for n in 0..3 {
+        inputs.push((Input::Tested { version: v(n) }, window(0, 1)));
+    }
+    for u in ["a", "b", "c"] {
+        for n in 0..2 {
+            let vote = Input::Vote {
+                version: v(n),
+                voter: u.to_owned(),
+            };
+            inputs.push((vote, window(2, 3)));
+        }
+    }
+    // Before the votes nothing is eligible; after them the newest with karma 3 is.
+    assert_eq!(
+        acceptable(&facts, &inputs, at(1), at(1), None),
+        BTreeSet::from([None])
+    );
+    assert_eq!(
+        acceptable(&facts, &inputs, at(5), at(6), None),
+        BTreeSet::from([Some(v(1))])
+    );
+    assert_eq!(
+        acceptable(&facts, &inputs, at(5), at(6), Some(&v(1))),
+        BTreeSet::from([None]),
+        "nothing newer than the current release"
+    );
+    // A -1 seen in flight: 1 may or may not have been eligible, and 0 then is.
+    inputs.push((
+        Input::Vote {
+            version: v(1),
+            voter: "d".to_owned(),
+        },
+        window(5, 7),
+    ));
+    assert_eq!(
+        acceptable(&facts, &inputs, at(6), at(6), None),
+        BTreeSet::from([Some(v(0)), Some(v(1))])
+    );
+    // A block seen before the tick takes the candidate out.
+    inputs.push((
+        Input::Override {
+            version: v(0),
+            block: true,
+        },
+        window(8, 9),
+    ));
+    assert_eq!(
+        acceptable(&facts, &inputs, at(10), at(10), None),
+        BTreeSet::from([None])
+    );
+}
