@@ -504,19 +504,9 @@ fn visible(store: &Store, input: &Input) -> bool {
     let s = stream();
     match input {
         Input::Tested { version } => {
-            let reports: Vec<Option<TestReport>> = ARCHES
-                .iter()
-                .map(|a| {
-                    store::read_json(&store.tests_json_path(&s, version, &a.parse().unwrap()))
-                        .ok()
-                        .flatten()
-                })
-                .collect();
-            let all_passed = reports
-                .iter()
-                .all(|r| r.as_ref().is_some_and(|r| r.failed.is_empty()));
+            let reports = reports(store, version);
             let promoted = store.in_tier(&s, version, store::Tier::PassedAutotest);
-            reports.iter().all(Option::is_some) && (!all_passed || promoted)
+            reports.iter().all(Option::is_some) && (!passed_everywhere(store, version) || promoted)
         }
         Input::Vote { version, voter } => {
             let path = store.karma_path(&s, version, &voter.parse().unwrap());
@@ -533,6 +523,116 @@ fn visible(store: &Store, input: &Input) -> bool {
                     )
             })
         }
+    }
+}
+
+/// Each arch's test report of `version`, where the store has one.
+fn reports(store: &Store, version: &Version) -> Vec<Option<TestReport>> {
+    ARCHES
+        .iter()
+        .map(|a| {
+            store::read_json(&store.tests_json_path(&stream(), version, &a.parse().unwrap()))
+                .ok()
+                .flatten()
+        })
+        .collect()
+}
+
+/// Whether every arch of `version` passed.
+fn passed_everywhere(store: &Store, version: &Version) -> bool {
+    reports(store, version)
+        .iter()
+        .all(|r| r.as_ref().is_some_and(|r| r.failed.is_empty()))
+}
+
+/// The nightlies among `awaiting` whose reports the driver saw in the store.
+fn tested(ledger: &Mutex<Ledger>, awaiting: &[Version]) -> Vec<Version> {
+    let ledger = ledger.lock().expect("ledger");
+    awaiting
+        .iter()
+        .filter(|v| {
+            ledger.inputs.iter().any(|(i, w)| {
+                matches!(i, Input::Tested { version } if version == *v) && w.seen.is_some()
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Sends `body` signed by `user` and notes `input` as in flight from now.
+async fn send_input<M: Message>(
+    guest: &Settings,
+    user: &BrokerUser,
+    body: &M,
+    input: Input,
+    ledger: &Mutex<Ledger>,
+) {
+    ledger
+        .lock()
+        .expect("ledger")
+        .inputs
+        .push((input, Window::new()));
+    send(
+        &with_url(guest, user.amqp_url()),
+        &Outgoing::new(uuid::Uuid::new_v4(), body),
+        Some(user.name.as_str()),
+    )
+    .await;
+    ledger.lock().expect("ledger").messages_sent += 1;
+}
+
+/// Each tester's vote on `version` (`None`: no vote).
+async fn vote(
+    guest: &Settings,
+    testers: &[BrokerUser],
+    version: &Version,
+    plan: &[Option<i8>],
+    ledger: &Mutex<Ledger>,
+) {
+    for (tester, karma) in testers.iter().zip(plan) {
+        let Some(karma) = *karma else { continue };
+        let body = KarmaSubmitted {
+            stream: stream(),
+            version: version.clone(),
+            user: tester.name.clone(),
+            karma,
+            comment: Some("season".into()),
+        };
+        let input = Input::Vote {
+            version: version.clone(),
+            voter: tester.name.to_string(),
+        };
+        send_input(guest, tester, &body, input, ledger).await;
+    }
+}
+
+/// The operator's block (or unblock) of `version`.
+async fn block(
+    guest: &Settings,
+    operator: &BrokerUser,
+    version: &Version,
+    blocked: bool,
+    ledger: &Mutex<Ledger>,
+) {
+    let body = Override {
+        stream: stream(),
+        version: Some(version.clone()),
+        reason: if blocked {
+            "season: a late regression report".into()
+        } else {
+            "season: fixed".into()
+        },
+        operator: operator.name.clone(),
+        expires: None,
+    };
+    let input = Input::Override {
+        version: version.clone(),
+        block: blocked,
+    };
+    if blocked {
+        send_input(guest, operator, &OverrideBlock(body), input, ledger).await;
+    } else {
+        send_input(guest, operator, &OverrideUnblock(body), input, ledger).await;
     }
 }
 
@@ -573,12 +673,7 @@ fn read_facts(store: &Store, ledger: &Ledger) -> Facts {
     let mut passed = BTreeMap::new();
     let mut karma = BTreeMap::new();
     for (version, _, _) in &ledger.nightlies {
-        let all = ARCHES.iter().all(|a| {
-            let report: Option<TestReport> =
-                store::read_json(&store.tests_json_path(&s, version, &a.parse().unwrap()))
-                    .expect("a readable report");
-            report.is_some_and(|r| r.failed.is_empty())
-        });
+        let all = passed_everywhere(store, version);
         passed.insert(version.clone(), all);
     }
     for (input, _) in &ledger.inputs {
@@ -977,6 +1072,11 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
         "season: seed {seed} (FORTNIGHT_SEASON_SEED={seed} replays it), {periods} periods of {period}s"
     );
     let mut rng = StdRng::seed_from_u64(seed);
+    assert_eq!(
+        std::fs::metadata("/proc/self").expect("procfs").uid(),
+        0,
+        "the season runs the consumers under the image's uid and nginx's workers as nobody, which needs root"
+    );
     let uid = image_uid();
     let bins = bin_dir();
 
@@ -1161,112 +1261,26 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
         let blocks_now = n >= block_at && !blocked_once;
         if let Some((version, _)) = block_candidate.take_if(|(_, blocked_in)| n == *blocked_in + 2)
         {
-            let body = OverrideUnblock(Override {
-                stream: stream(),
-                version: Some(version.clone()),
-                reason: "fixed".into(),
-                operator: operator.name.clone(),
-                expires: None,
-            });
-            ledger.lock().expect("ledger").inputs.push((
-                Input::Override {
-                    version,
-                    block: false,
-                },
-                Window::new(),
-            ));
-            send(
-                &with_url(&guest, operator.amqp_url()),
-                &Outgoing::new(uuid::Uuid::new_v4(), &body),
-                Some(operator.name.as_str()),
-            )
-            .await;
-            ledger.lock().expect("ledger").messages_sent += 1;
+            block(&guest, &operator, &version, false, &ledger).await;
         }
 
         // Until the period ends: votes go out for every candidate whose tests are in.
         while Instant::now() < period_end {
             observe(&store, &ledger);
-            let tested: Vec<Version> = {
-                let l = ledger.lock().expect("ledger");
-                awaiting_votes
-                    .iter()
-                    .filter(|v| {
-                        l.inputs.iter().any(|(i, w)| {
-                            matches!(i, Input::Tested { version } if version == *v)
-                                && w.seen.is_some()
-                        })
-                    })
-                    .cloned()
-                    .collect()
-            };
-            for version in tested {
+            for version in tested(&ledger, &awaiting_votes) {
                 awaiting_votes.retain(|v| v != &version);
-                let passed = ARCHES.iter().all(|a| {
-                    store::read_json::<TestReport>(&store.tests_json_path(
-                        &stream(),
-                        &version,
-                        &a.parse().unwrap(),
-                    ))
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.failed.is_empty())
-                });
                 // The tracker refuses votes on a candidate that failed, as it should: none
                 // are sent, so every dead letter is an injected one.
-                if !passed {
+                if !passed_everywhere(&store, &version) {
                     continue;
                 }
                 let plan = plans
                     .get(&version)
                     .cloned()
                     .unwrap_or_else(|| vec![Some(1); testers.len()]);
-                for (tester, karma) in testers.iter().zip(plan) {
-                    let Some(karma) = karma else { continue };
-                    let body = KarmaSubmitted {
-                        stream: stream(),
-                        version: version.clone(),
-                        user: tester.name.clone(),
-                        karma,
-                        comment: Some("season".into()),
-                    };
-                    ledger.lock().expect("ledger").inputs.push((
-                        Input::Vote {
-                            version: version.clone(),
-                            voter: tester.name.to_string(),
-                        },
-                        Window::new(),
-                    ));
-                    send(
-                        &with_url(&guest, tester.amqp_url()),
-                        &Outgoing::new(uuid::Uuid::new_v4(), &body),
-                        Some(tester.name.as_str()),
-                    )
-                    .await;
-                    ledger.lock().expect("ledger").messages_sent += 1;
-                }
+                vote(&guest, &testers, &version, &plan, &ledger).await;
                 if blocks_now && !blocked_once {
-                    let body = OverrideBlock(Override {
-                        stream: stream(),
-                        version: Some(version.clone()),
-                        reason: "season: a late regression report".into(),
-                        operator: operator.name.clone(),
-                        expires: None,
-                    });
-                    ledger.lock().expect("ledger").inputs.push((
-                        Input::Override {
-                            version: version.clone(),
-                            block: true,
-                        },
-                        Window::new(),
-                    ));
-                    send(
-                        &with_url(&guest, operator.amqp_url()),
-                        &Outgoing::new(uuid::Uuid::new_v4(), &body),
-                        Some(operator.name.as_str()),
-                    )
-                    .await;
-                    ledger.lock().expect("ledger").messages_sent += 1;
+                    block(&guest, &operator, &version, true, &ledger).await;
                     block_candidate = Some((version.clone(), n));
                     blocked_once = true;
                 }
@@ -1280,54 +1294,11 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
     let until = Instant::now() + SETTLE;
     while !awaiting_votes.is_empty() && Instant::now() < until {
         observe(&store, &ledger);
-        let done: Vec<Version> = {
-            let l = ledger.lock().expect("ledger");
-            awaiting_votes
-                .iter()
-                .filter(|v| {
-                    l.inputs.iter().any(|(i, w)| {
-                        matches!(i, Input::Tested { version } if version == *v) && w.seen.is_some()
-                    })
-                })
-                .cloned()
-                .collect()
-        };
-        for version in done {
+        for version in tested(&ledger, &awaiting_votes) {
             awaiting_votes.retain(|v| v != &version);
-            let passed = ARCHES.iter().all(|a| {
-                store::read_json::<TestReport>(&store.tests_json_path(
-                    &stream(),
-                    &version,
-                    &a.parse().unwrap(),
-                ))
-                .ok()
-                .flatten()
-                .is_some_and(|r| r.failed.is_empty())
-            });
-            if passed {
-                for tester in &testers {
-                    let body = KarmaSubmitted {
-                        stream: stream(),
-                        version: version.clone(),
-                        user: tester.name.clone(),
-                        karma: 1,
-                        comment: None,
-                    };
-                    ledger.lock().expect("ledger").inputs.push((
-                        Input::Vote {
-                            version: version.clone(),
-                            voter: tester.name.to_string(),
-                        },
-                        Window::new(),
-                    ));
-                    send(
-                        &with_url(&guest, tester.amqp_url()),
-                        &Outgoing::new(uuid::Uuid::new_v4(), &body),
-                        Some(tester.name.as_str()),
-                    )
-                    .await;
-                    ledger.lock().expect("ledger").messages_sent += 1;
-                }
+            if passed_everywhere(&store, &version) {
+                let plan = vec![Some(1); testers.len()];
+                vote(&guest, &testers, &version, &plan, &ledger).await;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1513,8 +1484,8 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
         for a in ARCHES {
             let report: TestReport =
                 store::read_json(&store.tests_json_path(&stream(), version, &a.parse().unwrap()))
-                    .unwrap()
-                    .unwrap();
+                    .expect("a readable report")
+                    .expect("every tree has a report");
             assert_eq!(
                 report.failed.is_empty(),
                 !broken.contains(&a.parse().unwrap()),
