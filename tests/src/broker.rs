@@ -22,26 +22,54 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 pub struct BrokerUser {
     pub name: messages::UserName,
     password: String,
+    /// `-n <node>` for an account on a test's own [`Node`]; empty on the shared broker.
+    node: Vec<String>,
+    /// The broker's URL, whose credentials this account's replace.
+    broker_url: String,
 }
 
 impl BrokerUser {
+    /// An account on the shared broker.
     pub fn create(role: &str) -> Self {
+        Self::create_with(role, Vec::new(), crate::amqp_url())
+    }
+
+    /// An account on a test's own node.
+    pub fn create_on(node: &Node, role: &str) -> Self {
+        Self::create_with(
+            role,
+            vec!["-n".to_owned(), node.node.name.clone()],
+            node.amqp_url(),
+        )
+    }
+
+    fn create_with(role: &str, node: Vec<String>, broker_url: String) -> Self {
         let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let name = format!("{role}-{id}");
         let password = uuid::Uuid::new_v4().simple().to_string();
-        rabbitmqctl(&["add_user", &name, &password]).expect("rabbitmqctl add_user");
-        rabbitmqctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"])
-            .expect("rabbitmqctl set_permissions");
-        Self {
+        let user = Self {
             name: name.parse().unwrap(),
             password,
-        }
+            node,
+            broker_url,
+        };
+        user.ctl(&["add_user", &name, &user.password])
+            .expect("rabbitmqctl add_user");
+        user.ctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"])
+            .expect("rabbitmqctl set_permissions");
+        user
     }
 
-    /// The test broker's URL with this user's credentials, for a client's configuration
+    fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let mut all: Vec<&str> = self.node.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        rabbitmqctl(&all)
+    }
+
+    /// The broker's URL with this user's credentials, for a client's configuration
     /// (`FORTNIGHT_AMQP_URL` for the CLI).
     pub fn amqp_url(&self) -> String {
-        let url = crate::amqp_url();
+        let url = &self.broker_url;
         let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
         let host = host.strip_prefix("amqp://").unwrap_or(host);
         format!("amqp://{}:{}@{host}", self.name, self.password)
@@ -76,7 +104,7 @@ pub async fn unsigned_publisher(settings: &settings::Settings) -> bus::Publisher
 
 impl Drop for BrokerUser {
     fn drop(&mut self) {
-        let _ = rabbitmqctl(&["delete_user", self.name.as_str()]);
+        let _ = self.ctl(&["delete_user", self.name.as_str()]);
     }
 }
 
@@ -98,14 +126,20 @@ pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
 /// The value of `column` (a `rabbitmqctl list_queues` column: consumers, messages, type,
 /// policy, ...) for `queue`; `None` when the queue is not listed or the column is empty.
 pub fn queue_info(queue: &str, column: &str) -> Option<String> {
-    let out = rabbitmqctl(&[
+    column_of(rabbitmqctl(&list_queues(column)).ok()?, queue)
+}
+
+fn list_queues(column: &str) -> [&str; 5] {
+    [
         "list_queues",
         "name",
         column,
         "--no-table-headers",
         "--quiet",
-    ])
-    .ok()?;
+    ]
+}
+
+fn column_of(out: String, queue: &str) -> Option<String> {
     out.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields[..] {
@@ -185,6 +219,8 @@ pub struct PrivateNode {
     /// listeners off).
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// The environment `rabbitmq-server` starts with, kept to boot the same node again.
+    env: Vec<(&'static str, std::ffi::OsString)>,
 }
 
 impl PrivateNode {
@@ -211,22 +247,49 @@ impl PrivateNode {
         }
         set_mode(d, 0o777);
         let name = format!("fortnight-{kind}-{port}@localhost");
+        let env = vec![
+            ("RABBITMQ_NODENAME", name.clone().into()),
+            ("RABBITMQ_NODE_PORT", port.to_string().into()),
+            ("RABBITMQ_DIST_PORT", free_port().to_string().into()),
+            ("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf").into()),
+            (
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                d.join("enabled_plugins").into(),
+            ),
+            ("RABBITMQ_MNESIA_BASE", d.join("mnesia").into()),
+            ("RABBITMQ_LOG_BASE", d.join("log").into()),
+        ];
+        let node = Self {
+            name,
+            port,
+            dir,
+            env,
+        };
+        node.boot();
+        node
+    }
+
+    /// Starts the node's Erlang VM, without waiting for the broker to boot.
+    fn boot(&self) {
         let status = Command::new("rabbitmq-server")
             .arg("-detached")
-            .env("RABBITMQ_NODENAME", &name)
-            .env("RABBITMQ_NODE_PORT", port.to_string())
-            .env("RABBITMQ_DIST_PORT", free_port().to_string())
-            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
-            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .status()
             .expect("rabbitmq-server runs");
         assert!(
             status.success(),
-            "rabbitmq-server -detached failed for {name}"
+            "rabbitmq-server -detached failed for {}",
+            self.name
         );
-        Self { name, port, dir }
+    }
+
+    /// Stops the whole node (the Erlang VM, not only the broker application) and boots it
+    /// again with the same name, ports and data: a host or pod restart. Durable queues,
+    /// bindings and persistent messages survive; every connection is cut.
+    pub fn reboot(&self) {
+        self.ctl(&["stop"]).expect("the node stops");
+        self.boot();
+        self.wait_started();
     }
 
     /// The node's plain AMQP address, as the shared broker's guest account reaches it.
@@ -473,10 +536,30 @@ impl Node {
     /// Stops the broker application, closing every connection, and starts it again: a
     /// broker restart, with durable queues and bindings kept.
     pub fn restart(&self) {
+        self.stop_app();
+        self.start_app();
+    }
+
+    /// Stops the broker application: every connection closes, the VM keeps running.
+    pub fn stop_app(&self) {
         self.ctl(&["stop_app"]).expect("the node stops");
+    }
+
+    /// Starts the broker application again and waits until it has booted.
+    pub fn start_app(&self) {
         self.ctl(&["start_app"]).expect("the node starts again");
         self.ctl(&["await_startup"])
             .expect("the node finishes booting again");
+    }
+
+    /// A full node restart; see [`PrivateNode::reboot`].
+    pub fn reboot(&self) {
+        self.node.reboot();
+    }
+
+    /// [`queue_info`] on this node.
+    pub fn queue_info(&self, queue: &str, column: &str) -> Option<String> {
+        column_of(self.ctl(&list_queues(column)).ok()?, queue)
     }
 
     /// A PEM file in a TLS node's directory (`ca.pem`, `client.pem`, `client.key`,

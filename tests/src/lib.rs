@@ -25,6 +25,7 @@ pub mod broker;
 pub mod browser;
 pub mod config;
 pub mod mount;
+pub mod nginx;
 pub mod pipeline;
 pub mod probe;
 pub mod process;

@@ -66,3 +66,36 @@ pub fn alive(pid: i32) -> bool {
 pub fn pid_in(file: &std::path::Path) -> Option<i32> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
+
+/// The directory of the workspace's binaries in the running test's profile, with `programs`
+/// built there first: `cargo test` builds only the binaries an integration test of their own
+/// package runs, and a test that runs the deployed programs needs them all, and current.
+pub fn built_binaries(programs: &[&str]) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // A test binary is target/<profile>/deps/<test>-<hash>.
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the test binary is in <target>/<profile>/deps")
+        .to_owned();
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace");
+    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    build.current_dir(workspace).args(["build", "--workspace"]);
+    if dir.file_name().is_some_and(|profile| profile == "release") {
+        build.arg("--release");
+    }
+    for program in programs {
+        build.args(["--bin", program]);
+    }
+    run_ok(&mut build, "cargo build of the programs a test runs");
+    for program in programs {
+        assert!(
+            dir.join(program).is_file(),
+            "{program} is not in {} after cargo build",
+            dir.display()
+        );
+    }
+    dir
+}

@@ -181,6 +181,36 @@ mod tests {
     }
 
     #[test]
+    fn a_six_field_cron_ticks_on_seconds_and_its_ticks_pass_validation() {
+        // A leading seconds field is what compressed test seasons use; five fields still
+        // mean minute granularity.
+        let settings = settings::Settings::from_toml(
+            r#"
+            [store]
+            root = "/srv/fortnight"
+            [streams.f43]
+            arches = ["x86_64"]
+            input_refs = { x86_64 = "fedora/43/x86_64/atomic-host" }
+            ostree_repo = "/srv/repo"
+            formats = ["qcow2"]
+            [streams.f43.twoweek]
+            release_refs = { x86_64 = "fedora/43/x86_64/release" }
+            cron = "*/20 * * * * *"
+            "#,
+        )
+        .unwrap();
+        let (stream, schedule) = crate::schedules(&settings).unwrap().remove(0);
+        assert_eq!(stream.as_str(), "f43");
+        let s = schedule;
+        let now = at("2026-11-27T03:00:47Z");
+        assert_eq!(s.current(now), Some(at("2026-11-27T03:00:40Z")));
+        assert_eq!(s.next(now), Some(at("2026-11-27T03:01:00Z")));
+        assert_eq!(s.refuse(at("2026-11-27T03:00:40Z"), false, now), None);
+        let off = s.refuse(at("2026-11-27T03:00:30Z"), false, now).unwrap();
+        assert!(off.contains("not a tick of the stream's schedule"), "{off}");
+    }
+
+    #[test]
     fn cron_ticks_follow_the_expression_in_utc() {
         let s = Schedule::Cron(Box::new(Cron::from_str("0 15 * * TUE").unwrap()));
         // 2026-11-27 is a Friday; the previous Tuesday is the 24th.

@@ -8,7 +8,7 @@
 //! has just built them and a release build would double the build time. The Debian base image
 //! is made with debootstrap when podman does not have it yet and kept between runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use settings::{QUEUE_CONSUMERS, RELEASE_TIMER};
@@ -98,16 +98,6 @@ fn ensure_base_image(image: &str) {
     tests::process::assert_success(&imported, &format!("podman import of {image}"));
 }
 
-/// The directory `cargo test` put this build's binaries in (`target/debug`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    // The test binary is target/<profile>/deps/e2e-<hash>.
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test binary is in <target>/<profile>/deps")
-        .to_owned()
-}
-
 /// Everything one run creates in podman, removed when dropped (a failed test too, after
 /// printing the consumers' logs).
 struct Podman {
@@ -163,29 +153,10 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
             .expect("the Containerfile has a runtime stage"),
     );
 
-    // Every program the image ships, built as the host build path expects them: `cargo test`
-    // builds only the binaries some integration test runs, not every one.
+    // Every program the image ships, built as the host build path expects them.
     let programs = containerfile_programs(&containerfile);
-    let binaries = profile_dir();
-    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build.current_dir(repo()).args(["build", "--workspace"]);
-    if binaries
-        .file_name()
-        .is_some_and(|profile| profile == "release")
-    {
-        build.arg("--release");
-    }
-    for program in &programs {
-        build.args(["--bin", program]);
-    }
-    run_ok(&mut build, "cargo build of the image's programs");
-    for program in &programs {
-        assert!(
-            binaries.join(program).is_file(),
-            "{program} is not in {} after cargo build",
-            binaries.display()
-        );
-    }
+    let binaries =
+        tests::process::built_binaries(&programs.iter().map(String::as_str).collect::<Vec<_>>());
     let context = repo();
     let host_binaries = binaries.strip_prefix(&context).unwrap_or_else(|_| {
         panic!(
