@@ -194,15 +194,9 @@ async fn tls_client_certificates_log_in_with_external_and_unknown_ones_are_refus
     let publisher = bus::Publisher::connect(&settings, "tls-test")
         .await
         .expect("the client certificate is accepted for publishing");
-    let connections = broker::rabbitmqctl(&[
-        "-n",
-        &format!("fortnight-tls-{}@localhost", node.port),
-        "list_connections",
-        "user",
-        "auth_mechanism",
-        "ssl",
-    ])
-    .expect("connections of the TLS node");
+    let connections = node
+        .ctl(&["list_connections", "user", "auth_mechanism", "ssl"])
+        .expect("connections of the TLS node");
     assert!(
         connections.contains(&format!("{}\tEXTERNAL\ttrue", broker::TLS_CLIENT)),
         "logged in as the certificate's CN with EXTERNAL over TLS:\n{connections}"

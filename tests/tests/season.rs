@@ -48,7 +48,7 @@ use ostree_cli::Repo;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use settings::{QUEUE_CONSUMERS, Settings};
+use settings::{RELEASE_TIMER, Settings};
 use sha2::{Digest, Sha256};
 use store::Store;
 use tests::broker::{BrokerUser, Node};
@@ -67,6 +67,15 @@ const FLEET: [(&str, usize); 6] = [
     ("site-publisher", 1),
     ("release-timer", 1),
 ];
+/// The queues of the season: every consumer of the fleet but the clock, and the watcher.
+fn season_queues() -> impl Iterator<Item = &'static str> {
+    FLEET
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| *name != RELEASE_TIMER)
+        .chain([WATCHER])
+}
+
 /// Long enough for a node restart plus the backoff of every reconnecting consumer.
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -817,7 +826,7 @@ when_nothing_passed = "skip"
         suite = root.join("suite/suite.toml").display(),
     );
     // Retries outlast a node restart, so that no input is dead-lettered for a broker fault.
-    for consumer in QUEUE_CONSUMERS.iter().chain(&[WATCHER]) {
+    for consumer in season_queues() {
         text.push_str(&format!(
             "\n[consumers.{consumer}]\nretry_delays_seconds = [1, 2, 5]\nmax_attempts = 30\n"
         ));
@@ -1521,7 +1530,7 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
     // 5. No message left unacked (checked above as the quiet condition); no dead letter but
     //    the injected ones, and each injected one refused.
     let mut dead = BTreeSet::new();
-    for consumer in QUEUE_CONSUMERS.iter().chain(&[WATCHER]) {
+    for consumer in season_queues() {
         for letter in bus::dead_letters::list(&guest, consumer)
             .await
             .expect("dead letters")
