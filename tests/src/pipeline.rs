@@ -101,14 +101,16 @@ pub struct Pipeline {
     _repo_dir: tempfile::TempDir,
 }
 
+/// The inline TOML table naming every arch's ref of `kind` (`atomic-host`, `release`).
+pub fn arch_refs(kind: &str) -> String {
+    ARCHES
+        .iter()
+        .map(|a| format!("{a} = \"fedora/{STREAM}/{a}/{kind}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn stream_toml(repo: &Path, options: &Options) -> String {
-    let refs = |kind: &str| {
-        ARCHES
-            .iter()
-            .map(|a| format!("{a} = \"fedora/{STREAM}/{a}/{kind}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let voters = match &options.voters {
         Some(list) => format!(
             "voters = [{}]",
@@ -142,8 +144,8 @@ karma_required = {karma_required}
 when_nothing_passed = "{policy}"
 legacy_messages = true
 {signing}"#,
-        input = refs("atomic-host"),
-        release = refs("release"),
+        input = arch_refs("atomic-host"),
+        release = arch_refs("release"),
         repo = repo.display(),
         karma_required = options.karma_required,
         policy = if options.release_next_pass {

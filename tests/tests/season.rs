@@ -53,10 +53,9 @@ use sha2::{Digest, Sha256};
 use store::Store;
 use tests::broker::{BrokerUser, Node};
 use tests::nginx::Nginx;
+use tests::pipeline::{ARCHES, STREAM, arch_refs};
 use tests::{Running, eventually};
 
-const STREAM: &str = "tw";
-const ARCHES: [&str; 2] = ["aarch64", "x86_64"];
 const WATCHER: &str = "season-watcher";
 /// Every consumer with how many replicas run; the release timer is the clock.
 const FLEET: [(&str, usize); 6] = [
@@ -787,13 +786,6 @@ struct Setup {
 }
 
 fn config_toml(root: &Path, amqp_url: &str, operator: &str, site: &str, period: u64) -> String {
-    let refs = |kind: &str| {
-        ARCHES
-            .iter()
-            .map(|a| format!("{a} = \"fedora/{STREAM}/{a}/{kind}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let mut text = format!(
         r#"amqp_url = "{amqp_url}"
 operators = ["{operator}"]
@@ -819,8 +811,8 @@ karma_required = true
 when_nothing_passed = "skip"
 "#,
         store = root.join("store").display(),
-        input = refs("atomic-host"),
-        release = refs("release"),
+        input = arch_refs("atomic-host"),
+        release = arch_refs("release"),
         repo = root.join("repo").display(),
         recipe = root.join("bin/recipe").display(),
         suite = root.join("suite/suite.toml").display(),
