@@ -18,18 +18,9 @@ use serde::Deserialize;
 /// Prefix of environment variables that override file keys; `__` separates nested keys
 /// (`FORTNIGHT_AMQP_URL`, `FORTNIGHT_STORE__ROOT`, `FORTNIGHT_QOS__PREFETCH_COUNT`).
 pub const ENV_PREFIX: &str = "FORTNIGHT";
-/// The consumers that own a queue, in the order `fortnight up` starts them. The release timer
-/// only publishes, so it has none; its `[consumers.release-timer]` section holds only
-/// `health_addr`.
-pub const QUEUE_CONSUMERS: [&str; 6] = [
-    "image-builder",
-    "image-tester",
-    "karma-tracker",
-    "releaser",
-    "signer",
-    "site-publisher",
-];
-/// The service driven by a clock instead of a queue.
+/// The service driven by a clock instead of a queue. It only publishes, so it has no queue;
+/// its `[consumers.release-timer]` section holds only `health_addr`. (The queue consumers are
+/// listed in `crates/registry`.)
 pub const RELEASE_TIMER: &str = "release-timer";
 /// Environment variables with the prefix that are not configuration overrides: read by the
 /// CLI, set by Fortnight for recipes and tests (a recipe may run `fortnight` itself), or read

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use settings::{QUEUE_CONSUMERS, RELEASE_TIMER};
+use settings::RELEASE_TIMER;
 use tests::process::{run_ok, text, wait_until};
 use tests::{TestBus, free_port, http_get, is_ready};
 
@@ -227,10 +227,10 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
         "USER {uid} is the account the image creates"
     );
 
-    let health: Vec<(&str, std::net::SocketAddr)> = QUEUE_CONSUMERS
-        .iter()
-        .chain([&RELEASE_TIMER])
-        .map(|c| (*c, free_port()))
+    let health: Vec<(&str, std::net::SocketAddr)> = registry::names()
+        .into_iter()
+        .chain([RELEASE_TIMER])
+        .map(|c| (c, free_port()))
         .collect();
     let bus = health.iter().fold(bus, |bus, (consumer, addr)| {
         bus.consumer(consumer, &format!("health_addr = \"{addr}\""))

@@ -25,7 +25,7 @@ use messages::{
     Version, derived_id,
 };
 use ostree_cli::Repo;
-use settings::{QUEUE_CONSUMERS, Settings};
+use settings::Settings;
 use tokio::sync::watch;
 
 /// Marks a directory as made by the demo, so a second run may replace its contents.
@@ -166,7 +166,7 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Ok(()) => {
             progress.say(&format!(
                 "consumers ready: {}, release-timer",
-                QUEUE_CONSUMERS.join(", ")
+                registry::names().join(", ")
             ));
             let mut watch = Watch {
                 recording: &mut recording,
@@ -344,7 +344,7 @@ fn write_demo_files(
         store = toml_str(&store.to_string_lossy()),
         base = toml_str(&format!("file://{}/", store.display())),
     );
-    for consumer in QUEUE_CONSUMERS {
+    for consumer in registry::names() {
         config.push_str(&format!(
             "\n[consumers.{consumer}]\nqueue = \"fortnight.demo.{run_id}.{consumer}\"\n\
              max_attempts = 2\nretry_delays_seconds = [1]\nhealth_addr = \"{addr}\"\n",
@@ -392,7 +392,7 @@ fn free_local_addr() -> anyhow::Result<std::net::SocketAddr> {
 /// event published earlier would reach no queue and be lost.
 async fn wait_ready(settings: &Settings, deadline: tokio::time::Instant) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    for consumer in QUEUE_CONSUMERS {
+    for consumer in registry::names() {
         let Some(addr) = settings.consumer(consumer).health_addr else {
             continue;
         };
@@ -750,7 +750,7 @@ async fn drive(
 
 /// Deletes the run's queues and exchange; the demo's files stay.
 async fn cleanup(settings: &Settings) {
-    if let Err(error) = bus::topology::delete_consumers(settings, &QUEUE_CONSUMERS).await {
+    if let Err(error) = bus::topology::delete_consumers(settings, &registry::names()).await {
         tracing::warn!(%error, "the demo's queues were not deleted");
     }
 }

@@ -11,10 +11,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bus::Step;
 use karma_tracker::KarmaTracker;
 use messages::{KarmaSubmitted, Message, Outgoing};
 use serde_json::{Value, json};
-use settings::{QUEUE_CONSUMERS, Settings};
+use settings::Settings;
 use tests::broker::rabbitmqctl;
 use tests::process::{DEADLINE, assert_success};
 use tests::{Running, eventually};
@@ -141,7 +142,7 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
         &root.join("repo"),
         "",
     ));
-    for consumer in QUEUE_CONSUMERS {
+    for consumer in registry::names() {
         let keys = match consumer {
             "karma-tracker" => {
                 "quorum_queue = true\nretry_delays_seconds = [1, 2]\nmax_attempts = 2\n"
@@ -191,7 +192,7 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
 
     // What every consumer needs: its queue, dead-letter queue and one retry queue per delay.
     let mut expected: BTreeMap<String, Value> = BTreeMap::new();
-    for consumer in QUEUE_CONSUMERS {
+    for consumer in registry::names() {
         // A quorum consumer's dead-letter and retry queues are quorum queues too, and its
         // retry queues dead-letter at least once.
         let (kind, delays) = match consumer {
@@ -256,12 +257,12 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
         })
         .collect();
     let topics: [(&str, Vec<String>); 6] = [
-        ("image-builder", image_builder::topics()),
-        ("image-tester", image_tester::topics()),
-        ("karma-tracker", karma_tracker::topics()),
-        ("releaser", releaser::topics()),
-        ("signer", signer::topics()),
-        ("site-publisher", site_publisher::topics()),
+        ("image-builder", image_builder::ImageBuilder::topics()),
+        ("image-tester", image_tester::ImageTester::topics()),
+        ("karma-tracker", KarmaTracker::topics()),
+        ("releaser", releaser::Releaser::topics()),
+        ("signer", signer::Signer::topics()),
+        ("site-publisher", site_publisher::SitePublisher::topics()),
     ];
     let wanted: BTreeSet<(String, String)> = topics
         .iter()

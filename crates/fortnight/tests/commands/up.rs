@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use settings::QUEUE_CONSUMERS as CONSUMERS;
 use tests::broker::rabbitmqctl;
 use tests::{free_port, http_get, is_ready};
 
@@ -14,7 +13,8 @@ use tests::{free_port, http_get, is_ready};
 fn up_runs_every_consumer_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let addrs: Vec<SocketAddr> = CONSUMERS.iter().map(|_| free_port()).collect();
+    let consumers = registry::names();
+    let addrs: Vec<SocketAddr> = consumers.iter().map(|_| free_port()).collect();
     let mut config =
         format!("publish_exchange = \"fortnight.test.{id}\"\ntopic_prefix = \"test.{id}\"\n");
     config.push_str(&tests::config::store_toml(
@@ -27,7 +27,7 @@ fn up_runs_every_consumer_until_sigterm() {
         "[streams.f43.twoweek]\nrelease_refs = { x86_64 = \"fedora/43/x86_64/atomic-host\" }\n\
          anchor = \"2099-01-01T00:00:00Z\"\n",
     );
-    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
+    for (consumer, addr) in consumers.iter().zip(&addrs) {
         config.push_str(&format!(
             "[consumers.{consumer}]\nqueue = \"fortnight.test.{id}.{consumer}\"\nhealth_addr = \"{addr}\"\n"
         ));
@@ -46,7 +46,7 @@ fn up_runs_every_consumer_until_sigterm() {
         .unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
+    for (consumer, addr) in consumers.iter().zip(&addrs) {
         while !is_ready(*addr) {
             assert!(
                 Instant::now() < deadline,
@@ -64,7 +64,7 @@ fn up_runs_every_consumer_until_sigterm() {
         );
     }
     let listed = rabbitmqctl(&["-q", "list_queues", "name"]).expect("rabbitmqctl lists queues");
-    for consumer in CONSUMERS {
+    for consumer in &consumers {
         assert!(
             listed.contains(&format!("fortnight.test.{id}.{consumer}\n")),
             "{consumer}'s queue in {listed}"
@@ -89,7 +89,7 @@ fn up_runs_every_consumer_until_sigterm() {
     let mut log = String::new();
     up.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     assert!(exit.success(), "fortnight up exited with {exit}: {log}");
-    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
+    for (consumer, addr) in consumers.iter().zip(&addrs) {
         assert!(
             http_get(*addr, "/live").is_none(),
             "{consumer}'s health port is closed after shutdown"
@@ -100,6 +100,6 @@ fn up_runs_every_consumer_until_sigterm() {
     let settings = settings::Settings::load(&config_path).unwrap();
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(bus::topology::delete_consumers(&settings, &CONSUMERS))
+        .block_on(bus::topology::delete_consumers(&settings, &consumers))
         .unwrap();
 }
