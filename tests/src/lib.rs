@@ -7,7 +7,8 @@
 //! for the tests that must run alone, and starts RabbitMQ nodes of a test's own beside it (a
 //! TLS node, a cluster). [`probe`] is a tiny consumer whose effects can be counted, used
 //! in-process and as the `probe-consumer` binary. [`pipeline`] runs the
-//! karma-tracker and releaser on a two-arch stream with a real OSTree repository.
+//! karma-tracker and releaser on a two-arch stream with a real OSTree repository. [`step`]
+//! drives one step without any broker, for the consumers' fast unit tests.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub mod process;
 pub mod records;
 pub mod reference;
 pub mod signing;
+pub mod step;
 
 /// The broker the tests use.
 pub fn amqp_url() -> String {

@@ -16,6 +16,8 @@
 mod compose;
 mod recipe;
 mod staging;
+#[cfg(test)]
+mod step_tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,6 +11,8 @@
 
 mod junit;
 mod run;
+#[cfg(test)]
+mod step_tests;
 pub mod suite;
 
 pub use run::SCRATCH_PREFIX;

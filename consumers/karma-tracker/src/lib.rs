@@ -15,6 +15,9 @@
 //! stream does not allow, or on a candidate that is unknown or has not passed, is refused
 //! (dead-lettered with the reason).
 
+#[cfg(test)]
+mod step_tests;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -12,6 +12,8 @@ pub mod overrides;
 pub mod periods;
 pub mod release;
 pub mod signing;
+#[cfg(test)]
+mod step_tests;
 pub mod version_order;
 
 use std::sync::Arc;

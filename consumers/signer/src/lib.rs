@@ -19,6 +19,8 @@
 //! at all is dead-lettered, and a store that cannot be written is retried.
 
 mod gpg;
+#[cfg(test)]
+mod step_tests;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -15,6 +15,8 @@
 
 mod model;
 mod render;
+#[cfg(test)]
+mod step_tests;
 
 use std::sync::Arc;
 
