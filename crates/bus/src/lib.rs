@@ -59,7 +59,7 @@ pub use clock::{Clock, Next, run_clock};
 pub use health::Metrics;
 pub use publisher::Publisher;
 pub use runtime::run;
-pub use step::{BlockingStep, Input, Outputs, Refusal, Retry, Step, StepError, blocking, outcome};
+pub use step::{BlockingStep, Input, Outputs, Refusal, Step, StepError, blocking, outcome};
 
 /// Header counting failed attempts on a retried copy.
 pub const HEADER_ATTEMPTS: &str = "x-fortnight-attempts";

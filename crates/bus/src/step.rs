@@ -21,6 +21,16 @@ pub type Outputs = Vec<Outgoing>;
 #[error("{0}")]
 pub struct Refusal(pub String);
 
+impl Refusal {
+    /// A topic the step does not read (a binding left over from another version).
+    pub fn topic(topic: &str, topics: &[&str]) -> Self {
+        Self(format!(
+            "topic {topic} is not one this consumer reads ({})",
+            topics.join(", ")
+        ))
+    }
+}
+
 impl From<BodyError> for Refusal {
     fn from(error: BodyError) -> Self {
         Self(error.to_string())
@@ -87,19 +97,9 @@ macro_rules! input {
     };
 }
 
-impl Refusal {
-    /// A topic the step does not read (a binding left over from another version).
-    pub fn topic(topic: &str, topics: &[&str]) -> Self {
-        Self(format!(
-            "topic {topic} is not one this consumer reads ({})",
-            topics.join(", ")
-        ))
-    }
-}
-
 /// When a failed step may run again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
+enum Retry {
     /// Never: the message is dead-lettered.
     Never,
     /// Later, after this delay (the configured one when `None`).
@@ -155,21 +155,11 @@ impl StepError {
     pub fn reason(&self) -> &str {
         &self.reason
     }
-
-    pub fn retry(&self) -> Retry {
-        self.retry
-    }
 }
 
 impl From<Refusal> for StepError {
     fn from(refusal: Refusal) -> Self {
         Self::permanent(refusal.0)
-    }
-}
-
-impl From<BodyError> for StepError {
-    fn from(error: BodyError) -> Self {
-        Self::permanent(error.to_string())
     }
 }
 
