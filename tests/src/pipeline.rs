@@ -66,6 +66,8 @@ pub struct Options {
     /// Signed releases: the GnuPG home, the major version and its key's fingerprint. The
     /// signer runs while [`Pipeline::start_signer`] and [`Pipeline::stop_signer`] say so.
     pub signing: Option<(PathBuf, String, String)>,
+    /// `streams.<s>.signing.deadline` (`"3s"`); the default when `None`.
+    pub signing_deadline: Option<String>,
 }
 
 impl Default for Options {
@@ -79,6 +81,7 @@ impl Default for Options {
             brokers: Vec::new(),
             quorum_queues: false,
             signing: None,
+            signing_deadline: None,
         }
     }
 }
@@ -123,8 +126,12 @@ fn stream_toml(repo: &Path, options: &Options) -> String {
     };
     let signing = match &options.signing {
         Some((home, major, key)) => format!(
-            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"{major}\" = \"{key}\" }}\n",
-            home.display()
+            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"{major}\" = \"{key}\" }}\n{}",
+            home.display(),
+            options
+                .signing_deadline
+                .as_ref()
+                .map_or_else(String::new, |d| format!("deadline = \"{d}\"\n"))
         ),
         None => String::new(),
     };
@@ -192,6 +199,10 @@ impl Pipeline {
         for _ in 0..options.releaser_replicas {
             let (releaser_settings, addr) = with_health(&settings, releaser::NAME);
             let step = Releaser::new(Arc::new(releaser_settings.clone())).unwrap();
+            if options.signing.is_some() {
+                let deadlines = releaser::deadlines::Deadlines::new(step.clone());
+                consumers.push(Running::start_clock(&releaser_settings, deadlines));
+            }
             consumers.push(Running::start(&releaser_settings, step));
             health.push(addr);
         }
@@ -411,7 +422,18 @@ impl Pipeline {
         self.publisher.publish(message).await.expect("published");
     }
 
+    /// The commit whose tree the release ref of `a` ships: the tested commit its release
+    /// commit was made from.
     pub fn release_commit(&self, a: &str) -> Option<Commit> {
+        self.release_head(a).map(|head| {
+            self.repo
+                .release_source(&head)
+                .expect("the release commit's source")
+        })
+    }
+
+    /// The commit the release ref of `a` points at (its release commit).
+    pub fn release_head(&self, a: &str) -> Option<Commit> {
         self.repo
             .rev_parse(&release_ref(a))
             .expect("ostree rev-parse")

@@ -21,8 +21,9 @@ use settings::{Deadline, Settings};
 use crate::signing::{self, Due, Pending};
 use crate::{NAME, Releaser};
 
-/// How long a round sleeps at most: a request recorded by another replica, or a clock that
-/// jumped, is noticed within this.
+/// How long a round sleeps at most: a clock that jumped is noticed within this. A request
+/// recorded after a round is noticed within this or its stream's deadline, whichever is
+/// shorter, so it is sent again at most that late.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -131,9 +132,7 @@ impl Deadlines {
         publisher: &bus::Publisher,
         now: DateTime<Utc>,
     ) -> Result<(), DeadlineError> {
-        let message = self
-            .releaser
-            .sign_request_message(&pending.request, true);
+        let message = self.releaser.sign_request_message(&pending.request, true);
         self.publish(&pending, &message, publisher).await?;
         pending.resent_at = Some(now);
         signing::write(&self.releaser.store, &pending).map_err(|source| DeadlineError::Store {
@@ -186,8 +185,10 @@ impl bus::Clock for Deadlines {
 
     async fn round(&mut self, publisher: &bus::Publisher) -> bus::Next {
         let now = Utc::now();
-        let mut next = None::<DateTime<Utc>>;
         let settings = self.releaser.settings.clone();
+        let mut next = Self::streams(&settings)
+            .map(|(_, deadline)| signing::after(now, deadline.0))
+            .min();
         for (stream, deadline) in Self::streams(&settings) {
             match self.check_stream(stream, deadline, publisher, now).await {
                 Ok(Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),

@@ -130,7 +130,8 @@ impl Releaser {
             return self.complete(request, now).map(Progress::Released);
         }
         let arches = release::stage(&self.store, request)?;
-        let signing_request = signing::request_for(&self.store, request, &arches)?;
+        let commits = release::release_commits(request, &arches)?;
+        let signing_request = signing::request_for(&self.store, request, &arches, &commits)?;
         // Asked again (a replayed tick): the same request, still waiting since the first time.
         let earlier = signing::read(&self.store, request.stream, request.version)?
             .filter(|pending| pending.request.request_id == signing_request.request_id);
@@ -475,13 +476,7 @@ impl Releaser {
                 reason: format!("forced {}", entry.describe()),
             };
             match self.release(&request, now, Some(&entry)) {
-                Ok(Progress::Signing(out)) => Outcome::Done(out),
-                Ok(Progress::Released(out)) => {
-                    match self.record_forced_outcome(Some(&entry), format!("released {version}"), now) {
-                        Ok(()) => Outcome::Done(out),
-                        Err(error) => store_outcome("cannot append to the override audit log", &error),
-                    }
-                }
+                Ok(Progress::Released(out) | Progress::Signing(out)) => Outcome::Done(out),
                 Err(error) => {
                     tracing::error!(stream = %stream, version = %version, error = %error, "forced release failed");
                     release_outcome(&error)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use messages::{
-    Arch, CandidateVerdict, Message, Outgoing, Period, ReleaseSkipped, ReleasedArch,
+    Arch, CandidateVerdict, Commit, Message, Outgoing, Period, ReleaseSkipped, ReleasedArch,
     SignArtifact, SignCommit, SignRequested, Stream, Version, derived_id,
 };
 use serde::{Deserialize, Serialize};
@@ -150,12 +150,16 @@ impl Releaser {
             identity.push("resent");
         }
         let mut message = Outgoing::new(derived_id(NAME, &identity), request);
-        message.topic.clone_from(&self.settings.signing_topics.requested);
+        message
+            .topic
+            .clone_from(&self.settings.signing_topics.requested);
         message
     }
 
-    /// Appends how a forced release ended to its override's audit log (nothing for a release
-    /// no override forced). The caller holds the stream's lock.
+    /// Appends how a forced release that waited for signatures ended to its override's audit
+    /// log (nothing for a release no override forced). An unsigned forced release ends while
+    /// its override is handled, so the override's line and `release.json` tell its outcome.
+    /// The caller holds the stream's lock.
     pub(crate) fn record_forced_outcome(
         &self,
         forced_by: Option<&AuditEntry>,
@@ -224,12 +228,14 @@ impl Releaser {
     }
 }
 
-/// The request for a staged release: every arch's images, CHECKSUM and commit. Its id derives from
-/// the release, so asking again (a replayed tick) sends the same request.
+/// The request for a staged release: every arch's images, CHECKSUM and release commit
+/// (`release_commits`, what the release ref will point at). Its id derives from the release,
+/// so asking again (a replayed tick) sends the same request.
 pub fn request_for(
     store: &Store,
     request: &Request<'_>,
     arches: &BTreeMap<Arch, ReleasedArch>,
+    release_commits: &BTreeMap<Arch, Commit>,
 ) -> Result<SignRequested, StoreError> {
     let (stream, version) = (request.stream, request.version);
     let period = request
@@ -260,7 +266,7 @@ pub fn request_for(
             .map(|(arch, released)| SignCommit {
                 arch: arch.clone(),
                 ostree_ref: released.release_ref.clone(),
-                commit: released.tree.commit.clone(),
+                commit: release_commits[arch].clone(),
             })
             .collect(),
     })
@@ -297,7 +303,10 @@ mod tests {
         let at = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
         let fresh = pending(None);
         assert_eq!(fresh.due(hour, at("2026-11-17T12:59:59Z")), None);
-        assert_eq!(fresh.due(hour, at("2026-11-17T13:00:00Z")), Some(Due::Resend));
+        assert_eq!(
+            fresh.due(hour, at("2026-11-17T13:00:00Z")),
+            Some(Due::Resend)
+        );
         assert_eq!(
             fresh.describe(hour),
             "waiting for signatures since 2026-11-17T12:00:00Z (re-sends at 2026-11-17T13:00:00Z; gives up at 2026-11-17T14:00:00Z)"

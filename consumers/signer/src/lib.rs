@@ -153,7 +153,9 @@ impl Signer {
             &[&request.request_id.to_string(), SignFinished::TOPIC],
         );
         let mut reply = Outgoing::new(id, finished);
-        reply.topic.clone_from(&self.settings.signing_topics.finished);
+        reply
+            .topic
+            .clone_from(&self.settings.signing_topics.finished);
         reply
     }
 

@@ -723,7 +723,9 @@ impl TryFrom<String> for Deadline {
         let refused = || {
             format!("{text:?} is not a duration: write a whole number and s, m, h or d (\"2h\")")
         };
-        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(refused)?;
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(refused)?;
         let (number, unit) = text.split_at(split);
         let seconds_per_unit = match unit {
             "s" => 1,
@@ -732,7 +734,11 @@ impl TryFrom<String> for Deadline {
             "d" => 86_400,
             _ => return Err(refused()),
         };
-        match number.parse::<u64>().ok().and_then(|n| n.checked_mul(seconds_per_unit)) {
+        match number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(seconds_per_unit))
+        {
             Some(seconds) if seconds > 0 => Ok(Self(Duration::from_secs(seconds))),
             _ => Err(refused()),
         }
@@ -1293,11 +1299,16 @@ mod tests {
             .map(|s| s.streams.values().next().unwrap().signing.clone().unwrap().deadline)
         };
         assert_eq!(signing("").unwrap().to_string(), "2h");
-        assert_eq!(signing("deadline = \"90s\"").unwrap().0, Duration::from_secs(90));
+        assert_eq!(
+            signing("deadline = \"90s\"").unwrap().0,
+            Duration::from_secs(90)
+        );
         assert_eq!(signing("deadline = \"30m\"").unwrap().to_string(), "30m");
         assert_eq!(signing("deadline = \"1d\"").unwrap().0.as_secs(), 86_400);
         for bad in ["2", "h", "2 h", "0s", "-1h", "2w"] {
-            let err = signing(&format!("deadline = \"{bad}\"")).unwrap_err().to_string();
+            let err = signing(&format!("deadline = \"{bad}\""))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("not a duration"), "{bad}: {err}");
         }
     }

@@ -73,24 +73,20 @@ type Topics = fn(&BusSettings) -> Vec<String>;
 
 /// Each queue consumer's name and topic list.
 const CONSUMERS: [(&str, Topics); 6] = [
-    (
-        <image_builder::ImageBuilder as Step>::NAME,
-        |_| image_builder::topics(),
-    ),
-    (
-        <image_tester::ImageTester as Step>::NAME,
-        |_| image_tester::topics(),
-    ),
-    (
-        <karma_tracker::KarmaTracker as Step>::NAME,
-        |_| karma_tracker::topics(),
-    ),
+    (<image_builder::ImageBuilder as Step>::NAME, |_| {
+        image_builder::topics()
+    }),
+    (<image_tester::ImageTester as Step>::NAME, |_| {
+        image_tester::topics()
+    }),
+    (<karma_tracker::KarmaTracker as Step>::NAME, |_| {
+        karma_tracker::topics()
+    }),
     (<releaser::Releaser as Step>::NAME, releaser::topics),
     (<signer::Signer as Step>::NAME, signer::topics),
-    (
-        <site_publisher::SitePublisher as Step>::NAME,
-        |_| site_publisher::topics(),
-    ),
+    (<site_publisher::SitePublisher as Step>::NAME, |_| {
+        site_publisher::topics()
+    }),
 ];
 
 /// The definitions for every consumer that owns a queue (the release timer only publishes,
