@@ -751,7 +751,7 @@ impl std::fmt::Display for Deadline {
         let seconds = self.0.as_secs();
         let (amount, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
             .into_iter()
-            .find(|(size, _)| seconds % size == 0)
+            .find(|(size, _)| seconds.is_multiple_of(*size))
             .map_or((seconds, "s"), |(size, unit)| (seconds / size, unit));
         write!(f, "{amount}{unit}")
     }
