@@ -68,6 +68,8 @@ pub struct Options {
     pub signing: Option<(PathBuf, String, String)>,
     /// `streams.<s>.signing.deadline` (`"3s"`); the default when `None`.
     pub signing_deadline: Option<String>,
+    /// The topics requests and replies travel on.
+    pub signing_topics: settings::SigningTopics,
 }
 
 impl Default for Options {
@@ -82,6 +84,7 @@ impl Default for Options {
             quorum_queues: false,
             signing: None,
             signing_deadline: None,
+            signing_topics: settings::SigningTopics::default(),
         }
     }
 }
@@ -188,6 +191,7 @@ impl Pipeline {
             .consumer(signer::NAME, &keys);
         let mut settings = bus.settings();
         settings.operators = options.operators.clone();
+        settings.signing_topics = options.signing_topics.clone();
         let settings = Arc::new(settings);
         let store = Store::open(&settings.store.root).unwrap();
         let mut consumers = Vec::new();

@@ -274,6 +274,71 @@ async fn a_checksum_the_signer_refuses_skips_the_release_naming_its_reply() {
     p.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_replies_travel_on_the_deployments_topics() {
+    const ROBOSIGNATORY: &str = "coreos.build.request.artifacts-sign";
+    let finished_topic = format!("{ROBOSIGNATORY}.finished");
+    let key = GpgHome::with_key("fortnight-43");
+    let mut p = Pipeline::start(Options {
+        signing_topics: settings::SigningTopics {
+            requested: ROBOSIGNATORY.into(),
+            finished: finished_topic.clone(),
+        },
+        ..signed(&key)
+    })
+    .await;
+    p.start_signer().await;
+    let mut watch = p
+        .watch(&[
+            ROBOSIGNATORY,
+            &finished_topic,
+            REQUESTED,
+            FINISHED,
+            PUBLISHED,
+        ])
+        .await;
+    p.nightly_tested(VERSION, None).await;
+    p.tick(PERIOD).await;
+    assert_eq!(
+        wait_topic(&mut watch, PUBLISHED, 1).await.len(),
+        1,
+        "released"
+    );
+    let settled = watch.settle(Duration::from_secs(1)).await;
+    let topics: Vec<&str> = settled.iter().map(|line| line.topic.as_str()).collect();
+    let on = |topic: &str| {
+        settled
+            .iter()
+            .filter(|l| l.topic.ends_with(&format!(".{topic}")))
+            .count()
+    };
+    assert_eq!(
+        on(ROBOSIGNATORY),
+        1,
+        "the request on the configured topic: {topics:?}"
+    );
+    assert_eq!(
+        on(&finished_topic),
+        1,
+        "the reply on the configured topic: {topics:?}"
+    );
+    assert_eq!(
+        on(REQUESTED) + on(FINISHED),
+        0,
+        "nothing on the default topics: {topics:?}"
+    );
+    let reply = settled
+        .iter()
+        .find(|l| l.topic.ends_with(&finished_topic))
+        .unwrap();
+    assert_eq!(
+        reply.headers["fedora_messaging_schema"], FINISHED,
+        "the body keeps its schema"
+    );
+    watch.close().await;
+    p.stop().await;
+}
+
 /// A signed pipeline whose releaser waits `deadline` for each reply, and whose signer's queue
 /// is in place with the signer down.
 async fn signer_down(options: Options, deadline: &str) -> Pipeline {
