@@ -286,14 +286,11 @@ impl Repo {
     /// moved the ref sideways, or the history is not in the repository).
     pub fn commits_between(&self, from: &Commit, to: &Commit) -> Result<Option<u64>, OstreeError> {
         let (out, _) = self.run(["log", to.as_str()])?;
-        let mut count = 0;
-        for commit in out.lines().filter_map(|line| line.strip_prefix("commit ")) {
-            if commit.trim() == from.as_str() {
-                return Ok(Some(count));
-            }
-            count += 1;
-        }
-        Ok(None)
+        Ok(out
+            .lines()
+            .filter_map(|line| line.strip_prefix("commit "))
+            .position(|commit| commit.trim() == from.as_str())
+            .map(|steps| steps as u64))
     }
 }
 
