@@ -361,6 +361,19 @@ impl Running {
         Self { stop, task }
     }
 
+    /// Runs `clock` on the bus runtime in this process, as its binary would.
+    pub fn start_clock<C: bus::Clock>(settings: &Settings, clock: C) -> Self {
+        let settings = settings.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            bus::run_clock(&settings, clock, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { stop, task }
+    }
+
     /// Signals shutdown and checks that the runtime stopped cleanly, and in time.
     pub async fn stop(self) {
         let _ = self.stop.send(());

@@ -66,6 +66,10 @@ pub struct Options {
     /// Signed releases: the GnuPG home, the major version and its key's fingerprint. The
     /// signer runs while [`Pipeline::start_signer`] and [`Pipeline::stop_signer`] say so.
     pub signing: Option<(PathBuf, String, String)>,
+    /// `streams.<s>.signing.deadline` (`"3s"`); the default when `None`.
+    pub signing_deadline: Option<String>,
+    /// The topics requests and replies travel on.
+    pub signing_topics: settings::SigningTopics,
 }
 
 impl Default for Options {
@@ -79,6 +83,8 @@ impl Default for Options {
             brokers: Vec::new(),
             quorum_queues: false,
             signing: None,
+            signing_deadline: None,
+            signing_topics: settings::SigningTopics::default(),
         }
     }
 }
@@ -123,8 +129,12 @@ fn stream_toml(repo: &Path, options: &Options) -> String {
     };
     let signing = match &options.signing {
         Some((home, major, key)) => format!(
-            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"{major}\" = \"{key}\" }}\n",
-            home.display()
+            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"{major}\" = \"{key}\" }}\n{}",
+            home.display(),
+            options
+                .signing_deadline
+                .as_ref()
+                .map_or_else(String::new, |d| format!("deadline = \"{d}\"\n"))
         ),
         None => String::new(),
     };
@@ -181,6 +191,7 @@ impl Pipeline {
             .consumer(signer::NAME, &keys);
         let mut settings = bus.settings();
         settings.operators = options.operators.clone();
+        settings.signing_topics = options.signing_topics.clone();
         let settings = Arc::new(settings);
         let store = Store::open(&settings.store.root).unwrap();
         let mut consumers = Vec::new();
@@ -192,6 +203,10 @@ impl Pipeline {
         for _ in 0..options.releaser_replicas {
             let (releaser_settings, addr) = with_health(&settings, releaser::NAME);
             let step = Releaser::new(Arc::new(releaser_settings.clone())).unwrap();
+            if options.signing.is_some() {
+                let deadlines = releaser::deadlines::Deadlines::new(step.clone());
+                consumers.push(Running::start_clock(&releaser_settings, deadlines));
+            }
             consumers.push(Running::start(&releaser_settings, step));
             health.push(addr);
         }
@@ -457,7 +472,18 @@ impl Pipeline {
         self.publisher.publish(message).await.expect("published");
     }
 
+    /// The commit whose tree the release ref of `a` ships: the tested commit its release
+    /// commit was made from.
     pub fn release_commit(&self, a: &str) -> Option<Commit> {
+        self.release_head(a).map(|head| {
+            self.repo
+                .release_source(&head)
+                .expect("the release commit's source")
+        })
+    }
+
+    /// The commit the release ref of `a` points at (its release commit).
+    pub fn release_head(&self, a: &str) -> Option<Commit> {
         self.repo
             .rev_parse(&release_ref(a))
             .expect("ostree rev-parse")

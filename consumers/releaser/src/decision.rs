@@ -300,6 +300,7 @@ mod tests {
             reason: "kernel regression".into(),
             expires: None,
             at: now() - TimeDelta::hours(1),
+            outcome: None,
         }
     }
 

@@ -36,10 +36,8 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
         .context("cannot read the candidate's signing request")?;
     if let Some(pending) = pending {
         println!(
-            "  released once signed: waiting for signatures since {} (request {})",
-            pending
-                .since
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "  released once signed: {} (request {})",
+            pending.describe(super::status::signing_deadline(stream_settings)),
             pending.request.request_id
         );
     }

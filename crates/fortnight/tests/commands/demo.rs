@@ -149,7 +149,8 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         assert_success(&checked, &format!("gpg --verify {verify:?}"));
     }
 
-    // The promoted refs point at the released nightly's commits.
+    // The promoted refs point at release commits of the released nightly's commits, bound to
+    // the release refs.
     let store = dir.join("store");
     let release = read_json(
         &store
@@ -159,19 +160,24 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
     );
     let repo = dir.join("repo");
     for arch in ["x86_64", "aarch64"] {
-        let commit = ostree(
-            &repo,
-            &["rev-parse", &format!("fedora/43/{arch}/atomic-host")],
-        );
+        let release_ref = format!("fedora/43/{arch}/atomic-host");
+        let commit = ostree(&repo, &["rev-parse", &release_ref]);
+        let metadata = |key: &str| {
+            ostree(
+                &repo,
+                &["show", &format!("--print-metadata-key={key}"), &commit],
+            )
+        };
         assert_eq!(
-            release["arches"][arch]["tree"]["commit"],
-            commit.as_str(),
+            metadata(ostree_cli::RELEASE_OF),
+            format!(
+                "'{}'",
+                release["arches"][arch]["tree"]["commit"].as_str().unwrap()
+            ),
             "{arch} release ref"
         );
-        assert_eq!(
-            ostree(&repo, &["show", "--print-metadata-key=version", &commit]),
-            format!("'{RELEASED}'")
-        );
+        assert_eq!(metadata("ostree.ref-binding"), format!("['{release_ref}']"));
+        assert_eq!(metadata("version"), format!("'{RELEASED}'"));
     }
 
     // The page and the stream metadata show it, with the right checksums.

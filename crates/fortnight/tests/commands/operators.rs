@@ -528,9 +528,27 @@ async fn status_and_explain_say_a_release_waits_for_signatures() {
         status.contains(&format!("{V} waiting for signatures since 20")),
         "{status}"
     );
+    // When the request is sent again, and given up, after the default deadline (2h).
+    let pending =
+        releaser::signing::read(&p.store, &tests::pipeline::stream(), &V.parse().unwrap())
+            .unwrap()
+            .unwrap();
+    let deadline = std::time::Duration::from_secs(2 * 3600);
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let expected = format!(
+        "(re-sends at {}; gives up at {})",
+        at(pending.next_deadline(deadline)),
+        at(pending.gives_up_at(deadline))
+    );
+    assert_eq!(
+        (pending.gives_up_at(deadline) - pending.since).num_hours(),
+        4
+    );
+    assert!(status.contains(&expected), "{expected} in {status}");
     let explained = fortnight_ok(&config, &alice, &["explain", "tw", V]).await;
     assert!(
-        explained.contains("waiting for signatures since 20"),
+        explained.contains("waiting for signatures since 20") && explained.contains(&expected),
         "{explained}"
     );
 

@@ -129,9 +129,11 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
     let dir = tempfile::tempdir().unwrap();
     let (exchange, prefix) = (format!("fortnight.test.{id}"), format!("test.{id}"));
     let queue = |consumer: &str| format!("fortnight.test.{id}.{consumer}");
+    // Robosignatory's topics: the signer's and releaser's bindings follow them.
     let mut toml = format!(
         "amqp_url = \"{url}\"\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n\
-         passive_declares = true\n",
+         passive_declares = true\n[signing_topics]\nrequested = \"coreos.build.request.artifacts-sign\"\n\
+         finished = \"coreos.build.request.artifacts-sign.finished\"\n",
         url = vhost.amqp_url(),
     );
     let root = dir.path().join("store");
@@ -259,8 +261,8 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
         ("image-builder", image_builder::topics()),
         ("image-tester", image_tester::topics()),
         ("karma-tracker", karma_tracker::topics()),
-        ("releaser", releaser::topics()),
-        ("signer", signer::topics()),
+        ("releaser", releaser::topics(&settings)),
+        ("signer", signer::topics(&settings)),
         ("site-publisher", site_publisher::topics()),
     ];
     let wanted: BTreeSet<(String, String)> = topics
@@ -282,6 +284,15 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
         )),
         "votes reach the karma tracker"
     );
+    for (consumer, topic) in [
+        ("signer", "coreos.build.request.artifacts-sign"),
+        ("releaser", "coreos.build.request.artifacts-sign.finished"),
+    ] {
+        assert!(
+            bindings.contains(&(queue(consumer), format!("{prefix}.{topic}"))),
+            "the {consumer} reads the configured signing topic {topic}: {bindings:?}"
+        );
+    }
 
     // A consumer that may not declare starts on what was imported.
     let tracker_queue = queue("karma-tracker");
