@@ -31,6 +31,7 @@ pub mod probe;
 pub mod process;
 pub mod records;
 pub mod reference;
+pub mod schema;
 pub mod signing;
 
 /// The broker the tests use.
@@ -290,8 +291,8 @@ impl Watch {
 
     fn accept(&mut self, line: RecordLine) {
         let topic = messages::envelope::strip_prefix(&line.topic, &self.prefix);
-        match messages::schema::validate(topic, &line.body) {
-            Ok(()) | Err(messages::schema::SchemaError::UnknownTopic(_)) => {}
+        match schema::validate(topic, &line.body) {
+            Ok(()) | Err(schema::SchemaError::UnknownTopic(_)) => {}
             Err(error) => panic!("a published message breaks its schema: {error}\n{line:?}"),
         }
         self.seen.push(line);
