@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use messages::{TestReport, TestStatus, TestSummary};
-use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
-
-pub use quick_junit::SerializeError;
+use quick_junit::{
+    NonSuccessKind, Property, Report, SerializeError, TestCase, TestCaseStatus, TestSuite,
+};
 
 fn test_case(suite: &str, test: &TestSummary) -> TestCase {
     let reason = test.reason.as_deref().unwrap_or_default();

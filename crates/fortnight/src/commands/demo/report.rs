@@ -99,7 +99,7 @@ fn print_not_released(
 ) -> anyhow::Result<()> {
     let stream: Stream = STREAM.parse()?;
     let (mut view, stream_settings, twoweek) =
-        super::super::status::read_view(settings, store, &stream)?;
+        crate::commands::status::read_view(settings, store, &stream)?;
     if let Some(release) = released {
         view.current = release.previous.clone().map(|version| (version, None));
     }
