@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::broker::BrokerUser;
+use crate::config::{self, Table, Value, toml};
 use crate::{Running, TestBus, Watch};
 use bus::Publisher;
 use chrono::{DateTime, Utc};
@@ -107,63 +108,62 @@ pub struct Pipeline {
     _repo_dir: tempfile::TempDir,
 }
 
-/// The inline TOML table naming every arch's ref of `kind` (`atomic-host`, `release`).
-pub fn arch_refs(kind: &str) -> String {
+/// Arch -> `fedora/tw/<arch>/<kind>` for every arch (`atomic-host`, `release`), the table
+/// of a stream's `input_refs` or `release_refs`.
+pub fn arch_refs(kind: &str) -> Table {
     ARCHES
         .iter()
-        .map(|a| format!("{a} = \"fedora/{STREAM}/{a}/{kind}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|a| {
+            (
+                (*a).to_owned(),
+                Value::from(format!("fedora/{STREAM}/{a}/{kind}")),
+            )
+        })
+        .collect()
 }
 
-fn stream_toml(repo: &Path, options: &Options) -> String {
-    let voters = match &options.voters {
-        Some(list) => format!(
-            "voters = [{}]",
-            list.iter()
-                .map(|v| format!("\"{v}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        None => String::new(),
+fn stream_config(repo: &Path, options: &Options) -> Table {
+    let mut stream = toml! {
+        arches = (ARCHES.to_vec())
+        input_refs = (Value::Table(arch_refs("atomic-host")))
+        ostree_repo = (config::path(repo))
+        formats = ["qcow2"]
+
+        [twoweek]
+        release_refs = (Value::Table(arch_refs("release")))
+        anchor = "2026-01-13T12:00:00Z"
+        karma_required = (options.karma_required)
+        when_nothing_passed = (if options.release_next_pass { "release-next-pass" } else { "skip" })
+        legacy_messages = true
     };
-    let signing = match &options.signing {
-        Some((home, major, key)) => format!(
-            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"{major}\" = \"{key}\" }}\n{}",
-            home.display(),
-            options
-                .signing_deadline
-                .as_ref()
-                .map_or_else(String::new, |d| format!("deadline = \"{d}\"\n"))
-        ),
-        None => String::new(),
-    };
-    format!(
-        r#"
-[streams.{STREAM}]
-arches = ["aarch64", "x86_64"]
-input_refs = {{ {input} }}
-ostree_repo = "{repo}"
-formats = ["qcow2"]
-[streams.{STREAM}.karma]
-{voters}
-[streams.{STREAM}.twoweek]
-release_refs = {{ {release} }}
-anchor = "2026-01-13T12:00:00Z"
-karma_required = {karma_required}
-when_nothing_passed = "{policy}"
-legacy_messages = true
-{signing}"#,
-        input = arch_refs("atomic-host"),
-        release = arch_refs("release"),
-        repo = repo.display(),
-        karma_required = options.karma_required,
-        policy = if options.release_next_pass {
-            "release-next-pass"
-        } else {
-            "skip"
-        },
-    )
+    if let Some(voters) = &options.voters {
+        let voters: Vec<&str> = voters.iter().map(UserName::as_str).collect();
+        config::merge(&mut stream, toml! { [karma] voters = (voters) });
+    }
+    if let Some((home, major, key)) = &options.signing {
+        let keys = Table::from_iter([(major.clone(), Value::from(key.as_str()))]);
+        config::merge(
+            &mut stream,
+            toml! {
+                [signing]
+                gnupg_home = (config::path(home))
+                keys = (Value::Table(keys))
+            },
+        );
+        if let Some(deadline) = &options.signing_deadline {
+            config::merge(
+                &mut stream,
+                toml! { [signing] deadline = (deadline.as_str()) },
+            );
+        }
+    }
+    Table::from_iter([(
+        "streams".to_owned(),
+        Value::Table(Table::from_iter([(
+            STREAM.to_owned(),
+            Value::Table(stream),
+        )])),
+    )])
 }
 
 fn with_health(settings: &Settings, consumer: &str) -> (Settings, std::net::SocketAddr) {
@@ -180,15 +180,16 @@ impl Pipeline {
         let repo_dir = tempfile::tempdir().unwrap();
         let repo = Repo::new(repo_dir.path().join("repo"));
         repo.init_archive().expect("ostree init");
-        let keys = format!(
-            "retry_delays_seconds = [1]\nmax_attempts = 2\nquorum_queue = {}",
-            options.quorum_queues
-        );
-        let bus = TestBus::with_config(&stream_toml(repo.path(), &options))
+        let keys = toml! {
+            retry_delays_seconds = [1]
+            max_attempts = 2
+            quorum_queue = (options.quorum_queues)
+        };
+        let bus = TestBus::with_config(stream_config(repo.path(), &options))
             .on_brokers(options.brokers.clone())
-            .consumer("karma-tracker", &keys)
-            .consumer("releaser", &keys)
-            .consumer(signer::NAME, &keys);
+            .consumer("karma-tracker", keys.clone())
+            .consumer("releaser", keys.clone())
+            .consumer(signer::NAME, keys);
         let mut settings = bus.settings();
         settings.operators = options.operators.clone();
         settings.signing_topics = options.signing_topics.clone();

@@ -317,9 +317,17 @@ impl ImageTester {
             failed,
         };
         let (stream, version, arch) = (&report.stream, &report.version, &report.arch);
+        let junit = match junit::render(&report) {
+            Ok(xml) => xml,
+            Err(e) => {
+                return Outcome::reject(format!(
+                    "cannot write the JUnit report of {stream} {version} {arch}: {e}"
+                ));
+            }
+        };
         let written = store::write_atomic(
             &self.store.junit_path(stream, version, arch),
-            junit::render(&report).as_bytes(),
+            junit.as_bytes(),
         )
         .and_then(|()| {
             store::write_json(&self.store.tests_json_path(stream, version, arch), &report)

@@ -1,5 +1,5 @@
 //! Which candidate a tick releases, and why every other one is not releasable. The same code
-//! answers the releaser, `fortnight status` and `fortnight explain`.
+//! answers the releaser, `fortnight status`, `fortnight explain` and the demo.
 
 use std::cmp::Ordering;
 

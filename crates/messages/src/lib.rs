@@ -1,6 +1,6 @@
 //! Fortnight's messages: validated identifiers, typed bodies for every topic, and the
-//! fedora-messaging envelope. Pure data: the only I/O is [`schema`] reading and writing the
-//! checked-in `schemas/` directory.
+//! fedora-messaging envelope. Pure data, no I/O: the checked-in `schemas/` are compiled in
+//! (`build.rs`).
 
 pub mod bodies;
 pub mod envelope;

@@ -122,8 +122,9 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         "karma threshold reached: f43 43.20261125.0",
         "two-week tick fired for f43",
         "Released f43 43.20261125.0",
-        "43.20261126.0: gating tests failed on aarch64: os-release",
-        "43.20261124.0: no stable karma from testers; older than 43.20261125.0",
+        // Why not the others, in the releaser's words (`releaser::decide`).
+        "43.20261126.0: automated tests: aarch64: failed tests: os-release",
+        "43.20261124.0: human testing: karma +0 is below the stable threshold +1 (0 vote(s))",
         "Page: file://",
         "Signed with the demo's key",
     ] {

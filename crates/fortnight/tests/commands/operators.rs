@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use messages::{KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped};
 use releaser::overrides::Action;
+use tests::config::{self, toml};
 use tests::pipeline::{
     BrokerUser, Options, Pipeline, WAIT, arch, dead_letter_with, of_topic, stream, testers,
     version, wait_topic,
@@ -23,17 +24,10 @@ const PUBLISHED: &str = "fortnight.release.published";
 /// Writes the CLI's configuration: the pipeline's, with `operators` as the operator's copy
 /// lists them (which may differ from what the releaser trusts).
 fn cli_config(p: &Pipeline, operators: &[&BrokerUser]) -> PathBuf {
-    let names = operators
-        .iter()
-        .map(|o| format!("\"{}\"", o.name))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names: Vec<&str> = operators.iter().map(|o| o.name.as_str()).collect();
+    let config = config::merged(p.bus.config(), toml! { operators = (names) });
     let path = p.bus.dir.path().join("cli.toml");
-    std::fs::write(
-        &path,
-        format!("operators = [{names}]\n{}", p.bus.config_toml()),
-    )
-    .unwrap();
+    std::fs::write(&path, config::to_toml(&config)).unwrap();
     path
 }
 
