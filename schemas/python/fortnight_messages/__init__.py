@@ -29,7 +29,11 @@ SEVERITIES = {
     "fortnight.override.hold": message.WARNING,
     "fortnight.override.unhold": message.WARNING,
     "fortnight.release.skipped": message.WARNING,
+    "ci.productmd-compose.test.error": message.ERROR,
 }
+
+#: Fedora CI's test messages Fortnight sends for each test run (its topics, not Fortnight's).
+CI_PREFIX = "ci."
 
 
 def _candidate(body):
@@ -112,6 +116,31 @@ def _twoweek_complete(body):
     return f"two-week Atomic Host release {', '.join(composes)} complete: {images}"
 
 
+def _ci_run(body):
+    """`fortnight.f43.functional on productmd-compose 43.2 (x86_64)`."""
+    test = body.get("test") or {}
+    artifact = body.get("artifact") or {}
+    name = ".".join(str(test[key]) for key in ("namespace", "type", "category") if test.get(key))
+    arches = ", ".join(
+        str(system["architecture"])
+        for system in body.get("system") or []
+        if isinstance(system, dict) and system.get("architecture")
+    )
+    on = f" ({arches})" if arches else ""
+    return f"{name} on {artifact.get('type')} {artifact.get('id')}{on}"
+
+
+def _ci_complete(body):
+    result = (body.get("test") or {}).get("result", "")
+    note = (body.get("test") or {}).get("note")
+    return f"{_ci_run(body)} {result}" + (f": {note}" if note else "")
+
+
+def _ci_error(body):
+    reason = (body.get("error") or {}).get("reason", "")
+    return f"{_ci_run(body)} could not be tested: {reason}"
+
+
 SUMMARIES = {
     "fortnight.tree.composed": _tree_composed,
     "fortnight.image.built": lambda b: f"{_candidate(b)} images built{_arch(b)}",
@@ -142,6 +171,10 @@ SUMMARIES = {
         + (f": {b['failure-message']}" if b.get("failure-message") else "")
     ),
     LEGACY: _twoweek_complete,
+    "ci.productmd-compose.test.queued": lambda b: f"{_ci_run(b)} queued",
+    "ci.productmd-compose.test.running": lambda b: f"{_ci_run(b)} running",
+    "ci.productmd-compose.test.complete": _ci_complete,
+    "ci.productmd-compose.test.error": _ci_error,
 }
 
 
@@ -196,9 +229,11 @@ class FortnightMessage(message.Message):
     @property
     def url(self):
         """The body's own URL (Fortnight's bodies carry none; the page's address is a
-        deployment's setting), else the first image of a legacy release."""
+        deployment's setting), a CI run's, else the first image of a legacy release."""
         if isinstance(self.body.get("url"), str):
             return self.body["url"]
+        if self.topic_name.startswith(CI_PREFIX):
+            return (self.body.get("run") or {}).get("url")
         if self.topic_name == LEGACY:
             for artifact in _legacy_artifacts(self.body):
                 return artifact.get("image_url")
