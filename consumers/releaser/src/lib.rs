@@ -8,6 +8,7 @@
 //! store, so replicas and duplicate messages release at most once per period.
 
 pub mod decision;
+pub mod external;
 pub mod overrides;
 pub mod periods;
 pub mod release;

@@ -11,14 +11,12 @@ pub mod schema;
 
 pub use bodies::*;
 pub use ci::{
-    CI_MESSAGES_VERSION, CiArtifact, CiArtifactType, CiContact, CiError, CiPipeline, CiReportedResult,
-    CiResult, CiRun, CiSubject, CiSystem, CiTest, CiTestComplete, CiTestError, CiTestQueued,
-    CiTestResult, CiTestRunning, CiTestStarted, ExternalTestResult,
+    CI_MESSAGES_VERSION, CiArtifact, CiArtifactType, CiContact, CiError, CiPipeline,
+    CiReportedResult, CiResult, CiRun, CiSubject, CiSystem, CiTest, CiTestComplete, CiTestError,
+    CiTestQueued, CiTestResult, CiTestRunning, CiTestStarted, ExternalTestResult,
 };
 pub use envelope::{
     BodyError, Incoming, Message, Outgoing, RecordError, RecordLine, Severity, derived_id,
 };
-pub use ids::{
-    Arch, Commit, Format, InvalidId, Ref, Sha256, Stream, TestName, UserName, Version,
-};
+pub use ids::{Arch, Commit, Format, InvalidId, Ref, Sha256, Stream, TestName, UserName, Version};
 pub use period::{InvalidPeriod, Period};
