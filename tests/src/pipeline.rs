@@ -66,6 +66,13 @@ pub struct Options {
     /// Signed releases: the GnuPG home, the major version and its key's fingerprint. The
     /// signer runs while [`Pipeline::start_signer`] and [`Pipeline::stop_signer`] say so.
     pub signing: Option<(PathBuf, String, String)>,
+    /// More keys of the stream's section (`external_gating = [...]`).
+    pub stream_keys: String,
+    /// More tables of the configuration (`[trust.topics]`, ...).
+    pub tables: String,
+    /// Consumers the test runs itself (the image-tester, say): the configuration names
+    /// their queues, which [`Pipeline::stop`] deletes.
+    pub other_consumers: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -79,6 +86,9 @@ impl Default for Options {
             brokers: Vec::new(),
             quorum_queues: false,
             signing: None,
+            stream_keys: String::new(),
+            tables: String::new(),
+            other_consumers: Vec::new(),
         }
     }
 }
@@ -135,6 +145,7 @@ arches = ["aarch64", "x86_64"]
 input_refs = {{ {input} }}
 ostree_repo = "{repo}"
 formats = ["qcow2"]
+{stream_keys}
 [streams.{STREAM}.karma]
 {voters}
 [streams.{STREAM}.twoweek]
@@ -143,10 +154,13 @@ anchor = "2026-01-13T12:00:00Z"
 karma_required = {karma_required}
 when_nothing_passed = "{policy}"
 legacy_messages = true
-{signing}"#,
+{signing}
+{tables}"#,
         input = arch_refs("atomic-host"),
         release = arch_refs("release"),
         repo = repo.display(),
+        stream_keys = options.stream_keys,
+        tables = options.tables,
         karma_required = options.karma_required,
         policy = if options.release_next_pass {
             "release-next-pass"
@@ -174,11 +188,14 @@ impl Pipeline {
             "retry_delays_seconds = [1]\nmax_attempts = 2\nquorum_queue = {}",
             options.quorum_queues
         );
-        let bus = TestBus::with_config(&stream_toml(repo.path(), &options))
+        let mut bus = TestBus::with_config(&stream_toml(repo.path(), &options))
             .on_brokers(options.brokers.clone())
             .consumer("karma-tracker", &keys)
             .consumer("releaser", &keys)
             .consumer(signer::NAME, &keys);
+        for name in &options.other_consumers {
+            bus = bus.consumer(name, &keys);
+        }
         let mut settings = bus.settings();
         settings.operators = options.operators.clone();
         let settings = Arc::new(settings);

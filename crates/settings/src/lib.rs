@@ -1507,6 +1507,8 @@ mod tests {
             "fortnight.karma.threshold.reached",
             "fortnight.twoweek.timer.fired",
             "fortnight.release.published",
+            // Another CI system's results gate releases: none is trusted until named.
+            "ci.productmd-compose.test.complete",
         ] {
             assert_eq!(senders_of(&text, topic), "fortnight, alice", "{topic}");
         }
@@ -1531,6 +1533,13 @@ mod tests {
         );
         assert_eq!(senders_of(&text, "pungi.compose.ostree"), "pungi");
         assert_eq!(senders_of(&text, "fortnight.tree.composed"), "any sender");
+        let openqa = format!(
+            "{MINIMAL}\n[trust.topics]\n\"ci.productmd-compose.test.complete\" = [\"openqa\"]\n"
+        );
+        assert_eq!(
+            senders_of(&openqa, "ci.productmd-compose.test.complete"),
+            "openqa"
+        );
         assert_eq!(
             senders_of(&text, "fortnight.image.built"),
             "fn-builder, fn-releaser, alice"

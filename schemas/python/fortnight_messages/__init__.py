@@ -116,29 +116,28 @@ def _twoweek_complete(body):
     return f"two-week Atomic Host release {', '.join(composes)} complete: {images}"
 
 
-def _ci_run(body):
-    """`fortnight.f43.functional on productmd-compose 43.2 (x86_64)`."""
+def _ci_run(verb, body, after=""):
+    """`43.2 <verb> fortnight.f43.functional on x86_64<after>`."""
     test = body.get("test") or {}
-    artifact = body.get("artifact") or {}
     name = ".".join(str(test[key]) for key in ("namespace", "type", "category") if test.get(key))
     arches = ", ".join(
         str(system["architecture"])
         for system in body.get("system") or []
         if isinstance(system, dict) and system.get("architecture")
     )
-    on = f" ({arches})" if arches else ""
-    return f"{name} on {artifact.get('type')} {artifact.get('id')}{on}"
+    on = f" on {arches}" if arches else ""
+    return f"{(body.get('artifact') or {}).get('id')} {verb} {name}{on}{after}"
 
 
 def _ci_complete(body):
-    result = (body.get("test") or {}).get("result", "")
-    note = (body.get("test") or {}).get("note")
-    return f"{_ci_run(body)} {result}" + (f": {note}" if note else "")
+    test = body.get("test") or {}
+    note = f": {test['note']}" if test.get("note") else ""
+    return _ci_run(test.get("result", "finished"), body, note)
 
 
 def _ci_error(body):
     reason = (body.get("error") or {}).get("reason", "")
-    return f"{_ci_run(body)} could not be tested: {reason}"
+    return _ci_run("could not be tested by", body, f": {reason}")
 
 
 SUMMARIES = {
@@ -171,8 +170,8 @@ SUMMARIES = {
         + (f": {b['failure-message']}" if b.get("failure-message") else "")
     ),
     LEGACY: _twoweek_complete,
-    "ci.productmd-compose.test.queued": lambda b: f"{_ci_run(b)} queued",
-    "ci.productmd-compose.test.running": lambda b: f"{_ci_run(b)} running",
+    "ci.productmd-compose.test.queued": lambda b: _ci_run("queued for", b),
+    "ci.productmd-compose.test.running": lambda b: _ci_run("running", b),
     "ci.productmd-compose.test.complete": _ci_complete,
     "ci.productmd-compose.test.error": _ci_error,
 }

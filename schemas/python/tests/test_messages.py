@@ -152,8 +152,7 @@ class Summaries(unittest.TestCase):
         )
         self.assertEqual(
             msg.summary,
-            "fortnight.f43.functional on productmd-compose 43.2 (x86_64) failed: "
-            "failed gating tests: boot",
+            "43.2 failed fortnight.f43.functional on x86_64: failed gating tests: boot",
         )
         self.assertEqual(msg.url, "https://dl.example.org/f43/all/43.2/x86_64/")
         self.assertEqual(type(msg).__name__, "CiProductmdComposeTestComplete")
@@ -162,7 +161,11 @@ class Summaries(unittest.TestCase):
             {**subject, "test": test, "error": {"reason": "the suite is unreadable"}},
         )
         self.assertEqual(error.severity, message.ERROR)
-        self.assertIn("could not be tested: the suite is unreadable", error.summary)
+        self.assertEqual(
+            error.summary,
+            "43.2 could not be tested by fortnight.f43.functional on x86_64: "
+            "the suite is unreadable",
+        )
 
     def test_a_topic_without_its_own_words_is_still_described(self):
         msg = fortnight_messages.CLASSES["TreeComposed"](

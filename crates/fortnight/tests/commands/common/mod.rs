@@ -32,6 +32,11 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Self {
+        Self::with("", "")
+    }
+
+    /// An `Env` whose `f43` stream has `stream_keys` too, and the configuration `tables`.
+    pub fn with(stream_keys: &str, tables: &str) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let exchange = format!("fortnight.test.{id}");
         let dir = tempfile::tempdir().unwrap();
@@ -45,6 +50,8 @@ topic_prefix = "{PREFIX}"
 queue = "fortnight.test.{id}.probe"
 retry_delays_seconds = [1]
 max_attempts = 2
+[consumers.image-tester]
+queue = "fortnight.test.{id}.image-tester"
 "#,
             url = tests::amqp_url(),
         );
@@ -52,8 +59,9 @@ max_attempts = 2
             dir.path(),
             "fedora/43/x86_64/updates/atomic-host",
             &dir.path().join("repo"),
-            "",
+            stream_keys,
         ));
+        toml.push_str(tables);
         std::fs::write(&config, toml).unwrap();
         let settings = Settings::from_toml(&std::fs::read_to_string(&config).unwrap()).unwrap();
         let env = Self {
