@@ -356,3 +356,119 @@ fn keep_newest(
         Ok(true)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const GATING: &str = "external_gating = [\"openqa.install_default\"]";
+
+    fn incoming(body: serde_json::Value) -> Incoming {
+        let serde_json::Value::Object(body) = body else {
+            panic!("a body is an object")
+        };
+        Incoming {
+            id: Some("m1".into()),
+            routing_key: CiTestComplete::TOPIC.into(),
+            topic: CiTestComplete::TOPIC.into(),
+            headers: Default::default(),
+            body,
+            user_id: Some("openqa".into()),
+        }
+    }
+
+    fn result(test: &str, arch: &str, result: &str, at: &str) -> serde_json::Value {
+        let (namespace, kind) = test.split_once('.').unwrap();
+        json!({
+            "artifact": {"type": "productmd-compose", "id": "43.20261127.0"},
+            "test": {"namespace": namespace, "type": kind, "result": result},
+            "system": [{"architecture": arch}],
+            "generated_at": at
+        })
+    }
+
+    fn kept(store: &Store, arch: &str) -> Option<ExternalTestResult> {
+        store
+            .read_external_result(
+                &"f43".parse().unwrap(),
+                &"43.20261127.0".parse().unwrap(),
+                &arch.parse().unwrap(),
+                &"openqa.install_default".parse().unwrap(),
+            )
+            .unwrap()
+    }
+
+    fn setup(stream_keys: &str) -> (tempfile::TempDir, Settings, Store) {
+        let root = tempfile::tempdir().unwrap();
+        let settings = ::tests::config::store_settings(
+            root.path(),
+            "fedora/43/x86_64/atomic-host",
+            &root.path().join("repo"),
+            stream_keys,
+        );
+        let store = Store::open(root.path()).unwrap();
+        (root, settings, store)
+    }
+
+    #[test]
+    fn the_newest_result_is_kept_whatever_order_they_arrive_in() {
+        let (_root, settings, store) = setup(GATING);
+        let record = |r: &str, at: &str| {
+            let message = incoming(result("openqa.install_default", "x86_64", r, at));
+            record_external_result(&settings, &store, &message)
+        };
+        assert_eq!(
+            record("FAILED", "2026-11-27T10:00:00Z"),
+            Outcome::Done(vec![])
+        );
+        assert_eq!(kept(&store, "x86_64").unwrap().result, CiResult::Failed);
+        record("passed", "2026-11-27T12:00:00Z");
+        // A late copy of the older run changes nothing.
+        record("FAILED", "2026-11-27T10:00:00Z");
+        let newest = kept(&store, "x86_64").unwrap();
+        assert_eq!(newest.result, CiResult::Passed);
+        assert_eq!(newest.sender.as_deref(), Some("openqa"));
+        assert_eq!(newest.message_id.as_deref(), Some("m1"));
+    }
+
+    #[test]
+    fn a_result_no_stream_gates_on_changes_nothing_and_a_bad_one_is_refused() {
+        let (root, settings, store) = setup(GATING);
+        let other = incoming(result("openqa.base_selinux", "x86_64", "PASSED", "x"));
+        assert_eq!(
+            record_external_result(&settings, &store, &other),
+            Outcome::Done(vec![])
+        );
+        assert!(!root.path().join("f43/.external").exists());
+        let refusal = |body: serde_json::Value| match record_external_result(
+            &settings,
+            &store,
+            &incoming(body),
+        ) {
+            Outcome::Reject { reason } => reason,
+            outcome => panic!("not refused: {outcome:?}"),
+        };
+        let mut no_arch = result("openqa.install_default", "x86_64", "PASSED", "x");
+        no_arch["system"] = json!([]);
+        assert!(refusal(no_arch).contains("no system architecture"));
+        let odd = result("openqa.install_default", "x86_64", "SKIPPED", "x");
+        assert!(refusal(odd).contains("\"SKIPPED\" is none of passed"));
+        let mut koji = result("openqa.install_default", "x86_64", "PASSED", "x");
+        koji["artifact"]["type"] = json!("koji-build");
+        assert!(refusal(koji).contains("\"koji-build\" is not \"productmd-compose\""));
+        assert!(refusal(json!({"test": {}})).contains("not a Fedora CI test.complete body"));
+        assert_eq!(kept(&store, "x86_64"), None);
+    }
+
+    #[test]
+    fn a_stream_without_external_gating_ignores_every_result() {
+        let (root, settings, store) = setup("");
+        let message = incoming(result("openqa.install_default", "x86_64", "PASSED", "x"));
+        assert_eq!(
+            record_external_result(&settings, &store, &message),
+            Outcome::Done(vec![])
+        );
+        assert!(!root.path().join("f43/.external").exists());
+    }
+}

@@ -63,14 +63,17 @@ fn built(settings: &settings::Settings, version: &str) -> ImageBuilt {
     }
 }
 
-/// Runs the image-tester of `env` on one built image while `fedora-messaging consume` takes
-/// the first `limit` messages of the exchange; returns the Fedora CI ones, in order.
-async fn ci_messages_of_a_run(env: &Env, version: &str, limit: usize) -> Vec<Value> {
+/// Runs the image-tester of `env` on one built image, its message delivered `times` times,
+/// while `fedora-messaging consume` takes the first `limit` messages of the exchange; returns
+/// the Fedora CI ones, in order.
+async fn ci_messages_of_a_run(env: &Env, version: &str, times: usize, limit: usize) -> Vec<Value> {
     let consumer = FmConsumer::start(env, limit);
     let tester = env.start_consumer(ImageTester::new(Arc::new(env.settings.clone())).unwrap());
     let publisher = env.publisher().await;
     let message = Outgoing::new(uuid::Uuid::new_v4(), &built(&env.settings, version));
-    publisher.publish(&message).await.unwrap();
+    for _ in 0..times {
+        publisher.publish(&message).await.unwrap();
+    }
     publisher.close().await;
     let (received, log) = consumer.finish();
     tester.stop().await;
@@ -123,8 +126,9 @@ async fn a_test_run_reaches_fedora_messaging_as_queued_running_then_complete() {
     .unwrap();
     let env = Env::with(&format!("test_suite = \"{}\"", suite.display()), FEDORA_CI);
     const V: &str = "43.20261127.5";
-    // image.built, queued, running, complete and tests.passed.
-    let ci = ci_messages_of_a_run(&env, V, 5).await;
+    // image.built, queued, running, complete and tests.passed; then the redelivered
+    // image.built, and the recorded result again: complete and tests.passed.
+    let ci = ci_messages_of_a_run(&env, V, 2, 8).await;
 
     let topics: Vec<&str> = ci.iter().map(topic).collect();
     assert_eq!(
@@ -132,9 +136,14 @@ async fn a_test_run_reaches_fedora_messaging_as_queued_running_then_complete() {
         [
             CiTestQueued::TOPIC,
             CiTestRunning::TOPIC,
+            CiTestComplete::TOPIC,
             CiTestComplete::TOPIC
         ],
-        "one run, told in the order it happened"
+        "one run, told in the order it happened; a redelivery runs nothing again"
+    );
+    assert_eq!(
+        ci[3]["id"], ci[2]["id"],
+        "the result told again keeps its id, so Fedora's consumers see one result"
     );
     assert_read_with_its_class(&ci[0], "CiProductmdComposeTestQueued");
     assert_read_with_its_class(&ci[1], "CiProductmdComposeTestRunning");
@@ -179,7 +188,7 @@ async fn a_suite_that_cannot_be_read_is_a_ci_error_not_a_test_result() {
     let env = Env::with(&format!("test_suite = \"{missing}\""), FEDORA_CI);
     const V: &str = "43.20261127.6";
     // image.built, queued and error; the run is retried later, and fails again.
-    let ci = ci_messages_of_a_run(&env, V, 3).await;
+    let ci = ci_messages_of_a_run(&env, V, 1, 3).await;
 
     let topics: Vec<&str> = ci.iter().map(topic).collect();
     assert_eq!(
