@@ -71,6 +71,13 @@ pub struct Options {
     pub signing_deadline: Option<String>,
     /// The topics requests and replies travel on.
     pub signing_topics: settings::SigningTopics,
+    /// More keys of the stream's section (`external_gating = [...]`).
+    pub stream_keys: Table,
+    /// More tables of the configuration (`[trust.topics]`, ...).
+    pub tables: Table,
+    /// Consumers the test runs itself (the image-tester, say): the configuration names
+    /// their queues, which [`Pipeline::stop`] deletes.
+    pub other_consumers: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -86,6 +93,9 @@ impl Default for Options {
             signing: None,
             signing_deadline: None,
             signing_topics: settings::SigningTopics::default(),
+            stream_keys: Table::new(),
+            tables: Table::new(),
+            other_consumers: Vec::new(),
         }
     }
 }
@@ -157,13 +167,16 @@ fn stream_config(repo: &Path, options: &Options) -> Table {
             );
         }
     }
-    Table::from_iter([(
+    config::merge(&mut stream, options.stream_keys.clone());
+    let mut config = Table::from_iter([(
         "streams".to_owned(),
         Value::Table(Table::from_iter([(
             STREAM.to_owned(),
             Value::Table(stream),
         )])),
-    )])
+    )]);
+    config::merge(&mut config, options.tables.clone());
+    config
 }
 
 fn with_health(settings: &Settings, consumer: &str) -> (Settings, std::net::SocketAddr) {
@@ -185,11 +198,14 @@ impl Pipeline {
             max_attempts = 2
             quorum_queue = (options.quorum_queues)
         };
-        let bus = TestBus::with_config(stream_config(repo.path(), &options))
+        let mut bus = TestBus::with_config(stream_config(repo.path(), &options))
             .on_brokers(options.brokers.clone())
             .consumer("karma-tracker", keys.clone())
             .consumer("releaser", keys.clone())
-            .consumer(signer::NAME, keys);
+            .consumer(signer::NAME, keys.clone());
+        for name in &options.other_consumers {
+            bus = bus.consumer(name, keys.clone());
+        }
         let mut settings = bus.settings();
         settings.operators = options.operators.clone();
         settings.signing_topics = options.signing_topics.clone();

@@ -9,6 +9,7 @@
 
 pub mod deadlines;
 pub mod decision;
+pub mod external;
 pub mod notes;
 pub mod overrides;
 pub mod periods;

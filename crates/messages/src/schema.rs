@@ -12,6 +12,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
 use crate::bodies::*;
+use crate::ci::{CiTestComplete, CiTestError, CiTestQueued, CiTestRunning};
 use crate::envelope::Message;
 
 /// The command that regenerates `schemas/`, named in every drift report.
@@ -28,7 +29,7 @@ fn schema_of<M: Message>() -> (&'static str, Value) {
     (M::TOPIC, schema)
 }
 
-/// Every topic Fortnight publishes, with its schema.
+/// Every topic Fortnight publishes, with its schema (Fedora CI's `ci.*` topics included).
 pub fn all() -> Vec<(&'static str, Value)> {
     vec![
         schema_of::<TreeComposed>(),
@@ -50,6 +51,10 @@ pub fn all() -> Vec<(&'static str, Value)> {
         schema_of::<SignRequested>(),
         schema_of::<SignFinished>(),
         schema_of::<TwoweekComplete>(),
+        schema_of::<CiTestQueued>(),
+        schema_of::<CiTestRunning>(),
+        schema_of::<CiTestComplete>(),
+        schema_of::<CiTestError>(),
     ]
 }
 

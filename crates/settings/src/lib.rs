@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use messages::{
-    Arch, Format, Message, PungiComposeOstree, PungiComposeStatusChange, Ref, SignFinished, Stream,
-    UserName, Version,
+    Arch, CiArtifactType, CiContact, Format, Message, PungiComposeOstree, PungiComposeStatusChange,
+    Ref, SignFinished, Stream, TestName, UserName, Version,
 };
 use serde::Deserialize;
 
@@ -691,6 +691,24 @@ pub struct StreamSettings {
     /// Signed releases; absent for a stream whose releases are not signed.
     #[serde(default)]
     pub signing: Option<SigningSettings>,
+    /// Fedora CI messages for every test run; absent for a stream that sends none.
+    #[serde(default)]
+    pub fedora_ci: Option<FedoraCiSettings>,
+    /// Tests other CI systems run (`openqa.install_default`) whose `test.complete` result must
+    /// have passed on every arch before a candidate is released.
+    #[serde(default)]
+    pub external_gating: Vec<TestName>,
+}
+
+/// How the image-tester describes a stream's test runs in Fedora CI messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FedoraCiSettings {
+    /// The Fedora CI artifact type, which names the topics (`ci.<type>.test.*`).
+    #[serde(default)]
+    pub artifact_type: CiArtifactType,
+    /// Who runs the tests: `name`, `team`, `email`, `docs`, optionally `url` and `irc`.
+    pub contact: CiContact,
 }
 
 /// How the signer signs a stream's releases.
@@ -1668,6 +1686,8 @@ mod tests {
             "fortnight.karma.threshold.reached",
             "fortnight.twoweek.timer.fired",
             "fortnight.release.published",
+            // Another CI system's results gate releases: none is trusted until named.
+            "ci.productmd-compose.test.complete",
         ] {
             assert_eq!(senders_of(&text, topic), "fortnight, alice", "{topic}");
         }
@@ -1692,6 +1712,13 @@ mod tests {
         );
         assert_eq!(senders_of(&text, "pungi.compose.ostree"), "pungi");
         assert_eq!(senders_of(&text, "fortnight.tree.composed"), "any sender");
+        let openqa = format!(
+            "{MINIMAL}\n[trust.topics]\n\"ci.productmd-compose.test.complete\" = [\"openqa\"]\n"
+        );
+        assert_eq!(
+            senders_of(&openqa, "ci.productmd-compose.test.complete"),
+            "openqa"
+        );
         assert_eq!(
             senders_of(&text, "fortnight.image.built"),
             "fn-builder, fn-releaser, alice"

@@ -46,6 +46,13 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
     } else {
         println!("  automated tests: {}", verdict.autotest.join("; "));
     }
+    if !stream_settings.external_gating.is_empty() {
+        if verdict.external.is_empty() {
+            println!("  external tests: passed on every arch");
+        } else {
+            println!("  external tests: {}", verdict.external.join("; "));
+        }
+    }
     let votes = candidate
         .tally
         .votes

@@ -23,7 +23,7 @@ const PUBLISHED: &str = "fortnight.release.published";
 
 /// Writes the CLI's configuration: the pipeline's, with `operators` as the operator's copy
 /// lists them (which may differ from what the releaser trusts).
-fn cli_config(p: &Pipeline, operators: &[&BrokerUser]) -> PathBuf {
+pub(crate) fn cli_config(p: &Pipeline, operators: &[&BrokerUser]) -> PathBuf {
     let names: Vec<&str> = operators.iter().map(|o| o.name.as_str()).collect();
     let config = config::merged(p.bus.config(), toml! { operators = (names) });
     let path = p.bus.dir.path().join("cli.toml");
@@ -65,7 +65,7 @@ async fn fortnight(config: &Path, user: &BrokerUser, args: &[&str]) -> Output {
 }
 
 /// Like [`fortnight`], and the command must succeed; returns its standard output.
-async fn fortnight_ok(config: &Path, user: &BrokerUser, args: &[&str]) -> String {
+pub(crate) async fn fortnight_ok(config: &Path, user: &BrokerUser, args: &[&str]) -> String {
     let output = fortnight(config, user, args).await;
     assert_success(&output, &format!("fortnight {args:?}"));
     text(&output.stdout)

@@ -33,6 +33,11 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Self {
+        Self::with(Table::new(), Table::new())
+    }
+
+    /// An `Env` whose `f43` stream has `stream_keys` too, and the configuration `tables`.
+    pub fn with(stream_keys: Table, tables: Table) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let exchange = format!("fortnight.test.{id}");
         let dir = tempfile::tempdir().unwrap();
@@ -46,6 +51,9 @@ impl Env {
             queue = (format!("fortnight.test.{id}.probe"))
             retry_delays_seconds = [1]
             max_attempts = 2
+
+            [consumers.image-tester]
+            queue = (format!("fortnight.test.{id}.image-tester"))
         };
         config::merge(
             &mut toml,
@@ -53,9 +61,10 @@ impl Env {
                 dir.path(),
                 "fedora/43/x86_64/updates/atomic-host",
                 &dir.path().join("repo"),
-                Table::new(),
+                stream_keys,
             ),
         );
+        config::merge(&mut toml, tables);
         std::fs::write(&config, config::to_toml(&toml)).unwrap();
         let settings = Settings::from_toml(&std::fs::read_to_string(&config).unwrap()).unwrap();
         let env = Self {
