@@ -153,7 +153,7 @@ impl Step for Probe {
     const NAME: &'static str = "probe";
     type Input = ();
 
-    fn topics() -> Vec<String> {
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
         vec![RUN_TOPIC.to_owned()]
     }
 

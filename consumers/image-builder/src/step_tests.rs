@@ -15,7 +15,7 @@ use super::*;
 const REF: &str = "fedora/43/x86_64/atomic-host";
 
 fn builder(root: &Path) -> ImageBuilder {
-    let settings = tests::config::store_settings(root, REF, root, "");
+    let settings = tests::config::store_settings(root, REF, root, tests::config::Table::new());
     ImageBuilder::new(Arc::new(settings)).expect("the store opens")
 }
 

@@ -2,6 +2,9 @@
 //! `fortnight.image.built` message, keeps each test's output, `tests.json` and `junit.xml` in
 //! the store, and publishes `fortnight.image.tests.passed` or `fortnight.image.tests.failed`.
 //!
+//! It also tells Fedora CI about each run and keeps other CI systems' results for the streams
+//! that gate on them (see [`fedora_ci`]).
+//!
 //! When every configured arch of a version has passed, the version is linked into
 //! `passed-autotest/`. Each replica re-reads every arch's `tests.json` under the version's
 //! lock after writing its own, and the link is created with an exclusive `symlink(2)`, so
@@ -9,6 +12,7 @@
 //! an arch is rebuilt and its new images fail, the same check removes the link again: the tier
 //! always says what the arches' current reports say.
 
+mod fedora_ci;
 mod junit;
 mod run;
 #[cfg(test)]
@@ -20,10 +24,11 @@ pub use run::SCRATCH_PREFIX;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bus::{Outputs, Step, StepError};
+use bus::{Input, Outputs, Refusal, Step, StepError};
+use fedora_ci::{CiAnnouncer, CiRunMessages};
 use messages::{
-    ImageBuilt, ImageTestsFailed, ImageTestsPassed, Incoming, Outgoing, Stream, TestReport,
-    Version, derived_id,
+    CiReportedResult, CiTestComplete, ImageBuilt, ImageTestsFailed, ImageTestsPassed, Incoming,
+    Message, Outgoing, Stream, TestReport, Version, derived_id,
 };
 use settings::Settings;
 use store::{FileName, Store, StoreError, Tier};
@@ -47,12 +52,28 @@ pub enum TesterError {
 pub struct ImageTester {
     settings: Arc<Settings>,
     store: Store,
+    ci: Arc<CiAnnouncer>,
 }
 
-bus::input! {
-    /// What the image tester reads: built images.
-    pub enum TesterInput {
-        Built(ImageBuilt),
+/// What the image tester reads: built images, and other CI systems' results.
+#[derive(Debug)]
+pub enum TesterInput {
+    Built(ImageBuilt),
+    /// Read tolerantly: other CI systems send more, and less, than Fortnight's own messages.
+    CiResult(CiReportedResult),
+}
+
+impl Input for TesterInput {
+    const TOPICS: &'static [&'static str] = &[ImageBuilt::TOPIC, CiTestComplete::TOPIC];
+
+    fn parse(message: &Incoming) -> Result<Self, Refusal> {
+        match message.topic.as_str() {
+            ImageBuilt::TOPIC => Ok(Self::Built(message.parse()?)),
+            CiTestComplete::TOPIC => fedora_ci::reported_result(message)
+                .map(Self::CiResult)
+                .map_err(Refusal),
+            other => Err(Refusal::topic(other, Self::TOPICS)),
+        }
     }
 }
 
@@ -60,9 +81,9 @@ bus::input! {
 #[derive(Debug)]
 enum Plan {
     /// These images were tested before: publish the report again.
-    Tested(TestReport),
+    Tested(Box<TestReport>),
     /// Run the suite.
-    Run(Suite),
+    Run,
 }
 
 /// What a test report did to the version's place in `passed-autotest/`.
@@ -76,7 +97,12 @@ enum TierChange {
 impl ImageTester {
     pub fn new(settings: Arc<Settings>) -> Result<Self, TesterError> {
         let store = Store::open(&settings.store.root)?;
-        Ok(Self { settings, store })
+        let ci = Arc::new(CiAnnouncer::new(settings.clone()));
+        Ok(Self {
+            settings,
+            store,
+            ci,
+        })
     }
 
     /// Checks that every image the message names is where the store keeps that format for
@@ -166,19 +192,23 @@ impl ImageTester {
         {
             Ok(Some(report)) if report.tree == built.tree && report.images == built.images => {
                 tracing::info!(stream = %built.stream, version = %built.version, arch = %built.arch, "images already tested; result published again");
-                return Ok(Plan::Tested(report));
+                return Ok(Plan::Tested(Box::new(report)));
             }
             Ok(_) => {}
             Err(e) if e.is_retryable() => return Err(e.into()),
             // An unreadable old report is replaced by this run.
             Err(e) => tracing::warn!(error = %e, "previous tests.json unreadable; testing again"),
         }
-        match &settings.test_suite {
+        Ok(Plan::Run)
+    }
+
+    /// The stream's test suite. Blocking: reads the suite file.
+    fn suite(&self, stream: &Stream) -> Result<Suite, StepError> {
+        match &self.settings.require_stream(stream)?.test_suite {
             Some(path) => Suite::load(path)
-                .map(Plan::Run)
                 // The suite is configuration: retrying gives an operator the time to fix it.
                 .map_err(|e| StepError::retryable(e.to_string())),
-            None => Ok(Plan::Run(Suite::default())),
+            None => Ok(Suite::default()),
         }
     }
 
@@ -231,9 +261,14 @@ impl ImageTester {
     /// Writes the `junit.xml` and `tests.json` of a run. Blocking: fsyncs both.
     fn write_report(&self, report: &TestReport) -> Result<(), StepError> {
         let (stream, version, arch) = (&report.stream, &report.version, &report.arch);
+        let junit = junit::render(report).map_err(|e| {
+            StepError::permanent(format!(
+                "cannot write the JUnit report of {stream} {version} {arch}: {e}"
+            ))
+        })?;
         store::write_atomic(
             &self.store.junit_path(stream, version, arch),
-            junit::render(report).as_bytes(),
+            junit.as_bytes(),
         )?;
         store::write_json(&self.store.tests_json_path(stream, version, arch), report)?;
         tracing::info!(stream = %stream, version = %version, arch = %arch, failed = ?report.failed, "tests finished");
@@ -292,6 +327,7 @@ impl ImageTester {
             report.arch.as_str(),
             report.tree.commit.as_str(),
         ];
+        let ci_complete = fedora_ci::complete(&self.settings, &self.store, &report);
         let outgoing = if report.failed.is_empty() {
             Outgoing::new(
                 derived_id(NAME, &[&["passed"][..], &identity].concat()),
@@ -303,23 +339,42 @@ impl ImageTester {
                 &ImageTestsFailed(report),
             )
         };
-        Ok(vec![outgoing])
+        Ok(std::iter::once(outgoing).chain(ci_complete).collect())
     }
 
-    async fn on_built(&self, built: ImageBuilt) -> Result<Outputs, StepError> {
+    async fn on_built(&self, built: ImageBuilt, message: &Incoming) -> Result<Outputs, StepError> {
         let built = Arc::new(built);
         let plan = {
             let (this, built) = (self.clone(), Arc::clone(&built));
             bus::blocking(move || this.plan(&built)).await?
         };
-        let suite = match plan {
-            Plan::Tested(report) => {
-                let this = self.clone();
-                return bus::blocking(move || this.finish(report)).await;
+        if let Plan::Tested(report) = plan {
+            let this = self.clone();
+            return bus::blocking(move || this.finish(*report)).await;
+        }
+        let ci_run = CiRunMessages::of(
+            &self.settings,
+            &self.store,
+            &built,
+            fedora_ci::attempt_of(message),
+        );
+        if let Some(run) = &ci_run {
+            self.ci.announce(&run.queued()).await?;
+        }
+        let suite = {
+            let (this, stream) = (self.clone(), built.stream.clone());
+            match bus::blocking(move || this.suite(&stream)).await {
+                Ok(suite) => suite,
+                Err(error) => return Err(self.ci.error(ci_run.as_ref(), error).await),
             }
-            Plan::Run(suite) => suite,
         };
-        let ran = self.run_suite(&built, &suite).await?;
+        if let Some(run) = &ci_run {
+            self.ci.announce(&run.running()).await?;
+        }
+        let ran = match self.run_suite(&built, &suite).await {
+            Ok(ran) => ran,
+            Err(error) => return Err(self.ci.error(ci_run.as_ref(), error).await),
+        };
         let tests: Vec<_> = ran.into_iter().map(|r| r.summary).collect();
         let mut failed: Vec<String> = tests
             .iter()
@@ -371,8 +426,17 @@ impl Step for ImageTester {
         Ok(())
     }
 
-    async fn handle(&self, input: TesterInput, _message: &Incoming) -> Result<Outputs, StepError> {
-        let TesterInput::Built(built) = input;
-        self.on_built(built).await
+    async fn handle(&self, input: TesterInput, message: &Incoming) -> Result<Outputs, StepError> {
+        match input {
+            TesterInput::Built(built) => self.on_built(built, message).await,
+            TesterInput::CiResult(reported) => {
+                let (settings, store, message) =
+                    (self.settings.clone(), self.store.clone(), message.clone());
+                bus::blocking(move || {
+                    fedora_ci::record_external_result(&settings, &store, &reported, &message)
+                })
+                .await
+            }
+        }
     }
 }

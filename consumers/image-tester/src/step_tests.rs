@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use messages::{Format, ImageBuilt};
 use serde_json::json;
+use tests::config::{Table, toml};
 use tests::step::{published, refused, retried};
 
 use super::*;
 
-fn tester(root: &Path, stream_keys: &str) -> ImageTester {
+fn tester(root: &Path, stream_keys: Table) -> ImageTester {
     let settings =
         tests::config::store_settings(root, "fedora/43/x86_64/atomic-host", root, stream_keys);
     ImageTester::new(Arc::new(settings)).expect("the store opens")
@@ -50,7 +51,7 @@ fn in_passed_autotest(root: &Path) -> bool {
 #[tokio::test]
 async fn images_that_pass_are_reported_and_linked_and_a_replay_repeats_the_report() {
     let root = tempfile::tempdir().unwrap();
-    let step = tester(root.path(), "");
+    let step = tester(root.path(), Table::new());
     let message = tests::step::incoming(&built(root.path(), None), None);
     let passed = published(bus::outcome(&step, &message).await);
     assert_eq!(passed.len(), 1);
@@ -63,7 +64,7 @@ async fn images_that_pass_are_reported_and_linked_and_a_replay_repeats_the_repor
 #[tokio::test]
 async fn an_image_outside_its_slot_is_refused_and_nothing_is_tested() {
     let root = tempfile::tempdir().unwrap();
-    let step = tester(root.path(), "");
+    let step = tester(root.path(), Table::new());
     let message = tests::step::incoming(&built(root.path(), Some("../../etc/passwd")), None);
     let reason = refused(bus::outcome(&step, &message).await);
     assert!(reason.contains("../../etc/passwd"), "{reason}");
@@ -81,7 +82,10 @@ async fn an_image_outside_its_slot_is_refused_and_nothing_is_tested() {
 #[tokio::test]
 async fn a_suite_that_cannot_be_read_is_retried_for_an_operator_to_fix() {
     let root = tempfile::tempdir().unwrap();
-    let step = tester(root.path(), "test_suite = \"/nonexistent/suite.toml\"");
+    let step = tester(
+        root.path(),
+        toml! { test_suite = "/nonexistent/suite.toml" },
+    );
     let message = tests::step::incoming(&built(root.path(), None), None);
     let reason = retried(bus::outcome(&step, &message).await);
     assert!(reason.contains("/nonexistent/suite.toml"), "{reason}");

@@ -15,7 +15,7 @@ fn tracker(root: &Path) -> KarmaTracker {
         root,
         "fedora/43/x86_64/atomic-host",
         root,
-        "karma = { stable_threshold = 2 }",
+        tests::config::toml! { karma = { stable_threshold = 2 } },
     );
     KarmaTracker::new(Arc::new(settings)).expect("the store opens")
 }

@@ -7,7 +7,10 @@
 //! Everything that reads and then changes a stream happens under the stream's lock in the
 //! store, so replicas and duplicate messages release at most once per period.
 
+pub mod deadlines;
 pub mod decision;
+pub mod external;
+pub mod notes;
 pub mod overrides;
 pub mod periods;
 pub mod release;
@@ -21,10 +24,10 @@ use std::sync::Arc;
 use bus::{BlockingStep, Outputs, StepError};
 use chrono::{DateTime, Utc};
 use messages::{
-    CandidateVerdict, ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message,
-    Outgoing, Override, OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock,
-    OverrideUnhold, Period, ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream,
-    TwoweekComplete, TwoweekTimerFired, UserName, Version, derived_id,
+    ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
+    OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold, Period,
+    ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream, TwoweekComplete,
+    TwoweekTimerFired, UserName, Version, derived_id,
 };
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::{FileName, Store, StoreError};
@@ -153,34 +156,36 @@ impl Releaser {
     }
 
     /// Releases, or for a signed stream stages the release and asks for its signatures.
-    fn release(&self, request: &Request<'_>, now: DateTime<Utc>) -> Result<Progress, ReleaseError> {
+    /// `forced_by` is the override that forces the release, whose audit log gets the outcome.
+    fn release(
+        &self,
+        request: &Request<'_>,
+        now: DateTime<Utc>,
+        forced_by: Option<&AuditEntry>,
+    ) -> Result<Progress, ReleaseError> {
         if request.settings.signing.is_none() {
             return self.complete(request, now).map(Progress::Released);
         }
         let arches = release::stage(&self.store, request)?;
-        let signing_request = signing::request_for(&self.store, request, &arches)?;
-        let since = signing::read(&self.store, request.stream, request.version)?
-            .filter(|pending| pending.request.request_id == signing_request.request_id)
-            .map_or(now, |pending| pending.since);
-        signing::write(
-            &self.store,
-            &signing::Pending {
-                request: signing_request.clone(),
-                period: request.period,
-                forced: request.forced,
-                reason: request.reason.clone(),
-                since,
-            },
-        )?;
-        tracing::info!(stream = %request.stream, version = %request.version, request_id = %signing_request.request_id, since = %since, "release staged; waiting for signatures");
-        let id = derived_id(
-            NAME,
-            &[
-                &signing_request.request_id.to_string(),
-                messages::SignRequested::TOPIC,
-            ],
-        );
-        Ok(Progress::Signing(vec![Outgoing::new(id, &signing_request)]))
+        let commits = release::release_commits(request, &arches)?;
+        let signing_request = signing::request_for(&self.store, request, &arches, &commits)?;
+        // Asked again (a replayed tick): the same request, still waiting since the first time.
+        let earlier = signing::read(&self.store, request.stream, request.version)?
+            .filter(|pending| pending.request.request_id == signing_request.request_id);
+        let pending = signing::Pending {
+            request: signing_request,
+            period: request.period,
+            forced: request.forced,
+            reason: request.reason.clone(),
+            since: earlier.as_ref().map_or(now, |e| e.since),
+            resent_at: earlier.as_ref().and_then(|e| e.resent_at),
+            forced_by: forced_by.cloned(),
+        };
+        signing::write(&self.store, &pending)?;
+        tracing::info!(stream = %request.stream, version = %request.version, request_id = %pending.request.request_id, since = %pending.since, "release staged; waiting for signatures");
+        Ok(Progress::Signing(vec![
+            self.sign_request_message(&pending.request, false),
+        ]))
     }
 
     /// Finishes a release: links, refs, release.json, `latest`; returns the announcements.
@@ -189,7 +194,7 @@ impl Releaser {
         request: &Request<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outgoing>, ReleaseError> {
-        let record = release::perform(&self.store, request, now)?;
+        let record = release::perform(&self.store, request, now, &self.settings.site.base_url)?;
         tracing::info!(stream = %record.stream, version = %record.version, period = ?record.period.map(|p| p.to_string()), forced = record.forced, reason = %record.reason, "released");
         Ok(self.announce(&record, request.twoweek))
     }
@@ -220,7 +225,7 @@ impl Releaser {
             forced: false,
             reason,
         };
-        let progress = self.release(&request, now).inspect_err(|error| {
+        let progress = self.release(&request, now, None).inspect_err(|error| {
             tracing::error!(stream = %stream, version = %version, error = %error, "release failed");
         })?;
         match progress {
@@ -456,7 +461,7 @@ impl Releaser {
                 forced: true,
                 reason: format!("forced {}", entry.describe()),
             };
-            match self.release(&request, now) {
+            match self.release(&request, now, Some(&entry)) {
                 Ok(Progress::Released(out) | Progress::Signing(out)) => Ok(out),
                 Err(error) => {
                     tracing::error!(stream = %stream, version = %version, error = %error, "forced release failed");
@@ -510,57 +515,29 @@ impl Releaser {
                         periods::write(&self.store, stream, period, released, now)
                             .map_err(store_error("cannot record the release of the period"))?;
                     }
+                    let outcome = format!("released {version}, signed");
+                    self.record_forced_outcome(pending.forced_by.as_ref(), outcome, now)
+                        .map_err(store_error("cannot append to the override audit log"))?;
                     out
                 }
-                SignStatus::Failure => self
-                    .signing_failed(&finished, message, &pending, now)
-                    .map_err(store_error("cannot record the skipped period"))?,
+                SignStatus::Failure => {
+                    let reason = format!(
+                        "signing failed ({} {}): {}",
+                        message.topic,
+                        message.id.as_deref().unwrap_or("without id"),
+                        finished
+                            .failure_message
+                            .as_deref()
+                            .unwrap_or("the signer gave no reason")
+                    );
+                    self.skip_unsigned(&pending, twoweek, reason, now)
+                        .map_err(store_error("cannot record the skipped release"))?
+                }
             };
             signing::remove(&self.store, stream, version)
                 .map_err(store_error("cannot remove the answered signing request"))?;
             Ok(out)
         })
-    }
-
-    /// A release the signer refused is skipped, naming the signer's message and reason.
-    fn signing_failed(
-        &self,
-        finished: &SignFinished,
-        message: &Incoming,
-        pending: &signing::Pending,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Outgoing>, StoreError> {
-        let (stream, version) = (&finished.request.stream, &finished.request.version);
-        let reason = format!(
-            "signing failed (fortnight.sign.finished {}): {}",
-            message.id.as_deref().unwrap_or("without id"),
-            finished
-                .failure_message
-                .as_deref()
-                .unwrap_or("the signer gave no reason")
-        );
-        tracing::warn!(stream = %stream, version = %version, reason = %reason, "signing failed; release skipped, nothing promoted");
-        let Some(period) = pending.period else {
-            // A forced release has no period to skip; the log line is the record.
-            return Ok(Vec::new());
-        };
-        periods::write(&self.store, stream, &period, PeriodState::Skipped, now)?;
-        let skipped = ReleaseSkipped {
-            stream: stream.clone(),
-            period,
-            candidates: vec![CandidateVerdict {
-                version: version.clone(),
-                reasons: vec![reason],
-            }],
-            current_release: self.store.current_release(stream)?,
-            current_release_age_seconds: None,
-            policy: policy_name(WhenNothingPassed::Skip).to_owned(),
-        };
-        let id = derived_id(
-            NAME,
-            &[stream.as_str(), &period.to_string(), ReleaseSkipped::TOPIC],
-        );
-        Ok(vec![Outgoing::new(id, &skipped)])
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use messages::{KarmaThresholdReached, OverrideBlock, OverrideRelease, ReleaseSkipped};
 use serde_json::json;
+use tests::config::toml;
 use tests::step::{incoming, published, refused};
 
 use super::*;
@@ -14,14 +15,22 @@ const ANCHOR: &str = "2026-01-01T00:00:00Z";
 
 /// A two-week stream ticking every 14 days from [`ANCHOR`], operated by `ops`.
 fn releaser(root: &Path) -> Releaser {
-    let mut toml = format!(
-        "operators = [\"ops\"]\n{}",
-        tests::config::store_toml(root, "fedora/43/x86_64/atomic-host", root, "")
+    let mut config = toml! { operators = ["ops"] };
+    tests::config::merge(
+        &mut config,
+        tests::config::store_config(
+            root,
+            "fedora/43/x86_64/atomic-host",
+            root,
+            toml! {
+                [twoweek]
+                release_refs = { x86_64 = "fedora/43/x86_64/stable" }
+                anchor = (ANCHOR)
+            },
+        ),
     );
-    toml.push_str(&format!(
-        "[streams.f43.twoweek]\nrelease_refs = {{ x86_64 = \"fedora/43/x86_64/stable\" }}\nanchor = \"{ANCHOR}\"\n"
-    ));
-    let settings = Settings::from_toml(&toml).expect("a valid configuration");
+    let settings =
+        Settings::from_toml(&tests::config::to_toml(&config)).expect("a valid configuration");
     Releaser::new(Arc::new(settings)).expect("the store opens")
 }
 

@@ -140,12 +140,18 @@ impl Signer {
         Ok(())
     }
 
-    fn reply(request: &SignRequested, finished: &SignFinished) -> Outgoing {
+    /// The reply on the deployment's reply topic (`signing_topics.finished`), with an id
+    /// derived from the request, so answering again sends the same message.
+    fn reply(&self, request: &SignRequested, finished: &SignFinished) -> Outgoing {
         let id = derived_id(
             NAME,
             &[&request.request_id.to_string(), SignFinished::TOPIC],
         );
-        Outgoing::new(id, finished)
+        let mut reply = Outgoing::new(id, finished);
+        reply
+            .topic
+            .clone_from(&self.settings.signing_topics.finished);
+        reply
     }
 
     fn answer(&self, request: SignRequested) -> Result<Outputs, StepError> {
@@ -154,7 +160,7 @@ impl Signer {
             .signed_record_path(&request.stream, &request.request_id);
         if let Some(finished) = store::read_json::<SignFinished>(&record)? {
             tracing::info!(request_id = %request.request_id, status = ?finished.status, "request answered before; answering again without signing");
-            return Ok(vec![Self::reply(&request, &finished)]);
+            return Ok(vec![self.reply(&request, &finished)]);
         }
         let (status, failure_message) = match self.sign(&request) {
             Ok(()) => {
@@ -184,7 +190,7 @@ impl Signer {
                     request.request_id
                 ))
             })?;
-        Ok(vec![Self::reply(&request, &finished)])
+        Ok(vec![self.reply(&request, &finished)])
     }
 }
 

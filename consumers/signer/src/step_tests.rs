@@ -6,16 +6,25 @@ use std::sync::Arc;
 
 use messages::{SignFinished, SignRequested, SignStatus, TwoweekTimerFired};
 use serde_json::json;
+use tests::config::{Table, toml};
 use tests::step::{incoming, published, refused};
 
 use super::*;
 
-const SIGNED_STREAM: &str = "[streams.f43.signing]\ngnupg_home = \"/nonexistent\"\nkeys = { \"43\" = \"F947C79A0123456789ABCDEF0123456789ABCDEF\" }\n";
+/// The stream's `[signing]`: a key for major version 43, in a GnuPG home never reached.
+fn signed_stream() -> Table {
+    toml! {
+        [signing]
+        gnupg_home = "/nonexistent"
+        keys = { "43" = "F947C79A0123456789ABCDEF0123456789ABCDEF" }
+    }
+}
 
-fn signer(root: &Path, stream_tables: &str) -> Signer {
-    let mut toml = tests::config::store_toml(root, "fedora/43/x86_64/atomic-host", root, "");
-    toml.push_str(stream_tables);
-    let settings = settings::Settings::from_toml(&toml).expect("a valid configuration");
+fn signer(root: &Path, stream_keys: Table) -> Signer {
+    let config =
+        tests::config::store_config(root, "fedora/43/x86_64/atomic-host", root, stream_keys);
+    let settings = settings::Settings::from_toml(&tests::config::to_toml(&config))
+        .expect("a valid configuration");
     Signer::new(Arc::new(settings)).expect("the store opens")
 }
 
@@ -43,7 +52,7 @@ fn reply(outcome: bus::Outcome) -> (uuid::Uuid, SignFinished) {
 #[tokio::test]
 async fn a_stream_without_signing_is_answered_failure_and_the_answer_is_kept() {
     let root = tempfile::tempdir().unwrap();
-    let step = signer(root.path(), "");
+    let step = signer(root.path(), Table::new());
     let message = incoming(&request("43.1", "f43/CHECKSUM", "sha256:00"), None);
     let (id, finished) = reply(bus::outcome(&step, &message).await);
     assert_eq!(finished.status, SignStatus::Failure);
@@ -59,7 +68,7 @@ async fn a_version_without_a_key_a_bad_checksum_or_a_path_outside_the_store_sign
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("f43")).unwrap();
     std::fs::write(root.path().join("f43/CHECKSUM"), "text").unwrap();
-    let step = signer(root.path(), SIGNED_STREAM);
+    let step = signer(root.path(), signed_stream());
     for (request, expected) in [
         (
             request("44.1", "f43/CHECKSUM", "sha256:00"),
@@ -97,7 +106,7 @@ async fn a_version_without_a_key_a_bad_checksum_or_a_path_outside_the_store_sign
 #[tokio::test]
 async fn a_body_that_is_no_request_is_refused_unanswered() {
     let root = tempfile::tempdir().unwrap();
-    let step = signer(root.path(), SIGNED_STREAM);
+    let step = signer(root.path(), signed_stream());
     let tick: TwoweekTimerFired = serde_json::from_value(json!({
         "stream": "f43", "period": "2026-11-17T12:00:00Z",
         "scheduled_for": "2026-11-17T12:00:00Z", "fired_at": "2026-11-17T12:00:00Z",

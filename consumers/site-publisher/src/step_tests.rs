@@ -10,7 +10,12 @@ use tests::step::{incoming, published, refused};
 use super::*;
 
 fn publisher(root: &Path) -> SitePublisher {
-    let settings = tests::config::store_settings(root, "fedora/43/x86_64/atomic-host", root, "");
+    let settings = tests::config::store_settings(
+        root,
+        "fedora/43/x86_64/atomic-host",
+        root,
+        tests::config::Table::new(),
+    );
     SitePublisher::new(Arc::new(settings)).expect("the store opens")
 }
 

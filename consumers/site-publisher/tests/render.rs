@@ -279,7 +279,8 @@ async fn step_publishes_on_valid_messages_and_rejects_bad_ones() {
 
 #[test]
 fn step_binds_every_topic_that_changes_the_page() {
-    let topics = SitePublisher::topics();
+    let f = fixture("x");
+    let topics = SitePublisher::topics(&f.settings);
     for topic in [
         "fortnight.release.published",
         "fortnight.release.skipped",

@@ -61,7 +61,7 @@ impl Step for Noop {
     const NAME: &'static str = "bench";
     type Input = ();
 
-    fn topics() -> Vec<String> {
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
         vec![IN.to_owned()]
     }
 

@@ -23,11 +23,10 @@ use crate::amqp;
 use crate::health::{self, Metrics};
 use crate::journal::{Job, JobRecord, Journal, RESCAN};
 use crate::publisher::{Wire, publish_all};
-use crate::step::{outcome, run_step};
+use crate::step::{parse_input, run_step};
 use crate::topology::Topology;
 use crate::{
-    BusError, HEADER_ATTEMPTS, HEADER_CONSUMER, HEADER_REASON, HEADER_ROUTING_KEY, Input, Outcome,
-    Step,
+    BusError, HEADER_ATTEMPTS, HEADER_CONSUMER, HEADER_REASON, HEADER_ROUTING_KEY, Outcome, Step,
 };
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -63,7 +62,7 @@ pub async fn run<S: Step>(
         settings: settings.clone(),
         name: S::NAME,
         config: settings.consumer(S::NAME),
-        topology: Topology::new(settings, S::NAME, &S::topics()),
+        topology: Topology::new(settings, S::NAME, &S::topics(settings)),
         metrics: Arc::new(Metrics::default()),
         journal,
         own_user: settings.broker_user(),
@@ -435,7 +434,7 @@ async fn process<S: Step>(
     let span = message_span(ctx, &received, incoming.as_ref().ok().map(|i| &i.body));
     async {
         // A message that is not the step's input is refused here, before it is journaled.
-        let parsed = incoming.and_then(|incoming| match S::Input::parse(&incoming) {
+        let parsed = incoming.and_then(|incoming| match parse_input::<S::Input>(&ctx.settings, &incoming) {
             Ok(input) => Ok((incoming, input)),
             Err(refusal) => Err(refusal.0),
         });
@@ -494,12 +493,15 @@ async fn run_job<S: Step>(
         // Checked again: a job journaled before the sender's trust was withdrawn must not run.
         let outcome = match received.untrusted(&ctx) {
             Some(reason) => Outcome::Reject { reason },
-            None => {
-                let started = Instant::now();
-                let outcome = outcome(step.as_ref(), &incoming).await;
-                ctx.metrics.observe_step(started.elapsed());
-                outcome
-            }
+            None => match parse_input::<S::Input>(&ctx.settings, &incoming) {
+                Err(refusal) => Outcome::Reject { reason: refusal.0 },
+                Ok(input) => {
+                    let started = Instant::now();
+                    let outcome = run_step(step.as_ref(), input, &incoming).await;
+                    ctx.metrics.observe_step(started.elapsed());
+                    outcome
+                }
+            },
         };
         match settle_or_retry(&ctx, &channel, &received, outcome).await {
             Ok(()) => {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use messages::envelope::BodyError;
 use messages::{Incoming, Outgoing};
+use settings::BusSettings;
 
 use crate::Outcome;
 
@@ -224,11 +225,12 @@ pub trait Step: Send + Sync + 'static {
     /// What the step reads; a message that does not parse as it is dead-lettered unread.
     type Input: Input;
 
-    /// Logical topics to bind (the configured prefix is added): those of [`Step::Input`].
-    fn topics() -> Vec<String> {
+    /// Topics to bind (the configured prefix is added): those of [`Step::Input`], under the
+    /// names the deployment gives them (`BusSettings::configured_topic`).
+    fn topics(settings: &BusSettings) -> Vec<String> {
         Self::Input::TOPICS
             .iter()
-            .map(|topic| (*topic).to_owned())
+            .map(|topic| settings.configured_topic(topic).to_owned())
             .collect()
     }
 
@@ -306,12 +308,28 @@ where
 /// What the runtime makes of one message for `step`: the input parsed (a refusal is
 /// dead-lettered without running the step), the step run, its result classified. A panic is
 /// a failure to retry, not the end of the consumer. Tests drive a step through this, exactly
-/// as the runtime does, without a broker.
+/// as the runtime does, without a broker; the message's topic is Fortnight's own name for it
+/// (the runtime maps a deployment's renamed topics to those, see [`parse_input`]).
 pub async fn outcome<S: Step>(step: &S, message: &Incoming) -> Outcome {
     match S::Input::parse(message) {
         Ok(input) => run_step(step, input, message).await,
         Err(refusal) => Outcome::Reject { reason: refusal.0 },
     }
+}
+
+/// The message as `I`, read under Fortnight's own name for its topic: a deployment may
+/// rename some (`signing_topics`), and the step still sees the topic it was sent on.
+pub(crate) fn parse_input<I: Input>(
+    settings: &BusSettings,
+    message: &Incoming,
+) -> Result<I, Refusal> {
+    let logical = settings.logical_topic(&message.topic);
+    if logical == message.topic {
+        return I::parse(message);
+    }
+    let mut renamed = message.clone();
+    renamed.topic = logical.to_owned();
+    I::parse(&renamed)
 }
 
 /// Runs the step on its parsed input; a panic is a failure to retry.

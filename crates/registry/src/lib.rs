@@ -42,8 +42,8 @@ pub struct SetupError {
 pub struct Consumer {
     /// Names the queue, the connection and the `[consumers.<name>]` section.
     pub name: &'static str,
-    /// The logical topics it binds (`topic_prefix` is added).
-    pub topics: fn() -> Vec<String>,
+    /// The topics it binds under a configuration (`topic_prefix` is added).
+    pub topics: fn(&BusSettings) -> Vec<String>,
     start: fn(Arc<Settings>, Shutdown) -> Result<Running, SetupError>,
 }
 
@@ -55,7 +55,7 @@ impl Consumer {
 
     /// Everything it declares on the broker under `settings`.
     pub fn topology(&self, settings: &BusSettings) -> Topology {
-        Topology::new(settings, self.name, &(self.topics)())
+        Topology::new(settings, self.name, &(self.topics)(settings))
     }
 
     /// Sets up its step and returns its run on the bus runtime, which ends after `shutdown`.
@@ -129,12 +129,17 @@ mod tests {
 
     #[test]
     fn every_consumer_binds_topics_and_the_releaser_its_overrides() {
+        let settings = BusSettings::load(None).expect("the defaults are valid");
         for consumer in CONSUMERS {
-            assert!(!(consumer.topics)().is_empty(), "{}", consumer.name);
+            assert!(
+                !(consumer.topics)(&settings).is_empty(),
+                "{}",
+                consumer.name
+            );
         }
         let releaser = find("releaser").expect("the releaser is registered");
         assert!(
-            (releaser.topics)()
+            (releaser.topics)(&settings)
                 .iter()
                 .any(|topic| topic == "fortnight.override.release")
         );

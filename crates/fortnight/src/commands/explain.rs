@@ -1,5 +1,6 @@
 //! `fortnight explain STREAM VERSION`: every gate of one candidate and whether the next tick
-//! would release it, from the releaser's own decision code.
+//! would release it, from the releaser's own decision code, and what it would change against
+//! the current release (packages, commits, files).
 
 use std::process::ExitCode;
 
@@ -35,10 +36,8 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
         .context("cannot read the candidate's signing request")?;
     if let Some(pending) = pending {
         println!(
-            "  released once signed: waiting for signatures since {} (request {})",
-            pending
-                .since
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "  released once signed: {} (request {})",
+            pending.describe(super::status::signing_deadline(stream_settings)),
             pending.request.request_id
         );
     }
@@ -46,6 +45,13 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
         println!("  automated tests: passed on every arch");
     } else {
         println!("  automated tests: {}", verdict.autotest.join("; "));
+    }
+    if !stream_settings.external_gating.is_empty() {
+        if verdict.external.is_empty() {
+            println!("  external tests: passed on every arch");
+        } else {
+            println!("  external tests: {}", verdict.external.join("; "));
+        }
     }
     let votes = candidate
         .tally
@@ -95,6 +101,19 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
             hold.describe()
         ),
         Decision::Nothing => println!("releasable"),
+    }
+    match view.current_version() {
+        Some(current) if current != &args.version => {
+            match super::diff::compare(&settings, &store, &args.stream, current, &args.version) {
+                Ok(notes) => print!(
+                    "what it would change against the current release: {}",
+                    notes.text(&args.version)
+                ),
+                Err(error) => println!("what it would change: unknown ({error:#})"),
+            }
+        }
+        Some(_) => {}
+        None => println!("what it would change: nothing to compare with, no release yet"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,8 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
+use releaser::Releaser;
 use settings::Settings;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -30,8 +32,9 @@ pub fn shutdown_waiter(
     }
 }
 
-/// Runs every consumer and the release timer until `shutdown` resolves or one of them fails;
-/// then stops the others (each finishes the message in hand) and returns the first error.
+/// Runs every consumer, the release timer and the releaser's deadline clock until `shutdown`
+/// resolves or one of them fails; then stops the others (each finishes the message in hand)
+/// and returns the first error.
 pub async fn run_all(
     settings: Arc<Settings>,
     shutdown: impl Future<Output = ()> + Send,
@@ -48,6 +51,18 @@ pub async fn run_all(
         tasks.spawn(async move {
             let result = release_timer::run(settings, shutdown).await;
             (release_timer::NAME, result.map_err(anyhow::Error::from))
+        });
+    }
+    {
+        let releaser = Releaser::new(Arc::clone(&settings))
+            .context("cannot set up the releaser's signing deadlines")?;
+        let shutdown = shutdown_waiter(&stopped);
+        tasks.spawn(async move {
+            let result = releaser::deadlines::run(releaser, shutdown).await;
+            (
+                releaser::deadlines::Deadlines::NAME,
+                result.map_err(anyhow::Error::from),
+            )
         });
     }
     tracing::info!(tasks = tasks.len(), "all consumers started");

@@ -7,33 +7,46 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::broker::rabbitmqctl;
+use tests::config::{self, Table, Value, toml};
 use tests::{free_port, http_get, is_ready};
 
 #[test]
 fn up_runs_every_consumer_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let consumers = registry::names();
-    let addrs: Vec<SocketAddr> = consumers.iter().map(|_| free_port()).collect();
-    let mut config =
-        format!("publish_exchange = \"fortnight.test.{id}\"\ntopic_prefix = \"test.{id}\"\n");
-    config.push_str(&tests::config::store_toml(
-        dir.path(),
-        "fedora/43/x86_64/updates/atomic-host",
-        dir.path(),
-        "",
-    ));
-    config.push_str(
-        "[streams.f43.twoweek]\nrelease_refs = { x86_64 = \"fedora/43/x86_64/atomic-host\" }\n\
-         anchor = \"2099-01-01T00:00:00Z\"\n",
+    let consumers_started = registry::names();
+    let addrs: Vec<SocketAddr> = consumers_started.iter().map(|_| free_port()).collect();
+    let mut config = toml! {
+        publish_exchange = (format!("fortnight.test.{id}"))
+        topic_prefix = (format!("test.{id}"))
+    };
+    config::merge(
+        &mut config,
+        config::store_config(
+            dir.path(),
+            "fedora/43/x86_64/updates/atomic-host",
+            dir.path(),
+            toml! {
+                [twoweek]
+                release_refs = { x86_64 = "fedora/43/x86_64/atomic-host" }
+                anchor = "2099-01-01T00:00:00Z"
+            },
+        ),
     );
-    for (consumer, addr) in consumers.iter().zip(&addrs) {
-        config.push_str(&format!(
-            "[consumers.{consumer}]\nqueue = \"fortnight.test.{id}.{consumer}\"\nhealth_addr = \"{addr}\"\n"
-        ));
-    }
+    let consumers: Table = consumers_started
+        .iter()
+        .zip(&addrs)
+        .map(|(consumer, addr)| {
+            let section = toml! {
+                queue = (format!("fortnight.test.{id}.{consumer}"))
+                health_addr = (addr.to_string())
+            };
+            ((*consumer).to_owned(), Value::Table(section))
+        })
+        .collect();
+    config.insert("consumers".to_owned(), Value::Table(consumers));
     let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, config).unwrap();
+    std::fs::write(&config_path, config::to_toml(&config)).unwrap();
 
     let mut up = Command::new(env!("CARGO_BIN_EXE_fortnight"))
         .arg("--config")
@@ -46,7 +59,7 @@ fn up_runs_every_consumer_until_sigterm() {
         .unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (consumer, addr) in consumers.iter().zip(&addrs) {
+    for (consumer, addr) in consumers_started.iter().zip(&addrs) {
         while !is_ready(*addr) {
             assert!(
                 Instant::now() < deadline,
@@ -64,7 +77,7 @@ fn up_runs_every_consumer_until_sigterm() {
         );
     }
     let listed = rabbitmqctl(&["-q", "list_queues", "name"]).expect("rabbitmqctl lists queues");
-    for consumer in &consumers {
+    for consumer in &consumers_started {
         assert!(
             listed.contains(&format!("fortnight.test.{id}.{consumer}\n")),
             "{consumer}'s queue in {listed}"
@@ -89,7 +102,7 @@ fn up_runs_every_consumer_until_sigterm() {
     let mut log = String::new();
     up.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     assert!(exit.success(), "fortnight up exited with {exit}: {log}");
-    for (consumer, addr) in consumers.iter().zip(&addrs) {
+    for (consumer, addr) in consumers_started.iter().zip(&addrs) {
         assert!(
             http_get(*addr, "/live").is_none(),
             "{consumer}'s health port is closed after shutdown"
@@ -100,6 +113,9 @@ fn up_runs_every_consumer_until_sigterm() {
     let settings = settings::Settings::load(&config_path).unwrap();
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(bus::topology::delete_consumers(&settings, &consumers))
+        .block_on(bus::topology::delete_consumers(
+            &settings,
+            &consumers_started,
+        ))
         .unwrap();
 }
