@@ -1,9 +1,10 @@
 //! `/live`, `/ready` and `/metrics` (Prometheus text format) for one consumer.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +34,24 @@ pub struct Metrics {
     duration_buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
+    /// Gauges a service sets itself (the release timer's per-stream times), by name.
+    gauges: Mutex<BTreeMap<&'static str, Gauge>>,
+}
+
+/// One gauge and its samples, each with the labels that tell it apart (the `consumer` label
+/// is added when rendering).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauge {
+    pub help: &'static str,
+    pub samples: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+/// A label value as the text format requires: `\`, `"` and newlines escaped.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -60,6 +79,15 @@ impl Metrics {
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         self.duration_sum_micros
             .fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Replaces the samples of the gauge `fortnight_<name>`; a sample left out of `gauge`
+    /// disappears from `/metrics`.
+    pub fn set_gauge(&self, name: &'static str, gauge: Gauge) {
+        self.gauges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name, gauge);
     }
 
     /// The Prometheus text exposition of every counter.
@@ -139,6 +167,21 @@ impl Metrics {
         let sum = self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{{consumer=\"{consumer}\"}} {sum}");
         let _ = writeln!(out, "{name}_count{{consumer=\"{consumer}\"}} {count}");
+        let gauges = self.gauges.lock().unwrap_or_else(PoisonError::into_inner);
+        for (name, gauge) in gauges.iter() {
+            let _ = writeln!(out, "# HELP fortnight_{name} {}", gauge.help);
+            let _ = writeln!(out, "# TYPE fortnight_{name} gauge");
+            for (labels, value) in &gauge.samples {
+                let labels: String = labels
+                    .iter()
+                    .map(|(label, value)| format!(",{label}=\"{}\"", label_value(value)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "fortnight_{name}{{consumer=\"{consumer}\"{labels}}} {value}"
+                );
+            }
+        }
         out
     }
 }
@@ -194,5 +237,32 @@ mod tests {
             text.contains("fortnight_step_duration_seconds_count{consumer=\"x\"} 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn gauges_carry_their_labels_and_are_replaced_whole() {
+        let metrics = Metrics::default();
+        let gauge = |samples: Vec<(&str, f64)>| Gauge {
+            help: "When.",
+            samples: samples
+                .into_iter()
+                .map(|(stream, value)| (vec![("stream", stream.to_owned())], value))
+                .collect(),
+        };
+        metrics.set_gauge("when_seconds", gauge(vec![("f43", 1.5), ("a\"b", 2.0)]));
+        let text = metrics.render("x");
+        assert!(
+            text.contains("# TYPE fortnight_when_seconds gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fortnight_when_seconds{consumer=\"x\",stream=\"f43\"} 1.5\n"),
+            "{text}"
+        );
+        assert!(text.contains("stream=\"a\\\"b\"} 2\n"), "{text}");
+        metrics.set_gauge("when_seconds", gauge(vec![("rawhide", 3.0)]));
+        let text = metrics.render("x");
+        assert!(!text.contains("f43"), "{text}");
+        assert!(text.contains("stream=\"rawhide\"} 3\n"), "{text}");
     }
 }

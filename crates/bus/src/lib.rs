@@ -49,7 +49,7 @@ pub mod topology;
 
 pub use cli::{clock_main, consumer_main, init_tracing, shutdown_signal};
 pub use clock::{Clock, Next, run_clock};
-pub use health::Metrics;
+pub use health::{Gauge, Metrics};
 pub use publisher::Publisher;
 pub use runtime::run;
 

@@ -15,6 +15,9 @@ use messages::{
 };
 use serde::Deserialize;
 
+mod span;
+pub use span::{InvalidSpan, Span};
+
 /// Prefix of environment variables that override file keys; `__` separates nested keys
 /// (`FORTNIGHT_AMQP_URL`, `FORTNIGHT_STORE__ROOT`, `FORTNIGHT_QOS__PREFETCH_COUNT`).
 pub const ENV_PREFIX: &str = "FORTNIGHT";
@@ -632,6 +635,15 @@ pub struct StreamSettings {
     /// Signed releases; absent for a stream whose releases are not signed.
     #[serde(default)]
     pub signing: Option<SigningSettings>,
+    /// How long the stream may go without a newly passed candidate before the release timer
+    /// calls it stale (`fortnight.stream.stale`, the page, `fortnight status`).
+    #[serde(default = "default_stale_after")]
+    pub stale_after: Span,
+}
+
+/// Nightlies come daily: three days without one passing is a broken stream, not bad luck.
+fn default_stale_after() -> Span {
+    Span::from_seconds(3 * 86_400)
 }
 
 /// How the signer signs a stream's releases.
@@ -714,6 +726,14 @@ pub struct TwoWeekSettings {
     /// Also publish the old `releng.atomic.twoweek.complete` body.
     #[serde(default)]
     pub legacy_messages: bool,
+    /// How long a tick may go without the releaser's release or skip before the release is
+    /// overdue.
+    #[serde(default = "default_overdue_after")]
+    pub overdue_after: Span,
+}
+/// The releaser decides within seconds of a tick; an hour leaves room for a restart.
+fn default_overdue_after() -> Span {
+    Span::from_seconds(3600)
 }
 fn default_period_days() -> u32 {
     14

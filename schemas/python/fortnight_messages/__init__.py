@@ -29,6 +29,7 @@ SEVERITIES = {
     "fortnight.override.hold": message.WARNING,
     "fortnight.override.unhold": message.WARNING,
     "fortnight.release.skipped": message.WARNING,
+    "fortnight.stream.stale": message.WARNING,
 }
 
 
@@ -133,6 +134,7 @@ SUMMARIES = {
     "fortnight.override.unhold": _override("resumed releases of"),
     "fortnight.release.published": _published,
     "fortnight.release.skipped": _skipped,
+    "fortnight.stream.stale": lambda b: f"{b['stream']} is stale: {b['reason']}",
     "fortnight.sign.requested": (
         lambda b: f"{_candidate(b)} asks for signatures of {len(b['artifacts'])} files "
         f"and {len(b['commits'])} commits"
