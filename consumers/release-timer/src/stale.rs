@@ -478,7 +478,10 @@ overdue_after = "1h"
         assert!(!pulse.watched[0].is_stale(began + chrono::TimeDelta::days(1)));
         assert!(pulse.watched[0].is_stale(began + chrono::TimeDelta::days(2)));
         let said = pulse.watched[0].describe(began + chrono::TimeDelta::days(2));
-        assert!(said.ends_with("when watching began (2 days ago, threshold 2d)"), "{said}");
+        assert!(
+            said.ends_with("when watching began (2 days ago, threshold 2d)"),
+            "{said}"
+        );
     }
 
     #[test]
