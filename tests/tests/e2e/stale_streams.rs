@@ -280,7 +280,7 @@ async fn nightlies_that_stop_passing_make_the_stream_stale_once_per_spell() {
     );
 
     // Once per spell: the timer keeps looking (every threshold while stale), sending nothing.
-    let seen = stale.settle(Duration::from_secs(15)).await;
+    let seen = stale.wait_for(2, Duration::from_secs(15)).await;
     assert_eq!(seen.len(), 1, "one message per spell: {seen:?}");
 
     // A new passing candidate ends the spell: the page and status say so at once.
@@ -353,7 +353,7 @@ async fn a_tick_nobody_answers_makes_the_release_overdue_until_the_releaser_does
         "{said}"
     );
     assert_eq!(
-        stale.settle(Duration::from_secs(6)).await.len(),
+        stale.wait_for(2, Duration::from_secs(8)).await.len(),
         1,
         "once per spell"
     );
@@ -375,7 +375,7 @@ async fn a_tick_nobody_answers_makes_the_release_overdue_until_the_releaser_does
     let said = status(&fortnight, &config);
     assert!(!said.contains("STALE"), "{said}");
     assert_eq!(
-        stale.settle(Duration::from_secs(6)).await.len(),
+        stale.wait_for(2, Duration::from_secs(8)).await.len(),
         1,
         "an answered tick is not announced again"
     );
