@@ -72,7 +72,7 @@ impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (unit, scale) = UNITS
             .iter()
-            .find(|(_, scale)| self.seconds % scale == 0)
+            .find(|(_, scale)| self.seconds.is_multiple_of(*scale))
             .unwrap_or(&('s', 1));
         write!(f, "{}{unit}", self.seconds / scale)
     }
