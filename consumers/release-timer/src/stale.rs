@@ -23,7 +23,7 @@ use messages::{
     Outgoing, Period, ReleasePublished, StaleKind, Stream, StreamStale, Version, derived_id,
 };
 use serde::{Deserialize, Serialize};
-use settings::{Settings, Span, StreamSettings};
+use settings::{Deadline, Settings, StreamSettings};
 use store::{FileName, Store, Tier};
 
 use crate::{NAME, Schedule, TimerError, load_state};
@@ -69,7 +69,7 @@ pub struct Standstill {
     pub kind: StaleKind,
     /// When it last moved; names the spell.
     pub since: DateTime<Utc>,
-    pub threshold: Span,
+    pub threshold: Deadline,
     /// The candidate that passed last.
     pub newest_candidate: Option<Version>,
     /// The period whose tick waits for its release or skip.
@@ -79,7 +79,7 @@ pub struct Standstill {
 impl Standstill {
     /// When it becomes stale.
     pub fn deadline(&self) -> DateTime<Utc> {
-        self.since + self.threshold.as_delta()
+        self.since + chrono::TimeDelta::from_std(self.threshold.0).unwrap_or(chrono::TimeDelta::MAX)
     }
 
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
@@ -121,7 +121,7 @@ impl Standstill {
             stream: stream.clone(),
             kind: self.kind,
             since: self.since,
-            threshold_seconds: self.threshold.seconds(),
+            threshold_seconds: self.threshold.0.as_secs(),
             detected_at: now,
             newest_candidate: self.newest_candidate.clone(),
             period: self.period,
@@ -317,7 +317,7 @@ pub async fn watch(
     for (_, pulse) in &pulses {
         for standstill in &pulse.watched {
             let wait = match standstill.is_stale(now) {
-                true => standstill.threshold.as_std(),
+                true => standstill.threshold.0,
                 false => (standstill.deadline() - now).to_std().unwrap_or_default(),
             };
             sooner(wait);
@@ -332,49 +332,49 @@ pub async fn watch(
 /// The per-stream gauges: unix seconds of the newest passed candidate, of the current
 /// release and of the next tick, and whether each watched standstill is stale. A time the
 /// stream does not have (nothing released yet) has no sample.
-fn gauges(pulses: &[(&Stream, Pulse)], now: DateTime<Utc>) -> Vec<(&'static str, bus::Gauge)> {
+fn gauges(pulses: &[(&Stream, Pulse)], now: DateTime<Utc>) -> Vec<(&'static str, bus::LabelledGauge)> {
     let stream_label = |stream: &Stream| vec![("stream", stream.to_string())];
     let times = |pick: fn(&Pulse) -> Option<DateTime<Utc>>| {
         pulses
             .iter()
             .filter_map(|(stream, pulse)| {
-                pick(pulse).map(|at| (stream_label(stream), at.timestamp() as f64))
+                pick(pulse).map(|at| (stream_label(stream), at.timestamp()))
             })
             .collect()
     };
     vec![
         (
             "stream_newest_candidate_timestamp_seconds",
-            bus::Gauge {
-                help: "When the stream's newest candidate passed its automated tests (unix seconds).",
+            bus::LabelledGauge {
+                help: "When the stream's newest candidate passed its automated tests (unix seconds)",
                 samples: times(|p| p.newest_candidate.as_ref().map(|(_, at)| *at)),
             },
         ),
         (
             "stream_newest_release_timestamp_seconds",
-            bus::Gauge {
-                help: "When the stream's current release was released (unix seconds).",
+            bus::LabelledGauge {
+                help: "When the stream's current release was released (unix seconds)",
                 samples: times(|p| p.current_release.as_ref().map(|(_, at)| *at)),
             },
         ),
         (
             "stream_next_tick_timestamp_seconds",
-            bus::Gauge {
-                help: "When the stream's next two-week tick is due (unix seconds).",
+            bus::LabelledGauge {
+                help: "When the stream's next two-week tick is due (unix seconds)",
                 samples: times(|p| p.next_tick),
             },
         ),
         (
             "stream_stale",
-            bus::Gauge {
-                help: "1 while the stream is stale in this way (kind), else 0.",
+            bus::LabelledGauge {
+                help: "1 while the stream is stale in this way (kind), else 0",
                 samples: pulses
                     .iter()
                     .flat_map(|(stream, pulse)| {
                         pulse.watched.iter().map(move |w| {
                             let mut labels = stream_label(stream);
                             labels.push(("kind", w.kind.as_str().to_owned()));
-                            (labels, f64::from(u8::from(w.is_stale(now))))
+                            (labels, i64::from(w.is_stale(now)))
                         })
                     })
                     .collect(),

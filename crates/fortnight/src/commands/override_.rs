@@ -61,10 +61,11 @@ fn parse_expiry(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
-    let delay: settings::Span = text.parse().map_err(|_| {
-        format!("{text:?} is neither an RFC 3339 time nor a delay like 30m, 12h or 7d")
-    })?;
-    Ok(Utc::now() + delay.as_delta())
+    settings::Deadline::try_from(text.to_owned())
+        .ok()
+        .and_then(|delay| chrono::TimeDelta::from_std(delay.0).ok())
+        .map(|delay| Utc::now() + delay)
+        .ok_or_else(|| format!("{text:?} is neither an RFC 3339 time nor a delay like 30m, 12h or 7d"))
 }
 
 async fn send<M: Message>(

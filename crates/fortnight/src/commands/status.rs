@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use messages::Stream;
 use release_timer::stale::human_age;
 use releaser::{Decision, StreamView, decide};
@@ -17,6 +17,15 @@ use store::Store;
 pub struct Args {
     /// Only this stream (default: every stream with two-week releases).
     pub stream: Option<Stream>,
+}
+
+/// How long the releaser waits for each answer to a signing request of the stream.
+pub fn signing_deadline(settings: &StreamSettings) -> std::time::Duration {
+    settings
+        .signing
+        .as_ref()
+        .map(|signing| signing.deadline.0)
+        .unwrap_or_default()
 }
 
 /// Reads a stream as the releaser sees it now, with the stream's settings and two-week
@@ -59,9 +68,9 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
         .with_context(|| format!("cannot read the signing requests of {stream}"))?;
     for pending in &waiting {
         println!(
-            "  {} waiting for signatures since {} (request {})",
+            "  {} {} (request {})",
             pending.request.version,
-            pending.since.to_rfc3339_opts(SecondsFormat::Secs, true),
+            pending.describe(signing_deadline(stream_settings)),
             pending.request.request_id
         );
     }
