@@ -332,7 +332,10 @@ pub async fn watch(
 /// The per-stream gauges: unix seconds of the newest passed candidate, of the current
 /// release and of the next tick, and whether each watched standstill is stale. A time the
 /// stream does not have (nothing released yet) has no sample.
-fn gauges(pulses: &[(&Stream, Pulse)], now: DateTime<Utc>) -> Vec<(&'static str, bus::LabelledGauge)> {
+fn gauges(
+    pulses: &[(&Stream, Pulse)],
+    now: DateTime<Utc>,
+) -> Vec<(&'static str, bus::LabelledGauge)> {
     let stream_label = |stream: &Stream| vec![("stream", stream.to_string())];
     let times = |pick: fn(&Pulse) -> Option<DateTime<Utc>>| {
         pulses
@@ -463,7 +466,6 @@ overdue_after = "1h"
                 .id,
             "one spell, one message id"
         );
-        message.validate().unwrap();
     }
 
     #[test]

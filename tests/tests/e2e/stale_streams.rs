@@ -22,6 +22,7 @@ use settings::Settings;
 use site_publisher::SitePublisher;
 use store::{Store, Tier};
 use tests::browser::{StaticServer, dump_dom};
+use tests::config::{self, Table, Value, toml};
 use tests::process::{built_binaries, run_ok, text};
 use tests::{Running, TestBus, Watch, eventually, free_port, http_get};
 use tokio::sync::watch;
@@ -32,8 +33,9 @@ const WAIT: Duration = Duration::from_secs(60);
 const RECIPE: &str =
     "printf 'image %s\\n' \"$FORTNIGHT_VERSION\" > \"$FORTNIGHT_OUTPUT_DIR/image.qcow2\"";
 
-/// The `st` stream, built and tested by trivial programs, with the given staleness keys.
-fn stream_toml(work: &Work, stale_keys: &str, twoweek_keys: &str) -> String {
+/// The `st` stream, built and tested by trivial programs, with `stream_keys` merged into its
+/// table and `twoweek_keys` into its `twoweek` table.
+fn stream_config(work: &Work, stream_keys: Table, twoweek_keys: Table) -> Table {
     let recipe = work.script("recipe", RECIPE);
     let suite = work.dir.path().join("suite.toml");
     std::fs::write(
@@ -41,25 +43,29 @@ fn stream_toml(work: &Work, stale_keys: &str, twoweek_keys: &str) -> String {
         "[[test]]\nname = \"true\"\nargv = [\"/bin/true\"]\n",
     )
     .unwrap();
-    format!(
-        r#"
-[streams.{STREAM}]
-arches = ["x86_64"]
-input_refs = {{ x86_64 = "{INPUT_REF}" }}
-ostree_repo = "{repo}"
-formats = ["qcow2"]
-recipes = {{ qcow2 = "{recipe}" }}
-test_suite = "{suite}"
-{stale_keys}
-[streams.{STREAM}.twoweek]
-release_refs = {{ x86_64 = "fedora/{STREAM}/x86_64/release" }}
-anchor = "2026-01-13T12:00:00Z"
-{twoweek_keys}
-"#,
-        repo = work.repo.path().display(),
-        recipe = recipe.display(),
-        suite = suite.display(),
-    )
+    let twoweek = config::merged(
+        toml! {
+            release_refs = { x86_64 = "fedora/st/x86_64/release" }
+            anchor = "2026-01-13T12:00:00Z"
+        },
+        twoweek_keys,
+    );
+    let stream = config::merged(
+        toml! {
+            arches = ["x86_64"]
+            input_refs = { x86_64 = (INPUT_REF) }
+            ostree_repo = (config::path(work.repo.path()))
+            formats = ["qcow2"]
+            recipes = { qcow2 = (config::path(&recipe)) }
+            test_suite = (config::path(&suite))
+            twoweek = (Value::Table(twoweek))
+        },
+        stream_keys,
+    );
+    toml! {
+        [streams]
+        st = (Value::Table(stream))
+    }
 }
 
 /// The release timer running in this process until [`Timer::stop`].
@@ -163,14 +169,15 @@ async fn nightlies_that_stop_passing_make_the_stream_stale_once_per_spell() {
     let fortnight = built_binaries(&["fortnight"]).join("fortnight");
     let work = Work::new();
     let health = free_port();
-    let bus = TestBus::with_config(&stream_toml(&work, "stale_after = \"10s\"", ""))
-        .consumer("image-builder", "")
-        .consumer("image-tester", "")
-        .consumer("site-publisher", "")
-        .consumer(
-            settings::RELEASE_TIMER,
-            &format!("health_addr = \"{health}\""),
-        );
+    let bus = TestBus::with_config(stream_config(
+        &work,
+        toml! { stale_after = "10s" },
+        Table::new(),
+    ))
+    .consumer("image-builder", Table::new())
+    .consumer("image-tester", Table::new())
+    .consumer("site-publisher", Table::new())
+    .consumer(settings::RELEASE_TIMER, config::health_addr(health));
     let settings = Arc::new(bus.settings());
     let config = bus.write_config();
     let mut stale = bus.watch(&[StreamStale::TOPIC]).await;
@@ -324,8 +331,12 @@ async fn nightlies_that_stop_passing_make_the_stream_stale_once_per_spell() {
 async fn a_tick_nobody_answers_makes_the_release_overdue_until_the_releaser_does() {
     let fortnight = built_binaries(&["fortnight"]).join("fortnight");
     let work = Work::new();
-    let bus = TestBus::with_config(&stream_toml(&work, "", "overdue_after = \"3s\""))
-        .consumer("releaser", "");
+    let bus = TestBus::with_config(stream_config(
+        &work,
+        Table::new(),
+        toml! { overdue_after = "3s" },
+    ))
+    .consumer("releaser", Table::new());
     let config = bus.write_config();
     let mut stale = bus.watch(&[StreamStale::TOPIC]).await;
     // Stands in for the releaser's queue until the releaser runs: the tick is routed, and

@@ -65,7 +65,9 @@ fn parse_expiry(text: &str) -> Result<DateTime<Utc>, String> {
         .ok()
         .and_then(|delay| chrono::TimeDelta::from_std(delay.0).ok())
         .map(|delay| Utc::now() + delay)
-        .ok_or_else(|| format!("{text:?} is neither an RFC 3339 time nor a delay like 30m, 12h or 7d"))
+        .ok_or_else(|| {
+            format!("{text:?} is neither an RFC 3339 time nor a delay like 30m, 12h or 7d")
+        })
 }
 
 async fn send<M: Message>(
