@@ -176,8 +176,8 @@ impl Image {
                 context.display()
             )
         });
-        // The image is removed first if the build fails half-way; without intermediate
-        // layers, removing it removes all the build made.
+        // Made before the build, so that a failed build is cleaned up too; without
+        // intermediate layers, removing the image removes all the build made.
         let image = Self {
             tag: tag.to_owned(),
         };
