@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use messages::{Commit, Ref};
+use messages::{Commit, FileCounts, Ref};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OstreeError {
@@ -235,6 +235,63 @@ impl Repo {
         ])
         .map(drop)
     }
+
+    /// `ostree checkout --user-mode --subpath=PATH COMMIT DEST`: only `path` (absolute in the
+    /// tree) of the commit, at `dest` (a new directory). `false` when the commit has no such
+    /// path: reading one directory of a tree never needs the whole tree on disk.
+    pub fn checkout_subpath(
+        &self,
+        commit: &Commit,
+        path: &str,
+        dest: &Path,
+    ) -> Result<bool, OstreeError> {
+        let subpath = format!("--subpath={path}");
+        match self.run([
+            OsStr::new("checkout"),
+            OsStr::new("--user-mode"),
+            OsStr::new(&subpath),
+            OsStr::new(commit.as_str()),
+            dest.as_os_str(),
+        ]) {
+            Ok(_) => Ok(true),
+            Err(OstreeError::Failed { stderr, .. }) if stderr.contains("No such file") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `ostree diff FROM TO`, counted: files (and directories) added, modified and removed.
+    pub fn diff_counts(&self, from: &Commit, to: &Commit) -> Result<FileCounts, OstreeError> {
+        let (out, shown) = self.run(["diff", from.as_str(), to.as_str()])?;
+        let mut counts = FileCounts::default();
+        for line in out.lines().filter(|line| !line.trim().is_empty()) {
+            let count = match line.split_whitespace().next() {
+                Some("A") => &mut counts.added,
+                Some("M") => &mut counts.modified,
+                Some("D") => &mut counts.removed,
+                _ => {
+                    return Err(OstreeError::Parse {
+                        args: shown,
+                        output: line.to_owned(),
+                        expected: "a line of `ostree diff` (A, M or D, then a path)",
+                    });
+                }
+            };
+            *count += 1;
+        }
+        Ok(counts)
+    }
+
+    /// How many commits lead from `from` to `to` along `to`'s parents (`ostree log`): 0 when
+    /// they are the same, `None` when `from` is not an ancestor of `to` (a forced release
+    /// moved the ref sideways, or the history is not in the repository).
+    pub fn commits_between(&self, from: &Commit, to: &Commit) -> Result<Option<u64>, OstreeError> {
+        let (out, _) = self.run(["log", to.as_str()])?;
+        Ok(out
+            .lines()
+            .filter_map(|line| line.strip_prefix("commit "))
+            .position(|commit| commit.trim() == from.as_str())
+            .map(|steps| steps as u64))
+    }
 }
 
 fn parse_commit(out: &str, shown: &str) -> Result<Commit, OstreeError> {
@@ -291,7 +348,7 @@ mod tests {
         let release: Ref = "fedora/43/x86_64/stable".parse().unwrap();
         assert_eq!(repo.rev_parse(&release).unwrap(), None);
         repo.set_ref(&release, &second).unwrap();
-        assert_eq!(repo.rev_parse(&release).unwrap(), Some(second));
+        assert_eq!(repo.rev_parse(&release).unwrap(), Some(second.clone()));
         repo.set_ref(&release, &first).unwrap();
         assert_eq!(repo.rev_parse(&release).unwrap(), Some(first.clone()));
         repo.reset(&branch, &first).unwrap();
@@ -304,6 +361,31 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(out.join("usr/lib/os-release")).unwrap(),
             "NAME=Fedora\n"
+        );
+
+        assert_eq!(repo.commits_between(&first, &second).unwrap(), Some(1));
+        assert_eq!(repo.commits_between(&second, &second).unwrap(), Some(0));
+        assert_eq!(repo.commits_between(&second, &first).unwrap(), None);
+        assert_eq!(
+            repo.diff_counts(&first, &second).unwrap(),
+            FileCounts {
+                added: 0,
+                modified: 1,
+                removed: 0
+            }
+        );
+        let part = dir.path().join("part");
+        assert!(repo.checkout_subpath(&first, "/usr/lib", &part).unwrap());
+        assert!(part.join("os-release").is_file());
+        assert!(
+            !part.join("usr").exists(),
+            "only the subpath is checked out"
+        );
+        let none = dir.path().join("none");
+        assert!(
+            !repo
+                .checkout_subpath(&first, "/usr/share/rpm", &none)
+                .unwrap()
         );
     }
 }
