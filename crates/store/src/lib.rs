@@ -18,6 +18,7 @@
 //! <root>/<stream>/all/<version>/karma/.threshold.json      karma-tracker: threshold announced
 //! <root>/<stream>/.built/<ref>/<commit>.json               image-builder's dedup markers
 //! <root>/<stream>/.compose-trees/<compose>/<arch>.json     image-builder: the tree a compose made
+//! <root>/<stream>/.external/<version>/<arch>/<test>.json   image-tester: another CI system's result
 //! <root>/<stream>/.locks/<name>.lock                       flock files for check-and-set
 //! <root>/<stream>/timer.json                               release-timer: last period fired
 //! <root>/<stream>/overrides.jsonl                          releaser: override audit log
@@ -31,7 +32,7 @@
 //! ```
 //!
 //! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log`, `.built/`
-//! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs and `passed-autotest/`;
+//! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs, `.external/` and `passed-autotest/`;
 //! karma-tracker writes `karma/` and `passed-human/`; releaser writes `releases/`,
 //! `overrides.jsonl`, `.periods/` and `.signing/`; release-timer writes `timer.json`; signer writes
 //! `.signed/`, `.keys/` and a detached `<file>.asc` next to each file it signs; site-publisher
@@ -57,7 +58,7 @@
 //! store writes is [`FILE_MODE`] (0644) and every directory it creates is [`DIR_MODE`] (0755):
 //! images (a recipe's output too, see [`move_into_place`]), logs, CHECKSUM, JSON, the site's
 //! generations, release trees. The bookkeeping written through the same functions (`.built`,
-//! `.compose-trees`, `.periods`, `.threshold.json`, `timer.json`, `overrides.jsonl`) gets the
+//! `.compose-trees`, `.external`, `.periods`, `.threshold.json`, `timer.json`, `overrides.jsonl`) gets the
 //! same modes: replicas and the operator CLI (`fortnight status`, `explain`) read it under
 //! other users, and it holds nothing secret (no credential ever reaches the store). It stays
 //! unserved because the web server refuses every name starting with `.`, and `timer.json` and
@@ -83,7 +84,8 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use messages::{
-    Arch, Commit, Format, ImageBuilt, Ref, Stream, TestReport, UserName, Version, Vote,
+    Arch, Commit, ExternalTestResult, Format, ImageBuilt, Ref, Stream, TestName, TestReport,
+    UserName, Version, Vote,
 };
 
 pub use atomic::{
@@ -219,6 +221,24 @@ impl Store {
     /// `logs/build.log`: the image-builder's log for one arch (every format's recipe output).
     pub fn build_log_path(&self, stream: &Stream, version: &Version, arch: &Arch) -> PathBuf {
         self.logs_dir(stream, version, arch).join("build.log")
+    }
+
+    /// `.external/<version>/<arch>/<test>.json`: the latest result another CI system sent
+    /// for one of the stream's `external_gating` tests. Outside `all/`: a result may arrive
+    /// before the candidate is built (openQA tests a compose while the builder fetches its
+    /// images), and must not make a version look like a candidate.
+    pub fn external_result_path(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        arch: &Arch,
+        test: &TestName,
+    ) -> PathBuf {
+        self.stream_dir(stream)
+            .join(".external")
+            .join(version)
+            .join(arch)
+            .join(format!("{test}.json"))
     }
 
     pub fn karma_dir(&self, stream: &Stream, version: &Version) -> PathBuf {
@@ -383,6 +403,16 @@ impl Store {
         arch: &Arch,
     ) -> Result<Option<TestReport>> {
         read_json(&self.tests_json_path(stream, version, arch))
+    }
+
+    pub fn read_external_result(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        arch: &Arch,
+        test: &TestName,
+    ) -> Result<Option<ExternalTestResult>> {
+        read_json(&self.external_result_path(stream, version, arch, test))
     }
 
     /// Records a voter's latest vote (replacing their previous one).

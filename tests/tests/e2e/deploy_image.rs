@@ -9,6 +9,7 @@
 //! is made with debootstrap when podman does not have it yet and kept between runs.
 
 use settings::{QUEUE_CONSUMERS, RELEASE_TIMER};
+use tests::config::health_addr;
 use tests::container::{Containerfile, Image, available, podman, podman_run};
 use tests::process::{run_ok, text, wait_until};
 use tests::{TestBus, free_port, http_get, is_ready};
@@ -106,7 +107,7 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
         .map(|c| (*c, free_port()))
         .collect();
     let bus = health.iter().fold(bus, |bus, (consumer, addr)| {
-        bus.consumer(consumer, &format!("health_addr = \"{addr}\""))
+        bus.consumer(consumer, health_addr(*addr))
     });
     // The store where the image declares its volume, as a deployment mounts it.
     let volume = containerfile.volume();

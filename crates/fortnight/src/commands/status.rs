@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use messages::Stream;
 use releaser::{Decision, StreamView, decide};
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
@@ -26,6 +26,15 @@ pub fn human_age(seconds: i64) -> String {
         s => (s.max(0), "seconds"),
     };
     format!("{amount} {unit}")
+}
+
+/// How long the releaser waits for each answer to a signing request of the stream.
+pub fn signing_deadline(settings: &StreamSettings) -> std::time::Duration {
+    settings
+        .signing
+        .as_ref()
+        .map(|signing| signing.deadline.0)
+        .unwrap_or_default()
 }
 
 /// Reads a stream as the releaser sees it now, with the stream's settings and two-week
@@ -62,9 +71,9 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
         .with_context(|| format!("cannot read the signing requests of {stream}"))?;
     for pending in &waiting {
         println!(
-            "  {} waiting for signatures since {} (request {})",
+            "  {} {} (request {})",
             pending.request.version,
-            pending.since.to_rfc3339_opts(SecondsFormat::Secs, true),
+            pending.describe(signing_deadline(stream_settings)),
             pending.request.request_id
         );
     }
