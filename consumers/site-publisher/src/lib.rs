@@ -22,7 +22,7 @@ use std::sync::Arc;
 use bus::{Outcome, Step};
 use messages::{
     CandidateTestingRequested, ImageTestsFailed, ImageTestsPassed, Incoming, KarmaThresholdReached,
-    Message, ReleasePublished, ReleaseSkipped, Stream,
+    Message, ReleasePublished, ReleaseSkipped, Stream, StreamStale,
 };
 use settings::Settings;
 use store::Store;
@@ -30,13 +30,15 @@ use store::Store;
 pub use render::{SiteError, publish};
 
 /// The topics that change what the site shows.
-const TOPICS: [&str; 6] = [
+const TOPICS: [&str; 7] = [
     ReleasePublished::TOPIC,
     ReleaseSkipped::TOPIC,
     ImageTestsPassed::TOPIC,
     ImageTestsFailed::TOPIC,
     CandidateTestingRequested::TOPIC,
     KarmaThresholdReached::TOPIC,
+    // The page's warning appears once the stream is stale, not at the next candidate.
+    StreamStale::TOPIC,
 ];
 
 #[derive(Debug)]
@@ -64,6 +66,7 @@ impl SitePublisher {
             KarmaThresholdReached::TOPIC => {
                 message.parse::<KarmaThresholdReached>().map(|m| m.stream)
             }
+            StreamStale::TOPIC => message.parse::<StreamStale>().map(|m| m.stream),
             other => return Err(format!("topic {other} is not one the site publisher binds")),
         };
         stream.map_err(|e| e.to_string())
