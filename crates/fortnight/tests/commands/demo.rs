@@ -432,7 +432,7 @@ fn demo_boot_boots_every_x86_64_image_and_skips_aarch64_saying_why() {
         stdout.contains(&format!("released f43 {RELEASED}")),
         "{stdout}"
     );
-    for version in ["43.20261124.0", "43.20261125.0", "43.20261126.0"] {
+    for version in [PREVIOUS, "43.20261124.0", RELEASED, "43.20261126.0"] {
         for (arch, expected) in [
             ("x86_64", format!("booted {version} with ")),
             (
