@@ -7,7 +7,8 @@
 //! for the tests that must run alone, and starts RabbitMQ nodes of a test's own beside it (a
 //! TLS node, a cluster). [`probe`] is a tiny consumer whose effects can be counted, used
 //! in-process and as the `probe-consumer` binary. [`pipeline`] runs the
-//! karma-tracker and releaser on a two-arch stream with a real OSTree repository. [`step`]
+//! karma-tracker and releaser on a two-arch stream with a real OSTree repository.
+//! [`container`] builds the deployed image with podman and runs containers of it. [`step`]
 //! drives one step without any broker, for the consumers' fast unit tests.
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 pub mod broker;
 pub mod browser;
 pub mod config;
+pub mod container;
 pub mod mount;
 pub mod nginx;
 pub mod pipeline;

@@ -173,6 +173,12 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "current_release": "43.20261113.0", "current_release_age_seconds": 950400,
             "policy": "keep-current"
         })),
+        outgoing::<StreamStale>(json!({
+            "stream": "f43", "kind": "no-candidate-passed", "since": "2026-11-24T03:00:00Z",
+            "threshold_seconds": 259200, "detected_at": "2026-11-27T03:00:00Z",
+            "newest_candidate": "43.20261124.0",
+            "reason": "no candidate passed its automated tests since 2026-11-24T03:00:00Z (3 days ago, threshold 3d)"
+        })),
         outgoing::<SignRequested>(sign_request.clone()),
         outgoing::<SignFinished>({
             let mut reply = sign_request;

@@ -183,7 +183,7 @@ impl Deadlines {
 impl bus::Clock for Deadlines {
     const NAME: &'static str = Deadlines::NAME;
 
-    async fn round(&mut self, publisher: &bus::Publisher) -> bus::Next {
+    async fn round(&mut self, publisher: &bus::Publisher, _metrics: &bus::Metrics) -> bus::Next {
         let now = Utc::now();
         let settings = self.releaser.settings.clone();
         let mut next = Self::streams(&settings)

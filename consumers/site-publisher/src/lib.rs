@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bus::{BlockingStep, Outputs, StepError};
 use messages::{
     CandidateTestingRequested, ImageTestsFailed, ImageTestsPassed, Incoming, KarmaThresholdReached,
-    ReleasePublished, ReleaseSkipped, Stream,
+    ReleasePublished, ReleaseSkipped, Stream, StreamStale,
 };
 use settings::Settings;
 use store::Store;
@@ -39,6 +39,8 @@ bus::input! {
         TestsFailed(ImageTestsFailed),
         TestingRequested(CandidateTestingRequested),
         Threshold(KarmaThresholdReached),
+        // The page's warning appears once the stream is stale, not at the next candidate.
+        Stale(StreamStale),
     }
 }
 
@@ -51,6 +53,7 @@ impl SiteInput {
             Self::TestsFailed(m) => &m.0.stream,
             Self::TestingRequested(m) => &m.stream,
             Self::Threshold(m) => &m.stream,
+            Self::Stale(m) => &m.stream,
         }
     }
 }

@@ -30,9 +30,14 @@ pub trait Clock: Send + 'static {
     const NAME: &'static str;
 
     /// Publishes what is due with `publisher`, which is [routed](Publisher::routed): a
-    /// message no queue is bound for fails instead of being dropped. Errors are the clock's
-    /// to log; the answer says when to run again.
-    fn round(&mut self, publisher: &Publisher) -> impl Future<Output = Next> + Send;
+    /// message no queue is bound for fails instead of being dropped, and sets the service's
+    /// own gauges in `metrics`. Errors are the clock's to log; the answer says when to run
+    /// again.
+    fn round(
+        &mut self,
+        publisher: &Publisher,
+        metrics: &Metrics,
+    ) -> impl Future<Output = Next> + Send;
 }
 
 /// Runs `clock` until `shutdown` completes: serves `/live`, `/ready` (ready while connected)
@@ -86,7 +91,7 @@ pub async fn run_clock<C: Clock>(
                     }
                 }
             }
-            Some(connected) => match clock.round(connected).await {
+            Some(connected) => match clock.round(connected, &metrics).await {
                 Next::After(wait) => {
                     failures = 0;
                     wait

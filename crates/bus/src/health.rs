@@ -5,8 +5,9 @@
 //! a process-wide recorder could not keep apart.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,6 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::routing::get;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -39,6 +41,19 @@ pub struct Metrics {
     pub(crate) nacked: Counter,
     pub(crate) unroutable: Counter,
     step_duration: Histogram,
+    /// Gauges a service sets itself (the release timer's per-stream times), by name.
+    labelled: Mutex<BTreeMap<&'static str, (&'static str, GaugeFamily)>>,
+}
+
+/// Gauges told apart by labels besides `consumer` (`stream`, `kind`).
+type GaugeFamily = Family<Vec<(&'static str, String)>, Gauge>;
+
+/// A gauge a service sets with all its samples at once, each with the labels that tell it
+/// apart (the `consumer` label is added).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledGauge {
+    pub help: &'static str,
+    pub samples: Vec<(Vec<(&'static str, String)>, i64)>,
 }
 
 impl Default for Metrics {
@@ -54,6 +69,7 @@ impl Default for Metrics {
             nacked: Counter::default(),
             unroutable: Counter::default(),
             step_duration: Histogram::new(BUCKETS),
+            labelled: Mutex::default(),
         }
     }
 }
@@ -74,6 +90,19 @@ impl Metrics {
 
     pub(crate) fn observe_step(&self, duration: Duration) {
         self.step_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Replaces the samples of the gauge `fortnight_<name>`: a sample left out of `gauge`
+    /// disappears from `/metrics`.
+    pub fn set_gauge(&self, name: &'static str, gauge: LabelledGauge) {
+        let mut labelled = self.labelled.lock().unwrap_or_else(PoisonError::into_inner);
+        let (_, family) = labelled
+            .entry(name)
+            .or_insert_with(|| (gauge.help, GaugeFamily::default()));
+        family.clear();
+        for (labels, value) in gauge.samples {
+            family.get_or_create(&labels).set(value);
+        }
     }
 
     /// Every metric under its exposed name (`fortnight_<name>`, counters with `_total`),
@@ -129,6 +158,10 @@ impl Metrics {
             "Time a step took, from handle() to its outcome",
             self.step_duration.clone(),
         );
+        let labelled = self.labelled.lock().unwrap_or_else(PoisonError::into_inner);
+        for (name, (help, family)) in labelled.iter() {
+            registry.register(*name, *help, family.clone());
+        }
         registry
     }
 
@@ -238,6 +271,33 @@ mod tests {
                 "{line:?} missing from:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn labelled_gauges_carry_their_labels_and_are_replaced_whole() {
+        let metrics = Metrics::default();
+        let gauge = |samples: Vec<(&str, i64)>| LabelledGauge {
+            help: "When",
+            samples: samples
+                .into_iter()
+                .map(|(stream, value)| (vec![("stream", stream.to_owned())], value))
+                .collect(),
+        };
+        metrics.set_gauge("when_seconds", gauge(vec![("f43", 15), ("a\"b", 2)]));
+        let text = metrics.render("x");
+        assert!(
+            text.contains("# TYPE fortnight_when_seconds gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fortnight_when_seconds{consumer=\"x\",stream=\"f43\"} 15\n"),
+            "{text}"
+        );
+        assert!(text.contains("stream=\"a\\\"b\"} 2\n"), "{text}");
+        metrics.set_gauge("when_seconds", gauge(vec![("rawhide", 3)]));
+        let text = metrics.render("x");
+        assert!(!text.contains("f43"), "{text}");
+        assert!(text.contains("stream=\"rawhide\"} 3\n"), "{text}");
     }
 
     /// Prometheus picks the parser by the content type; axum's default for text is plain

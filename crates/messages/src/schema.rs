@@ -48,6 +48,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         schema_of::<OverrideUnhold>(),
         schema_of::<ReleasePublished>(),
         schema_of::<ReleaseSkipped>(),
+        schema_of::<StreamStale>(),
         schema_of::<SignRequested>(),
         schema_of::<SignFinished>(),
         schema_of::<TwoweekComplete>(),

@@ -689,6 +689,15 @@ pub struct StreamSettings {
     /// have passed on every arch before a candidate is released.
     #[serde(default)]
     pub external_gating: Vec<TestName>,
+    /// How long the stream may go without a newly passed candidate before the release timer
+    /// calls it stale (`fortnight.stream.stale`, the page, `fortnight status`).
+    #[serde(default = "default_stale_after")]
+    pub stale_after: Deadline,
+}
+
+/// Nightlies come daily: three days without one passing is a broken stream, not bad luck.
+fn default_stale_after() -> Deadline {
+    Deadline(Duration::from_secs(3 * 86_400))
 }
 
 /// How the image-tester describes a stream's test runs in Fedora CI messages.
@@ -721,7 +730,8 @@ fn default_signing_deadline() -> Deadline {
     Deadline(Duration::from_secs(2 * 3600))
 }
 
-/// A duration written as a whole number and a unit: `s`, `m`, `h` or `d`.
+/// A duration written as a whole number and a unit: `s`, `m`, `h` or `d` (a signing deadline,
+/// a stream's `stale_after`, an override's `--expires`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Deadline(pub Duration);
@@ -835,6 +845,14 @@ pub struct TwoWeekSettings {
     /// Also publish the old `releng.atomic.twoweek.complete` body.
     #[serde(default)]
     pub legacy_messages: bool,
+    /// How long a tick may go without the releaser's release or skip before the release is
+    /// overdue.
+    #[serde(default = "default_overdue_after")]
+    pub overdue_after: Deadline,
+}
+/// The releaser decides within seconds of a tick; an hour leaves room for a restart.
+fn default_overdue_after() -> Deadline {
+    Deadline(Duration::from_secs(3600))
 }
 fn default_period_days() -> u32 {
     14

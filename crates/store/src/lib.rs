@@ -21,6 +21,7 @@
 //! <root>/<stream>/.external/<version>/<arch>/<test>.json   image-tester: another CI system's result
 //! <root>/<stream>/.locks/<name>.lock                       flock files for check-and-set
 //! <root>/<stream>/timer.json                               release-timer: last period fired
+//! <root>/<stream>/.stale.json                              release-timer: stale spells announced
 //! <root>/<stream>/overrides.jsonl                          releaser: override audit log
 //! <root>/<stream>/.periods/<period>.json                   releaser: each period's decision
 //! <root>/<stream>/.periods/waiting.json                    releaser: the period awaiting a pass
@@ -34,7 +35,8 @@
 //! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log`, `.built/`
 //! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs, `.external/` and `passed-autotest/`;
 //! karma-tracker writes `karma/` and `passed-human/`; releaser writes `releases/`,
-//! `overrides.jsonl`, `.periods/` and `.signing/`; release-timer writes `timer.json`; signer writes
+//! `overrides.jsonl`, `.periods/` and `.signing/`; release-timer writes `timer.json` and
+//! `.stale.json`; signer writes
 //! `.signed/`, `.keys/` and a detached `<file>.asc` next to each file it signs; site-publisher
 //! writes `site` and `.site/`. Everyone may read everything.
 //!
@@ -82,10 +84,11 @@ pub mod scratch;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
 
 use messages::{
-    Arch, Commit, ExternalTestResult, Format, ImageBuilt, Ref, Stream, TestName, TestReport,
-    UserName, Version, Vote,
+    Arch, Commit, ExternalTestResult, Format, ImageBuilt, Period, Ref, Stream, TestName,
+    TestReport, UserName, Version, Vote,
 };
 
 pub use atomic::{
@@ -125,6 +128,9 @@ impl Tier {
 /// Name of the symlink to the current release in `releases/`.
 pub const LATEST: &str = "latest";
 pub const CHECKSUM: &str = "CHECKSUM";
+/// How a period record's file name spells the period's start (see [`Store::period_record_path`]).
+pub const PERIOD_RECORD_FORMAT: &str = "%Y-%m-%dT%H%M%SZ";
+pub const PERIOD_RECORD_SUFFIX: &str = ".json";
 /// The directory under the root holding the site's generations; `site` links into it.
 pub const SITE_GENERATIONS: &str = ".site";
 
@@ -286,6 +292,20 @@ impl Store {
         self.stream_dir(stream).join(".periods")
     }
 
+    /// The releaser's decision for one period (file names carry no ':', which some web
+    /// servers and filesystems mishandle). It exists once the releaser handled the tick.
+    pub fn period_record_path(&self, stream: &Stream, period: &Period) -> PathBuf {
+        self.periods_dir(stream).join(format!(
+            "{}{PERIOD_RECORD_SUFFIX}",
+            period.start().format(PERIOD_RECORD_FORMAT)
+        ))
+    }
+
+    /// The release-timer's record of the stale spells it announced for `stream`.
+    pub fn stale_path(&self, stream: &Stream) -> PathBuf {
+        self.stream_dir(stream).join(".stale.json")
+    }
+
     /// The signer's record of its reply to a signing request, so that a replayed request is
     /// answered again without signing twice.
     pub fn signed_record_path(&self, stream: &Stream, request_id: &uuid::Uuid) -> PathBuf {
@@ -380,6 +400,22 @@ impl Store {
         }
         versions.sort();
         Ok(versions)
+    }
+
+    /// When `version` entered `tier`: the time its link there was made. `None` when it is not
+    /// in the tier.
+    pub fn promoted_at(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        tier: Tier,
+    ) -> Result<Option<SystemTime>> {
+        let link = self.tier_dir(stream, tier).join(version);
+        match fs::symlink_metadata(&link).and_then(|m| m.modified()) {
+            Ok(time) => Ok(Some(time)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read the time of", &link)(e)),
+        }
     }
 
     /// Whether `version` is present in `tier`.

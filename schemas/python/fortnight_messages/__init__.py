@@ -30,6 +30,7 @@ SEVERITIES = {
     "fortnight.override.unhold": message.WARNING,
     "fortnight.release.skipped": message.WARNING,
     "ci.productmd-compose.test.error": message.ERROR,
+    "fortnight.stream.stale": message.WARNING,
 }
 
 #: Fedora CI's test messages Fortnight sends for each test run (its topics, not Fortnight's).
@@ -174,6 +175,7 @@ SUMMARIES = {
     "fortnight.override.unhold": _override("resumed releases of"),
     "fortnight.release.published": _published,
     "fortnight.release.skipped": _skipped,
+    "fortnight.stream.stale": lambda b: f"{b['stream']} is stale: {b['reason']}",
     "fortnight.sign.requested": (
         lambda b: f"{_candidate(b)} asks for signatures of {len(b['artifacts'])} files "
         f"and {len(b['commits'])} commits"

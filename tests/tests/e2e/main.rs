@@ -26,6 +26,7 @@ mod signing;
 mod site_browser;
 mod site_bus;
 mod site_startup;
+mod stale_streams;
 mod timer_ticks;
 mod trust;
 mod workspace;
