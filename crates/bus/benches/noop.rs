@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bus::{Outcome, Step};
+use bus::{Outputs, Step, StepError};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -59,15 +59,16 @@ struct Noop;
 
 impl Step for Noop {
     const NAME: &'static str = "bench";
+    type Input = ();
 
-    fn topics(&self) -> Vec<String> {
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
         vec![IN.to_owned()]
     }
 
-    async fn handle(&self, message: &Incoming) -> Outcome {
+    async fn handle(&self, _: (), message: &Incoming) -> Result<Outputs, StepError> {
         match message.body.get("n").and_then(Value::as_u64) {
-            Some(n) => Outcome::Done(vec![result(n)]),
-            None => Outcome::reject("no `n`"),
+            Some(n) => Ok(vec![result(n)]),
+            None => Err(StepError::permanent("no `n`")),
         }
     }
 }
