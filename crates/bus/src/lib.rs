@@ -50,7 +50,7 @@ pub mod topology;
 pub use cli::{clock_main, consumer_main, init_tracing, shutdown_signal};
 pub use clock::{Clock, Next, run_clock};
 pub use health::Metrics;
-pub use publisher::Publisher;
+pub use publisher::{NotTaken, Publisher, RecordsNotConfirmed, Unconfirmed};
 pub use runtime::run;
 
 /// Header counting failed attempts on a retried copy.

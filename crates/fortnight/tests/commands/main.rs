@@ -10,6 +10,7 @@ mod dead_letters;
 mod demo;
 mod interop;
 mod operators;
+mod publish;
 mod schema_package;
 mod secrets;
 mod topology;
