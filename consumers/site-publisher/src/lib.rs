@@ -12,14 +12,21 @@
 //! `site` is a symlink to a generation under `<root>/.site/`, swapped in one rename. Pages are
 //! rendered from the store, never from the triggering message alone, so a replay (or any
 //! message) rebuilds the same site, and the step is idempotent.
+//!
+//! Renders coalesce: every sender writes the store before it sends, so a render that started
+//! after a message was sent already shows what the message announces. When one such render
+//! has finished, the message is done without another; a burst of a thousand candidates costs
+//! a few renders, not a thousand.
 
 mod model;
 mod render;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bus::{Outcome, Step};
+use chrono::{DateTime, TimeDelta, Utc};
 use messages::{
     CandidateTestingRequested, ImageTestsFailed, ImageTestsPassed, Incoming, KarmaThresholdReached,
     Message, ReleasePublished, ReleaseSkipped, Stream,
@@ -39,16 +46,57 @@ const TOPICS: [&str; 6] = [
     KarmaThresholdReached::TOPIC,
 ];
 
+/// How much later than a message's `sent-at` a render must have started to show it: `sent-at`
+/// has whole seconds (fedora-messaging's format), so the message may have left up to a second
+/// after it says, and the sender's clock may run ahead of this host's by a little.
+pub const SENT_AT_SLACK: TimeDelta = TimeDelta::seconds(2);
+
 #[derive(Debug)]
 pub struct SitePublisher {
     settings: Arc<Settings>,
     store: Store,
+    /// When the latest render that finished had started; `None` before the first.
+    rendered_from: Mutex<Option<DateTime<Utc>>>,
+    renders: RenderCount,
+}
+
+/// How many times the site was rendered and made live since start, start-up included.
+#[derive(Debug, Clone, Default)]
+pub struct RenderCount(Arc<AtomicU64>);
+
+impl RenderCount {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl SitePublisher {
     pub fn new(settings: Arc<Settings>) -> Result<Self, SiteError> {
         let store = Store::open(&settings.store.root)?;
-        Ok(Self { settings, store })
+        Ok(Self {
+            settings,
+            store,
+            rendered_from: Mutex::new(None),
+            renders: RenderCount::default(),
+        })
+    }
+
+    /// The count of renders, to watch from outside (tests, benchmarks).
+    pub fn renders(&self) -> RenderCount {
+        self.renders.clone()
+    }
+
+    /// Whether a render that started after `message` was sent has finished. A message without
+    /// a readable `sent-at` is never covered.
+    fn already_shown(&self, message: &Incoming) -> bool {
+        let rendered_from = *self
+            .rendered_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match (message.sent_at(), rendered_from) {
+            (Some(sent_at), Some(started)) => started >= sent_at + SENT_AT_SLACK,
+            _ => false,
+        }
     }
 
     /// The stream a message is about, after checking that the body matches its topic's schema.
@@ -73,9 +121,21 @@ impl SitePublisher {
     async fn render(&self) -> Result<Result<PathBuf, SiteError>, tokio::task::JoinError> {
         let settings = Arc::clone(&self.settings);
         let store = self.store.clone();
+        // Taken before the render waits for another replica's (and reads the store), so a
+        // message is never thought shown by a render that read the store before it was sent.
+        let started = Utc::now();
         // Rendering reads and fsyncs many files: keep it off the async workers.
-        tokio::task::spawn_blocking(move || render::publish(&settings, &store, chrono::Utc::now()))
-            .await
+        let rendered =
+            tokio::task::spawn_blocking(move || render::publish(&settings, &store, started)).await;
+        if let Ok(Ok(_)) = &rendered {
+            self.renders.0.fetch_add(1, Ordering::Relaxed);
+            let mut rendered_from = self
+                .rendered_from
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *rendered_from = (*rendered_from).max(Some(started));
+        }
+        rendered
     }
 }
 
@@ -111,6 +171,12 @@ impl Step for SitePublisher {
         };
         if self.settings.stream(&stream).is_none() {
             return Outcome::reject(format!("stream {stream} is not configured"));
+        }
+        if self.already_shown(message) {
+            tracing::debug!(
+                "site not rendered again: a render that started after the message was sent has finished"
+            );
+            return Outcome::Done(Vec::new());
         }
         match self.render().await {
             Ok(Ok(_)) => Outcome::Done(Vec::new()),
