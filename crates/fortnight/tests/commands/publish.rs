@@ -9,7 +9,7 @@ use std::time::Duration;
 use messages::RecordLine;
 use serde_json::json;
 use tests::TestBus;
-use tests::broker::Policy;
+use tests::broker::{Policy, rabbitmqctl};
 
 const WAIT: Duration = Duration::from_secs(10);
 const ACCEPTED: &str = "test.accepted";
@@ -132,6 +132,102 @@ async fn publish_exits_without_connection_errors_whether_it_succeeds_or_fails() 
             );
         }
     }
+    watch.close().await;
+    bus.cleanup().await;
+}
+
+/// The numbers in `text` that follow `before` and are followed by `after`: every `line N (id`
+/// of a report, say.
+fn numbers_between(text: &str, before: &str, after: &str) -> Vec<usize> {
+    text.split(before)
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            rest[digits.len()..]
+                .starts_with(after)
+                .then(|| digits.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// The broker drops publish's connection in the middle of a 100,000-record backlog (an
+/// operator's `rabbitmqctl close_connection`): publish exits 1, and its report accounts for
+/// every record. Each one it calls confirmed is in the queue, the ones in flight are named
+/// as not confirmed, and nothing after the last line it names as sent arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_halfway_is_reported_record_by_record() {
+    // Far more than can be published in the moment it takes to see the first one arrive,
+    // even on a fast machine: the connection is closed long before the end.
+    const RECORDS: usize = 100_000;
+    let app = format!("fortnight-publish-test-{}", uuid::Uuid::new_v4().simple());
+    let bus = TestBus::with_config(&format!("[client_properties]\napp = \"{app}\"\n"));
+    let config = bus.write_config();
+    let mut watch = bus.watch(&[ACCEPTED]).await;
+    let file = bus.dir.path().join("backlog.jsonl");
+    let text: String = (1..=RECORDS as u32)
+        .map(|n| line(ACCEPTED, n).to_line() + "\n")
+        .collect();
+    std::fs::write(&file, text).unwrap();
+
+    let publish = Command::new(env!("CARGO_BIN_EXE_fortnight"))
+        .arg("--config")
+        .arg(&config)
+        .arg("publish")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        !watch.wait_for(1, Duration::from_secs(60)).await.is_empty(),
+        "publish started"
+    );
+    let connections = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties"])
+        .expect("rabbitmqctl lists connections");
+    let pid = connections
+        .lines()
+        // The recording's connection carries the same `app`.
+        .find(|l| l.contains(&app) && l.contains(r#"{"connection_name","fortnight-cli"}"#))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("publish's connection in {connections}"));
+    rabbitmqctl(&["close_connection", pid, "closed by a test"]).expect("connection closed");
+
+    let output = publish.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let confirmed = numbers_between(&stderr, ": ", " record(s) confirmed");
+    let stopped_after = numbers_between(&stderr, "nothing after line ", " was sent");
+    let (&[confirmed], &[stopped_after]) = (&confirmed[..], &stopped_after[..]) else {
+        panic!("a count of confirmed records and a last line sent: {stderr}");
+    };
+    let unconfirmed = numbers_between(&stderr, "line ", " (id ");
+    assert!(stderr.contains("no confirm came"), "{stderr}");
+    assert!(
+        !unconfirmed.is_empty() && stopped_after < RECORDS,
+        "{stderr}"
+    );
+
+    let arrived: std::collections::BTreeSet<usize> = watch
+        .settle(Duration::from_secs(2))
+        .await
+        .iter()
+        .map(|r| r.body["n"].as_u64().unwrap() as usize)
+        .collect();
+    let reported_confirmed: Vec<usize> = (1..=stopped_after)
+        .filter(|n| !unconfirmed.contains(n))
+        .collect();
+    assert_eq!(reported_confirmed.len(), confirmed, "{stderr}");
+    let missing: Vec<_> = reported_confirmed
+        .iter()
+        .filter(|n| !arrived.contains(n))
+        .collect();
+    assert!(missing.is_empty(), "confirmed but not queued: {missing:?}");
+    assert!(
+        arrived.iter().all(|n| *n <= stopped_after),
+        "nothing after line {stopped_after} was sent, yet {:?} arrived",
+        arrived.range(stopped_after + 1..).collect::<Vec<_>>()
+    );
     watch.close().await;
     bus.cleanup().await;
 }
