@@ -242,9 +242,35 @@ impl Pipeline {
     /// Commits a nightly of every arch (each on top of the previous one) and writes its
     /// images and CHECKSUM to the store. Returns the commits.
     pub fn nightly(&self, version_text: &str) -> BTreeMap<Arch, Commit> {
+        self.nightly_with_packages(version_text, &[])
+    }
+
+    /// [`Pipeline::nightly`] whose trees carry an RPM database listing `packages`
+    /// (`NAME=[EPOCH:]VERSION-RELEASE`, made by `deploy/tests/fixtures/rpmdb-tree`); none
+    /// when empty, like the trees of most tests.
+    pub fn nightly_with_packages(
+        &self,
+        version_text: &str,
+        packages: &[&str],
+    ) -> BTreeMap<Arch, Commit> {
         let mut commits = BTreeMap::new();
         for a in ARCHES {
             let tree = self.bus.dir.path().join(format!("tree-{version_text}-{a}"));
+            if !packages.is_empty() {
+                let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../deploy/tests/fixtures/rpmdb-tree");
+                let made = std::process::Command::new(&fixture)
+                    .arg(&tree)
+                    .arg(self.bus.dir.path().join("rpms"))
+                    .args(packages)
+                    .output()
+                    .expect("deploy/tests/fixtures/rpmdb-tree runs");
+                assert!(
+                    made.status.success(),
+                    "rpmdb-tree failed: {}",
+                    String::from_utf8_lossy(&made.stderr)
+                );
+            }
             std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
             std::fs::write(
                 tree.join("usr/lib/os-release"),
@@ -339,6 +365,26 @@ impl Pipeline {
         failing: Option<(&str, &str)>,
     ) -> BTreeMap<Arch, Commit> {
         let commits = self.nightly(version_text);
+        self.tested_every_arch(version_text, commits, failing).await
+    }
+
+    /// A nightly carrying `packages` ([`Pipeline::nightly_with_packages`]) that passed on
+    /// every arch.
+    pub async fn nightly_tested_with_packages(
+        &self,
+        version_text: &str,
+        packages: &[&str],
+    ) -> BTreeMap<Arch, Commit> {
+        let commits = self.nightly_with_packages(version_text, packages);
+        self.tested_every_arch(version_text, commits, None).await
+    }
+
+    async fn tested_every_arch(
+        &self,
+        version_text: &str,
+        commits: BTreeMap<Arch, Commit>,
+        failing: Option<(&str, &str)>,
+    ) -> BTreeMap<Arch, Commit> {
         for (ar, commit) in &commits {
             let failed: Vec<&str> = failing
                 .filter(|(a, _)| *a == ar.as_str())

@@ -8,6 +8,7 @@
 //! store, so replicas and duplicate messages release at most once per period.
 
 pub mod decision;
+pub mod notes;
 pub mod overrides;
 pub mod periods;
 pub mod release;
@@ -154,7 +155,7 @@ impl Releaser {
         request: &Request<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outgoing>, ReleaseError> {
-        let record = release::perform(&self.store, request, now)?;
+        let record = release::perform(&self.store, request, now, &self.settings.site.base_url)?;
         tracing::info!(stream = %record.stream, version = %record.version, period = ?record.period.map(|p| p.to_string()), forced = record.forced, reason = %record.reason, "released");
         Ok(self.announce(&record, request.twoweek))
     }

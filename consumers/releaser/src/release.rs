@@ -3,7 +3,8 @@
 //! 1. hard-link each arch's images into `releases/<version>/<arch>/` and write its CHECKSUM;
 //! 2. check that every release ref moves forward (unless forced), then move them all and
 //!    regenerate the OSTree summary;
-//! 3. write `releases/<version>/release.json` (kept on replay, so the message is identical);
+//! 3. write `releases/<version>/release.json` with the release notes against the previous
+//!    release (kept on replay, so the message is identical and the notes are not recomputed);
 //! 4. flip `releases/latest`.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,10 @@ use messages::{
     TwoweekComplete, Version,
 };
 use ostree_cli::{OstreeError, Repo};
+use release_notes::ReleaseRecord;
 use settings::{StreamSettings, TwoWeekSettings};
+
+use crate::notes;
 use store::{FileName, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -142,25 +146,37 @@ pub fn stage(
     Ok(arches)
 }
 
-/// Runs (or finishes) the release; returns the `fortnight.release.published` body.
+/// Runs (or finishes) the release; returns the `fortnight.release.published` body, whose
+/// release notes link starts with `base_url`.
 pub fn perform(
     store: &Store,
     request: &Request<'_>,
     now: DateTime<Utc>,
+    base_url: &str,
 ) -> Result<ReleasePublished, ReleaseError> {
     let (stream, version) = (request.stream, request.version);
     let arches = stage(store, request)?;
     promote_refs(request, &arches)?;
 
     let record_path = store.release_record_path(stream, version);
-    let existing: Option<ReleasePublished> = store::read_json(&record_path)?;
+    let existing: Option<ReleaseRecord> = store::read_json(&record_path)?;
     let record = match existing {
-        Some(record) if record.period == request.period && record.forced == request.forced => {
-            record
+        Some(ReleaseRecord { published, .. })
+            if published.period == request.period && published.forced == request.forced =>
+        {
+            published
         }
         _ => {
             let previous = store.current_release(stream)?.filter(|p| p != version);
-            let record = ReleasePublished {
+            let notes = previous
+                .as_ref()
+                .and_then(|previous| notes::against_previous(store, request, previous, &arches));
+            let url = format!(
+                "{}/{}",
+                base_url.trim_end_matches('/'),
+                store.relative(&record_path)
+            );
+            let published = ReleasePublished {
                 stream: stream.clone(),
                 version: version.clone(),
                 arches,
@@ -169,9 +185,11 @@ pub fn perform(
                 reason: request.reason.clone(),
                 previous,
                 released_at: now,
+                changes: notes.as_ref().map(|notes| notes.changes(url)),
             };
+            let record = ReleaseRecord { published, notes };
             store::write_json(&record_path, &record)?;
-            record
+            record.published
         }
     };
     store.set_latest_release(stream, version)?;

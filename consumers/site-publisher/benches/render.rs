@@ -78,6 +78,7 @@ fn release(store: &Store, stream: &Stream, released_at: DateTime<Utc>) -> Versio
         reason: "newest candidate that passed tests and karma".into(),
         previous: None,
         released_at,
+        changes: None,
     };
     store::write_json(&store.release_record_path(stream, &version), &record).unwrap();
     version

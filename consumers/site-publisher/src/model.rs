@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use messages::{Arch, Format, ReleasePublished, Stream, TestReport, TestStatus, Version};
+use messages::{Arch, Format, Stream, TestReport, TestStatus, Version};
+use release_notes::{ReleaseNotes, ReleaseRecord};
 use serde::Serialize;
 use settings::{Settings, StreamSettings};
 use store::{Store, StoreError, Tier};
@@ -58,6 +59,8 @@ pub struct ReleaseView {
     pub arches: Vec<ReleasedArchView>,
     /// The key that signed the release, when it is signed and the key is published.
     pub key: Option<KeyView>,
+    /// What changed since the previous release (absent for the first one).
+    pub notes: Option<ReleaseNotes>,
 }
 
 /// A published signing key.
@@ -191,14 +194,20 @@ fn collect_stream(
         .list_versions(name, Tier::Releases)?
         .iter()
         .filter_map(|version| read_release(store, name, version))
-        .map(|release| {
-            let key = stream
-                .signing
-                .as_ref()
-                .and_then(|signing| signing.key_for(&release.version));
-            let view = release_view(store, base_url, &release, karma(&release.version), key);
-            (release.released_at, view)
-        })
+        .map(
+            |ReleaseRecord {
+                 published: release,
+                 notes,
+             }| {
+                let key = stream
+                    .signing
+                    .as_ref()
+                    .and_then(|signing| signing.key_for(&release.version));
+                let karma = karma(&release.version);
+                let view = release_view(store, base_url, &release, karma, key, notes);
+                (release.released_at, view)
+            },
+        )
         .collect();
     history.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
 
@@ -272,7 +281,7 @@ fn tolerate<T>(result: Result<Option<T>, StoreError>, what: &str) -> Option<T> {
     })
 }
 
-fn read_release(store: &Store, stream: &Stream, version: &Version) -> Option<ReleasePublished> {
+fn read_release(store: &Store, stream: &Stream, version: &Version) -> Option<ReleaseRecord> {
     let path = store.release_record_path(stream, version);
     tolerate(store::read_json(&path), "release.json")
 }
@@ -314,9 +323,10 @@ fn nightly_status(store: &Store, stream: &Stream, version: &Version, arch: &Arch
 fn release_view(
     store: &Store,
     base_url: &str,
-    release: &ReleasePublished,
+    release: &messages::ReleasePublished,
     karma: KarmaView,
     key: Option<&str>,
+    notes: Option<ReleaseNotes>,
 ) -> ReleaseView {
     let stream = &release.stream;
     let arches: Vec<ReleasedArchView> = release
@@ -384,6 +394,7 @@ fn release_view(
         karma,
         arches,
         key,
+        notes,
     }
 }
 

@@ -53,6 +53,7 @@ fn environment() -> Result<&'static Environment<'static>, SiteError> {
     // The `.html`/`.xml` names turn on minijinja's HTML escaping for every value.
     for (name, source) in [
         ("layout.html", include_str!("../templates/layout.html")),
+        ("changes.html", include_str!("../templates/changes.html")),
         ("stream.html", include_str!("../templates/stream.html")),
         ("index.html", include_str!("../templates/index.html")),
         (

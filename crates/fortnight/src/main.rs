@@ -61,8 +61,10 @@ enum Command {
     Timer(commands::timer::Command),
     /// Current releases, candidates with each gate's state, overrides in force.
     Status(commands::status::Args),
-    /// Why one candidate is or is not releasable.
+    /// Why one candidate is or is not releasable, and what it would change.
     Explain(commands::explain::Args),
+    /// What changed between two candidates or releases: packages, commits, files.
+    Diff(commands::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
             Command::Timer(command) => commands::timer::run(&config, command).await,
             Command::Status(args) => commands::status::run(&config, args).await,
             Command::Explain(args) => commands::explain::run(&config, args).await,
+            Command::Diff(args) => commands::diff::run(&config, args).await,
             Command::Schemas(command) => commands::schemas::run(command),
             Command::Topology(command) => commands::topology::run(named, command),
         }

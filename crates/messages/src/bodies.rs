@@ -372,8 +372,54 @@ pub struct ReleasePublished {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Version>,
     pub released_at: DateTime<Utc>,
+    /// What changed since `previous`, counted; absent for a stream's first release and for
+    /// releases made before Fortnight computed release notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ReleaseChanges>,
 }
 topic!(ReleasePublished, "fortnight.release.published");
+
+/// What changed between two releases, counted per arch. The lists themselves (every package
+/// with its old and new version) are in the release's `release.json`, which `url` names: a
+/// message stays small however many packages changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReleaseChanges {
+    /// The release compared against (the stream's previous one).
+    pub against: Version,
+    /// Where the full release notes are (`release.json`, under `site.base_url`).
+    pub url: String,
+    pub arches: BTreeMap<Arch, ChangeCounts>,
+}
+
+/// One arch's changes between two trees, counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChangeCounts {
+    /// Absent when either tree has no RPM database to compare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<PackageCounts>,
+    /// Commits from the older tree to the newer one; absent when the older one is not an
+    /// ancestor of the newer one (a forced release moved the ref sideways).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commits: Option<u64>,
+    pub files: FileCounts,
+}
+
+/// Packages added, removed, upgraded and downgraded between two trees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PackageCounts {
+    pub added: u64,
+    pub removed: u64,
+    pub upgraded: u64,
+    pub downgraded: u64,
+}
+
+/// Files (and directories) added, modified and removed between two trees (`ostree diff`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FileCounts {
+    pub added: u64,
+    pub modified: u64,
+    pub removed: u64,
+}
 
 /// Why one candidate was not released.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Lines, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use messages::{Commit, Ref};
+use messages::{Commit, FileCounts, Ref};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OstreeError {
@@ -200,43 +200,10 @@ impl Repo {
     }
 
     /// Whether `ancestor` is `descendant` or in its parent chain, which makes moving a ref
-    /// from `ancestor` to `descendant` a fast-forward.
-    ///
-    /// Walks both parent chains one commit at a time, in step, and stops at the first commit
-    /// that decides: `ancestor` on the descendant's chain (yes), or a commit both chains
-    /// share below `ancestor`, `descendant` included (no: the chains are linear, so the
-    /// descendant's chain passed where `ancestor` would have been). So it reads about twice
-    /// the distance between the commits, or to where they branched, whatever the length of
-    /// the history behind them; only commits with no shared history at all are read to the
-    /// end of the descendant's.
+    /// from `ancestor` to `descendant` a fast-forward. As cheap as
+    /// [`commits_between`](Self::commits_between).
     pub fn is_ancestor(&self, ancestor: &Commit, descendant: &Commit) -> Result<bool, OstreeError> {
-        if ancestor == descendant {
-            return Ok(true);
-        }
-        let mut down = History::start(self, descendant)?;
-        let mut up = History::start(self, ancestor)?;
-        let mut below_descendant = HashSet::new();
-        let mut below_ancestor = HashSet::new();
-        let mut up_open = true;
-        while let Some(commit) = down.next_commit()? {
-            if commit == ancestor.as_str() {
-                return Ok(true);
-            }
-            if below_ancestor.contains(&commit) {
-                return Ok(false);
-            }
-            below_descendant.insert(commit);
-            if up_open {
-                match up.next_commit()? {
-                    Some(commit) if below_descendant.contains(&commit) => return Ok(false),
-                    Some(commit) => {
-                        below_ancestor.insert(commit);
-                    }
-                    None => up_open = false,
-                }
-            }
-        }
-        Ok(false)
+        Ok(self.commits_between(ancestor, descendant)?.is_some())
     }
 
     /// `ostree gpg-sign COMMIT KEY` with the keys of `gnupg_home`, run with only `env` in
@@ -276,6 +243,96 @@ impl Repo {
             dest.as_os_str(),
         ])
         .map(drop)
+    }
+
+    /// `ostree checkout --user-mode --subpath=PATH COMMIT DEST`: only `path` (absolute in the
+    /// tree) of the commit, at `dest` (a new directory). `false` when the commit has no such
+    /// path: reading one directory of a tree never needs the whole tree on disk.
+    pub fn checkout_subpath(
+        &self,
+        commit: &Commit,
+        path: &str,
+        dest: &Path,
+    ) -> Result<bool, OstreeError> {
+        let subpath = format!("--subpath={path}");
+        match self.run([
+            OsStr::new("checkout"),
+            OsStr::new("--user-mode"),
+            OsStr::new(&subpath),
+            OsStr::new(commit.as_str()),
+            dest.as_os_str(),
+        ]) {
+            Ok(_) => Ok(true),
+            Err(OstreeError::Failed { stderr, .. }) if stderr.contains("No such file") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `ostree diff FROM TO`, counted: files (and directories) added, modified and removed.
+    pub fn diff_counts(&self, from: &Commit, to: &Commit) -> Result<FileCounts, OstreeError> {
+        let (out, shown) = self.run(["diff", from.as_str(), to.as_str()])?;
+        let mut counts = FileCounts::default();
+        for line in out.lines().filter(|line| !line.trim().is_empty()) {
+            let count = match line.split_whitespace().next() {
+                Some("A") => &mut counts.added,
+                Some("M") => &mut counts.modified,
+                Some("D") => &mut counts.removed,
+                _ => {
+                    return Err(OstreeError::Parse {
+                        args: shown,
+                        output: line.to_owned(),
+                        expected: "a line of `ostree diff` (A, M or D, then a path)",
+                    });
+                }
+            };
+            *count += 1;
+        }
+        Ok(counts)
+    }
+
+    /// How many commits lead from `from` to `to` along `to`'s parents: 0 when they are the
+    /// same, `None` when `from` is not an ancestor of `to` (a forced release moved the ref
+    /// sideways, or the history is not in the repository).
+    ///
+    /// Walks both parent chains (`ostree log`) one commit at a time, in step, and stops at
+    /// the first commit that decides: `from` on `to`'s chain, or a commit both chains share
+    /// below `from`, `to` included (the chains are linear, so `to`'s chain passed where `from`
+    /// would have been). So it reads about twice the distance between the commits, or to
+    /// where they branched, whatever the length of the history behind them; only commits with
+    /// no shared history at all (or a `from` not in the repository) are read to the end of
+    /// `to`'s.
+    pub fn commits_between(&self, from: &Commit, to: &Commit) -> Result<Option<u64>, OstreeError> {
+        if from == to {
+            return Ok(Some(0));
+        }
+        let mut down = History::start(self, to)?;
+        let mut up = History::start(self, from)?;
+        let mut below_to = HashSet::new();
+        let mut below_from = HashSet::new();
+        let mut up_open = true;
+        let mut steps = 0;
+        while let Some(commit) = down.next_commit()? {
+            if commit == from.as_str() {
+                return Ok(Some(steps));
+            }
+            if below_from.contains(&commit) {
+                return Ok(None);
+            }
+            below_to.insert(commit);
+            steps += 1;
+            if up_open {
+                // `from`'s chain only bounds the search: where it ends or cannot be read (a
+                // commit whose history was not pulled), `to`'s chain decides alone.
+                match up.next_commit() {
+                    Ok(Some(commit)) if below_to.contains(&commit) => return Ok(None),
+                    Ok(Some(commit)) => {
+                        below_from.insert(commit);
+                    }
+                    Ok(None) | Err(_) => up_open = false,
+                }
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -409,7 +466,7 @@ mod tests {
     }
 
     #[test]
-    fn is_ancestor_reads_only_between_the_commits_not_the_history_behind_them() {
+    fn ancestry_is_read_only_between_the_commits_not_from_the_history_behind_them() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repo::new(dir.path().join("repo"));
         repo.init_archive().unwrap();
@@ -433,13 +490,20 @@ mod tests {
         assert!(!repo.is_ancestor(&c[6], &b[1]).unwrap());
         assert!(repo.is_ancestor(&c[3], &b[1]).unwrap(), "the branch point");
         assert!(
+            repo.is_ancestor(&c[1], &c[6]).unwrap(),
+            "right above the broken commit"
+        );
+        assert_eq!(repo.commits_between(&c[4], &c[6]).unwrap(), Some(2));
+        assert_eq!(repo.commits_between(&c[3], &b[1]).unwrap(), Some(2));
+        assert_eq!(repo.commits_between(&b[1], &c[6]).unwrap(), None);
+        let missing: Commit = "ab".repeat(32).parse().unwrap();
+        assert!(
             matches!(
-                repo.is_ancestor(&c[1], &c[6]),
+                repo.is_ancestor(&missing, &c[6]),
                 Err(OstreeError::Failed { .. })
             ),
-            "a broken commit where the walk must go is an error, not a no"
+            "with nothing to bound it, the walk reaches the broken commit and says so"
         );
-        let missing: Commit = "ab".repeat(32).parse().unwrap();
         assert!(matches!(
             repo.is_ancestor(&c[4], &missing),
             Err(OstreeError::Failed { .. })
@@ -468,7 +532,7 @@ mod tests {
         let release: Ref = "fedora/43/x86_64/stable".parse().unwrap();
         assert_eq!(repo.rev_parse(&release).unwrap(), None);
         repo.set_ref(&release, &second).unwrap();
-        assert_eq!(repo.rev_parse(&release).unwrap(), Some(second));
+        assert_eq!(repo.rev_parse(&release).unwrap(), Some(second.clone()));
         repo.set_ref(&release, &first).unwrap();
         assert_eq!(repo.rev_parse(&release).unwrap(), Some(first.clone()));
         repo.reset(&branch, &first).unwrap();
@@ -481,6 +545,31 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(out.join("usr/lib/os-release")).unwrap(),
             "NAME=Fedora\n"
+        );
+
+        assert_eq!(repo.commits_between(&first, &second).unwrap(), Some(1));
+        assert_eq!(repo.commits_between(&second, &second).unwrap(), Some(0));
+        assert_eq!(repo.commits_between(&second, &first).unwrap(), None);
+        assert_eq!(
+            repo.diff_counts(&first, &second).unwrap(),
+            FileCounts {
+                added: 0,
+                modified: 1,
+                removed: 0
+            }
+        );
+        let part = dir.path().join("part");
+        assert!(repo.checkout_subpath(&first, "/usr/lib", &part).unwrap());
+        assert!(part.join("os-release").is_file());
+        assert!(
+            !part.join("usr").exists(),
+            "only the subpath is checked out"
+        );
+        let none = dir.path().join("none");
+        assert!(
+            !repo
+                .checkout_subpath(&first, "/usr/share/rpm", &none)
+                .unwrap()
         );
     }
 }

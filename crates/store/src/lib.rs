@@ -239,7 +239,8 @@ impl Store {
         self.release_dir(stream, version).join(arch)
     }
 
-    /// `<stream>/releases/<version>/release.json`: the release as it was published.
+    /// `<stream>/releases/<version>/release.json`: the release as it was published, with its
+    /// release notes (`release_notes::ReleaseRecord`).
     pub fn release_record_path(&self, stream: &Stream, version: &Version) -> PathBuf {
         self.release_dir(stream, version).join("release.json")
     }

@@ -84,7 +84,20 @@ def _published(body):
     previous = f", replacing {body['previous']}" if body.get("previous") else ""
     arches = ", ".join(sorted(body.get("arches") or {}))
     arches = f" for {arches}" if arches else ""
-    return f"{_candidate(body)} released{forced}{arches}{previous}"
+    return f"{_candidate(body)} released{forced}{arches}{previous}{_changes(body)}"
+
+
+def _changes(body):
+    """The package counts of a release's notes, summed over its arches."""
+    changes = body.get("changes") or {}
+    counted = [c["packages"] for c in (changes.get("arches") or {}).values() if c.get("packages")]
+    if not counted:
+        return ""
+    total = {k: sum(c.get(k, 0) for c in counted) for k in ("upgraded", "added", "removed")}
+    return (
+        f" ({total['upgraded']} packages upgraded, {total['added']} added, "
+        f"{total['removed']} removed)"
+    )
 
 
 def _skipped(body):
@@ -196,9 +209,13 @@ class FortnightMessage(message.Message):
     @property
     def url(self):
         """The body's own URL (Fortnight's bodies carry none; the page's address is a
-        deployment's setting), else the first image of a legacy release."""
+        deployment's setting), a release's notes (`changes.url`), else the first image of a
+        legacy release."""
         if isinstance(self.body.get("url"), str):
             return self.body["url"]
+        changes = self.body.get("changes")
+        if isinstance(changes, dict) and isinstance(changes.get("url"), str):
+            return changes["url"]
         if self.topic_name == LEGACY:
             for artifact in _legacy_artifacts(self.body):
                 return artifact.get("image_url")

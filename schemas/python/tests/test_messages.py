@@ -98,6 +98,36 @@ class Summaries(unittest.TestCase):
         )
         self.assertEqual(msg.summary, "f43 43.2 released (forced), replacing 43.1")
 
+    def test_a_release_counts_its_changes_and_links_its_notes(self):
+        counts = {
+            "packages": {"added": 1, "removed": 0, "upgraded": 2, "downgraded": 0},
+            "commits": 3,
+            "files": {"added": 1, "modified": 5, "removed": 0},
+        }
+        url = "https://dl.example.org/fortnight/f43/releases/43.2/release.json"
+        msg = load(
+            "fortnight.release.published",
+            {
+                "stream": "f43",
+                "version": "43.2",
+                "arches": {},
+                "forced": False,
+                "reason": "newest candidate",
+                "previous": "43.1",
+                "released_at": "2026-11-24T00:01:00Z",
+                "changes": {
+                    "against": "43.1",
+                    "url": url,
+                    "arches": {"x86_64": counts, "aarch64": {**counts, "packages": None}},
+                },
+            },
+        )
+        self.assertEqual(
+            msg.summary,
+            "f43 43.2 released, replacing 43.1 (2 packages upgraded, 1 added, 0 removed)",
+        )
+        self.assertEqual(msg.url, url)
+
     def test_failed_tests_are_listed(self):
         msg = load(
             "fortnight.image.tests.failed",

@@ -1,5 +1,6 @@
 //! `fortnight explain STREAM VERSION`: every gate of one candidate and whether the next tick
-//! would release it, from the releaser's own decision code.
+//! would release it, from the releaser's own decision code, and what it would change against
+//! the current release (packages, commits, files).
 
 use std::process::ExitCode;
 
@@ -95,6 +96,19 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
             hold.describe()
         ),
         Decision::Nothing => println!("releasable"),
+    }
+    match view.current_version() {
+        Some(current) if current != &args.version => {
+            match super::diff::compare(&settings, &store, &args.stream, current, &args.version) {
+                Ok(notes) => print!(
+                    "what it would change against the current release: {}",
+                    notes.text(&args.version)
+                ),
+                Err(error) => println!("what it would change: unknown ({error:#})"),
+            }
+        }
+        Some(_) => {}
+        None => println!("what it would change: nothing to compare with, no release yet"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ use settings::{BusSettings, Settings};
 
 pub mod dead_letters;
 pub mod demo;
+pub mod diff;
 pub mod explain;
 pub mod override_;
 pub mod publish;

@@ -11,6 +11,7 @@ mod demo;
 mod interop;
 mod operators;
 mod publish;
+mod release_notes;
 mod schema_package;
 mod secrets;
 mod topology;
