@@ -253,10 +253,28 @@ fn list_unconfirmed(unconfirmed: &[Unconfirmed]) -> String {
         .join("; ")
 }
 
+/// A record handed to the broker, as a report names it.
+struct Sent {
+    line: usize,
+    id: Option<String>,
+    topic: String,
+}
+
+impl Sent {
+    fn not_taken(self, reason: NotTaken) -> Unconfirmed {
+        Unconfirmed {
+            line: self.line,
+            id: self.id,
+            topic: self.topic,
+            reason,
+        }
+    }
+}
+
 /// Records sent and not yet confirmed, oldest first.
 struct InFlight<'a> {
     publisher: &'a Publisher,
-    confirms: VecDeque<(Unconfirmed, PublisherConfirm)>,
+    confirms: VecDeque<(Sent, PublisherConfirm)>,
     confirmed: usize,
     unconfirmed: Vec<Unconfirmed>,
 }
@@ -264,7 +282,7 @@ struct InFlight<'a> {
 impl InFlight<'_> {
     /// Waits for the oldest confirm; `false` when it did not say a queue took the record.
     async fn settle_oldest(&mut self) -> bool {
-        let Some((mut record, confirm)) = self.confirms.pop_front() else {
+        let Some((sent, confirm)) = self.confirms.pop_front() else {
             return true;
         };
         let outcome = match confirm.await {
@@ -277,8 +295,7 @@ impl InFlight<'_> {
                 true
             }
             Err(reason) => {
-                record.reason = reason;
-                self.unconfirmed.push(record);
+                self.unconfirmed.push(sent.not_taken(reason));
                 false
             }
         }
@@ -416,20 +433,17 @@ impl Publisher {
             }
             last_sent = line;
             let wire = Wire::record(&self.settings, &record);
-            // The reason is a placeholder until the confirm says otherwise.
-            let sent = Unconfirmed {
+            let sent = Sent {
                 line,
                 id: amqp::short(wire.properties.message_id()),
                 topic: record.topic,
-                reason: NotTaken::Nacked,
             };
             match send(&self.channel, &wire, options, &self.metrics).await {
                 Ok(confirm) => in_flight.confirms.push_back((sent, confirm)),
                 Err(error) => {
-                    in_flight.unconfirmed.push(Unconfirmed {
-                        reason: NotTaken::Lost(error.to_string()),
-                        ..sent
-                    });
+                    in_flight
+                        .unconfirmed
+                        .push(sent.not_taken(NotTaken::Lost(error.to_string())));
                     failed = true;
                     break;
                 }
