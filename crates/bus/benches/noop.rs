@@ -107,6 +107,8 @@ fn result(n: u64) -> Outgoing {
 }
 
 async fn role_fortnight() {
+    // Warnings and errors reach the bench's output (FORTNIGHT_LOG=warn).
+    bus::init_tracing();
     let path = PathBuf::from(std::env::var("BENCH_CONFIG").expect("BENCH_CONFIG"));
     let settings = settings::Settings::load(&path).expect("bench configuration");
     bus::run(&settings, Arc::new(Noop), bus::shutdown_signal())
@@ -133,8 +135,10 @@ async fn confirm_channel(connection: &Connection) -> Channel {
 }
 
 /// The envelope fedora-messaging expects, so its consumer takes the same path as with real
-/// traffic.
+/// traffic, signed by the bench's broker user as every Fortnight publisher signs: the runtime
+/// trusts `bench.in` from its own account only.
 fn properties() -> AMQPProperties {
+    let uri: lapin::uri::AMQPUri = amqp_url().parse().expect("a valid AMQP URL");
     let mut headers = FieldTable::default();
     headers.insert(
         "fedora_messaging_schema".into(),
@@ -147,6 +151,7 @@ fn properties() -> AMQPProperties {
         .with_content_encoding("utf-8".into())
         .with_delivery_mode(2)
         .with_message_id(uuid::Uuid::new_v4().to_string().into())
+        .with_user_id(uri.authority.userinfo.username.as_str().into())
 }
 
 /// The same guarantees as the runtime, nothing else.
