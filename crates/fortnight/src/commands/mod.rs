@@ -216,8 +216,9 @@ pub async fn publish_records(
         });
         let hint = match missing_prefix {
             Some(record) => format!(
-                " (line {} lacks topic_prefix `{}`: did you mean `{}`?)",
+                " (line {}, with topic {}, lacks topic_prefix `{}`: did you mean `{}`?)",
                 record.line,
+                record.topic,
                 settings.topic_prefix,
                 add_prefix(&record.topic, &settings.topic_prefix)
             ),
