@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bus::record::Recording;
 use bus::{Publisher, Step};
+use config::{Table, Value, toml};
 use messages::RecordLine;
 use settings::Settings;
 use tokio::sync::oneshot;
@@ -31,6 +32,7 @@ pub mod probe;
 pub mod process;
 pub mod records;
 pub mod reference;
+pub mod schema;
 pub mod signing;
 
 /// The broker the tests use.
@@ -48,28 +50,28 @@ pub struct TestBus {
     pub prefix: String,
     /// Store root and config files; removed on drop.
     pub dir: tempfile::TempDir,
-    /// Extra TOML appended to every generated configuration (consumer sections, ...).
-    extra: String,
+    /// Merged into every generated configuration (more streams, `[qos]`, ...).
+    extra: Table,
     /// `amqp_urls` when the test runs on brokers of its own; the shared broker otherwise.
     brokers: Vec<String>,
-    consumers: Vec<(String, String)>,
+    consumers: Vec<(String, Table)>,
     cleaned: bool,
 }
 
 impl TestBus {
     pub fn new() -> Self {
-        Self::with_config("")
+        Self::with_config(Table::new())
     }
 
-    /// `extra` is TOML tables appended to the configuration (`[qos]`, ...); consumer
-    /// sections come from [`TestBus::consumer`].
-    pub fn with_config(extra: &str) -> Self {
+    /// `extra` is merged into the configuration (`[qos]`, keys of `[streams.f43]`, another
+    /// stream, ...); consumer sections come from [`TestBus::consumer`].
+    pub fn with_config(extra: Table) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         Self {
             exchange: format!("fortnight.test.{id}"),
             prefix: format!("test.{id}"),
             dir: tempfile::tempdir().expect("a temporary directory"),
-            extra: extra.to_owned(),
+            extra,
             brokers: Vec::new(),
             consumers: Vec::new(),
             cleaned: false,
@@ -77,10 +79,10 @@ impl TestBus {
         }
     }
 
-    /// Registers a consumer: its queues get unique names and are cleaned up; `keys` are
-    /// more TOML lines of its `[consumers.<name>]` section.
-    pub fn consumer(mut self, name: &str, keys: &str) -> Self {
-        self.consumers.push((name.to_owned(), keys.to_owned()));
+    /// Registers a consumer: its queues get unique names and are cleaned up; `keys` go into
+    /// its `[consumers.<name>]` section.
+    pub fn consumer(mut self, name: &str, keys: Table) -> Self {
+        self.consumers.push((name.to_owned(), keys));
         self
     }
 
@@ -102,42 +104,58 @@ impl TestBus {
 
     /// The full configuration text.
     pub fn config_toml(&self) -> String {
-        self.config_toml_with_store(&self.store_root())
+        config::to_toml(&self.config())
+    }
+
+    /// The full configuration, to extend before writing it.
+    pub fn config(&self) -> Table {
+        self.config_with_store(&self.store_root())
     }
 
     /// The configuration with the store at `root` instead: where a container mounts it.
     pub fn config_toml_with_store(&self, root: &Path) -> String {
-        let brokers = match &self.brokers[..] {
-            [] => format!("amqp_url = \"{}\"", amqp_url()),
-            urls => format!(
-                "amqp_urls = [{}]",
-                urls.iter()
-                    .map(|url| format!("\"{url}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        config::to_toml(&self.config_with_store(root))
+    }
+
+    fn config_with_store(&self, root: &Path) -> Table {
+        let mut config = match &self.brokers[..] {
+            [] => toml! { amqp_url = (amqp_url()) },
+            urls => toml! { amqp_urls = (urls.to_vec()) },
         };
-        let mut text = format!(
-            "{brokers}\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n",
-            exchange = self.exchange,
-            prefix = self.prefix,
+        config::merge(
+            &mut config,
+            toml! {
+                publish_exchange = (self.exchange.as_str())
+                topic_prefix = (self.prefix.as_str())
+            },
         );
-        text.push_str(&config::store_toml(
-            root,
-            "fedora/43/x86_64/atomic-host",
-            &root.join("repo"),
-            "",
-        ));
-        text.push_str(&self.extra);
+        config::merge(
+            &mut config,
+            config::store_config(
+                root,
+                "fedora/43/x86_64/atomic-host",
+                &root.join("repo"),
+                Table::new(),
+            ),
+        );
+        config::merge(&mut config, self.extra.clone());
+        let mut consumers = Table::new();
         for (name, keys) in &self.consumers {
             // The release timer owns no queue; its section takes only `health_addr`.
             let queue = match name.as_str() {
-                settings::RELEASE_TIMER => String::new(),
-                _ => format!("queue = \"{}\"\n", self.queue(name)),
+                settings::RELEASE_TIMER => Table::new(),
+                _ => toml! { queue = (self.queue(name)) },
             };
-            text.push_str(&format!("\n[consumers.{name}]\n{queue}{keys}\n"));
+            consumers.insert(
+                name.clone(),
+                Value::Table(config::merged(queue, keys.clone())),
+            );
         }
-        text
+        config::merge(
+            &mut config,
+            Table::from_iter([("consumers".to_owned(), Value::Table(consumers))]),
+        );
+        config
     }
 
     pub fn settings(&self) -> Settings {
@@ -290,8 +308,8 @@ impl Watch {
 
     fn accept(&mut self, line: RecordLine) {
         let topic = messages::envelope::strip_prefix(&line.topic, &self.prefix);
-        match messages::schema::validate(topic, &line.body) {
-            Ok(()) | Err(messages::schema::SchemaError::UnknownTopic(_)) => {}
+        match schema::validate(topic, &line.body) {
+            Ok(()) | Err(schema::SchemaError::UnknownTopic(_)) => {}
             Err(error) => panic!("a published message breaks its schema: {error}\n{line:?}"),
         }
         self.seen.push(line);
@@ -354,6 +372,19 @@ impl Running {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             bus::run(&settings, Arc::new(step), async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { stop, task }
+    }
+
+    /// Runs `clock` on the bus runtime in this process, as its binary would.
+    pub fn start_clock<C: bus::Clock>(settings: &Settings, clock: C) -> Self {
+        let settings = settings.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            bus::run_clock(&settings, clock, async move {
                 let _ = stopped.await;
             })
             .await

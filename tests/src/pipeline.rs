@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::broker::BrokerUser;
+use crate::config::{self, Table, Value, toml};
 use crate::{Running, TestBus, Watch};
 use bus::Publisher;
 use chrono::{DateTime, Utc};
@@ -66,6 +67,17 @@ pub struct Options {
     /// Signed releases: the GnuPG home, the major version and its key's fingerprint. The
     /// signer runs while [`Pipeline::start_signer`] and [`Pipeline::stop_signer`] say so.
     pub signing: Option<(PathBuf, String, String)>,
+    /// `streams.<s>.signing.deadline` (`"3s"`); the default when `None`.
+    pub signing_deadline: Option<String>,
+    /// The topics requests and replies travel on.
+    pub signing_topics: settings::SigningTopics,
+    /// More keys of the stream's section (`external_gating = [...]`).
+    pub stream_keys: Table,
+    /// More tables of the configuration (`[trust.topics]`, ...).
+    pub tables: Table,
+    /// Consumers the test runs itself (the image-tester, say): the configuration names
+    /// their queues, which [`Pipeline::stop`] deletes.
+    pub other_consumers: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -79,6 +91,11 @@ impl Default for Options {
             brokers: Vec::new(),
             quorum_queues: false,
             signing: None,
+            signing_deadline: None,
+            signing_topics: settings::SigningTopics::default(),
+            stream_keys: Table::new(),
+            tables: Table::new(),
+            other_consumers: Vec::new(),
         }
     }
 }
@@ -101,59 +118,65 @@ pub struct Pipeline {
     _repo_dir: tempfile::TempDir,
 }
 
-/// The inline TOML table naming every arch's ref of `kind` (`atomic-host`, `release`).
-pub fn arch_refs(kind: &str) -> String {
+/// Arch -> `fedora/tw/<arch>/<kind>` for every arch (`atomic-host`, `release`), the table
+/// of a stream's `input_refs` or `release_refs`.
+pub fn arch_refs(kind: &str) -> Table {
     ARCHES
         .iter()
-        .map(|a| format!("{a} = \"fedora/{STREAM}/{a}/{kind}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|a| {
+            (
+                (*a).to_owned(),
+                Value::from(format!("fedora/{STREAM}/{a}/{kind}")),
+            )
+        })
+        .collect()
 }
 
-fn stream_toml(repo: &Path, options: &Options) -> String {
-    let voters = match &options.voters {
-        Some(list) => format!(
-            "voters = [{}]",
-            list.iter()
-                .map(|v| format!("\"{v}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        None => String::new(),
+fn stream_config(repo: &Path, options: &Options) -> Table {
+    let mut stream = toml! {
+        arches = (ARCHES.to_vec())
+        input_refs = (Value::Table(arch_refs("atomic-host")))
+        ostree_repo = (config::path(repo))
+        formats = ["qcow2"]
+
+        [twoweek]
+        release_refs = (Value::Table(arch_refs("release")))
+        anchor = "2026-01-13T12:00:00Z"
+        karma_required = (options.karma_required)
+        when_nothing_passed = (if options.release_next_pass { "release-next-pass" } else { "skip" })
+        legacy_messages = true
     };
-    let signing = match &options.signing {
-        Some((home, major, key)) => format!(
-            "[streams.{STREAM}.signing]\ngnupg_home = \"{}\"\nkeys = {{ \"{major}\" = \"{key}\" }}\n",
-            home.display()
-        ),
-        None => String::new(),
-    };
-    format!(
-        r#"
-[streams.{STREAM}]
-arches = ["aarch64", "x86_64"]
-input_refs = {{ {input} }}
-ostree_repo = "{repo}"
-formats = ["qcow2"]
-[streams.{STREAM}.karma]
-{voters}
-[streams.{STREAM}.twoweek]
-release_refs = {{ {release} }}
-anchor = "2026-01-13T12:00:00Z"
-karma_required = {karma_required}
-when_nothing_passed = "{policy}"
-legacy_messages = true
-{signing}"#,
-        input = arch_refs("atomic-host"),
-        release = arch_refs("release"),
-        repo = repo.display(),
-        karma_required = options.karma_required,
-        policy = if options.release_next_pass {
-            "release-next-pass"
-        } else {
-            "skip"
-        },
-    )
+    if let Some(voters) = &options.voters {
+        let voters: Vec<&str> = voters.iter().map(UserName::as_str).collect();
+        config::merge(&mut stream, toml! { [karma] voters = (voters) });
+    }
+    if let Some((home, major, key)) = &options.signing {
+        let keys = Table::from_iter([(major.clone(), Value::from(key.as_str()))]);
+        config::merge(
+            &mut stream,
+            toml! {
+                [signing]
+                gnupg_home = (config::path(home))
+                keys = (Value::Table(keys))
+            },
+        );
+        if let Some(deadline) = &options.signing_deadline {
+            config::merge(
+                &mut stream,
+                toml! { [signing] deadline = (deadline.as_str()) },
+            );
+        }
+    }
+    config::merge(&mut stream, options.stream_keys.clone());
+    let mut config = Table::from_iter([(
+        "streams".to_owned(),
+        Value::Table(Table::from_iter([(
+            STREAM.to_owned(),
+            Value::Table(stream),
+        )])),
+    )]);
+    config::merge(&mut config, options.tables.clone());
+    config
 }
 
 fn with_health(settings: &Settings, consumer: &str) -> (Settings, std::net::SocketAddr) {
@@ -170,17 +193,22 @@ impl Pipeline {
         let repo_dir = tempfile::tempdir().unwrap();
         let repo = Repo::new(repo_dir.path().join("repo"));
         repo.init_archive().expect("ostree init");
-        let keys = format!(
-            "retry_delays_seconds = [1]\nmax_attempts = 2\nquorum_queue = {}",
-            options.quorum_queues
-        );
-        let bus = TestBus::with_config(&stream_toml(repo.path(), &options))
+        let keys = toml! {
+            retry_delays_seconds = [1]
+            max_attempts = 2
+            quorum_queue = (options.quorum_queues)
+        };
+        let mut bus = TestBus::with_config(stream_config(repo.path(), &options))
             .on_brokers(options.brokers.clone())
-            .consumer("karma-tracker", &keys)
-            .consumer("releaser", &keys)
-            .consumer(signer::NAME, &keys);
+            .consumer("karma-tracker", keys.clone())
+            .consumer("releaser", keys.clone())
+            .consumer(signer::NAME, keys.clone());
+        for name in &options.other_consumers {
+            bus = bus.consumer(name, keys.clone());
+        }
         let mut settings = bus.settings();
         settings.operators = options.operators.clone();
+        settings.signing_topics = options.signing_topics.clone();
         let settings = Arc::new(settings);
         let store = Store::open(&settings.store.root).unwrap();
         let mut consumers = Vec::new();
@@ -192,6 +220,10 @@ impl Pipeline {
         for _ in 0..options.releaser_replicas {
             let (releaser_settings, addr) = with_health(&settings, releaser::NAME);
             let step = Releaser::new(Arc::new(releaser_settings.clone())).unwrap();
+            if options.signing.is_some() {
+                let deadlines = releaser::deadlines::Deadlines::new(step.clone());
+                consumers.push(Running::start_clock(&releaser_settings, deadlines));
+            }
             consumers.push(Running::start(&releaser_settings, step));
             health.push(addr);
         }
@@ -457,7 +489,18 @@ impl Pipeline {
         self.publisher.publish(message).await.expect("published");
     }
 
+    /// The commit whose tree the release ref of `a` ships: the tested commit its release
+    /// commit was made from.
     pub fn release_commit(&self, a: &str) -> Option<Commit> {
+        self.release_head(a).map(|head| {
+            self.repo
+                .release_source(&head)
+                .expect("the release commit's source")
+        })
+    }
+
+    /// The commit the release ref of `a` points at (its release commit).
+    pub fn release_head(&self, a: &str) -> Option<Commit> {
         self.repo
             .rev_parse(&release_ref(a))
             .expect("ostree rev-parse")

@@ -35,7 +35,7 @@ pub fn tree_composed(n: u32) -> TreeComposed {
 /// A record line for a typed message, validated against its checked-in schema.
 pub fn record_of<M: Message>(message: &M, topic: String) -> RecordLine {
     let outgoing = Outgoing::new(uuid::Uuid::new_v4(), message);
-    outgoing.validate().unwrap();
+    crate::schema::assert_valid(&outgoing);
     RecordLine {
         topic,
         ..RecordLine::from_incoming(&outgoing.to_incoming(), None)
@@ -51,7 +51,7 @@ fn outgoing<M: Message>(body: serde_json::Value) -> Outgoing {
     let message: M = serde_json::from_value(body)
         .unwrap_or_else(|e| panic!("example {} does not parse: {e}", M::TOPIC));
     let outgoing = Outgoing::new(uuid::Uuid::new_v4(), &message);
-    outgoing.validate().unwrap();
+    crate::schema::assert_valid(&outgoing);
     outgoing
 }
 
@@ -103,6 +103,32 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
         }],
         "commits": [{"arch": "x86_64", "ref": "fedora/43/x86_64/atomic-host", "commit": "ab".repeat(32)}]
     }));
+    let ci_run = json!({
+        "contact": {
+            "name": "Fortnight", "team": "Fedora Release Engineering",
+            "email": "releng@example.org", "docs": "https://example.org/fortnight/"
+        },
+        "run": {
+            "url": "https://dl.example.org/f43/all/43.20261127.1/x86_64/",
+            "log": "https://dl.example.org/f43/all/43.20261127.1/x86_64/junit.xml"
+        },
+        "artifact": {"type": "productmd-compose", "id": "43.20261127.1"},
+        "pipeline": {"id": "6f1b5c0e-9f7a-5d3e-8c2b-1a0f9e8d7c6b", "name": "fortnight f43 image tests"},
+        "system": [{"os": "fedora/43/x86_64/updates/atomic-host", "provider": "fortnight", "architecture": "x86_64"}],
+        "generated_at": "2026-11-27T12:00:00Z",
+        "version": "0.2.1",
+        "test": {"namespace": "fortnight", "type": "f43", "category": "functional"}
+    });
+    let ci_with = |test: serde_json::Value, fields: serde_json::Value| {
+        let mut body = ci_run.clone();
+        let object = body.as_object_mut().unwrap();
+        object["test"]
+            .as_object_mut()
+            .unwrap()
+            .extend(test.as_object().unwrap().clone());
+        object.extend(fields.as_object().unwrap().clone());
+        body
+    };
     vec![
         outgoing::<TreeComposed>(json!({
             "arch": "x86_64", "tree": tree, "version": "43.20261127.1"
@@ -147,6 +173,12 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "current_release": "43.20261113.0", "current_release_age_seconds": 950400,
             "policy": "keep-current"
         })),
+        outgoing::<StreamStale>(json!({
+            "stream": "f43", "kind": "no-candidate-passed", "since": "2026-11-24T03:00:00Z",
+            "threshold_seconds": 259200, "detected_at": "2026-11-27T03:00:00Z",
+            "newest_candidate": "43.20261124.0",
+            "reason": "no candidate passed its automated tests since 2026-11-24T03:00:00Z (3 days ago, threshold 3d)"
+        })),
         outgoing::<SignRequested>(sign_request.clone()),
         outgoing::<SignFinished>({
             let mut reply = sign_request;
@@ -164,5 +196,15 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "image_url": "https://example.org/Fedora-Atomic-43-20261127.1.x86_64.qcow2",
             "size": 1024
         }}})),
+        outgoing::<CiTestQueued>(ci_run.clone()),
+        outgoing::<CiTestRunning>(ci_run.clone()),
+        outgoing::<CiTestComplete>(ci_with(
+            json!({"result": "failed", "note": "failed gating tests: rpm-ostree-upgrade"}),
+            json!({}),
+        )),
+        outgoing::<CiTestError>(ci_with(
+            json!({}),
+            json!({"error": {"reason": "cannot read the test suite"}}),
+        )),
     ]
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use crate::config::{Table, Value, toml};
 use crate::process::run_ok;
 
 /// `FM_BIN`, else `fedora-messaging` on `PATH`, else the venv CI creates.
@@ -127,38 +128,39 @@ pub fn admin(op: &str, exchange: &str, queues: &[String]) {
 /// Writes a fedora-messaging config for client `app` with one auto-deleted `queue` bound to
 /// `#` on `exchange`. `topic_prefix` stays empty: a received topic keeps its prefix.
 pub fn write_fm_config(path: &Path, exchange: &str, queue: &str, app: &str) {
-    std::fs::write(
-        path,
-        format!(
-            r##"
-amqp_url = "{url}"
-publish_exchange = "{exchange}"
-topic_prefix = ""
-passive_declares = false
-[client_properties]
-app = "{app}"
-[exchanges."{exchange}"]
-type = "topic"
-durable = true
-auto_delete = false
-arguments = {{}}
-[queues."{queue}"]
-durable = false
-auto_delete = true
-exclusive = false
-arguments = {{}}
-[[bindings]]
-queue = "{queue}"
-exchange = "{exchange}"
-routing_keys = ["#"]
-[qos]
-prefetch_size = 0
-prefetch_count = 10
-"##,
-            url = crate::amqp_url(),
-        ),
-    )
-    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    let exchange_keys = toml! {
+        type = "topic"
+        durable = true
+        auto_delete = false
+        arguments = {}
+    };
+    let queue_keys = toml! {
+        durable = false
+        auto_delete = true
+        exclusive = false
+        arguments = {}
+    };
+    let named = |name: &str, keys: Table| {
+        Value::Table(Table::from_iter([(name.to_owned(), Value::Table(keys))]))
+    };
+    let config = toml! {
+        amqp_url = (crate::amqp_url())
+        publish_exchange = (exchange)
+        topic_prefix = ""
+        passive_declares = false
+        exchanges = (named(exchange, exchange_keys))
+        queues = (named(queue, queue_keys))
+        bindings = [{ queue = (queue), exchange = (exchange), routing_keys = ["#"] }]
+
+        [client_properties]
+        app = (app)
+
+        [qos]
+        prefetch_size = 0
+        prefetch_count = 10
+    };
+    std::fs::write(path, crate::config::to_toml(&config))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
 /// A `fedora-messaging` command that reads `config`, with Fortnight's schema package.

@@ -81,9 +81,8 @@ impl Drop for GpgHome {
 }
 
 /// `ostree pull` of `release_ref` from `repo` into a fresh repository whose remote has
-/// `gpg-verify=true` and trusts only `key`. A release commit is bound to the ref it was
-/// committed on (the stream's input ref), not the release ref that points at it, so the pull
-/// skips the ref-binding check, as README's verify instructions say.
+/// `gpg-verify=true` and trusts only `key`, checking the commit's signature and that it is
+/// bound to `release_ref`, as a client following README's verify instructions does.
 pub fn pull_verified(repo: &Path, release_ref: &str, key: &Path) -> Output {
     let scratch = tempfile::tempdir().unwrap();
     let client: PathBuf = scratch.path().join("client");
@@ -104,5 +103,5 @@ pub fn pull_verified(repo: &Path, release_ref: &str, key: &Path) -> Output {
         &format!("file://{}", repo.display()),
     ]);
     assert_success(&added, "ostree remote add");
-    ostree(&["pull", "--disable-verify-bindings", "release", release_ref])
+    ostree(&["pull", "release", release_ref])
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bus::{Outcome, Step};
 use messages::Incoming;
 use tests::broker::{self, ConsumerTimeout, Stopped};
+use tests::config::Table;
 use tests::probe::{DONE_TOPIC, Probe};
 use tests::{Running, TestBus, eventually};
 
@@ -36,7 +37,9 @@ impl Step for Sink {
 async fn a_broker_restart_with_hundreds_of_messages_in_flight_loses_nothing_and_doubles_nothing() {
     let _serial = broker::serial().await;
     const COUNT: usize = 300;
-    let bus = TestBus::new().consumer("probe", "").consumer("sink", "");
+    let bus = TestBus::new()
+        .consumer("probe", Table::new())
+        .consumer("sink", Table::new());
     let dir = Probe::dir_of(&bus);
     let sink = Sink::default();
     let sink_ids = sink.ids.clone();
@@ -113,7 +116,7 @@ async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled()
     let step = Duration::from_secs(12);
 
     // Control: without the journal the broker takes the delivery back mid-step.
-    let held = TestBus::new().consumer("probe", "");
+    let held = TestBus::new().consumer("probe", Table::new());
     let held_dir = Probe::dir_of(&held);
     let running = Probe::run(&held, held.settings(), false);
     held.wait_consuming("probe").await;
@@ -133,7 +136,7 @@ async fn a_step_longer_than_the_consumer_timeout_completes_once_when_journaled()
     running.stop().await;
     held.cleanup().await;
 
-    let bus = TestBus::new().consumer("probe", "");
+    let bus = TestBus::new().consumer("probe", Table::new());
     let dir = Probe::dir_of(&bus);
     let running = Probe::run(&bus, bus.settings(), true);
     bus.wait_consuming("probe").await;

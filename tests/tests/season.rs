@@ -52,6 +52,7 @@ use settings::{RELEASE_TIMER, Settings};
 use sha2::{Digest, Sha256};
 use store::Store;
 use tests::broker::{BrokerUser, Node};
+use tests::config::{self, Table, toml};
 use tests::nginx::Nginx;
 use tests::pipeline::{ARCHES, STREAM, arch_refs};
 use tests::{Running, eventually};
@@ -781,49 +782,50 @@ struct Setup {
     store_root: PathBuf,
     repo: Repo,
     config: PathBuf,
+    /// What `config` holds, for the replicas' own files.
+    config_table: Table,
     settings: Settings,
     ledger_file: PathBuf,
 }
 
-fn config_toml(root: &Path, amqp_url: &str, operator: &str, site: &str, period: u64) -> String {
-    let mut text = format!(
-        r#"amqp_url = "{amqp_url}"
-operators = ["{operator}"]
+fn season_config(root: &Path, amqp_url: &str, operator: &str, site: &str, period: u64) -> Table {
+    let stream = toml! {
+        arches = ["aarch64", "x86_64"]
+        input_refs = (toml::Value::Table(arch_refs("atomic-host")))
+        ostree_repo = (config::path(&root.join("repo")))
+        formats = ["qcow2"]
+        recipes = { qcow2 = (config::path(&root.join("bin/recipe"))) }
+        test_suite = (config::path(&root.join("suite/suite.toml")))
 
-[store]
-root = "{store}"
-
-[site]
-base_url = "{site}"
-
-[streams.{STREAM}]
-arches = ["aarch64", "x86_64"]
-input_refs = {{ {input} }}
-ostree_repo = "{repo}"
-formats = ["qcow2"]
-recipes = {{ qcow2 = "{recipe}" }}
-test_suite = "{suite}"
-
-[streams.{STREAM}.twoweek]
-release_refs = {{ {release} }}
-cron = "*/{period} * * * * *"
-karma_required = true
-when_nothing_passed = "skip"
-"#,
-        store = root.join("store").display(),
-        input = arch_refs("atomic-host"),
-        release = arch_refs("release"),
-        repo = root.join("repo").display(),
-        recipe = root.join("bin/recipe").display(),
-        suite = root.join("suite/suite.toml").display(),
-    );
+        [twoweek]
+        release_refs = (toml::Value::Table(arch_refs("release")))
+        cron = (format!("*/{period} * * * * *"))
+        karma_required = true
+        when_nothing_passed = "skip"
+    };
     // Retries outlast a node restart, so that no input is dead-lettered for a broker fault.
-    for consumer in season_queues() {
-        text.push_str(&format!(
-            "\n[consumers.{consumer}]\nretry_delays_seconds = [1, 2, 5]\nmax_attempts = 30\n"
-        ));
+    let consumers: Table = season_queues()
+        .map(|consumer| {
+            let section = toml! {
+                retry_delays_seconds = [1, 2, 5]
+                max_attempts = 30
+            };
+            (consumer.to_string(), toml::Value::Table(section))
+        })
+        .collect();
+    let streams = Table::from_iter([(STREAM.to_owned(), toml::Value::Table(stream))]);
+    toml! {
+        amqp_url = (amqp_url)
+        operators = [(operator)]
+        consumers = (toml::Value::Table(consumers))
+        streams = (toml::Value::Table(streams))
+
+        [store]
+        root = (config::path(&root.join("store")))
+
+        [site]
+        base_url = (site)
     }
-    text
 }
 
 fn setup(node: &Node, operator: &BrokerUser, site: &str, uid: u32) -> Setup {
@@ -866,7 +868,7 @@ fn setup(node: &Node, operator: &BrokerUser, site: &str, uid: u32) -> Setup {
     .expect("suite");
     let repo = Repo::new(root.join("repo"));
     repo.init_archive().expect("ostree init");
-    let text = config_toml(
+    let config_table = season_config(
         &root,
         &node.amqp_url(),
         operator.name.as_str(),
@@ -874,6 +876,7 @@ fn setup(node: &Node, operator: &BrokerUser, site: &str, uid: u32) -> Setup {
         period_seconds(),
     );
     let config = root.join("config.toml");
+    let text = config::to_toml(&config_table);
     std::fs::write(&config, &text).expect("config");
     chown(&root.join("store"), uid);
     chown(&root.join("repo"), uid);
@@ -884,6 +887,7 @@ fn setup(node: &Node, operator: &BrokerUser, site: &str, uid: u32) -> Setup {
         root,
         repo,
         config,
+        config_table,
         settings,
         ledger_file,
         _dir: dir,
@@ -893,17 +897,16 @@ fn setup(node: &Node, operator: &BrokerUser, site: &str, uid: u32) -> Setup {
 /// A replica's configuration: the shared one plus its own health address.
 fn replica_config(setup: &Setup, name: &str, replica: usize) -> (PathBuf, std::net::SocketAddr) {
     let health = tests::free_port();
-    let mut text = std::fs::read_to_string(&setup.config).expect("config");
-    if name == "release-timer" {
-        text.push_str(&format!(
-            "\n[consumers.{name}]\nhealth_addr = \"{health}\"\n"
-        ));
-    } else {
-        let section = format!("[consumers.{name}]\n");
-        text = text.replace(&section, &format!("{section}health_addr = \"{health}\"\n"));
-    }
+    let consumers = Table::from_iter([(
+        name.to_owned(),
+        toml::Value::Table(config::health_addr(health)),
+    )]);
+    let config = config::merged(
+        setup.config_table.clone(),
+        Table::from_iter([("consumers".to_owned(), toml::Value::Table(consumers))]),
+    );
     let path = setup.root.join(format!("config-{name}-{replica}.toml"));
-    std::fs::write(&path, text).expect("replica config");
+    std::fs::write(&path, config::to_toml(&config)).expect("replica config");
     (path, health)
 }
 

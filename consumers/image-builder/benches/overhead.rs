@@ -13,7 +13,7 @@ use bus::{Outcome, Step};
 use image_builder::ImageBuilder;
 use messages::{Outgoing, Ref, Tree, TreeComposed, derived_id};
 use ostree_cli::Repo;
-use tests::config::store_settings;
+use tests::config::{self, store_settings, toml};
 
 const MESSAGES: usize = 15;
 const RECIPE: &str =
@@ -37,7 +37,7 @@ fn main() {
         &root.join("store"),
         tree_ref.as_str(),
         &root.join("repo"),
-        &format!("recipes = {{ qcow2 = \"{}\" }}", recipe.display()),
+        toml! { recipes = { qcow2 = (config::path(&recipe)) } },
     );
     let builder = ImageBuilder::new(Arc::new(settings)).expect("builder");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

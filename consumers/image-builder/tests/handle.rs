@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bus::{Outcome, Step};
 use image_builder::ImageBuilder;
 use messages::{Message, Outgoing, PungiComposeOstree, PungiComposeStatusChange, derived_id};
-use tests::config::store_settings;
+use tests::config::{store_settings, toml};
 
 const REF: &str = "fedora/43/x86_64/atomic-host";
 
@@ -15,7 +15,7 @@ fn builder(root: &Path) -> ImageBuilder {
         root,
         REF,
         Path::new("/nonexistent"),
-        "compose_variant = \"AtomicHost\"",
+        toml! { compose_variant = "AtomicHost" },
     );
     ImageBuilder::new(Arc::new(settings)).unwrap()
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use messages::{Outgoing, Ref, Tree, TreeComposed};
 use ostree_cli::Repo;
+use tests::config::{self, health_addr, toml};
 use tests::probe::ProbeProcess;
 use tests::process::{alive, pid_in};
 use tests::{TestBus, eventually, free_port};
@@ -99,11 +100,11 @@ async fn a_killed_builder_takes_its_recipe_along_and_the_next_start_clears_its_s
     let marks = scratch.path().join("marks");
     std::fs::create_dir(&marks).unwrap();
     let recipe = recipe(scratch.path(), &marks);
-    let bus = TestBus::with_config(&format!(
-        "[streams.f43.recipes]\nqcow2 = \"{}\"\n",
-        recipe.display()
-    ))
-    .consumer("image-builder", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::with_config(toml! {
+        [streams.f43.recipes]
+        qcow2 = (config::path(&recipe))
+    })
+    .consumer("image-builder", health_addr(health));
     let repo = Repo::new(bus.store_root().join("repo"));
     std::fs::create_dir_all(repo.path()).unwrap();
     repo.init_archive().unwrap();

@@ -2,6 +2,9 @@
 //! `fortnight.image.built` message, keeps each test's output, `tests.json` and `junit.xml` in
 //! the store, and publishes `fortnight.image.tests.passed` or `fortnight.image.tests.failed`.
 //!
+//! It also tells Fedora CI about each run and keeps other CI systems' results for the streams
+//! that gate on them (see [`fedora_ci`]).
+//!
 //! When every configured arch of a version has passed, the version is linked into
 //! `passed-autotest/`. Each replica re-reads every arch's `tests.json` under the version's
 //! lock after writing its own, and the link is created with an exclusive `symlink(2)`, so
@@ -9,6 +12,7 @@
 //! an arch is rebuilt and its new images fail, the same check removes the link again: the tier
 //! always says what the arches' current reports say.
 
+mod fedora_ci;
 mod junit;
 mod run;
 pub mod suite;
@@ -19,9 +23,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bus::{Outcome, Step};
+use fedora_ci::{CiAnnouncer, CiRunMessages};
 use messages::{
-    ImageBuilt, ImageTestsFailed, ImageTestsPassed, Incoming, Message, Outgoing, Stream,
-    TestReport, Version, derived_id,
+    CiTestComplete, ImageBuilt, ImageTestsFailed, ImageTestsPassed, Incoming, Message, Outgoing,
+    Stream, TestReport, Version, derived_id,
 };
 use settings::{Settings, StreamSettings};
 use store::{FileName, Store, StoreError, Tier};
@@ -45,6 +50,7 @@ pub enum TesterError {
 pub struct ImageTester {
     settings: Arc<Settings>,
     store: Store,
+    ci: CiAnnouncer,
 }
 
 fn store_outcome(e: StoreError) -> Outcome {
@@ -62,7 +68,12 @@ enum TierChange {
 impl ImageTester {
     pub fn new(settings: Arc<Settings>) -> Result<Self, TesterError> {
         let store = Store::open(&settings.store.root)?;
-        Ok(Self { settings, store })
+        let ci = CiAnnouncer::new(settings.clone());
+        Ok(Self {
+            settings,
+            store,
+            ci,
+        })
     }
 
     /// Checks that every image the message names is where the store keeps that format for
@@ -243,6 +254,7 @@ impl ImageTester {
             report.arch.as_str(),
             report.tree.commit.as_str(),
         ];
+        let ci_complete = fedora_ci::complete(&self.settings, &self.store, &report);
         let outgoing = if report.failed.is_empty() {
             Outgoing::new(
                 derived_id(NAME, &[&["passed"][..], &identity].concat()),
@@ -254,7 +266,7 @@ impl ImageTester {
                 &ImageTestsFailed(report),
             )
         };
-        Outcome::Done(vec![outgoing])
+        Outcome::Done(std::iter::once(outgoing).chain(ci_complete).collect())
     }
 
     async fn on_built(&self, message: &Incoming) -> Outcome {
@@ -288,17 +300,38 @@ impl ImageTester {
             // An unreadable old report is replaced by this run.
             Err(e) => tracing::warn!(error = %e, "previous tests.json unreadable; testing again"),
         }
+        let ci_run = CiRunMessages::of(
+            &self.settings,
+            &self.store,
+            &built,
+            fedora_ci::attempt_of(message),
+        );
+        if let Some(run) = &ci_run
+            && let Err(outcome) = self.ci.announce(&run.queued()).await
+        {
+            return outcome;
+        }
         let suite = match &settings.test_suite {
             Some(path) => match Suite::load(path) {
                 Ok(suite) => suite,
                 // The suite is configuration: retrying gives an operator the time to fix it.
-                Err(e) => return Outcome::retry(e.to_string()),
+                Err(e) => {
+                    return self
+                        .ci
+                        .error(ci_run.as_ref(), Outcome::retry(e.to_string()))
+                        .await;
+                }
             },
             None => Suite::default(),
         };
+        if let Some(run) = &ci_run
+            && let Err(outcome) = self.ci.announce(&run.running()).await
+        {
+            return outcome;
+        }
         let ran = match self.run_suite(&built, settings, &suite).await {
             Ok(ran) => ran,
-            Err(outcome) => return outcome,
+            Err(outcome) => return self.ci.error(ci_run.as_ref(), outcome).await,
         };
         let tests: Vec<_> = ran.into_iter().map(|r| r.summary).collect();
         let mut failed: Vec<String> = tests
@@ -317,9 +350,17 @@ impl ImageTester {
             failed,
         };
         let (stream, version, arch) = (&report.stream, &report.version, &report.arch);
+        let junit = match junit::render(&report) {
+            Ok(xml) => xml,
+            Err(e) => {
+                return Outcome::reject(format!(
+                    "cannot write the JUnit report of {stream} {version} {arch}: {e}"
+                ));
+            }
+        };
         let written = store::write_atomic(
             &self.store.junit_path(stream, version, arch),
-            junit::render(&report).as_bytes(),
+            junit.as_bytes(),
         )
         .and_then(|()| {
             store::write_json(&self.store.tests_json_path(stream, version, arch), &report)
@@ -332,9 +373,25 @@ impl ImageTester {
     }
 }
 
+impl ImageTester {
+    /// Another CI system's result, for the streams that gate on its test.
+    async fn on_ci_result(&self, message: &Incoming) -> Outcome {
+        let (settings, store, message) =
+            (self.settings.clone(), self.store.clone(), message.clone());
+        tokio::task::spawn_blocking(move || {
+            fedora_ci::record_external_result(&settings, &store, &message)
+        })
+        .await
+        .unwrap_or_else(|e| Outcome::retry(format!("recording a CI result failed: {e}")))
+    }
+}
+
 /// The topics the image tester consumes (the configured prefix is added when binding).
 pub fn topics() -> Vec<String> {
-    vec![ImageBuilt::TOPIC.to_owned()]
+    vec![
+        ImageBuilt::TOPIC.to_owned(),
+        CiTestComplete::TOPIC.to_owned(),
+    ]
 }
 
 impl Step for ImageTester {
@@ -367,6 +424,7 @@ impl Step for ImageTester {
     async fn handle(&self, message: &Incoming) -> Outcome {
         match message.topic.as_str() {
             ImageBuilt::TOPIC => self.on_built(message).await,
+            CiTestComplete::TOPIC => self.on_ci_result(message).await,
             other => Outcome::reject(format!("image-tester does not handle topic `{other}`")),
         }
     }

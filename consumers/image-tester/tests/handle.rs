@@ -6,14 +6,14 @@ use std::sync::Arc;
 use bus::{Outcome, Step};
 use image_tester::ImageTester;
 use messages::{ImageBuilt, Outgoing, derived_id};
-use tests::config::store_settings;
+use tests::config::{Table, store_settings};
 
 fn tester(root: &Path) -> ImageTester {
     let settings = store_settings(
         root,
         "fedora/43/x86_64/atomic-host",
         Path::new("/nonexistent"),
-        "",
+        Table::new(),
     );
     ImageTester::new(Arc::new(settings)).unwrap()
 }

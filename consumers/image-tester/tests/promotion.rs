@@ -13,21 +13,22 @@ use store::{ImageWriter, Store, Tier};
 
 const ROUNDS: usize = 25;
 
-fn settings(root: &std::path::Path, extra: &str) -> Arc<Settings> {
-    let text = format!(
-        r#"
-        [store]
-        root = "{}"
-        [streams.f43]
+/// Two arches of f43 with a store at `root`; `stream_keys` go into `[streams.f43]`.
+fn settings(root: &std::path::Path, stream_keys: toml::Table) -> Arc<Settings> {
+    let mut stream = toml::toml! {
         arches = ["x86_64", "aarch64"]
-        input_refs = {{ x86_64 = "fedora/43/x86_64/atomic-host", aarch64 = "fedora/43/aarch64/atomic-host" }}
+        input_refs = { x86_64 = "fedora/43/x86_64/atomic-host", aarch64 = "fedora/43/aarch64/atomic-host" }
         ostree_repo = "/nonexistent"
         formats = ["qcow2"]
-        {extra}
-        "#,
-        root.display()
-    );
-    Arc::new(Settings::from_toml(&text).unwrap())
+    };
+    stream.extend(stream_keys);
+    let config = toml::toml! {
+        [store]
+        root = (root.display().to_string())
+        [streams]
+        f43 = (toml::Value::Table(stream))
+    };
+    Arc::new(Settings::from_toml(&toml::to_string(&config).unwrap()).unwrap())
 }
 
 /// Puts a small image holding `content` in the store and returns the message the builder would
@@ -67,7 +68,7 @@ fn built(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_replicas_promote_every_candidate_exactly_once() {
     let root = tempfile::tempdir().unwrap();
-    let settings = settings(root.path(), "");
+    let settings = settings(root.path(), toml::Table::new());
     let store = Store::open(root.path()).unwrap();
     let replicas = [
         Arc::new(ImageTester::new(settings.clone()).unwrap()),
@@ -137,7 +138,7 @@ async fn a_rebuilt_arch_that_fails_takes_the_version_out_of_passed_autotest() {
     .unwrap();
     let settings = settings(
         root.path(),
-        &format!("test_suite = \"{}\"", suite.display()),
+        toml::toml! { test_suite = (suite.display().to_string()) },
     );
     let store = Store::open(root.path()).unwrap();
     let tester = ImageTester::new(settings).unwrap();

@@ -7,8 +7,12 @@
 //! per stream in the store (`<root>/<stream>/timer.json`): after downtime the current period's
 //! tick fires once at start, however many periods were missed, because only the newest
 //! candidate matters to a release.
+//!
+//! Each round also looks for streams that stopped moving and announces each stale spell once
+//! ([`stale`]), and sets the per-stream gauges on `/metrics`.
 
 mod schedule;
+pub mod stale;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -59,6 +63,16 @@ pub enum TimerError {
     Publish {
         stream: Stream,
         source: Box<bus::BusError>,
+    },
+    #[error("cannot announce that stream {stream} is stale: {source}")]
+    Announce {
+        stream: Stream,
+        source: Box<bus::BusError>,
+    },
+    #[error("cannot read stream {stream} from the store: {source}")]
+    Read {
+        stream: Stream,
+        source: store::StoreError,
     },
 }
 
@@ -211,10 +225,11 @@ pub async fn fire_now(
     Ok(tick)
 }
 
-/// The timer as a [`bus::Clock`]: every round fires what is due, then sleeps until the next
-/// tick of any stream.
+/// The timer as a [`bus::Clock`]: every round fires what is due and announces stale
+/// streams, then sleeps until the next tick of any stream or the next look at staleness.
 #[derive(Debug)]
 pub struct Ticks {
+    settings: Arc<Settings>,
     store: Store,
     schedules: Vec<(Stream, Schedule)>,
 }
@@ -227,14 +242,18 @@ impl Ticks {
             path: settings.store.root.clone(),
             source,
         })?;
-        Ok(Self { store, schedules })
+        Ok(Self {
+            settings,
+            store,
+            schedules,
+        })
     }
 }
 
 impl bus::Clock for Ticks {
     const NAME: &'static str = NAME;
 
-    async fn round(&mut self, publisher: &bus::Publisher) -> bus::Next {
+    async fn round(&mut self, publisher: &bus::Publisher, metrics: &bus::Metrics) -> bus::Next {
         let now = Utc::now();
         match fire_due(&self.store, &self.schedules, publisher, now).await {
             Ok(_) => {}
@@ -251,10 +270,14 @@ impl bus::Clock for Ticks {
                 return bus::Next::Retry;
             }
         }
+        let look_again = stale::watch(&self.store, &self.settings, publisher, metrics, now).await;
         let next = self.schedules.iter().filter_map(|(_, s)| s.next(now)).min();
+        let until_tick = next.and_then(|next| (next - Utc::now()).to_std().ok());
         bus::Next::After(
-            next.and_then(|next| (next - Utc::now()).to_std().ok())
-                .map_or(MAX_SLEEP, |wait| wait.min(MAX_SLEEP)),
+            [until_tick, look_again]
+                .into_iter()
+                .flatten()
+                .fold(MAX_SLEEP, Duration::min),
         )
     }
 }

@@ -1,5 +1,5 @@
 //! Which candidate a tick releases, and why every other one is not releasable. The same code
-//! answers the releaser, `fortnight status` and `fortnight explain`.
+//! answers the releaser, `fortnight status`, `fortnight explain` and the demo.
 
 use std::cmp::Ordering;
 
@@ -9,6 +9,7 @@ use messages::{CandidateVerdict, ReleasePublished, Stream, Version};
 use settings::StreamSettings;
 use store::{Store, StoreError, Tier};
 
+use crate::external::ExternalGate;
 use crate::overrides::{self, Active, AuditEntry};
 use crate::version_order;
 
@@ -17,6 +18,8 @@ use crate::version_order;
 pub struct CandidateView {
     pub version: Version,
     pub autotest: AutotestState,
+    /// The results of the stream's `external_gating` tests.
+    pub external: ExternalGate,
     pub tally: Tally,
 }
 
@@ -49,10 +52,12 @@ impl StreamView {
         let mut candidates = Vec::new();
         for version in store.list_versions(stream, Tier::All)? {
             let autotest = AutotestState::read(store, stream, settings, &version)?;
+            let external = ExternalGate::read(store, stream, settings, &version)?;
             let tally = Tally::count(store.read_votes(stream, &version)?, &settings.karma);
             candidates.push(CandidateView {
                 version,
                 autotest,
+                external,
                 tally,
             });
         }
@@ -109,6 +114,8 @@ pub struct Verdict {
     pub version: Version,
     /// One reason per arch that did not pass; empty when every arch passed.
     pub autotest: Vec<String>,
+    /// One reason per external gating test and arch that did not pass.
+    pub external: Vec<String>,
     pub human: HumanGate,
     pub blocked: Option<AuditEntry>,
     /// Set when the candidate is not newer than the current release.
@@ -131,6 +138,7 @@ impl Verdict {
         Self {
             version: candidate.version.clone(),
             autotest: candidate.autotest.reasons(),
+            external: candidate.external.reasons(),
             human,
             blocked: view.overrides.blocks.get(&candidate.version).cloned(),
             not_newer_than: (!view.is_newer(&candidate.version))
@@ -145,6 +153,7 @@ impl Verdict {
             .autotest
             .iter()
             .map(|r| format!("automated tests: {r}"))
+            .chain(self.external.iter().map(|r| format!("external tests: {r}")))
             .collect();
         if let HumanGate::Failed(reason) = &self.human {
             reasons.push(format!("human testing: {reason}"));
@@ -286,6 +295,7 @@ mod tests {
         CandidateView {
             version: version.parse().unwrap(),
             autotest: AutotestState { arches },
+            external: ExternalGate::default(),
             tally: Tally::count(votes, &settings.karma),
         }
     }
@@ -300,6 +310,7 @@ mod tests {
             reason: "kernel regression".into(),
             expires: None,
             at: now() - TimeDelta::hours(1),
+            outcome: None,
         }
     }
 

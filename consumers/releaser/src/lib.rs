@@ -7,7 +7,9 @@
 //! Everything that reads and then changes a stream happens under the stream's lock in the
 //! store, so replicas and duplicate messages release at most once per period.
 
+pub mod deadlines;
 pub mod decision;
+pub mod external;
 pub mod notes;
 pub mod overrides;
 pub mod periods;
@@ -21,12 +23,12 @@ use bus::Outcome;
 use chrono::{DateTime, Utc};
 use karma_tracker::store_outcome;
 use messages::{
-    CandidateVerdict, ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message,
-    Outgoing, Override, OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock,
-    OverrideUnhold, Period, ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream,
-    TwoweekComplete, TwoweekTimerFired, UserName, Version, derived_id,
+    ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
+    OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold, Period,
+    ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream, TwoweekComplete,
+    TwoweekTimerFired, UserName, Version, derived_id,
 };
-use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
+use settings::{BusSettings, Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::{FileName, Store, StoreError};
 
 pub use decision::{Decision, HumanGate, StreamView, Verdict, decide};
@@ -119,34 +121,36 @@ impl Releaser {
     }
 
     /// Releases, or for a signed stream stages the release and asks for its signatures.
-    fn release(&self, request: &Request<'_>, now: DateTime<Utc>) -> Result<Progress, ReleaseError> {
+    /// `forced_by` is the override that forces the release, whose audit log gets the outcome.
+    fn release(
+        &self,
+        request: &Request<'_>,
+        now: DateTime<Utc>,
+        forced_by: Option<&AuditEntry>,
+    ) -> Result<Progress, ReleaseError> {
         if request.settings.signing.is_none() {
             return self.complete(request, now).map(Progress::Released);
         }
         let arches = release::stage(&self.store, request)?;
-        let signing_request = signing::request_for(&self.store, request, &arches)?;
-        let since = signing::read(&self.store, request.stream, request.version)?
-            .filter(|pending| pending.request.request_id == signing_request.request_id)
-            .map_or(now, |pending| pending.since);
-        signing::write(
-            &self.store,
-            &signing::Pending {
-                request: signing_request.clone(),
-                period: request.period,
-                forced: request.forced,
-                reason: request.reason.clone(),
-                since,
-            },
-        )?;
-        tracing::info!(stream = %request.stream, version = %request.version, request_id = %signing_request.request_id, since = %since, "release staged; waiting for signatures");
-        let id = derived_id(
-            NAME,
-            &[
-                &signing_request.request_id.to_string(),
-                messages::SignRequested::TOPIC,
-            ],
-        );
-        Ok(Progress::Signing(vec![Outgoing::new(id, &signing_request)]))
+        let commits = release::release_commits(request, &arches)?;
+        let signing_request = signing::request_for(&self.store, request, &arches, &commits)?;
+        // Asked again (a replayed tick): the same request, still waiting since the first time.
+        let earlier = signing::read(&self.store, request.stream, request.version)?
+            .filter(|pending| pending.request.request_id == signing_request.request_id);
+        let pending = signing::Pending {
+            request: signing_request,
+            period: request.period,
+            forced: request.forced,
+            reason: request.reason.clone(),
+            since: earlier.as_ref().map_or(now, |e| e.since),
+            resent_at: earlier.as_ref().and_then(|e| e.resent_at),
+            forced_by: forced_by.cloned(),
+        };
+        signing::write(&self.store, &pending)?;
+        tracing::info!(stream = %request.stream, version = %request.version, request_id = %pending.request.request_id, since = %pending.since, "release staged; waiting for signatures");
+        Ok(Progress::Signing(vec![
+            self.sign_request_message(&pending.request, false),
+        ]))
     }
 
     /// Finishes a release: links, refs, release.json, `latest`; returns the announcements.
@@ -187,7 +191,7 @@ impl Releaser {
             forced: false,
             reason,
         };
-        match self.release(&request, now) {
+        match self.release(&request, now, None) {
             Ok(Progress::Signing(out)) => Outcome::Done(out),
             Ok(Progress::Released(out)) => match periods::write(
                 &self.store,
@@ -473,7 +477,7 @@ impl Releaser {
                 forced: true,
                 reason: format!("forced {}", entry.describe()),
             };
-            match self.release(&request, now) {
+            match self.release(&request, now, Some(&entry)) {
                 Ok(Progress::Released(out) | Progress::Signing(out)) => Outcome::Done(out),
                 Err(error) => {
                     tracing::error!(stream = %stream, version = %version, error = %error, "forced release failed");
@@ -534,59 +538,33 @@ impl Releaser {
                             return store_outcome("cannot record the release of the period", &error);
                         }
                     }
+                    let outcome = format!("released {version}, signed");
+                    if let Err(error) = self.record_forced_outcome(pending.forced_by.as_ref(), outcome, now) {
+                        return store_outcome("cannot append to the override audit log", &error);
+                    }
                     out
                 }
-                SignStatus::Failure => match self.signing_failed(&finished, message, &pending, now) {
-                    Ok(out) => out,
-                    Err(error) => return store_outcome("cannot record the skipped period", &error),
-                },
+                SignStatus::Failure => {
+                    let reason = format!(
+                        "signing failed ({} {}): {}",
+                        message.topic,
+                        message.id.as_deref().unwrap_or("without id"),
+                        finished
+                            .failure_message
+                            .as_deref()
+                            .unwrap_or("the signer gave no reason")
+                    );
+                    match self.skip_unsigned(&pending, twoweek, reason, now) {
+                        Ok(out) => out,
+                        Err(error) => return store_outcome("cannot record the skipped release", &error),
+                    }
+                }
             };
             match signing::remove(&self.store, stream, version) {
                 Ok(()) => Outcome::Done(out),
                 Err(error) => store_outcome("cannot remove the answered signing request", &error),
             }
         })
-    }
-
-    /// A release the signer refused is skipped, naming the signer's message and reason.
-    fn signing_failed(
-        &self,
-        finished: &SignFinished,
-        message: &Incoming,
-        pending: &signing::Pending,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Outgoing>, StoreError> {
-        let (stream, version) = (&finished.request.stream, &finished.request.version);
-        let reason = format!(
-            "signing failed (fortnight.sign.finished {}): {}",
-            message.id.as_deref().unwrap_or("without id"),
-            finished
-                .failure_message
-                .as_deref()
-                .unwrap_or("the signer gave no reason")
-        );
-        tracing::warn!(stream = %stream, version = %version, reason = %reason, "signing failed; release skipped, nothing promoted");
-        let Some(period) = pending.period else {
-            // A forced release has no period to skip; the log line is the record.
-            return Ok(Vec::new());
-        };
-        periods::write(&self.store, stream, &period, PeriodState::Skipped, now)?;
-        let skipped = ReleaseSkipped {
-            stream: stream.clone(),
-            period,
-            candidates: vec![CandidateVerdict {
-                version: version.clone(),
-                reasons: vec![reason],
-            }],
-            current_release: self.store.current_release(stream)?,
-            current_release_age_seconds: None,
-            policy: policy_name(WhenNothingPassed::Skip).to_owned(),
-        };
-        let id = derived_id(
-            NAME,
-            &[stream.as_str(), &period.to_string(), ReleaseSkipped::TOPIC],
-        );
-        Ok(vec![Outgoing::new(id, &skipped)])
     }
 
     fn handle_blocking(&self, message: &Incoming) -> Outcome {
@@ -598,20 +576,22 @@ impl Releaser {
             TwoweekTimerFired::TOPIC => self.timer_fired(message),
             ImageTestsPassed::TOPIC => self.tests_passed(message),
             KarmaThresholdReached::TOPIC => self.threshold_reached(message),
-            SignFinished::TOPIC => self.sign_finished(message),
+            finished if finished == self.settings.signing_topics.finished => {
+                self.sign_finished(message)
+            }
             other => Outcome::reject(format!("the releaser does not handle topic {other}")),
         }
     }
 }
 
 /// The topics the releaser consumes (the configured prefix is added when binding): ticks,
-/// the two gates, every override, and the signer's replies.
-pub fn topics() -> Vec<String> {
+/// the two gates, every override, and the signer's replies (`signing_topics.finished`).
+pub fn topics(settings: &BusSettings) -> Vec<String> {
     let mut topics = vec![
         TwoweekTimerFired::TOPIC.to_owned(),
         ImageTestsPassed::TOPIC.to_owned(),
         KarmaThresholdReached::TOPIC.to_owned(),
-        SignFinished::TOPIC.to_owned(),
+        settings.signing_topics.finished.clone(),
     ];
     topics.extend(Action::TOPICS.iter().map(|(topic, _)| (*topic).to_owned()));
     topics
@@ -621,7 +601,7 @@ impl bus::Step for Releaser {
     const NAME: &'static str = NAME;
 
     fn topics(&self) -> Vec<String> {
-        topics()
+        topics(&self.settings)
     }
 
     async fn handle(&self, message: &Incoming) -> Outcome {

@@ -62,6 +62,9 @@ pub struct AuditEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<DateTime<Utc>>,
     pub at: DateTime<Utc>,
+    /// On the line that follows a forced release: how it ended (released, or skipped and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 impl AuditEntry {
@@ -75,6 +78,18 @@ impl AuditEntry {
             reason: body.reason.clone(),
             expires: body.expires,
             at,
+            outcome: None,
+        }
+    }
+
+    /// The line recording how this override's forced release ended; its id derives from the
+    /// override's, so recording the same outcome twice (a replay) adds nothing.
+    pub fn outcome(&self, outcome: String, at: DateTime<Utc>) -> Self {
+        Self {
+            id: format!("{}/outcome", self.id),
+            at,
+            outcome: Some(outcome),
+            ..self.clone()
         }
     }
 
@@ -197,6 +212,7 @@ mod tests {
             reason: "r".into(),
             expires: expires.map(|m| start + TimeDelta::minutes(m)),
             at: start + TimeDelta::minutes(minute),
+            outcome: None,
         }
     }
 

@@ -10,17 +10,9 @@ use messages::{Period, Stream, Version};
 use serde::{Deserialize, Serialize};
 use store::{Store, StoreError};
 
-const FILE_FORMAT: &str = "%Y-%m-%dT%H%M%SZ";
-const FILE_SUFFIX: &str = ".json";
-
-/// A period's file name, without the ':' that some web servers and filesystems mishandle.
-fn file_name(period: &Period) -> String {
-    format!("{}{FILE_SUFFIX}", period.start().format(FILE_FORMAT))
-}
-
 fn period_of_file_name(name: &str) -> Option<Period> {
-    let stem = name.strip_suffix(FILE_SUFFIX)?;
-    NaiveDateTime::parse_from_str(stem, FILE_FORMAT)
+    let stem = name.strip_suffix(store::PERIOD_RECORD_SUFFIX)?;
+    NaiveDateTime::parse_from_str(stem, store::PERIOD_RECORD_FORMAT)
         .ok()
         .map(|start| Period::starting_at(start.and_utc()))
 }
@@ -47,7 +39,7 @@ pub struct PeriodRecord {
 }
 
 fn path(store: &Store, stream: &Stream, period: &Period) -> PathBuf {
-    store.periods_dir(stream).join(file_name(period))
+    store.period_record_path(stream, period)
 }
 
 /// Which period waits for its next eligible candidate (`release-next-pass`).
@@ -119,8 +111,11 @@ mod tests {
     #[test]
     fn file_names_round_trip_without_colons() {
         let p: Period = "2026-11-17T13:00:00+01:00".parse().unwrap();
-        assert_eq!(file_name(&p), "2026-11-17T120000Z.json");
-        assert_eq!(period_of_file_name(&file_name(&p)), Some(p));
+        let store = Store::open(tempfile::tempdir().unwrap().path()).unwrap();
+        let path = path(&store, &"f43".parse().unwrap(), &p);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, "2026-11-17T120000Z.json");
+        assert_eq!(period_of_file_name(name), Some(p));
         assert_eq!(period_of_file_name("waiting.json"), None);
     }
 

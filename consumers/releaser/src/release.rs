@@ -1,8 +1,9 @@
 //! The release procedure. Every step is idempotent, so a crash anywhere is finished by running
 //! the whole procedure again:
 //! 1. hard-link each arch's images into `releases/<version>/<arch>/` and write its CHECKSUM;
-//! 2. check that every release ref moves forward (unless forced), then move them all and
-//!    regenerate the OSTree summary;
+//! 2. make each arch's release commit (the tested commit's tree, bound to the release ref, so
+//!    that clients verify the binding; the same commit on every run), check that every release
+//!    ref moves forward (unless forced), then move them all and regenerate the OSTree summary;
 //! 3. write `releases/<version>/release.json` with the release notes against the previous
 //!    release (kept on replay, so the message is identical and the notes are not recomputed);
 //! 4. flip `releases/latest`.
@@ -12,8 +13,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use messages::{
-    Arch, Format, Image, LegacyArtifact, Period, ReleasePublished, ReleasedArch, Stream, Tree,
-    TwoweekComplete, Version,
+    Arch, Commit, Format, Image, LegacyArtifact, Period, ReleasePublished, ReleasedArch, Stream,
+    Tree, TwoweekComplete, Version,
 };
 use ostree_cli::{OstreeError, Repo};
 use release_notes::ReleaseRecord;
@@ -197,31 +198,50 @@ pub fn perform(
     Ok(record)
 }
 
-/// Moves every arch's release ref to its commit: checks them all first, so that a refused
-/// arch leaves every ref where it was.
+/// Every arch's release commit ([`Repo::release_commit`]): what its release ref points at
+/// and what a signed release has signed. Made from the release's trees, so asking again
+/// returns the same commits and makes none.
+pub fn release_commits(
+    request: &Request<'_>,
+    arches: &BTreeMap<Arch, ReleasedArch>,
+) -> Result<BTreeMap<Arch, Commit>, ReleaseError> {
+    let repo = Repo::new(&request.settings.ostree_repo);
+    arches
+        .iter()
+        .map(|(arch, released)| {
+            let commit = repo.release_commit(&released.tree.commit, &released.release_ref)?;
+            Ok((arch.clone(), commit))
+        })
+        .collect()
+}
+
+/// Moves every arch's release ref to its release commit: checks them all first, so that a
+/// refused arch leaves every ref where it was. Moving forward means that the tree the ref
+/// ships now descends from the one it shipped.
 fn promote_refs(
     request: &Request<'_>,
     arches: &BTreeMap<Arch, ReleasedArch>,
 ) -> Result<(), ReleaseError> {
     let repo = Repo::new(&request.settings.ostree_repo);
-    for released in arches.values() {
-        let target = &released.tree.commit;
+    let targets = release_commits(request, arches)?;
+    for (arch, released) in arches {
         let Some(current) = repo.rev_parse(&released.release_ref)? else {
             continue;
         };
-        if &current != target && !request.forced && !repo.is_ancestor(&current, target)? {
+        let (shipped, source) = (repo.release_source(&current)?, &released.tree.commit);
+        if current != targets[arch] && !request.forced && !repo.is_ancestor(&shipped, source)? {
             return Err(ReleaseError::NotFastForward {
                 stream: request.stream.clone(),
                 version: request.version.clone(),
                 release_ref: released.release_ref.to_string(),
-                from: current.to_string(),
-                to: target.to_string(),
+                from: shipped.to_string(),
+                to: source.to_string(),
             });
         }
     }
     for (arch, released) in arches {
-        repo.set_ref(&released.release_ref, &released.tree.commit)?;
-        tracing::info!(arch = %arch, release_ref = %released.release_ref, commit = %released.tree.commit, "release ref promoted");
+        repo.set_ref(&released.release_ref, &targets[arch])?;
+        tracing::info!(arch = %arch, release_ref = %released.release_ref, commit = %targets[arch], source = %released.tree.commit, "release ref promoted");
     }
     repo.update_summary()?;
     Ok(())

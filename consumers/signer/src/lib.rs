@@ -26,7 +26,7 @@ use std::sync::Arc;
 use bus::Outcome;
 use messages::{Incoming, Message, Outgoing, SignFinished, SignRequested, SignStatus, derived_id};
 use ostree_cli::{OstreeError, Repo};
-use settings::{Settings, SigningSettings};
+use settings::{BusSettings, Settings, SigningSettings};
 use store::{Store, StoreError};
 
 pub use gpg::{Gpg, GpgError};
@@ -60,9 +60,10 @@ pub struct Signer {
     store: Store,
 }
 
-/// The topics the signer consumes (the configured prefix is added when binding).
-pub fn topics() -> Vec<String> {
-    vec![SignRequested::TOPIC.to_owned()]
+/// The topics the signer consumes (the configured prefix is added when binding): the
+/// deployment's request topic (`signing_topics.requested`).
+pub fn topics(settings: &BusSettings) -> Vec<String> {
+    vec![settings.signing_topics.requested.clone()]
 }
 
 impl Signer {
@@ -144,12 +145,18 @@ impl Signer {
         Ok(())
     }
 
-    fn reply(request: &SignRequested, finished: &SignFinished) -> Outgoing {
+    /// The reply on the deployment's reply topic (`signing_topics.finished`), with an id
+    /// derived from the request, so answering again sends the same message.
+    fn reply(&self, request: &SignRequested, finished: &SignFinished) -> Outgoing {
         let id = derived_id(
             NAME,
             &[&request.request_id.to_string(), SignFinished::TOPIC],
         );
-        Outgoing::new(id, finished)
+        let mut reply = Outgoing::new(id, finished);
+        reply
+            .topic
+            .clone_from(&self.settings.signing_topics.finished);
+        reply
     }
 
     fn handle_blocking(&self, message: &Incoming) -> Outcome {
@@ -163,7 +170,7 @@ impl Signer {
         match store::read_json::<SignFinished>(&record) {
             Ok(Some(finished)) => {
                 tracing::info!(request_id = %request.request_id, status = ?finished.status, "request answered before; answering again without signing");
-                return Outcome::Done(vec![Self::reply(&request, &finished)]);
+                return Outcome::Done(vec![self.reply(&request, &finished)]);
             }
             Ok(None) => {}
             Err(error) => return Outcome::failed(error.to_string(), error.is_retryable()),
@@ -189,7 +196,7 @@ impl Signer {
             .map_or(Ok(()), store::create_dir_all)
             .and_then(|()| store::write_json(&record, &finished));
         match written {
-            Ok(()) => Outcome::Done(vec![Self::reply(&request, &finished)]),
+            Ok(()) => Outcome::Done(vec![self.reply(&request, &finished)]),
             Err(error) => Outcome::failed(
                 format!(
                     "cannot record the answer to request {}: {error}",
@@ -205,7 +212,7 @@ impl bus::Step for Signer {
     const NAME: &'static str = NAME;
 
     fn topics(&self) -> Vec<String> {
-        topics()
+        topics(&self.settings)
     }
 
     async fn handle(&self, message: &Incoming) -> Outcome {

@@ -29,7 +29,7 @@ use bus::{Outcome, Step};
 use chrono::{DateTime, TimeDelta, Utc};
 use messages::{
     CandidateTestingRequested, ImageTestsFailed, ImageTestsPassed, Incoming, KarmaThresholdReached,
-    Message, ReleasePublished, ReleaseSkipped, Stream,
+    Message, ReleasePublished, ReleaseSkipped, Stream, StreamStale,
 };
 use settings::Settings;
 use store::Store;
@@ -37,13 +37,15 @@ use store::Store;
 pub use render::{SiteError, publish};
 
 /// The topics that change what the site shows.
-const TOPICS: [&str; 6] = [
+const TOPICS: [&str; 7] = [
     ReleasePublished::TOPIC,
     ReleaseSkipped::TOPIC,
     ImageTestsPassed::TOPIC,
     ImageTestsFailed::TOPIC,
     CandidateTestingRequested::TOPIC,
     KarmaThresholdReached::TOPIC,
+    // The page's warning appears once the stream is stale, not at the next candidate.
+    StreamStale::TOPIC,
 ];
 
 /// How much later than a message's `sent-at` a render must have started to show it: `sent-at`
@@ -112,6 +114,7 @@ impl SitePublisher {
             KarmaThresholdReached::TOPIC => {
                 message.parse::<KarmaThresholdReached>().map(|m| m.stream)
             }
+            StreamStale::TOPIC => message.parse::<StreamStale>().map(|m| m.stream),
             other => return Err(format!("topic {other} is not one the site publisher binds")),
         };
         stream.map_err(|e| e.to_string())

@@ -33,6 +33,8 @@ pub struct StreamView {
     pub release: Option<ReleaseView>,
     /// Set when a two-week stream's newest release is older than its period (or missing).
     pub stale: Option<Staleness>,
+    /// What the release timer announces as stale (`fortnight.stream.stale`), in words.
+    pub alarms: Vec<String>,
     pub candidates: Vec<CandidateView>,
     pub nightlies: Vec<NightlyView>,
     /// Every release of the stream, newest first (for the feed).
@@ -267,10 +269,28 @@ fn collect_stream(
         period_days: stream.twoweek.as_ref().map(|t| t.period_days),
         release: current_release.map(|(_, r)| r),
         stale,
+        alarms: alarms(store, name, stream, now),
         candidates,
         nightlies,
         history: history.into_iter().map(|(_, r)| r).collect(),
     })
+}
+
+/// The stream's stale spells, by the release timer's rules; a store the rules cannot read is
+/// logged and the page goes without them.
+fn alarms(
+    store: &Store,
+    name: &Stream,
+    stream: &StreamSettings,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    match release_timer::stale::pulse(store, name, stream, now) {
+        Ok(pulse) => pulse.stale(now).map(|s| s.describe(now)).collect(),
+        Err(error) => {
+            tracing::warn!(%error, stream = %name, "staleness left off the site");
+            Vec::new()
+        }
+    }
 }
 
 /// Logs and drops a read failure: the page renders without the damaged entry.

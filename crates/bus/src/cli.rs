@@ -232,6 +232,25 @@ pub fn clock_main<C: Clock, E: Display>(
     }
 }
 
+/// The `main` of a consumer that runs a clock beside its queue (the releaser and its signing
+/// deadlines): [`consumer_main`] around [`run_with_clock`](crate::run_with_clock).
+pub fn consumer_with_clock_main<S: Step, C: Clock, E: Display>(
+    make: impl FnOnce(Arc<Settings>) -> Result<(S, C), E>,
+) -> ExitCode {
+    match prepare(S::NAME, make) {
+        Ok((settings, (step, clock), runtime)) => stopped(
+            S::NAME,
+            runtime.block_on(crate::run_with_clock(
+                &settings,
+                Arc::new(step),
+                clock,
+                shutdown_signal(),
+            )),
+        ),
+        Err(code) => code,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,9 +30,14 @@ pub trait Clock: Send + 'static {
     const NAME: &'static str;
 
     /// Publishes what is due with `publisher`, which is [routed](Publisher::routed): a
-    /// message no queue is bound for fails instead of being dropped. Errors are the clock's
-    /// to log; the answer says when to run again.
-    fn round(&mut self, publisher: &Publisher) -> impl Future<Output = Next> + Send;
+    /// message no queue is bound for fails instead of being dropped, and sets the service's
+    /// own gauges in `metrics`. Errors are the clock's to log; the answer says when to run
+    /// again.
+    fn round(
+        &mut self,
+        publisher: &Publisher,
+        metrics: &Metrics,
+    ) -> impl Future<Output = Next> + Send;
 }
 
 /// Runs `clock` until `shutdown` completes: serves `/live`, `/ready` (ready while connected)
@@ -86,7 +91,7 @@ pub async fn run_clock<C: Clock>(
                     }
                 }
             }
-            Some(connected) => match clock.round(connected).await {
+            Some(connected) => match clock.round(connected, &metrics).await {
                 Next::After(wait) => {
                     failures = 0;
                     wait
@@ -122,4 +127,42 @@ fn retry_delay(failures: &mut u32) -> Duration {
         "waiting before trying again"
     );
     delay
+}
+
+/// Runs `step` and `clock` side by side until `shutdown` completes, or until one of them stops
+/// on an error, which then stops the other: for a consumer that also watches the time (the
+/// releaser and its signing deadlines). Returns the first error.
+pub async fn run_with_clock<S: crate::Step, C: Clock>(
+    settings: &Settings,
+    step: Arc<S>,
+    clock: C,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), BusError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopped_too = stopped.clone();
+    let consumer = crate::run(settings, step, async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    let clock = run_clock(settings, clock, async move {
+        let mut stopped = stopped_too;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    tokio::pin!(consumer, clock, shutdown);
+    let (mut consumer_result, mut clock_result) = (None, None);
+    tokio::select! {
+        () = &mut shutdown => {}
+        result = &mut consumer => consumer_result = Some(result),
+        result = &mut clock => clock_result = Some(result),
+    }
+    let _ = stop.send(true);
+    let consumer_result = match consumer_result {
+        Some(result) => result,
+        None => consumer.await,
+    };
+    let clock_result = match clock_result {
+        Some(result) => result,
+        None => clock.await,
+    };
+    consumer_result.and(clock_result)
 }

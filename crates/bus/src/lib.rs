@@ -47,9 +47,9 @@ pub mod record;
 mod runtime;
 pub mod topology;
 
-pub use cli::{clock_main, consumer_main, init_tracing, shutdown_signal};
-pub use clock::{Clock, Next, run_clock};
-pub use health::Metrics;
+pub use cli::{clock_main, consumer_main, consumer_with_clock_main, init_tracing, shutdown_signal};
+pub use clock::{Clock, Next, run_clock, run_with_clock};
+pub use health::{LabelledGauge, Metrics};
 pub use publisher::{NotTaken, Publisher, RecordsNotConfirmed, Unconfirmed};
 pub use runtime::run;
 

@@ -17,6 +17,7 @@ use messages::{
 use ostree_cli::Repo;
 use settings::Settings;
 use tests::Running;
+use tests::config::{self, toml};
 
 const RECIPE: &str = "#!/bin/sh\nprintf 'image %s\\n' \"$FORTNIGHT_VERSION\" > \"$FORTNIGHT_OUTPUT_DIR/image.qcow2\"\n";
 
@@ -56,17 +57,29 @@ async fn main() -> anyhow::Result<()> {
         "[[test]]\nname = \"true\"\nargv = [\"/bin/true\"]\n",
     )?;
     let repo_path = dir.path().join("repo");
-    let mut text = format!(
-        "publish_exchange = \"fortnight.bench.{id}\"\ntopic_prefix = \"bench.{id}\"\n\
-         [consumers.image-builder]\nqueue = \"fortnight.bench.{id}.image-builder\"\n\
-         [consumers.image-tester]\nqueue = \"fortnight.bench.{id}.image-tester\"\n"
+    let mut config = toml! {
+        publish_exchange = (format!("fortnight.bench.{id}"))
+        topic_prefix = (format!("bench.{id}"))
+
+        [consumers.image-builder]
+        queue = (format!("fortnight.bench.{id}.image-builder"))
+
+        [consumers.image-tester]
+        queue = (format!("fortnight.bench.{id}.image-tester"))
+    };
+    config::merge(
+        &mut config,
+        config::store_config(
+            &dir.path().join("store"),
+            "fedora/43/x86_64/atomic-host",
+            &repo_path,
+            toml! {
+                recipes = { qcow2 = (config::path(&recipe)) }
+                test_suite = (config::path(&suite))
+            },
+        ),
     );
-    text.push_str(&tests::config::store_toml(
-        &dir.path().join("store"),
-        "fedora/43/x86_64/atomic-host",
-        &repo_path,
-        &format!("recipes = {{ qcow2 = {recipe:?} }}\ntest_suite = {suite:?}"),
-    ));
+    let text = config::to_toml(&config);
     let settings = Arc::new(Settings::from_toml(&text)?);
 
     // One commit per iteration: the builder builds each (ref, commit) once.

@@ -448,6 +448,55 @@ topic!(
     severity = Severity::Warning
 );
 
+/// What kind of standstill a stale stream is in.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum StaleKind {
+    /// No candidate passed its automated tests for the stream's `stale_after`.
+    NoCandidatePassed,
+    /// A two-week tick went without a release or a skip for the stream's
+    /// `twoweek.overdue_after`.
+    ReleaseOverdue,
+}
+
+impl StaleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleKind::NoCandidatePassed => "no-candidate-passed",
+            StaleKind::ReleaseOverdue => "release-overdue",
+        }
+    }
+}
+
+/// `fortnight.stream.stale`: a stream stopped moving. Sent once per stale spell, which ends
+/// when a candidate passes (or the overdue tick gets its release or skip).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StreamStale {
+    pub stream: Stream,
+    pub kind: StaleKind,
+    /// When the stream last moved: its newest candidate passed, or the overdue tick fired
+    /// (never before the release timer started watching the stream).
+    pub since: DateTime<Utc>,
+    /// The configured threshold that `since` is now older than, in seconds.
+    pub threshold_seconds: u64,
+    pub detected_at: DateTime<Utc>,
+    /// The candidate that passed last, if any ever did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_candidate: Option<Version>,
+    /// The period whose tick is overdue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+    /// What is wrong, in words, as `fortnight status` and the page say it.
+    pub reason: String,
+}
+topic!(
+    StreamStale,
+    "fortnight.stream.stale",
+    severity = Severity::Warning
+);
+
 // ---------------------------------------------------------------------------------------------
 // Signing, in robosignatory's shape so that Fedora's signer can answer a request.
 

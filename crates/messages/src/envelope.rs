@@ -85,12 +85,6 @@ impl Outgoing {
         }
     }
 
-    /// Checks the body against its topic's schema (what `schemas/` holds). Tests run every
-    /// message they publish through this.
-    pub fn validate(&self) -> Result<(), crate::schema::SchemaError> {
-        crate::schema::validate(&self.topic, &Value::Object(self.body.clone()))
-    }
-
     /// The message as a consumer receives it from a broker without a topic prefix: lets a
     /// step's `handle` be driven directly (unit tests, benchmarks).
     pub fn to_incoming(&self) -> Incoming {

@@ -212,6 +212,15 @@ validated_id!(
 );
 
 validated_id!(
+    /// A test another CI system runs, as its Fedora CI messages name it:
+    /// `<namespace>.<type>` or `<namespace>.<type>.<category>` (`openqa.install_default`).
+    TestName,
+    "test name",
+    "^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$",
+    |v| check_component("test name", v, 128, &[])
+);
+
+validated_id!(
     /// An OSTree ref: `/`-separated components, e.g. `fedora/43/x86_64/atomic-host`.
     Ref,
     "OSTree ref",

@@ -1,17 +1,18 @@
 //! JSON Schemas for Fortnight's own topics, generated from the types. `schemas/` holds the
 //! checked-in copies so that other services can validate Fortnight's messages without Rust;
-//! [`check_dir`] finds where they drifted from the code and [`write_dir`] regenerates them
-//! (`cargo run -p fortnight -- schemas write`).
+//! they are compiled in ([`checked_in`]), [`drift`] says where they drifted from the code, and
+//! `fortnight schemas write` regenerates them (the CLI does the file I/O; this crate does none).
+//! Validating bodies against them is the test harness's (`tests::schema`): no consumer does
+//! it, so none links a JSON Schema validator.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
 use crate::bodies::*;
+use crate::ci::{CiTestComplete, CiTestError, CiTestQueued, CiTestRunning};
 use crate::envelope::Message;
 
 /// The command that regenerates `schemas/`, named in every drift report.
@@ -28,7 +29,7 @@ fn schema_of<M: Message>() -> (&'static str, Value) {
     (M::TOPIC, schema)
 }
 
-/// Every topic Fortnight publishes, with its schema.
+/// Every topic Fortnight publishes, with its schema (Fedora CI's `ci.*` topics included).
 pub fn all() -> Vec<(&'static str, Value)> {
     vec![
         schema_of::<TreeComposed>(),
@@ -47,9 +48,14 @@ pub fn all() -> Vec<(&'static str, Value)> {
         schema_of::<OverrideUnhold>(),
         schema_of::<ReleasePublished>(),
         schema_of::<ReleaseSkipped>(),
+        schema_of::<StreamStale>(),
         schema_of::<SignRequested>(),
         schema_of::<SignFinished>(),
         schema_of::<TwoweekComplete>(),
+        schema_of::<CiTestQueued>(),
+        schema_of::<CiTestRunning>(),
+        schema_of::<CiTestComplete>(),
+        schema_of::<CiTestError>(),
     ]
 }
 
@@ -71,73 +77,21 @@ pub fn render(schema: &Value) -> String {
     text
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SchemaError {
-    #[error(
-        "no schema for topic {0:?}: Fortnight publishes no such topic (strip the deployment's prefix first)"
-    )]
-    UnknownTopic(String),
-    #[error("the generated schema of {topic} does not compile: {reason}")]
-    Compile { topic: &'static str, reason: String },
-    #[error("{topic} body does not match its schema: {errors}")]
-    Invalid { topic: String, errors: String },
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+/// The checked-in `schemas/*.json`, as (file name, text), compiled in by `build.rs`.
+pub fn checked_in() -> &'static [(&'static str, &'static str)] {
+    include!(concat!(env!("OUT_DIR"), "/checked_in.rs"))
 }
 
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SchemaError {
-    let path = path.to_owned();
-    move |source| SchemaError::Io {
-        action,
-        path,
-        source,
-    }
+/// The checked-in schema text of one topic, if Fortnight publishes it and `schemas/` has it.
+pub fn checked_in_for(topic: &str) -> Option<&'static str> {
+    let file = file_name(topic);
+    checked_in()
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, text)| *text)
 }
 
-type Validators = BTreeMap<&'static str, Result<jsonschema::Validator, String>>;
-
-fn validators() -> &'static Validators {
-    static VALIDATORS: OnceLock<Validators> = OnceLock::new();
-    VALIDATORS.get_or_init(|| {
-        all()
-            .into_iter()
-            .map(|(topic, schema)| {
-                let validator = jsonschema::validator_for(&schema).map_err(|e| e.to_string());
-                (topic, validator)
-            })
-            .collect()
-    })
-}
-
-/// Checks a body against the schema of its logical `topic`, reporting every violation with
-/// its JSON path. Tests run every message they publish through this.
-pub fn validate(topic: &str, body: &Value) -> Result<(), SchemaError> {
-    let (topic, validator) = validators()
-        .get_key_value(topic)
-        .ok_or_else(|| SchemaError::UnknownTopic(topic.to_owned()))?;
-    let validator = validator.as_ref().map_err(|reason| SchemaError::Compile {
-        topic,
-        reason: reason.clone(),
-    })?;
-    let errors: Vec<String> = validator
-        .iter_errors(body)
-        .map(|e| format!("at '{}': {e}", e.instance_path))
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(SchemaError::Invalid {
-            topic: (*topic).to_owned(),
-            errors: errors.join("; "),
-        })
-    }
-}
-
-/// How a directory of checked-in schemas differs from the generated ones.
+/// How a set of schema files differs from the generated schemas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
     /// A topic has no file.
@@ -158,63 +112,32 @@ impl fmt::Display for Drift {
     }
 }
 
-fn json_files(dir: &Path) -> Result<Vec<String>, SchemaError> {
-    let entries = std::fs::read_dir(dir).map_err(io_error("read directory", dir))?;
-    let mut names = Vec::new();
-    for entry in entries {
-        let name = entry
-            .map_err(io_error("read directory", dir))?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if name.ends_with(".json") {
-            names.push(name);
-        }
-    }
-    Ok(names)
-}
-
-/// Compares `dir` with the generated schemas; empty when they agree.
-pub fn check_dir(dir: &Path) -> Result<Vec<Drift>, SchemaError> {
+/// Compares schema files, as (`.json` file name, text), with the generated schemas; empty
+/// when they agree. Missing and changed files come in topic file order, then stale ones.
+pub fn compare<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Drift> {
+    let files: BTreeMap<&str, &str> = files.into_iter().collect();
     let generated: BTreeMap<String, String> = all()
         .iter()
         .map(|(topic, schema)| (file_name(topic), render(schema)))
         .collect();
     let mut drift = Vec::new();
     for (file, text) in &generated {
-        let path = dir.join(file);
-        match std::fs::read_to_string(&path) {
-            Ok(on_disk) if on_disk == *text => {}
-            Ok(_) => drift.push(Drift::Changed(file.clone())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                drift.push(Drift::Missing(file.clone()))
-            }
-            Err(e) => return Err(io_error("read", &path)(e)),
+        match files.get(file.as_str()) {
+            Some(found) if found == text => {}
+            Some(_) => drift.push(Drift::Changed(file.clone())),
+            None => drift.push(Drift::Missing(file.clone())),
         }
     }
-    let mut stale: Vec<String> = json_files(dir)?
-        .into_iter()
-        .filter(|name| !generated.contains_key(name))
-        .collect();
-    stale.sort();
-    drift.extend(stale.into_iter().map(Drift::Stale));
-    Ok(drift)
+    drift.extend(
+        files
+            .keys()
+            .filter(|name| !generated.contains_key(**name))
+            .map(|name| Drift::Stale((*name).to_owned())),
+    );
+    drift
 }
 
-/// Writes every generated schema into `dir` and removes files of topics that no longer exist.
-/// Returns what changed.
-pub fn write_dir(dir: &Path) -> Result<Vec<Drift>, SchemaError> {
-    std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
-    let drift = check_dir(dir)?;
-    for (topic, schema) in all() {
-        let path = dir.join(file_name(topic));
-        std::fs::write(&path, render(&schema)).map_err(io_error("write", &path))?;
-    }
-    for item in &drift {
-        if let Drift::Stale(file) = item {
-            let path = dir.join(file);
-            std::fs::remove_file(&path).map_err(io_error("remove", &path))?;
-        }
-    }
-    Ok(drift)
+/// How the checked-in `schemas/` (as compiled in) differ from the message types.
+pub fn drift() -> Vec<Drift> {
+    compare(checked_in().iter().copied())
 }

@@ -229,6 +229,84 @@ impl Repo {
         .map(drop)
     }
 
+    /// The commit that a release ref points at for `source`: `source`'s tree and metadata,
+    /// `source` as its parent, bound to `release_ref` alone (`ostree.ref-binding`), so that a
+    /// client pulling the release ref verifies the binding, and marked with
+    /// [`RELEASE_OF`]. It takes `source`'s timestamp, so the same source and ref always give
+    /// the same commit: making it again (a replay) writes nothing new, and the detached
+    /// signatures of the commit stay.
+    pub fn release_commit(
+        &self,
+        source: &Commit,
+        release_ref: &Ref,
+    ) -> Result<Commit, OstreeError> {
+        let timestamp = self.timestamp(source)?;
+        let mut args: Vec<String> = vec![
+            "commit".into(),
+            "--orphan".into(),
+            format!("--tree=ref={source}"),
+            format!("--parent={source}"),
+            format!("--timestamp={timestamp}"),
+            format!("--subject=Release {release_ref}"),
+            format!("--bind-ref={release_ref}"),
+            format!("--add-metadata-string={RELEASE_OF}={source}"),
+        ];
+        for key in self.metadata_keys(source)? {
+            if !BINDINGS.contains(&key.as_str()) && key != RELEASE_OF {
+                args.push(format!("--keep-metadata={key}"));
+            }
+        }
+        let (out, shown) = self.run(&args)?;
+        parse_commit(&out, &shown)
+    }
+
+    /// The commit a release commit was made from ([`Repo::release_commit`]); `commit` itself
+    /// when it is no release commit (a release ref promoted before they existed).
+    pub fn release_source(&self, commit: &Commit) -> Result<Commit, OstreeError> {
+        match self.metadata_string(commit, RELEASE_OF)? {
+            Some(text) => text.parse().map_err(|_| OstreeError::Parse {
+                args: format!("show --print-metadata-key={RELEASE_OF} {commit}"),
+                output: text,
+                expected: "a commit checksum",
+            }),
+            None => Ok(commit.clone()),
+        }
+    }
+
+    /// A commit's timestamp, as `ostree commit --timestamp` reads it (RFC 3339, UTC).
+    fn timestamp(&self, commit: &Commit) -> Result<String, OstreeError> {
+        let (out, shown) = self.run(["show", commit.as_str()])?;
+        out.lines()
+            .find_map(|line| line.strip_prefix("Date:"))
+            .and_then(|date| {
+                chrono::DateTime::parse_from_str(date.trim(), "%Y-%m-%d %H:%M:%S %z").ok()
+            })
+            .map(|date| {
+                date.with_timezone(&chrono::Utc)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
+            .ok_or(OstreeError::Parse {
+                args: shown,
+                output: out,
+                expected: "a commit with a `Date:` line",
+            })
+    }
+
+    /// The keys of a commit's metadata (`ostree show --raw`).
+    fn metadata_keys(&self, commit: &Commit) -> Result<Vec<String>, OstreeError> {
+        let (out, shown) = self.run(["show", "--raw", commit.as_str()])?;
+        let raw = out
+            .lines()
+            .skip_while(|l| !l.starts_with('('))
+            .collect::<Vec<_>>()
+            .join("\n");
+        gvariant_top_keys(&raw).ok_or(OstreeError::Parse {
+            args: shown,
+            output: out,
+            expected: "a commit variant starting with its metadata dictionary",
+        })
+    }
+
     /// `ostree summary -u`: regenerates the summary clients read to find refs.
     pub fn update_summary(&self) -> Result<(), OstreeError> {
         self.run(["summary", "-u"]).map(drop)
@@ -408,6 +486,45 @@ impl Drop for History {
     }
 }
 
+/// The metadata key naming the commit a release commit was made from.
+pub const RELEASE_OF: &str = "fortnight.release-of";
+/// The metadata keys that bind a commit to refs: a release commit has its own.
+const BINDINGS: [&str; 2] = ["ostree.ref-binding", "ostree.collection-binding"];
+
+/// The keys of the dictionary that opens a commit variant as `ostree show --raw` prints it,
+/// `({'version': <'43.1'>, ...}, ...)`: the strings at the dictionary's own depth that a `:`
+/// follows. Strings are skipped whole, so brackets and quotes inside them do not count.
+fn gvariant_top_keys(raw: &str) -> Option<Vec<String>> {
+    let mut chars = raw.strip_prefix("({")?.chars().peekable();
+    if chars.peek() == Some(&'}') {
+        return Some(Vec::new());
+    }
+    let (mut keys, mut depth) = (Vec::new(), 0usize);
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                let mut text = String::new();
+                loop {
+                    match chars.next()? {
+                        '\\' => text.push(chars.next()?),
+                        q if q == c => break,
+                        other => text.push(other),
+                    }
+                }
+                if depth == 0 && chars.peek() == Some(&':') {
+                    keys.push(text);
+                }
+            }
+            '(' | '[' | '{' | '<' => depth += 1,
+            ')' | ']' | '>' => depth = depth.checked_sub(1)?,
+            '}' if depth == 0 => return Some(keys),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 fn parse_commit(out: &str, shown: &str) -> Result<Commit, OstreeError> {
     let last = out.lines().last().unwrap_or_default().trim();
     last.parse().map_err(|_| OstreeError::Parse {
@@ -508,6 +625,63 @@ mod tests {
             repo.is_ancestor(&c[4], &missing),
             Err(OstreeError::Failed { .. })
         ));
+    }
+
+    #[test]
+    fn gvariant_dictionary_keys() {
+        let raw = "({'version': <'43.1'>, 'ostree.ref-binding': <['a/b']>, 'odd': <'x}: <y'>, \
+                   'nested': <{'inner': <1>}>}, @ay [], [])";
+        assert_eq!(
+            gvariant_top_keys(raw).unwrap(),
+            ["version", "ostree.ref-binding", "odd", "nested"]
+        );
+        assert_eq!(
+            gvariant_top_keys("({}, @ay [])").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(gvariant_top_keys("commit abc"), None);
+    }
+
+    #[test]
+    fn a_release_commit_is_bound_to_the_release_ref_and_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(dir.path().join("repo"));
+        repo.init_archive().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
+        std::fs::write(tree.join("usr/lib/os-release"), "NAME=Fedora\n").unwrap();
+        let branch: Ref = "fedora/43/x86_64/atomic-host".parse().unwrap();
+        let source = repo.commit(&branch, &tree, &[("version", "43.1")]).unwrap();
+        let release: Ref = "fedora/43/x86_64/stable".parse().unwrap();
+
+        let made = repo.release_commit(&source, &release).unwrap();
+        assert_ne!(made, source);
+        assert_eq!(
+            repo.release_commit(&source, &release).unwrap(),
+            made,
+            "made once"
+        );
+        assert_eq!(repo.release_source(&made).unwrap(), source);
+        assert_eq!(repo.release_source(&source).unwrap(), source);
+        assert_eq!(
+            repo.metadata_string(&made, "version").unwrap().as_deref(),
+            Some("43.1")
+        );
+        assert!(repo.is_ancestor(&source, &made).unwrap());
+        let (binding, _) = repo
+            .run([
+                "show",
+                "--print-metadata-key=ostree.ref-binding",
+                made.as_str(),
+            ])
+            .unwrap();
+        assert_eq!(binding, format!("['{release}']"));
+        assert_eq!(
+            repo.timestamp(&made).unwrap(),
+            repo.timestamp(&source).unwrap()
+        );
+        let other: Ref = "fedora/43/x86_64/testing".parse().unwrap();
+        assert_ne!(repo.release_commit(&source, &other).unwrap(), made);
     }
 
     #[test]

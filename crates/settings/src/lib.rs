@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use messages::{
-    Arch, Format, Message, PungiComposeOstree, PungiComposeStatusChange, Ref, SignFinished, Stream,
-    UserName, Version,
+    Arch, CiArtifactType, CiContact, Format, Message, PungiComposeOstree, PungiComposeStatusChange,
+    Ref, SignFinished, Stream, TestName, UserName, Version,
 };
 use serde::Deserialize;
 
@@ -67,6 +67,7 @@ const BUS_KEYS: &[&str] = &[
     "consumers",
     "operators",
     "trust",
+    "signing_topics",
 ];
 /// The top-level keys only the pipeline's consumers read; a bus command ignores them, so it
 /// runs with the consumers' file or with none.
@@ -267,6 +268,64 @@ pub struct BusSettings {
     /// Which broker accounts may send each topic a consumer reads.
     #[serde(default)]
     pub trust: TrustSettings,
+    /// The topics signing requests and replies travel on.
+    #[serde(default)]
+    pub signing_topics: SigningTopics,
+}
+
+/// The topics (without `topic_prefix`) of the signing protocol. A deployment where Fedora's
+/// robosignatory answers names the topics robosignatory reads and writes; the releaser, the
+/// signer, their subscriptions and the trust defaults follow.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningTopics {
+    #[serde(default = "default_sign_requested")]
+    pub requested: String,
+    #[serde(default = "default_sign_finished")]
+    pub finished: String,
+}
+fn default_sign_requested() -> String {
+    messages::SignRequested::TOPIC.to_owned()
+}
+fn default_sign_finished() -> String {
+    SignFinished::TOPIC.to_owned()
+}
+impl Default for SigningTopics {
+    fn default() -> Self {
+        Self {
+            requested: default_sign_requested(),
+            finished: default_sign_finished(),
+        }
+    }
+}
+
+impl SigningTopics {
+    fn validate(&self) -> Result<(), SettingsError> {
+        for (key, topic) in [
+            ("signing_topics.requested", &self.requested),
+            ("signing_topics.finished", &self.finished),
+        ] {
+            let routable = !topic.is_empty()
+                && topic
+                    .split('.')
+                    .all(|word| !word.is_empty() && word != "*" && word != "#");
+            if !routable {
+                return Err(invalid(
+                    key,
+                    topic.as_str(),
+                    "a topic without topic_prefix, dot-separated words without wildcards (coreos.build.request.artifacts-sign)",
+                ));
+            }
+        }
+        if self.requested == self.finished {
+            return Err(invalid(
+                "signing_topics.finished",
+                self.finished.as_str(),
+                "a topic other than signing_topics.requested",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The pipeline's own sections, which only its consumers need.
@@ -632,6 +691,33 @@ pub struct StreamSettings {
     /// Signed releases; absent for a stream whose releases are not signed.
     #[serde(default)]
     pub signing: Option<SigningSettings>,
+    /// Fedora CI messages for every test run; absent for a stream that sends none.
+    #[serde(default)]
+    pub fedora_ci: Option<FedoraCiSettings>,
+    /// Tests other CI systems run (`openqa.install_default`) whose `test.complete` result must
+    /// have passed on every arch before a candidate is released.
+    #[serde(default)]
+    pub external_gating: Vec<TestName>,
+    /// How long the stream may go without a newly passed candidate before the release timer
+    /// calls it stale (`fortnight.stream.stale`, the page, `fortnight status`).
+    #[serde(default = "default_stale_after")]
+    pub stale_after: Deadline,
+}
+
+/// Nightlies come daily: three days without one passing is a broken stream, not bad luck.
+fn default_stale_after() -> Deadline {
+    Deadline(Duration::from_secs(3 * 86_400))
+}
+
+/// How the image-tester describes a stream's test runs in Fedora CI messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FedoraCiSettings {
+    /// The Fedora CI artifact type, which names the topics (`ci.<type>.test.*`).
+    #[serde(default)]
+    pub artifact_type: CiArtifactType,
+    /// Who runs the tests: `name`, `team`, `email`, `docs`, optionally `url` and `irc`.
+    pub contact: CiContact,
 }
 
 /// How the signer signs a stream's releases.
@@ -643,6 +729,60 @@ pub struct SigningSettings {
     /// The key (fingerprint) per major version (`"43"`), as robosignatory picks the key of
     /// Fedora 43 for everything of Fedora 43.
     pub keys: BTreeMap<String, String>,
+    /// How long the releaser waits for a reply before it re-sends the request once, and then
+    /// again before it gives the release up (`"90s"`, `"30m"`, `"2h"`, `"1d"`).
+    #[serde(default = "default_signing_deadline")]
+    pub deadline: Deadline,
+}
+
+fn default_signing_deadline() -> Deadline {
+    Deadline(Duration::from_secs(2 * 3600))
+}
+
+/// A duration written as a whole number and a unit: `s`, `m`, `h` or `d` (a signing deadline,
+/// a stream's `stale_after`, an override's `--expires`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Deadline(pub Duration);
+
+impl TryFrom<String> for Deadline {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let refused = || {
+            format!("{text:?} is not a duration: write a whole number and s, m, h or d (\"2h\")")
+        };
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(refused)?;
+        let (number, unit) = text.split_at(split);
+        let seconds_per_unit = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(refused()),
+        };
+        match number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(seconds_per_unit))
+        {
+            Some(seconds) if seconds > 0 => Ok(Self(Duration::from_secs(seconds))),
+            _ => Err(refused()),
+        }
+    }
+}
+
+impl std::fmt::Display for Deadline {
+    /// In the largest unit that divides it, as it is written in the configuration.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self.0.as_secs();
+        let (amount, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(size, _)| seconds.is_multiple_of(*size))
+            .map_or((seconds, "s"), |(size, unit)| (seconds / size, unit));
+        write!(f, "{amount}{unit}")
+    }
 }
 
 impl SigningSettings {
@@ -714,6 +854,14 @@ pub struct TwoWeekSettings {
     /// Also publish the old `releng.atomic.twoweek.complete` body.
     #[serde(default)]
     pub legacy_messages: bool,
+    /// How long a tick may go without the releaser's release or skip before the release is
+    /// overdue.
+    #[serde(default = "default_overdue_after")]
+    pub overdue_after: Deadline,
+}
+/// The releaser decides within seconds of a tick; an hour leaves room for a restart.
+fn default_overdue_after() -> Deadline {
+    Deadline(Duration::from_secs(3600))
 }
 fn default_period_days() -> u32 {
     14
@@ -889,7 +1037,15 @@ impl BusSettings {
                 ));
             }
         }
-        if let Some(topic) = self.trust.topics.keys().find(|t| !known_topic(t)) {
+        self.signing_topics.validate()?;
+        let signing_topic =
+            |t: &str| t == self.signing_topics.requested || t == self.signing_topics.finished;
+        if let Some(topic) = self
+            .trust
+            .topics
+            .keys()
+            .find(|t| !known_topic(t) && !signing_topic(t))
+        {
             return Err(invalid(
                 format!("trust.topics.\"{topic}\""),
                 topic,
@@ -936,7 +1092,7 @@ impl BusSettings {
         }
         // A signing reply releases what it names: nobody but Fortnight's own signer (or the
         // robosignatory account configured in [trust.topics]) may send one, not even operators.
-        if topic == SignFinished::TOPIC {
+        if topic == self.signing_topics.finished {
             return Senders::Accounts(self.own_accounts());
         }
         let mut accounts = match topic.starts_with(OVERRIDE_PREFIX) {
@@ -1168,6 +1324,65 @@ mod tests {
             .stream_for_input_ref("fedora/43/x86_64/updates/atomic-host")
             .unwrap();
         assert_eq!((stream.as_str(), arch.as_str()), ("f43", "x86_64"));
+    }
+
+    #[test]
+    fn signing_deadlines_read_as_a_number_and_a_unit() {
+        let signing = |deadline: &str| {
+            Settings::from_toml(&format!(
+                "{MINIMAL}\n[streams.f43.signing]\ngnupg_home = \"/g\"\nkeys = {{ \"43\" = \"0123456789ABCDEF\" }}\n{deadline}"
+            ))
+            .map(|s| s.streams.values().next().unwrap().signing.clone().unwrap().deadline)
+        };
+        assert_eq!(signing("").unwrap().to_string(), "2h");
+        assert_eq!(
+            signing("deadline = \"90s\"").unwrap().0,
+            Duration::from_secs(90)
+        );
+        assert_eq!(signing("deadline = \"30m\"").unwrap().to_string(), "30m");
+        assert_eq!(signing("deadline = \"1d\"").unwrap().0.as_secs(), 86_400);
+        for bad in ["2", "h", "2 h", "0s", "-1h", "2w"] {
+            let err = signing(&format!("deadline = \"{bad}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not a duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn signing_topics_are_configurable_and_their_replies_trust_only_own_accounts() {
+        let s = Settings::from_toml(MINIMAL).unwrap();
+        assert_eq!(s.signing_topics.requested, "fortnight.sign.requested");
+        assert_eq!(s.signing_topics.finished, "fortnight.sign.finished");
+        let robosignatory = "coreos.build.request.artifacts-sign";
+        let s = Settings::from_toml(&format!(
+            "amqp_url = \"amqp://fortnight:p@h/%2f\"\noperators = [\"alice\"]\n\
+             [signing_topics]\nrequested = \"{robosignatory}\"\nfinished = \"{robosignatory}.finished\"\n\
+             [trust.topics]\n\"{robosignatory}.finished\" = [\"robosignatory\"]\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.senders(&format!("{robosignatory}.finished")),
+            Senders::Accounts(vec!["robosignatory".parse().unwrap()])
+        );
+        let s = Settings::from_toml(&format!(
+            "amqp_url = \"amqp://fortnight:p@h/%2f\"\noperators = [\"alice\"]\n\
+             [signing_topics]\nfinished = \"{robosignatory}.finished\"\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.senders(&format!("{robosignatory}.finished")),
+            Senders::Accounts(vec!["fortnight".parse().unwrap()]),
+            "a reply vouches for signatures: not even operators may send one"
+        );
+        for bad in ["", "a.*.b", "a..b", "fortnight.sign.requested"] {
+            let err = Settings::from_toml(&format!(
+                "[signing_topics]\nfinished = \"{bad}\"\n{MINIMAL}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("signing_topics.finished"), "{bad:?}: {err}");
+        }
     }
 
     #[test]
@@ -1489,6 +1704,8 @@ mod tests {
             "fortnight.karma.threshold.reached",
             "fortnight.twoweek.timer.fired",
             "fortnight.release.published",
+            // Another CI system's results gate releases: none is trusted until named.
+            "ci.productmd-compose.test.complete",
         ] {
             assert_eq!(senders_of(&text, topic), "fortnight, alice", "{topic}");
         }
@@ -1513,6 +1730,13 @@ mod tests {
         );
         assert_eq!(senders_of(&text, "pungi.compose.ostree"), "pungi");
         assert_eq!(senders_of(&text, "fortnight.tree.composed"), "any sender");
+        let openqa = format!(
+            "{MINIMAL}\n[trust.topics]\n\"ci.productmd-compose.test.complete\" = [\"openqa\"]\n"
+        );
+        assert_eq!(
+            senders_of(&openqa, "ci.productmd-compose.test.complete"),
+            "openqa"
+        );
         assert_eq!(
             senders_of(&text, "fortnight.image.built"),
             "fn-builder, fn-releaser, alice"

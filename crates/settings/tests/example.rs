@@ -27,6 +27,14 @@ fn the_example_config_loads_with_its_four_streams() {
         2,
         "recipe keys with a dot (raw.xz) survive loading"
     );
+    let ci = f43
+        .fedora_ci
+        .as_ref()
+        .expect("f43 sends Fedora CI messages");
+    assert_eq!(ci.contact.name, "Fortnight");
+    assert_eq!(ci.contact.irc.as_deref(), Some("#fedora-releng"));
+    let gating: Vec<&str> = f43.external_gating.iter().map(|t| t.as_str()).collect();
+    assert_eq!(gating, ["openqa.install_default"]);
     for nightly_only in ["f42", "rawhide", "f43-testing"] {
         let stream = &settings.streams[&nightly_only.parse().unwrap()];
         assert!(stream.twoweek.is_none(), "{nightly_only} is nightly only");

@@ -18,8 +18,10 @@
 //! <root>/<stream>/all/<version>/karma/.threshold.json      karma-tracker: threshold announced
 //! <root>/<stream>/.built/<ref>/<commit>.json               image-builder's dedup markers
 //! <root>/<stream>/.compose-trees/<compose>/<arch>.json     image-builder: the tree a compose made
+//! <root>/<stream>/.external/<version>/<arch>/<test>.json   image-tester: another CI system's result
 //! <root>/<stream>/.locks/<name>.lock                       flock files for check-and-set
 //! <root>/<stream>/timer.json                               release-timer: last period fired
+//! <root>/<stream>/.stale.json                              release-timer: stale spells announced
 //! <root>/<stream>/overrides.jsonl                          releaser: override audit log
 //! <root>/<stream>/.periods/<period>.json                   releaser: each period's decision
 //! <root>/<stream>/.periods/waiting.json                    releaser: the period awaiting a pass
@@ -31,9 +33,10 @@
 //! ```
 //!
 //! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log`, `.built/`
-//! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs and `passed-autotest/`;
+//! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs, `.external/` and `passed-autotest/`;
 //! karma-tracker writes `karma/` and `passed-human/`; releaser writes `releases/`,
-//! `overrides.jsonl`, `.periods/` and `.signing/`; release-timer writes `timer.json`; signer writes
+//! `overrides.jsonl`, `.periods/` and `.signing/`; release-timer writes `timer.json` and
+//! `.stale.json`; signer writes
 //! `.signed/`, `.keys/` and a detached `<file>.asc` next to each file it signs; site-publisher
 //! writes `site` and `.site/`. Everyone may read everything.
 //!
@@ -57,7 +60,7 @@
 //! store writes is [`FILE_MODE`] (0644) and every directory it creates is [`DIR_MODE`] (0755):
 //! images (a recipe's output too, see [`move_into_place`]), logs, CHECKSUM, JSON, the site's
 //! generations, release trees. The bookkeeping written through the same functions (`.built`,
-//! `.compose-trees`, `.periods`, `.threshold.json`, `timer.json`, `overrides.jsonl`) gets the
+//! `.compose-trees`, `.external`, `.periods`, `.threshold.json`, `timer.json`, `overrides.jsonl`) gets the
 //! same modes: replicas and the operator CLI (`fortnight status`, `explain`) read it under
 //! other users, and it holds nothing secret (no credential ever reaches the store). It stays
 //! unserved because the web server refuses every name starting with `.`, and `timer.json` and
@@ -81,9 +84,11 @@ pub mod scratch;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
 
 use messages::{
-    Arch, Commit, Format, ImageBuilt, Ref, Stream, TestReport, UserName, Version, Vote,
+    Arch, Commit, ExternalTestResult, Format, ImageBuilt, Period, Ref, Stream, TestName,
+    TestReport, UserName, Version, Vote,
 };
 
 pub use atomic::{
@@ -123,6 +128,9 @@ impl Tier {
 /// Name of the symlink to the current release in `releases/`.
 pub const LATEST: &str = "latest";
 pub const CHECKSUM: &str = "CHECKSUM";
+/// How a period record's file name spells the period's start (see [`Store::period_record_path`]).
+pub const PERIOD_RECORD_FORMAT: &str = "%Y-%m-%dT%H%M%SZ";
+pub const PERIOD_RECORD_SUFFIX: &str = ".json";
 /// The directory under the root holding the site's generations; `site` links into it.
 pub const SITE_GENERATIONS: &str = ".site";
 
@@ -221,6 +229,24 @@ impl Store {
         self.logs_dir(stream, version, arch).join("build.log")
     }
 
+    /// `.external/<version>/<arch>/<test>.json`: the latest result another CI system sent
+    /// for one of the stream's `external_gating` tests. Outside `all/`: a result may arrive
+    /// before the candidate is built (openQA tests a compose while the builder fetches its
+    /// images), and must not make a version look like a candidate.
+    pub fn external_result_path(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        arch: &Arch,
+        test: &TestName,
+    ) -> PathBuf {
+        self.stream_dir(stream)
+            .join(".external")
+            .join(version)
+            .join(arch)
+            .join(format!("{test}.json"))
+    }
+
     pub fn karma_dir(&self, stream: &Stream, version: &Version) -> PathBuf {
         self.version_dir(stream, version).join("karma")
     }
@@ -264,6 +290,20 @@ impl Store {
     /// The releaser's per-period decisions for `stream`.
     pub fn periods_dir(&self, stream: &Stream) -> PathBuf {
         self.stream_dir(stream).join(".periods")
+    }
+
+    /// The releaser's decision for one period (file names carry no ':', which some web
+    /// servers and filesystems mishandle). It exists once the releaser handled the tick.
+    pub fn period_record_path(&self, stream: &Stream, period: &Period) -> PathBuf {
+        self.periods_dir(stream).join(format!(
+            "{}{PERIOD_RECORD_SUFFIX}",
+            period.start().format(PERIOD_RECORD_FORMAT)
+        ))
+    }
+
+    /// The release-timer's record of the stale spells it announced for `stream`.
+    pub fn stale_path(&self, stream: &Stream) -> PathBuf {
+        self.stream_dir(stream).join(".stale.json")
     }
 
     /// The signer's record of its reply to a signing request, so that a replayed request is
@@ -362,6 +402,22 @@ impl Store {
         Ok(versions)
     }
 
+    /// When `version` entered `tier`: the time its link there was made. `None` when it is not
+    /// in the tier.
+    pub fn promoted_at(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        tier: Tier,
+    ) -> Result<Option<SystemTime>> {
+        let link = self.tier_dir(stream, tier).join(version);
+        match fs::symlink_metadata(&link).and_then(|m| m.modified()) {
+            Ok(time) => Ok(Some(time)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read the time of", &link)(e)),
+        }
+    }
+
     /// Whether `version` is present in `tier`.
     pub fn in_tier(&self, stream: &Stream, version: &Version, tier: Tier) -> bool {
         fs::symlink_metadata(self.tier_dir(stream, tier).join(version)).is_ok()
@@ -383,6 +439,16 @@ impl Store {
         arch: &Arch,
     ) -> Result<Option<TestReport>> {
         read_json(&self.tests_json_path(stream, version, arch))
+    }
+
+    pub fn read_external_result(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        arch: &Arch,
+        test: &TestName,
+    ) -> Result<Option<ExternalTestResult>> {
+        read_json(&self.external_result_path(stream, version, arch, test))
     }
 
     /// Records a voter's latest vote (replacing their previous one).

@@ -29,7 +29,12 @@ SEVERITIES = {
     "fortnight.override.hold": message.WARNING,
     "fortnight.override.unhold": message.WARNING,
     "fortnight.release.skipped": message.WARNING,
+    "ci.productmd-compose.test.error": message.ERROR,
+    "fortnight.stream.stale": message.WARNING,
 }
+
+#: Fedora CI's test messages Fortnight sends for each test run (its topics, not Fortnight's).
+CI_PREFIX = "ci."
 
 
 def _candidate(body):
@@ -125,6 +130,30 @@ def _twoweek_complete(body):
     return f"two-week Atomic Host release {', '.join(composes)} complete: {images}"
 
 
+def _ci_run(verb, body, after=""):
+    """`43.2 <verb> fortnight.f43.functional on x86_64<after>`."""
+    test = body.get("test") or {}
+    name = ".".join(str(test[key]) for key in ("namespace", "type", "category") if test.get(key))
+    arches = ", ".join(
+        str(system["architecture"])
+        for system in body.get("system") or []
+        if isinstance(system, dict) and system.get("architecture")
+    )
+    on = f" on {arches}" if arches else ""
+    return f"{(body.get('artifact') or {}).get('id')} {verb} {name}{on}{after}"
+
+
+def _ci_complete(body):
+    test = body.get("test") or {}
+    note = f": {test['note']}" if test.get("note") else ""
+    return _ci_run(test.get("result", "finished"), body, note)
+
+
+def _ci_error(body):
+    reason = (body.get("error") or {}).get("reason", "")
+    return _ci_run("could not be tested by", body, f": {reason}")
+
+
 SUMMARIES = {
     "fortnight.tree.composed": _tree_composed,
     "fortnight.image.built": lambda b: f"{_candidate(b)} images built{_arch(b)}",
@@ -146,6 +175,7 @@ SUMMARIES = {
     "fortnight.override.unhold": _override("resumed releases of"),
     "fortnight.release.published": _published,
     "fortnight.release.skipped": _skipped,
+    "fortnight.stream.stale": lambda b: f"{b['stream']} is stale: {b['reason']}",
     "fortnight.sign.requested": (
         lambda b: f"{_candidate(b)} asks for signatures of {len(b['artifacts'])} files "
         f"and {len(b['commits'])} commits"
@@ -155,6 +185,10 @@ SUMMARIES = {
         + (f": {b['failure-message']}" if b.get("failure-message") else "")
     ),
     LEGACY: _twoweek_complete,
+    "ci.productmd-compose.test.queued": lambda b: _ci_run("queued for", b),
+    "ci.productmd-compose.test.running": lambda b: _ci_run("running", b),
+    "ci.productmd-compose.test.complete": _ci_complete,
+    "ci.productmd-compose.test.error": _ci_error,
 }
 
 
@@ -209,13 +243,15 @@ class FortnightMessage(message.Message):
     @property
     def url(self):
         """The body's own URL (Fortnight's bodies carry none; the page's address is a
-        deployment's setting), a release's notes (`changes.url`), else the first image of a
-        legacy release."""
+        deployment's setting), a release's notes (`changes.url`), a CI run's, else the first
+        image of a legacy release."""
         if isinstance(self.body.get("url"), str):
             return self.body["url"]
         changes = self.body.get("changes")
         if isinstance(changes, dict) and isinstance(changes.get("url"), str):
             return changes["url"]
+        if self.topic_name.startswith(CI_PREFIX):
+            return (self.body.get("run") or {}).get("url")
         if self.topic_name == LEGACY:
             for artifact in _legacy_artifacts(self.body):
                 return artifact.get("image_url")

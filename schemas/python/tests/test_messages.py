@@ -18,11 +18,12 @@ def load(topic, body):
 
 class Registry(unittest.TestCase):
     def test_classes_are_named_after_the_rust_types(self):
+        fortnight = [name for name in sorted(fortnight_messages.CLASSES) if name[:2] != "Ci"]
         self.assertEqual(
-            sorted(fortnight_messages.CLASSES)[:3],
-            ["CandidateTestingRequested", "ImageBuildFailed", "ImageBuilt"],
+            fortnight[:3], ["CandidateTestingRequested", "ImageBuildFailed", "ImageBuilt"]
         )
         self.assertIn("OverrideUnblock", fortnight_messages.CLASSES)
+        self.assertIn("CiProductmdComposeTestRunning", fortnight_messages.CLASSES)
         self.assertIn("RelengAtomicTwoweekComplete", fortnight_messages.CLASSES)
 
     def test_every_schema_is_a_registered_class(self):
@@ -160,6 +161,41 @@ class Summaries(unittest.TestCase):
         )
         self.assertEqual(msg.url, "https://example.org/a.qcow2")
         self.assertIn("Image: https://example.org/a.qcow2", str(msg))
+
+    def test_a_ci_run_is_described_by_its_test_artifact_and_arch(self):
+        subject = {
+            "contact": {"name": "Fortnight", "team": "releng", "email": "r@example.org",
+                        "docs": "https://example.org/docs"},
+            "run": {"url": "https://dl.example.org/f43/all/43.2/x86_64/",
+                    "log": "https://dl.example.org/f43/all/43.2/x86_64/junit.xml"},
+            "artifact": {"type": "productmd-compose", "id": "43.2"},
+            "pipeline": {"id": "p1", "name": "fortnight f43 image tests"},
+            "system": [{"os": "fedora/43/x86_64/atomic-host", "provider": "fortnight",
+                        "architecture": "x86_64"}],
+            "generated_at": "2026-11-27T00:00:00Z",
+            "version": "0.2.1",
+        }
+        test = {"namespace": "fortnight", "type": "f43", "category": "functional"}
+        msg = load(
+            "ci.productmd-compose.test.complete",
+            {**subject, "test": {**test, "result": "failed", "note": "failed gating tests: boot"}},
+        )
+        self.assertEqual(
+            msg.summary,
+            "43.2 failed fortnight.f43.functional on x86_64: failed gating tests: boot",
+        )
+        self.assertEqual(msg.url, "https://dl.example.org/f43/all/43.2/x86_64/")
+        self.assertEqual(type(msg).__name__, "CiProductmdComposeTestComplete")
+        error = load(
+            "ci.productmd-compose.test.error",
+            {**subject, "test": test, "error": {"reason": "the suite is unreadable"}},
+        )
+        self.assertEqual(error.severity, message.ERROR)
+        self.assertEqual(
+            error.summary,
+            "43.2 could not be tested by fortnight.f43.functional on x86_64: "
+            "the suite is unreadable",
+        )
 
     def test_a_topic_without_its_own_words_is_still_described(self):
         msg = fortnight_messages.CLASSES["TreeComposed"](

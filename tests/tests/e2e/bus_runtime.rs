@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::broker::{BrokerUser, queue_info};
+use tests::config::{Table, health_addr, toml};
 use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC};
 use tests::{TestBus, eventually, free_port, http_get, is_ready};
 
@@ -16,7 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn done_outcomes_are_published_with_the_fedora_messaging_envelope_and_acked() {
-    let bus = TestBus::new().consumer("probe", "");
+    let bus = TestBus::new().consumer("probe", Table::new());
     let mut watch = bus.watch(&[DONE_TOPIC]).await;
     let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
@@ -68,7 +69,7 @@ fn chrono_like(text: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_goes_on() {
-    let bus = TestBus::new().consumer("probe", "max_body_bytes = 1048576");
+    let bus = TestBus::new().consumer("probe", toml! { max_body_bytes = 1048576 });
     let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
     let publisher = bus.publisher().await;
@@ -164,7 +165,13 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_consumer_go
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_purged() {
-    let bus = TestBus::new().consumer("probe", "max_attempts = 3\nretry_delays_seconds = [1]");
+    let bus = TestBus::new().consumer(
+        "probe",
+        toml! {
+            max_attempts = 3
+            retry_delays_seconds = [1]
+        },
+    );
     // Sent by a tester's own account with the broker-checked user_id, which steps use to
     // authorize votes and overrides; the consumer runs as another account. Listed as an
     // operator, the tester may send the probe's topic, as on every topic of Fortnight's own.
@@ -269,7 +276,7 @@ async fn retries_end_in_the_dead_letter_queue_which_can_be_listed_replayed_and_p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_endpoints_report_readiness_and_counts() {
     let addr = free_port();
-    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{addr}\""));
+    let bus = TestBus::new().consumer("probe", health_addr(addr));
     let probe = Probe::run(&bus, bus.settings(), false);
     assert!(
         eventually(DEADLINE, || is_ready(addr)).await,
@@ -326,7 +333,7 @@ async fn start_probe(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_mid_step_gets_the_message_again_and_the_effect_happens_once() {
     let health = free_port();
-    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::new().consumer("probe", health_addr(health));
     let mut watch = bus.watch(&[DONE_TOPIC]).await;
     let dir = Probe::dir_of(&bus);
     let mut probe = start_probe(&bus, false, health).await;
@@ -376,7 +383,7 @@ async fn a_consumer_killed_mid_step_gets_the_message_again_and_the_effect_happen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_step_finishes_the_message_and_exits_0() {
     let health = free_port();
-    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::new().consumer("probe", health_addr(health));
     let dir = Probe::dir_of(&bus);
     let mut probe = start_probe(&bus, false, health).await;
     let publisher = bus.publisher().await;
@@ -423,7 +430,7 @@ async fn sigterm_mid_step_finishes_the_message_and_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journaled_long_step_resumes_after_its_process_dies() {
     let health = free_port();
-    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::new().consumer("probe", health_addr(health));
     let dir = Probe::dir_of(&bus);
     let jobs = bus.store_root().join(".jobs").join("probe");
     let mut probe = start_probe(&bus, true, health).await;
@@ -464,7 +471,7 @@ async fn a_journaled_long_step_resumes_after_its_process_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_queue_is_declared_when_configured_and_consumed_like_any_other() {
-    let bus = TestBus::new().consumer("probe", "quorum_queue = true");
+    let bus = TestBus::new().consumer("probe", toml! { quorum_queue = true });
     let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
     let queue = bus.queue("probe");
@@ -489,7 +496,11 @@ async fn a_quorum_queue_is_declared_when_configured_and_consumed_like_any_other(
 async fn with_quorum_queue_the_dead_letter_and_retry_queues_are_quorum_queues_too() {
     let bus = TestBus::new().consumer(
         "probe",
-        "quorum_queue = true\nmax_attempts = 2\nretry_delays_seconds = [1]",
+        toml! {
+            quorum_queue = true
+            max_attempts = 2
+            retry_delays_seconds = [1]
+        },
     );
     let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
@@ -527,11 +538,9 @@ async fn with_quorum_queue_the_dead_letter_and_retry_queues_are_quorum_queues_to
 async fn broker_addresses_are_tried_in_turn_and_a_round_that_fails_names_each() {
     let dead = || format!("amqp://guest:s3cret@127.0.0.1:{}/%2f", free_port().port());
     let (first, last) = (dead(), dead());
-    let bus = TestBus::new().consumer("probe", "").on_brokers(vec![
-        first.clone(),
-        tests::amqp_url(),
-        last.clone(),
-    ]);
+    let bus = TestBus::new()
+        .consumer("probe", Table::new())
+        .on_brokers(vec![first.clone(), tests::amqp_url(), last.clone()]);
     let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
     // Whichever address a connection starts at, the dead ones are passed over.
@@ -596,7 +605,13 @@ fn a_consumer_with_a_bad_configuration_exits_78_naming_the_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_letter_queue() {
-    let bus = TestBus::new().consumer("probe", "max_attempts = 2\nretry_delays_seconds = [1]");
+    let bus = TestBus::new().consumer(
+        "probe",
+        toml! {
+            max_attempts = 2
+            retry_delays_seconds = [1]
+        },
+    );
     // A full queue that rejects publishes makes the broker nack every result routed to it.
     let blocker = bus.watch(&[DONE_TOPIC]).await;
     let _policy = tests::broker::Policy::apply(
@@ -633,7 +648,7 @@ async fn results_the_broker_refuses_send_the_input_through_retries_to_the_dead_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_declares_use_what_exists_and_name_what_is_missing() {
-    let bus = TestBus::new().consumer("probe", "");
+    let bus = TestBus::new().consumer("probe", Table::new());
     // An administrator's part: the topology exists before the passive consumer starts.
     let probe = Probe::run(&bus, bus.settings(), false);
     bus.wait_consuming("probe").await;
@@ -682,7 +697,7 @@ fn reconnect_delays(log: &Path) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_journal_backs_off_instead_of_reconnecting_in_a_tight_loop() {
     let health = free_port();
-    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::new().consumer("probe", health_addr(health));
     let journal = bus.store_root().join(".jobs/probe");
     std::fs::create_dir_all(&journal).unwrap();
     let _read_only = tests::mount::Mount::read_only(&journal);
@@ -731,7 +746,7 @@ async fn an_unwritable_journal_backs_off_instead_of_reconnecting_in_a_tight_loop
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_value_in_a_message_cannot_forge_a_log_line() {
     let health = free_port();
-    let bus = TestBus::new().consumer("probe", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::new().consumer("probe", health_addr(health));
     let log = bus.dir.path().join("probe.log");
     let _probe = ProbeProcess::start_logging(
         Path::new(PROBE_BIN),

@@ -225,6 +225,20 @@ fn kubernetes_deploys_every_consumer_with_probes_on_its_health_port() {
     }
 }
 
+/// The image's build stage compiles the workspace from what it copies in: the members, and
+/// `schemas/`, which the messages crate compiles in (`crates/messages/build.rs`).
+#[test]
+fn the_build_stage_copies_everything_the_workspace_compiles_from() {
+    let containerfile =
+        std::fs::read_to_string(deploy().join("Containerfile")).expect("deploy/Containerfile");
+    for dir in ["crates", "consumers", "tests", "schemas"] {
+        assert!(
+            containerfile.contains(&format!("\nCOPY {dir} {dir}\n")),
+            "the build stage does not copy {dir}/"
+        );
+    }
+}
+
 #[test]
 fn recipes_and_suites_the_deployed_config_names_ship_in_the_image() {
     // The Containerfile copies deploy/ to /usr/share/fortnight/.

@@ -16,6 +16,7 @@ use tests::process::{run_ok, text, wait_until};
 use tests::{TestBus, free_port, http_get, is_ready};
 
 use crate::deploy::{containerfile_programs, deploy, repo};
+use tests::config::health_addr;
 
 /// Both limits must be explicit: podman's defaults are above the hard limits of machines like
 /// CI's (20000 open files), which the runtime may not raise. A consumer needs far fewer.
@@ -233,7 +234,7 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
         .map(|c| (*c, free_port()))
         .collect();
     let bus = health.iter().fold(bus, |bus, (consumer, addr)| {
-        bus.consumer(consumer, &format!("health_addr = \"{addr}\""))
+        bus.consumer(consumer, health_addr(*addr))
     });
     // The store where the image declares its volume, as a deployment mounts it.
     let store = containerfile_line(&containerfile, "VOLUME ").trim_matches(['[', ']', '"']);

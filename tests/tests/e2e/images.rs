@@ -14,6 +14,7 @@ use messages::{
 };
 use std::sync::Arc;
 use store::{Store, Tier, checksum};
+use tests::config::{self, Table, toml};
 
 #[tokio::test]
 async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
@@ -193,16 +194,16 @@ async fn the_same_pungi_tree_sent_three_times_builds_once() {
             shipped_recipe("qcow2").display()
         ),
     );
-    let stream = StreamToml {
+    let stream = StreamConfig {
         name: "img",
         arches: &[("x86_64", REF_X86)],
         repo: work.repo.path(),
         formats: &["qcow2"],
         recipes: vec![("qcow2", recipe)],
         suite: None,
-        extra: "",
+        extra: Table::new(),
     };
-    let (bus, mut watch, builder) = builder_only(&stream.render()).await;
+    let (bus, mut watch, builder) = builder_only(stream.config()).await;
 
     let pungi = PungiComposeOstree {
         arch: "x86_64".to_owned(),
@@ -270,23 +271,26 @@ async fn failing_hanging_and_silent_recipes_give_build_failed_and_leave_nothing_
         ),
     ];
     // Three streams on the same ref: one tree event, three builds.
-    let mut config: String = recipes
-        .iter()
-        .map(|(name, recipe, _)| {
-            StreamToml {
+    let mut config = toml! {
+        [image_builder]
+        recipe_timeout_seconds = 2
+    };
+    for (name, recipe, _) in &recipes {
+        config::merge(
+            &mut config,
+            StreamConfig {
                 name,
                 arches: &[("x86_64", REF_X86)],
                 repo: work.repo.path(),
                 formats: &["qcow2"],
                 recipes: vec![("qcow2", recipe.clone())],
                 suite: None,
-                extra: "",
+                extra: Table::new(),
             }
-            .render()
-        })
-        .collect();
-    config.push_str("\n[image_builder]\nrecipe_timeout_seconds = 2\n");
-    let (bus, mut watch, builder) = builder_only(&config).await;
+            .config(),
+        );
+    }
+    let (bus, mut watch, builder) = builder_only(config).await;
 
     publish(&bus, &tree_composed(&work, REF_X86, "x86_64", &commit)).await;
     let seen = watch.wait_for(3, WAIT).await.to_vec();
@@ -395,21 +399,21 @@ async fn two_arches_on_two_tester_replicas_reach_passed_autotest_exactly_once() 
 /// The builder on a store of its own: `images_support` stream `img` with the shipped qcow2
 /// recipe, the store root at `root`.
 fn builder_on(work: &Work, root: &std::path::Path) -> ImageBuilder {
-    let stream = StreamToml {
+    let stream = StreamConfig {
         name: "img",
         arches: &[("x86_64", REF_X86)],
         repo: work.repo.path(),
         formats: &["qcow2"],
         recipes: vec![("qcow2", shipped_recipe("qcow2"))],
         suite: None,
-        extra: "",
+        extra: Table::new(),
     };
-    let config = format!(
-        "[store]\nroot = \"{}\"\n{}",
-        root.display(),
-        stream.render()
+    let config = config::merged(
+        toml! { [store] root = (config::path(root)) },
+        stream.config(),
     );
-    let settings = settings::Settings::from_toml(&config).expect("a valid configuration");
+    let settings =
+        settings::Settings::from_toml(&config::to_toml(&config)).expect("a valid configuration");
     ImageBuilder::new(Arc::new(settings)).unwrap()
 }
 

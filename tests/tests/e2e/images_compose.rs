@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use images_support::*;
 use messages::{ImageBuildFailed, ImageBuilt, PungiComposeOstree, PungiComposeStatusChange};
 use store::Store;
+use tests::config::toml;
 use tests::{eventually, free_port, http_get};
 
 const REF_X86: &str = "fortnight/test/x86_64/atomic-host";
@@ -90,16 +91,19 @@ fn finished(id: &str, location: String) -> PungiComposeStatusChange {
 
 /// An image-builder for stream `cmp`, which takes x86_64 images from `Fortnight-Test-` composes.
 async fn compose_builder(work: &Work) -> (tests::TestBus, tests::Watch, tests::Running) {
-    let stream = StreamToml {
+    let stream = StreamConfig {
         name: "cmp",
         arches: &[("x86_64", REF_X86)],
         repo: work.repo.path(),
         formats: &["qcow2"],
         recipes: Vec::new(),
         suite: None,
-        extra: "compose_variant = \"AtomicHost\"\ncompose_id_prefix = \"Fortnight-Test-\"\n",
+        extra: toml! {
+            compose_variant = "AtomicHost"
+            compose_id_prefix = "Fortnight-Test-"
+        },
     };
-    builder_only(&stream.render()).await
+    builder_only(stream.config()).await
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use image_builder::ImageBuilder;
 use image_tester::ImageTester;
+use tests::config::health_addr;
 use tests::{Running, TestBus, eventually, free_port, is_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -32,7 +33,7 @@ fn staging(arch_dir: &Path, name: &str, lock: bool, age: Duration) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_removes_staging_no_live_build_owns_and_keeps_the_rest() {
     let health = free_port();
-    let bus = TestBus::new().consumer("image-builder", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::new().consumer("image-builder", health_addr(health));
     let settings = Arc::new(bus.settings());
     let arch_dir = bus.store_root().join("f43/all/43.20261101.0/x86_64");
     let old = Duration::from_secs(3600);
@@ -78,7 +79,7 @@ async fn start_up_removes_staging_no_live_build_owns_and_keeps_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_removes_test_scratch_no_live_test_owns_and_keeps_the_rest() {
     let health = free_port();
-    let bus = TestBus::new().consumer("image-tester", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::new().consumer("image-tester", health_addr(health));
     let settings = Arc::new(bus.settings());
     let tmp = std::env::temp_dir();
     let name = |what: &str| format!("{}{}-{what}", image_tester::SCRATCH_PREFIX, bus.id);

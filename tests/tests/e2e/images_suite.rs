@@ -15,6 +15,7 @@ use image_tester::ImageTester;
 use images_support::*;
 use messages::{ImageBuilt, ImageTestsFailed, ImageTestsPassed, TestReport, TestStatus};
 use store::Store;
+use tests::config::{self, Table, Value, toml};
 
 /// The reports of `count` candidates of one pipeline, passed or failed, by version.
 async fn reports(watch: &mut tests::Watch, count: usize) -> Vec<(bool, TestReport)> {
@@ -149,27 +150,27 @@ async fn a_tree_whose_boot_hangs_fails_at_the_boot_timeout_naming_the_last_conso
     );
     // The shipped boot test alone, with a boot timeout a hang reaches quickly.
     let suite = work.dir.path().join("boot-suite.toml");
-    std::fs::write(
-        &suite,
-        format!(
-            "[[test]]\nname = \"boot\"\nargv = [{:?}]\nformats = [\"qcow2\"]\ntimeout_seconds = 300\n\
-             env = {{ FORTNIGHT_BOOT_KERNEL = \"required\", FORTNIGHT_BOOT_SECONDS = \"30\" }}\n",
-            workspace().join("deploy/tests/bin/boot").display().to_string()
-        ),
-    )
-    .unwrap();
-    let stream = StreamToml {
+    let boot = toml! {
+        name = "boot"
+        argv = [(config::path(&workspace().join("deploy/tests/bin/boot")))]
+        formats = ["qcow2"]
+        timeout_seconds = 300
+        env = { FORTNIGHT_BOOT_KERNEL = "required", FORTNIGHT_BOOT_SECONDS = "30" }
+    };
+    let tests = Table::from_iter([("test".to_owned(), Value::Array(vec![Value::Table(boot)]))]);
+    std::fs::write(&suite, config::to_toml(&tests)).unwrap();
+    let stream = StreamConfig {
         name: "img",
         arches: &[("x86_64", REF_X86)],
         repo: work.repo.path(),
         formats: &["qcow2"],
         recipes: vec![("qcow2", shipped_recipe("qcow2"))],
         suite: Some(suite),
-        extra: "",
+        extra: Table::new(),
     };
-    let bus = tests::TestBus::with_config(&stream.render())
-        .consumer("image-builder", "")
-        .consumer("image-tester", "");
+    let bus = tests::TestBus::with_config(stream.config())
+        .consumer("image-builder", Table::new())
+        .consumer("image-tester", Table::new());
     let mut watch = bus
         .watch(&[
             "fortnight.image.tests.passed",

@@ -27,6 +27,7 @@ mod site_browser;
 mod site_burst;
 mod site_bus;
 mod site_startup;
+mod stale_streams;
 mod timer_ticks;
 mod trust;
 mod workspace;

@@ -1,8 +1,9 @@
 //! Signed releases on the real broker, gpg and ostree: the releaser stages a release, asks for
 //! signatures and finishes it only on the signer's SUCCESS; a user who trusts only the
 //! published key can check the CHECKSUM and pull the release ref with `gpg-verify=true`; a
-//! refused request (bad checksum, path outside the store) signs nothing and skips the release;
-//! a replayed request signs nothing again.
+//! refused request (bad checksum, path outside the store) signs nothing and skips the release,
+//! a forced one too; a request nobody answers is sent again once and then skipped; a replayed
+//! request signs nothing again.
 
 use crate::release_support;
 
@@ -11,10 +12,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use messages::{
-    Commit, Outgoing, ReleaseSkipped, SignArtifact, SignCommit, SignFinished, SignRequested,
-    SignStatus,
+    Commit, Outgoing, OverrideRelease, ReleaseSkipped, SignArtifact, SignCommit, SignFinished,
+    SignRequested, SignStatus,
 };
-use release_support::{ARCHES, Options, Pipeline, arch, release_ref, stream, version, wait_topic};
+use release_support::{
+    ARCHES, BrokerUser, Options, Pipeline, arch, of_topic, release_ref, stream, version, wait_topic,
+};
 use tests::process::{assert_success, text};
 use tests::signing::{GpgHome, pull_verified};
 
@@ -27,12 +30,15 @@ const PERIOD: &str = "2026-11-17T12:00:00Z";
 
 /// A pipeline whose stream is signed with `key` (the signer not started yet).
 async fn signed_pipeline(key: &GpgHome) -> Pipeline {
-    Pipeline::start(Options {
+    Pipeline::start(signed(key)).await
+}
+
+fn signed(key: &GpgHome) -> Options {
+    Options {
         karma_required: false,
         signing: Some((key.path().to_owned(), "43".into(), key.fingerprint.clone())),
         ..Options::default()
-    })
-    .await
+    }
 }
 
 fn release_checksum(p: &Pipeline, a: &str) -> PathBuf {
@@ -125,7 +131,10 @@ async fn a_signed_release_verifies_with_the_published_key_and_not_with_another()
         let good = GpgHome::verify_with(&published, Path::new(&image_signature), &image);
         assert_success(&good, &format!("gpg --verify of {a}'s image"));
 
-        assert_eq!(signatures(&p, &commits[&arch(a)]), 1);
+        // The release ref's commit is the tested tree bound to the release ref, and signed.
+        let head = p.release_head(a).unwrap();
+        assert_eq!(p.release_commit(a).as_ref(), Some(&commits[&arch(a)]));
+        assert_eq!(signatures(&p, &head), 1);
         let release_ref = release_ref(a);
         let pulled = pull_verified(p.repo.path(), release_ref.as_str(), &published);
         assert_success(&pulled, &format!("verified pull of {release_ref}"));
@@ -214,11 +223,7 @@ async fn the_release_waits_for_the_signer_and_completes_once_when_it_starts() {
         assert!(asc(&release_checksum(&p, a)).is_file());
     }
     let settled = watch.settle(Duration::from_secs(2)).await;
-    assert_eq!(
-        release_support::of_topic(settled, PUBLISHED).len(),
-        1,
-        "released once"
-    );
+    assert_eq!(of_topic(settled, PUBLISHED).len(), 1, "released once");
     assert_eq!(
         releaser::signing::read(&p.store, &stream(), &version(VERSION)).unwrap(),
         None,
@@ -264,7 +269,238 @@ async fn a_checksum_the_signer_refuses_skips_the_release_naming_its_reply() {
     assert_nothing_promoted(&p);
     assert!(!asc(&checksum).exists(), "a refused request signed a file");
     let settled = watch.settle(Duration::from_secs(1)).await;
-    assert!(release_support::of_topic(settled, PUBLISHED).is_empty());
+    assert!(of_topic(settled, PUBLISHED).is_empty());
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_replies_travel_on_the_deployments_topics() {
+    const ROBOSIGNATORY: &str = "coreos.build.request.artifacts-sign";
+    let finished_topic = format!("{ROBOSIGNATORY}.finished");
+    let key = GpgHome::with_key("fortnight-43");
+    let mut p = Pipeline::start(Options {
+        signing_topics: settings::SigningTopics {
+            requested: ROBOSIGNATORY.into(),
+            finished: finished_topic.clone(),
+        },
+        ..signed(&key)
+    })
+    .await;
+    p.start_signer().await;
+    let mut watch = p
+        .watch(&[
+            ROBOSIGNATORY,
+            &finished_topic,
+            REQUESTED,
+            FINISHED,
+            PUBLISHED,
+        ])
+        .await;
+    p.nightly_tested(VERSION, None).await;
+    p.tick(PERIOD).await;
+    assert_eq!(
+        wait_topic(&mut watch, PUBLISHED, 1).await.len(),
+        1,
+        "released"
+    );
+    let settled = watch.settle(Duration::from_secs(1)).await;
+    let topics: Vec<&str> = settled.iter().map(|line| line.topic.as_str()).collect();
+    let on = |topic: &str| {
+        settled
+            .iter()
+            .filter(|l| l.topic.ends_with(&format!(".{topic}")))
+            .count()
+    };
+    assert_eq!(
+        on(ROBOSIGNATORY),
+        1,
+        "the request on the configured topic: {topics:?}"
+    );
+    assert_eq!(
+        on(&finished_topic),
+        1,
+        "the reply on the configured topic: {topics:?}"
+    );
+    assert_eq!(
+        on(REQUESTED) + on(FINISHED),
+        0,
+        "nothing on the default topics: {topics:?}"
+    );
+    let reply = settled
+        .iter()
+        .find(|l| l.topic.ends_with(&finished_topic))
+        .unwrap();
+    assert_eq!(
+        reply.headers["fedora_messaging_schema"], FINISHED,
+        "the body keeps its schema"
+    );
+    watch.close().await;
+    p.stop().await;
+}
+
+/// A signed pipeline whose releaser waits `deadline` for each reply, and whose signer's queue
+/// is in place with the signer down.
+async fn signer_down(options: Options, deadline: &str) -> Pipeline {
+    let mut p = Pipeline::start(Options {
+        signing_deadline: Some(deadline.into()),
+        ..options
+    })
+    .await;
+    p.start_signer().await;
+    p.stop_signer().await;
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_request_is_sent_again_once_then_the_release_is_skipped() {
+    let key = GpgHome::with_key("fortnight-43");
+    let p = signer_down(signed(&key), "2s").await;
+    let mut watch = p.watch(&[REQUESTED, SKIPPED, PUBLISHED]).await;
+    p.nightly_tested(VERSION, None).await;
+    p.tick(PERIOD).await;
+
+    let requested = wait_topic(&mut watch, REQUESTED, 2).await;
+    assert_eq!(requested.len(), 2, "the request was sent again");
+    assert_eq!(
+        requested[0].body, requested[1].body,
+        "the same request, with the same request_id"
+    );
+    assert_ne!(requested[0].id, requested[1].id, "in a message of its own");
+    let resent = tests::eventually(release_support::WAIT, || {
+        releaser::signing::read(&p.store, &stream(), &version(VERSION))
+            .unwrap()
+            .is_some_and(|pending| {
+                pending.resent_at.is_some()
+                    && pending
+                        .describe(Duration::from_secs(2))
+                        .contains("(re-sent at ")
+            })
+    })
+    .await;
+    assert!(resent, "the request records when it was sent again");
+
+    let skipped = wait_topic(&mut watch, SKIPPED, 1).await;
+    assert_eq!(skipped.len(), 1, "the release was given up");
+    let skipped: ReleaseSkipped = serde_json::from_value(skipped[0].body.clone()).unwrap();
+    assert_eq!(skipped.period.to_string(), PERIOD);
+    let reason = skipped.candidates[0].reasons.join("; ");
+    assert!(
+        reason.contains(&format!(
+            "no signature from {REQUESTED} within 2s, re-sent at "
+        )),
+        "{reason}"
+    );
+    assert_nothing_promoted(&p);
+    assert_eq!(
+        releaser::signing::read(&p.store, &stream(), &version(VERSION)).unwrap(),
+        None,
+        "the request is given up"
+    );
+    // Quiet for longer than another deadline: nothing is sent again.
+    let settled = watch.settle(Duration::from_secs(3)).await;
+    assert_eq!(of_topic(settled, REQUESTED).len(), 2, "sent again once");
+    assert_eq!(of_topic(settled, SKIPPED).len(), 1, "skipped once");
+    assert!(of_topic(settled, PUBLISHED).is_empty());
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_started_after_the_re_send_signs_once_and_the_release_completes_once() {
+    let key = GpgHome::with_key("fortnight-43");
+    let mut p = signer_down(signed(&key), "4s").await;
+    let mut watch = p.watch(&[REQUESTED, FINISHED, PUBLISHED, SKIPPED]).await;
+    let commits = p.nightly_tested(VERSION, None).await;
+    p.tick(PERIOD).await;
+    assert_eq!(
+        wait_topic(&mut watch, REQUESTED, 2).await.len(),
+        2,
+        "the request was sent again"
+    );
+
+    // The signer finds both messages of the one request in its queue.
+    p.start_signer().await;
+    assert_eq!(
+        wait_topic(&mut watch, PUBLISHED, 1).await.len(),
+        1,
+        "released"
+    );
+    let finished = wait_topic(&mut watch, FINISHED, 2).await;
+    assert_eq!(finished.len(), 2, "both messages answered");
+    assert_eq!(
+        finished[0].id, finished[1].id,
+        "the second answer repeats the first"
+    );
+    for a in ARCHES {
+        assert_eq!(p.release_commit(a).as_ref(), Some(&commits[&arch(a)]));
+        assert_eq!(
+            signatures(&p, &p.release_head(a).unwrap()),
+            1,
+            "{a}'s release commit is signed once"
+        );
+    }
+    // Quiet past the time the release would have been given up.
+    let settled = watch.settle(Duration::from_secs(5)).await;
+    assert_eq!(of_topic(settled, PUBLISHED).len(), 1, "released once");
+    assert!(of_topic(settled, SKIPPED).is_empty(), "and not given up");
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_release_the_signer_refuses_is_skipped_and_its_override_records_why() {
+    let key = GpgHome::with_key("fortnight-43");
+    let operator = BrokerUser::create("operator");
+    let options = Options {
+        operators: vec![operator.name.clone()],
+        ..signed(&key)
+    };
+    let mut p = signer_down(options, "1h").await;
+    let mut watch = p.watch(&[REQUESTED, FINISHED, SKIPPED, PUBLISHED]).await;
+    // Failing on aarch64: only an override releases it.
+    p.nightly_tested(VERSION, Some(("aarch64", "boot-smoke")))
+        .await;
+    let body = p.override_body(&operator, Some(VERSION), "security fix");
+    p.override_as(&operator, OverrideRelease(body)).await;
+    assert_eq!(
+        wait_topic(&mut watch, REQUESTED, 1).await.len(),
+        1,
+        "signatures requested"
+    );
+    // The CHECKSUM changes between the request and the signing.
+    let checksum = release_checksum(&p, ARCHES[0]);
+    let mut changed = std::fs::read_to_string(&checksum).unwrap();
+    changed.push_str("# changed\n");
+    std::fs::write(&checksum, changed).unwrap();
+
+    p.start_signer().await;
+    let skipped = wait_topic(&mut watch, SKIPPED, 1).await;
+    assert_eq!(skipped.len(), 1, "the forced release was skipped");
+    let finished = wait_topic(&mut watch, FINISHED, 1).await;
+    let reply_id = finished[0].id.as_deref().unwrap();
+    let skipped: ReleaseSkipped = serde_json::from_value(skipped[0].body.clone()).unwrap();
+    let reason = skipped.candidates[0].reasons.join("; ");
+    assert!(
+        reason.contains(reply_id) && reason.contains("the request says"),
+        "the skip names the signer's reply and its reason: {reason}"
+    );
+    assert_nothing_promoted(&p);
+
+    let log = p.audit_log();
+    assert_eq!(log.len(), 2, "the override and its outcome: {log:?}");
+    let outcome = log[1].outcome.as_deref().unwrap_or_default();
+    assert!(
+        outcome.starts_with(&format!("skipped {VERSION}: ")) && outcome.contains(reply_id),
+        "{outcome}"
+    );
+    assert_eq!(
+        (&log[1].operator, log[1].version.as_ref()),
+        (&operator.name, Some(&version(VERSION))),
+        "the outcome is the override's"
+    );
+    let settled = watch.settle(Duration::from_secs(1)).await;
+    assert!(of_topic(settled, PUBLISHED).is_empty());
     watch.close().await;
     p.stop().await;
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use messages::RecordLine;
 use serde_json::json;
 use site_publisher::SitePublisher;
+use tests::config::toml;
 use tests::{Running, TestBus, eventually, free_port, is_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -32,7 +33,11 @@ async fn bad_messages_are_dead_lettered_and_a_good_one_still_publishes_the_site(
     let health = free_port();
     let bus = TestBus::new().consumer(
         "site-publisher",
-        &format!("max_attempts = 1\nretry_delays_seconds = [1]\nhealth_addr = \"{health}\""),
+        toml! {
+            max_attempts = 1
+            retry_delays_seconds = [1]
+            health_addr = (health.to_string())
+        },
     );
     let settings = Arc::new(bus.settings());
     let consumer = Running::start(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use site_publisher::SitePublisher;
+use tests::config::health_addr;
 use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -14,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_site_exists_and_shows_the_store_once_the_consumer_is_ready() {
     let health = free_port();
-    let bus = TestBus::new().consumer("site-publisher", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::new().consumer("site-publisher", health_addr(health));
     // The bus names come from the test bus; the store (a released f43) from the fixture.
     let f = fixture::fixture("Produced automatically.");
     let mut settings = bus.settings();

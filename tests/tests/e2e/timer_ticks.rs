@@ -15,23 +15,40 @@ use release_support::{BrokerUser, stream, wait_topic};
 use release_timer::{TimerState, load_state};
 use settings::Settings;
 use tests::broker::Node;
+use tests::config::{self, Table, Value, toml};
 use tests::{TestBus, Watch, eventually, free_port, http_get, is_ready};
 use tokio::sync::watch;
 
 const FIRED: &str = TwoweekTimerFired::TOPIC;
 
-fn timer_bus(schedule: &str) -> TestBus {
-    TestBus::with_config(&format!(
-        r#"
-[streams.tw]
-arches = ["x86_64"]
-input_refs = {{ x86_64 = "fedora/tw/x86_64/atomic-host" }}
-ostree_repo = "/nonexistent"
-formats = ["qcow2"]
-[streams.tw.twoweek]
-release_refs = {{ x86_64 = "fedora/tw/x86_64/release" }}
-{schedule}
-"#
+/// The `tw` stream with two-week releases on `schedule` (keys of its `twoweek` table).
+fn timer_config(schedule: Table) -> Table {
+    let twoweek = config::merged(
+        toml! { release_refs = { x86_64 = "fedora/tw/x86_64/release" } },
+        schedule,
+    );
+    toml! {
+        [streams.tw]
+        arches = ["x86_64"]
+        input_refs = { x86_64 = "fedora/tw/x86_64/atomic-host" }
+        ostree_repo = "/nonexistent"
+        formats = ["qcow2"]
+        twoweek = (Value::Table(twoweek))
+    }
+}
+
+fn timer_bus(schedule: Table) -> TestBus {
+    TestBus::with_config(timer_config(schedule))
+}
+
+/// [`timer_bus`] with the timer's health endpoints on `addr`.
+fn timer_bus_serving(schedule: Table, addr: SocketAddr) -> TestBus {
+    TestBus::with_config(config::merged(
+        timer_config(schedule),
+        toml! {
+            [consumers.release-timer]
+            health_addr = (addr.to_string())
+        },
     ))
 }
 
@@ -73,13 +90,12 @@ async fn run_timer(bus: &TestBus, watch: &mut Watch, expect: usize) -> Vec<Twowe
         .collect()
 }
 
-/// A periodic schedule starting at `anchor`, one period a day, with health endpoints on
-/// `addr`.
-fn daily_with_health(anchor: DateTime<Utc>, addr: SocketAddr) -> String {
-    format!(
-        "anchor = \"{}\"\nperiod_days = 1\n[consumers.release-timer]\nhealth_addr = \"{addr}\"\n",
-        anchor.to_rfc3339()
-    )
+/// A periodic schedule starting at `anchor`, one period a day.
+fn daily(anchor: DateTime<Utc>) -> Table {
+    toml! {
+        anchor = (anchor.to_rfc3339())
+        period_days = 1
+    }
 }
 
 /// A counter of the timer's `/metrics`; 0 while nothing answers.
@@ -110,10 +126,7 @@ async fn a_missed_period_fires_once_at_start_and_a_restart_fires_nothing() {
     let anchor = (Utc::now() - TimeDelta::hours(5 * 24 + 12))
         .duration_trunc(TimeDelta::seconds(1))
         .unwrap();
-    let bus = timer_bus(&format!(
-        "anchor = \"{}\"\nperiod_days = 1",
-        anchor.to_rfc3339()
-    ));
+    let bus = timer_bus(daily(anchor));
     // The timer last fired the anchor's period, then was down for five periods.
     let state_path = store::Store::open(bus.store_root())
         .unwrap()
@@ -165,7 +178,7 @@ async fn a_missed_period_fires_once_at_start_and_a_restart_fires_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_schedule_fires_its_current_occurrence() {
-    let bus = timer_bus("cron = \"0 0 1 1 *\"");
+    let bus = timer_bus(toml! { cron = "0 0 1 1 *" });
     let mut watch = bus.watch(&[FIRED]).await;
     let fired = run_timer(&bus, &mut watch, 1).await;
     let year = Utc::now().format("%Y");
@@ -181,7 +194,7 @@ async fn a_cron_schedule_fires_its_current_occurrence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_fires_the_current_period_by_hand() {
     let operator = BrokerUser::create("operator");
-    let bus = timer_bus("anchor = \"2026-01-06T12:00:00Z\"");
+    let bus = timer_bus(toml! { anchor = "2026-01-06T12:00:00Z" });
     let mut watch = bus.watch(&[FIRED]).await;
     let settings = bus.settings();
     let publisher = operator.publisher(&settings).await;
@@ -207,7 +220,7 @@ async fn an_operator_fires_the_current_period_by_hand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_timer_serves_health_endpoints_and_is_ready_while_connected() {
     let addr = free_port();
-    let bus = timer_bus(&daily_with_health(Utc::now() - TimeDelta::hours(1), addr));
+    let bus = timer_bus_serving(daily(Utc::now() - TimeDelta::hours(1)), addr);
     let mut watch = bus.watch(&[FIRED]).await;
     let timer = Timer::start(bus.settings());
 
@@ -243,7 +256,7 @@ async fn a_tick_no_queue_takes_is_not_recorded_and_is_published_once_one_is_boun
     let current = (Utc::now() - TimeDelta::hours(1))
         .duration_trunc(TimeDelta::seconds(1))
         .unwrap();
-    let bus = timer_bus(&daily_with_health(current, addr));
+    let bus = timer_bus_serving(daily(current), addr);
     // A fresh broker: nothing is bound for the tick's topic yet.
     let timer = Timer::start(bus.settings());
     assert!(
@@ -287,7 +300,7 @@ async fn the_timer_reconnects_after_a_broker_restart_and_fires_the_next_tick() {
     let first = (Utc::now() + TimeDelta::seconds(20))
         .duration_trunc(TimeDelta::seconds(1))
         .unwrap();
-    let bus = timer_bus(&daily_with_health(first, addr));
+    let bus = timer_bus_serving(daily(first), addr);
     let mut settings = bus.settings();
     settings.amqp_url = node.amqp_url();
     let timer = Timer::start(settings.clone());

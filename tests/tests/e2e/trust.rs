@@ -3,7 +3,7 @@
 //! sender and the topic, and changes nothing; the same message from a trusted account is acted
 //! on. Ticks must name a begun period of the stream's schedule.
 
-use crate::images_support::{self, GOOD_TREE, StreamToml, Work, bodies};
+use crate::images_support::{self, GOOD_TREE, StreamConfig, Work, bodies};
 use crate::release_support::{
     self, BrokerUser, Options, Pipeline, arch, stream, version, wait_topic,
 };
@@ -22,6 +22,7 @@ use messages::{
 use settings::Settings;
 use site_publisher::SitePublisher;
 use store::Store;
+use tests::config::Table;
 use tests::{Running, TestBus};
 
 const V: &str = "43.20261110.0";
@@ -199,19 +200,19 @@ async fn tree_and_image_topics_from_an_untrusted_account_or_without_user_id_chan
             runs.display()
         ),
     );
-    let config = StreamToml {
+    let config = StreamConfig {
         name: STREAM,
         arches: &[("x86_64", REF)],
         repo: work.repo.path(),
         formats: &["qcow2"],
         recipes: vec![("qcow2", recipe)],
         suite: None,
-        extra: "",
+        extra: Table::new(),
     };
-    let bus = TestBus::with_config(&config.render())
-        .consumer("image-builder", "")
-        .consumer("image-tester", "")
-        .consumer("site-publisher", "");
+    let bus = TestBus::with_config(config.config())
+        .consumer("image-builder", Table::new())
+        .consumer("image-tester", Table::new())
+        .consumer("site-publisher", Table::new());
     let mut watch = bus
         .watch(&[
             "fortnight.image.built",

@@ -36,10 +36,8 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
         .context("cannot read the candidate's signing request")?;
     if let Some(pending) = pending {
         println!(
-            "  released once signed: waiting for signatures since {} (request {})",
-            pending
-                .since
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "  released once signed: {} (request {})",
+            pending.describe(super::status::signing_deadline(stream_settings)),
             pending.request.request_id
         );
     }
@@ -47,6 +45,13 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
         println!("  automated tests: passed on every arch");
     } else {
         println!("  automated tests: {}", verdict.autotest.join("; "));
+    }
+    if !stream_settings.external_gating.is_empty() {
+        if verdict.external.is_empty() {
+            println!("  external tests: passed on every arch");
+        } else {
+            println!("  external tests: {}", verdict.external.join("; "));
+        }
     }
     let votes = candidate
         .tally

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use messages::{
     Message, Override, OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock,
     OverrideUnhold, Stream, Version,
@@ -50,7 +50,7 @@ pub struct Common {
     /// Why; shown in skip reasons, `fortnight status` and the audit log.
     #[arg(long, required = true)]
     pub reason: String,
-    /// When the override lapses: an RFC 3339 time, or a delay such as `12h` or `7d`.
+    /// When the override lapses: an RFC 3339 time, or a delay such as `30m`, `12h` or `7d`.
     #[arg(long, value_parser = parse_expiry)]
     pub expires: Option<DateTime<Utc>>,
     #[command(flatten)]
@@ -61,18 +61,13 @@ fn parse_expiry(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let amount: i64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a delay like 12h or 7d"))?;
-    let delay = match unit {
-        "h" => TimeDelta::try_hours(amount),
-        "d" => TimeDelta::try_days(amount),
-        _ => None,
-    }
-    .filter(|d| *d > TimeDelta::zero())
-    .ok_or_else(|| format!("{text:?}: a delay is a positive number of hours (h) or days (d)"))?;
-    Ok(Utc::now() + delay)
+    settings::Deadline::try_from(text.to_owned())
+        .ok()
+        .and_then(|delay| chrono::TimeDelta::from_std(delay.0).ok())
+        .map(|delay| Utc::now() + delay)
+        .ok_or_else(|| {
+            format!("{text:?} is neither an RFC 3339 time nor a delay like 30m, 12h or 7d")
+        })
 }
 
 async fn send<M: Message>(
@@ -142,7 +137,7 @@ mod tests {
             "2026-12-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
         );
         let in_a_week = parse_expiry("7d").unwrap() - Utc::now();
-        assert!((TimeDelta::days(7) - in_a_week).num_seconds().abs() < 5);
+        assert!((chrono::TimeDelta::days(7) - in_a_week).num_seconds().abs() < 5);
         assert!(parse_expiry("0d").is_err());
         assert!(parse_expiry("7w").is_err());
         assert!(parse_expiry("soon").is_err());

@@ -1,12 +1,14 @@
 //! `fortnight status [STREAM]`: each stream's current release and its age, the candidates
-//! newer than it with the state of every gate, and the overrides in force. Read from the store
-//! with the releaser's own decision code, so it says what the next tick would do.
+//! newer than it with the state of every gate, the overrides in force, and whether the stream
+//! is stale. Read from the store with the releaser's own decision code and the release timer's
+//! own staleness rules, so it says what the next tick would do and what the timer announces.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use messages::Stream;
+use release_timer::stale::human_age;
 use releaser::{Decision, StreamView, decide};
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::Store;
@@ -17,15 +19,13 @@ pub struct Args {
     pub stream: Option<Stream>,
 }
 
-/// "3 days", "5 hours", "12 minutes", "40 seconds": a fresh release is not "0 minutes" old.
-pub fn human_age(seconds: i64) -> String {
-    let (amount, unit) = match seconds {
-        s if s >= 2 * 86_400 => (s / 86_400, "days"),
-        s if s >= 2 * 3600 => (s / 3600, "hours"),
-        s if s >= 120 => (s / 60, "minutes"),
-        s => (s.max(0), "seconds"),
-    };
-    format!("{amount} {unit}")
+/// How long the releaser waits for each answer to a signing request of the stream.
+pub fn signing_deadline(settings: &StreamSettings) -> std::time::Duration {
+    settings
+        .signing
+        .as_ref()
+        .map(|signing| signing.deadline.0)
+        .unwrap_or_default()
 }
 
 /// Reads a stream as the releaser sees it now, with the stream's settings and two-week
@@ -58,13 +58,19 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
         }
         (None, _) => println!("{stream}: nothing released yet"),
     }
+    let now = Utc::now();
+    let pulse = release_timer::stale::pulse(store, stream, stream_settings, now)
+        .with_context(|| format!("cannot tell whether stream {stream} is stale"))?;
+    for standstill in pulse.stale(now) {
+        println!("  STALE: {}", standstill.describe(now));
+    }
     let waiting = releaser::signing::waiting(store, stream)
         .with_context(|| format!("cannot read the signing requests of {stream}"))?;
     for pending in &waiting {
         println!(
-            "  {} waiting for signatures since {} (request {})",
+            "  {} {} (request {})",
             pending.request.version,
-            pending.since.to_rfc3339_opts(SecondsFormat::Secs, true),
+            pending.describe(signing_deadline(stream_settings)),
             pending.request.request_id
         );
     }
@@ -125,18 +131,4 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
         print_stream(&settings, &store, stream)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_read_naturally() {
-        assert_eq!(human_age(20 * 86_400 + 5), "20 days");
-        assert_eq!(human_age(86_400), "24 hours");
-        assert_eq!(human_age(600), "10 minutes");
-        assert_eq!(human_age(119), "119 seconds");
-        assert_eq!(human_age(0), "0 seconds");
-    }
 }

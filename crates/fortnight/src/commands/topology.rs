@@ -67,29 +67,26 @@ pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// A consumer's topic list: the function its `Step::topics` returns.
-type Topics = fn() -> Vec<String>;
+/// A consumer's topic list: the function its `Step::topics` returns (the signing topics are
+/// the deployment's, so every list is made from the settings).
+type Topics = fn(&BusSettings) -> Vec<String>;
 
 /// Each queue consumer's name and topic list.
 const CONSUMERS: [(&str, Topics); 6] = [
-    (
-        <image_builder::ImageBuilder as Step>::NAME,
-        image_builder::topics,
-    ),
-    (
-        <image_tester::ImageTester as Step>::NAME,
-        image_tester::topics,
-    ),
-    (
-        <karma_tracker::KarmaTracker as Step>::NAME,
-        karma_tracker::topics,
-    ),
+    (<image_builder::ImageBuilder as Step>::NAME, |_| {
+        image_builder::topics()
+    }),
+    (<image_tester::ImageTester as Step>::NAME, |_| {
+        image_tester::topics()
+    }),
+    (<karma_tracker::KarmaTracker as Step>::NAME, |_| {
+        karma_tracker::topics()
+    }),
     (<releaser::Releaser as Step>::NAME, releaser::topics),
     (<signer::Signer as Step>::NAME, signer::topics),
-    (
-        <site_publisher::SitePublisher as Step>::NAME,
-        site_publisher::topics,
-    ),
+    (<site_publisher::SitePublisher as Step>::NAME, |_| {
+        site_publisher::topics()
+    }),
 ];
 
 /// The definitions for every consumer that owns a queue (the release timer only publishes,
@@ -100,7 +97,7 @@ pub fn definitions(settings: &BusSettings, vhost: &str) -> anyhow::Result<Defini
         let Some((_, topics)) = CONSUMERS.iter().find(|(name, _)| *name == consumer) else {
             bail!("internal error: no topic list for the {consumer} consumer");
         };
-        topologies.push(Topology::new(settings, consumer, &topics()));
+        topologies.push(Topology::new(settings, consumer, &topics(settings)));
     }
     Definitions::new(vhost, &topologies).context("cannot export the consumers' topology")
 }

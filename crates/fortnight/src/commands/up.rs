@@ -59,8 +59,8 @@ where
     Ok(S::NAME)
 }
 
-/// Runs every consumer and the release timer until `shutdown` resolves or one of them fails;
-/// then stops the others (each finishes the message in hand) and returns the first error.
+/// Runs every consumer, the release timer and the releaser's deadline clock until `shutdown`
+/// resolves or one of them fails; then stops the others (each finishes the message in hand) and returns the first error.
 pub async fn run_all(
     settings: Arc<Settings>,
     shutdown: impl Future<Output = ()> + Send,
@@ -83,6 +83,18 @@ pub async fn run_all(
         tasks.spawn(async move {
             let result = release_timer::run(settings, shutdown).await;
             (release_timer::NAME, result.map_err(anyhow::Error::from))
+        });
+    }
+    {
+        let releaser = Releaser::new(Arc::clone(&settings))
+            .context("cannot set up the releaser's signing deadlines")?;
+        let shutdown = shutdown_waiter(&stopped);
+        tasks.spawn(async move {
+            let result = releaser::deadlines::run(releaser, shutdown).await;
+            (
+                releaser::deadlines::Deadlines::NAME,
+                result.map_err(anyhow::Error::from),
+            )
         });
     }
     tracing::info!(tasks = tasks.len(), "all consumers started");

@@ -64,7 +64,7 @@ async fn operators_list_show_replay_and_purge_dead_letters() {
     let mut ids = Vec::new();
     for n in [7, 8] {
         let message = Outgoing::new(uuid::Uuid::new_v4(), &tree_composed(n));
-        message.validate().unwrap();
+        tests::schema::assert_valid(&message);
         publisher.publish(&message).await.unwrap();
         ids.push(message.id.to_string());
     }

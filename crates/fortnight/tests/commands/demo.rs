@@ -122,8 +122,9 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         "karma threshold reached: f43 43.20261125.0",
         "two-week tick fired for f43",
         "Released f43 43.20261125.0",
-        "43.20261126.0: gating tests failed on aarch64: os-release",
-        "43.20261124.0: no stable karma from testers; older than 43.20261125.0",
+        // Why not the others, in the releaser's words (`releaser::decide`).
+        "43.20261126.0: automated tests: aarch64: failed tests: os-release",
+        "43.20261124.0: human testing: karma +0 is below the stable threshold +1 (0 vote(s))",
         "Page: file://",
         "Signed with the demo's key",
     ] {
@@ -149,7 +150,8 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         assert_success(&checked, &format!("gpg --verify {verify:?}"));
     }
 
-    // The promoted refs point at the released nightly's commits.
+    // The promoted refs point at release commits of the released nightly's commits, bound to
+    // the release refs.
     let store = dir.join("store");
     let release = read_json(
         &store
@@ -159,19 +161,24 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
     );
     let repo = dir.join("repo");
     for arch in ["x86_64", "aarch64"] {
-        let commit = ostree(
-            &repo,
-            &["rev-parse", &format!("fedora/43/{arch}/atomic-host")],
-        );
+        let release_ref = format!("fedora/43/{arch}/atomic-host");
+        let commit = ostree(&repo, &["rev-parse", &release_ref]);
+        let metadata = |key: &str| {
+            ostree(
+                &repo,
+                &["show", &format!("--print-metadata-key={key}"), &commit],
+            )
+        };
         assert_eq!(
-            release["arches"][arch]["tree"]["commit"],
-            commit.as_str(),
+            metadata(ostree_cli::RELEASE_OF),
+            format!(
+                "'{}'",
+                release["arches"][arch]["tree"]["commit"].as_str().unwrap()
+            ),
             "{arch} release ref"
         );
-        assert_eq!(
-            ostree(&repo, &["show", "--print-metadata-key=version", &commit]),
-            format!("'{RELEASED}'")
-        );
+        assert_eq!(metadata("ostree.ref-binding"), format!("['{release_ref}']"));
+        assert_eq!(metadata("version"), format!("'{RELEASED}'"));
     }
 
     // The page and the stream metadata show it, with the right checksums.

@@ -157,7 +157,7 @@ async fn fortnight_messages_reach_fedora_messaging_with_its_properties_and_heade
         expires: None,
     });
     let outgoing = Outgoing::new(derived_id("interop", &[&env.id]), &block);
-    outgoing.validate().unwrap();
+    tests::schema::assert_valid(&outgoing);
     let publisher = env.publisher().await;
     publisher.publish(&outgoing).await.unwrap();
     publisher.close().await;
@@ -341,7 +341,7 @@ async fn record_files_cross_between_fortnight_and_fedora_messaging() {
         Outgoing::new(uuid::Uuid::new_v4(), &tree_composed(3)),
         Outgoing::new(uuid::Uuid::new_v4(), &vote),
     ] {
-        message.validate().unwrap();
+        tests::schema::assert_valid(&message);
         publisher.publish(&message).await.unwrap();
     }
     publisher.close().await;

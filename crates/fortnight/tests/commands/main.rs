@@ -8,6 +8,7 @@ mod bus_config;
 mod cli;
 mod dead_letters;
 mod demo;
+mod fedora_ci;
 mod interop;
 mod operators;
 mod publish;

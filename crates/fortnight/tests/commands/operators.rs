@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use messages::{KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped};
 use releaser::overrides::Action;
+use tests::config::{self, toml};
 use tests::pipeline::{
     BrokerUser, Options, Pipeline, WAIT, arch, dead_letter_with, of_topic, stream, testers,
     version, wait_topic,
@@ -22,18 +23,11 @@ const PUBLISHED: &str = "fortnight.release.published";
 
 /// Writes the CLI's configuration: the pipeline's, with `operators` as the operator's copy
 /// lists them (which may differ from what the releaser trusts).
-fn cli_config(p: &Pipeline, operators: &[&BrokerUser]) -> PathBuf {
-    let names = operators
-        .iter()
-        .map(|o| format!("\"{}\"", o.name))
-        .collect::<Vec<_>>()
-        .join(", ");
+pub(crate) fn cli_config(p: &Pipeline, operators: &[&BrokerUser]) -> PathBuf {
+    let names: Vec<&str> = operators.iter().map(|o| o.name.as_str()).collect();
+    let config = config::merged(p.bus.config(), toml! { operators = (names) });
     let path = p.bus.dir.path().join("cli.toml");
-    std::fs::write(
-        &path,
-        format!("operators = [{names}]\n{}", p.bus.config_toml()),
-    )
-    .unwrap();
+    std::fs::write(&path, config::to_toml(&config)).unwrap();
     path
 }
 
@@ -79,7 +73,7 @@ async fn fortnight(config: &Path, user: &BrokerUser, args: &[&str]) -> Output {
 }
 
 /// Like [`fortnight`], and the command must succeed; returns its standard output.
-async fn fortnight_ok(config: &Path, user: &BrokerUser, args: &[&str]) -> String {
+pub(crate) async fn fortnight_ok(config: &Path, user: &BrokerUser, args: &[&str]) -> String {
     let output = fortnight(config, user, args).await;
     assert_success(&output, &format!("fortnight {args:?}"));
     text(&output.stdout)
@@ -536,9 +530,27 @@ async fn status_and_explain_say_a_release_waits_for_signatures() {
         status.contains(&format!("{V} waiting for signatures since 20")),
         "{status}"
     );
+    // When the request is sent again, and given up, after the default deadline (2h).
+    let pending =
+        releaser::signing::read(&p.store, &tests::pipeline::stream(), &V.parse().unwrap())
+            .unwrap()
+            .unwrap();
+    let deadline = std::time::Duration::from_secs(2 * 3600);
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let expected = format!(
+        "(re-sends at {}; gives up at {})",
+        at(pending.next_deadline(deadline)),
+        at(pending.gives_up_at(deadline))
+    );
+    assert_eq!(
+        (pending.gives_up_at(deadline) - pending.since).num_hours(),
+        4
+    );
+    assert!(status.contains(&expected), "{expected} in {status}");
     let explained = fortnight_ok(&config, &alice, &["explain", "tw", V]).await;
     assert!(
-        explained.contains("waiting for signatures since 20"),
+        explained.contains("waiting for signatures since 20") && explained.contains(&expected),
         "{explained}"
     );
 

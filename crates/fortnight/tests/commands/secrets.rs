@@ -14,6 +14,7 @@ use tests::TestBus;
 use tests::broker::BrokerUser;
 
 use crate::common::{text, wait_child};
+use tests::config::{self, Table, toml};
 
 const INPUT_REF: &str = "fortnight/secrets/x86_64/atomic-host";
 const VERSION: &str = "43.20261127.0";
@@ -70,18 +71,20 @@ async fn recipes_and_tests_that_print_their_environment_never_reveal_the_broker_
         "[[test]]\nname = \"environment\"\nargv = [\"env\"]\nenv = { SUITE_KNOB = \"on\" }\n",
     )
     .expect("suite");
-    let stream = format!(
-        "\n[streams.sec]\narches = [\"x86_64\"]\ninput_refs = {{ x86_64 = \"{INPUT_REF}\" }}\n\
-         ostree_repo = \"{repo}\"\nformats = [\"qcow2\"]\nrecipes = {{ qcow2 = \"{recipe}\" }}\n\
-         recipe_env = {{ RECIPE_KNOB = \"on\" }}\ntest_suite = \"{suite}\"\n",
-        repo = repo.path().display(),
-        recipe = recipe.display(),
-        suite = suite.display(),
-    );
+    let stream = toml! {
+        [streams.sec]
+        arches = ["x86_64"]
+        input_refs = { x86_64 = (INPUT_REF) }
+        ostree_repo = (config::path(repo.path()))
+        formats = ["qcow2"]
+        recipes = { qcow2 = (config::path(&recipe)) }
+        recipe_env = { RECIPE_KNOB = "on" }
+        test_suite = (config::path(&suite))
+    };
     let bus = QUEUE_CONSUMERS
         .iter()
-        .fold(TestBus::with_config(&stream), |bus, consumer| {
-            bus.consumer(consumer, "")
+        .fold(TestBus::with_config(stream), |bus, consumer| {
+            bus.consumer(consumer, Table::new())
         });
     let config = bus.write_config();
     let mut watch = bus.watch(&["fortnight.#"]).await;

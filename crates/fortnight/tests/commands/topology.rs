@@ -16,6 +16,7 @@ use messages::{KarmaSubmitted, Message, Outgoing};
 use serde_json::{Value, json};
 use settings::{QUEUE_CONSUMERS, Settings};
 use tests::broker::rabbitmqctl;
+use tests::config::{self, Table, toml};
 use tests::process::{DEADLINE, assert_success};
 use tests::{Running, eventually};
 
@@ -129,30 +130,44 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
     let dir = tempfile::tempdir().unwrap();
     let (exchange, prefix) = (format!("fortnight.test.{id}"), format!("test.{id}"));
     let queue = |consumer: &str| format!("fortnight.test.{id}.{consumer}");
-    let mut toml = format!(
-        "amqp_url = \"{url}\"\npublish_exchange = \"{exchange}\"\ntopic_prefix = \"{prefix}\"\n\
-         passive_declares = true\n",
-        url = vhost.amqp_url(),
-    );
+    let mut config = toml! {
+        amqp_url = (vhost.amqp_url())
+        publish_exchange = (exchange.as_str())
+        topic_prefix = (prefix.as_str())
+        passive_declares = true
+
+        // Robosignatory's topics: the signer's and releaser's bindings follow them.
+        [signing_topics]
+        requested = "coreos.build.request.artifacts-sign"
+        finished = "coreos.build.request.artifacts-sign.finished"
+    };
     let root = dir.path().join("store");
-    toml.push_str(&tests::config::store_toml(
-        &root,
-        "fedora/43/x86_64/atomic-host",
-        &root.join("repo"),
-        "",
-    ));
-    for consumer in QUEUE_CONSUMERS {
-        let keys = match consumer {
-            "karma-tracker" => {
-                "quorum_queue = true\nretry_delays_seconds = [1, 2]\nmax_attempts = 2\n"
-            }
-            _ => "",
-        };
-        toml.push_str(&format!(
-            "\n[consumers.{consumer}]\nqueue = \"{}\"\n{keys}",
-            queue(consumer)
-        ));
-    }
+    config::merge(
+        &mut config,
+        config::store_config(
+            &root,
+            "fedora/43/x86_64/atomic-host",
+            &root.join("repo"),
+            Table::new(),
+        ),
+    );
+    let consumers: Table = QUEUE_CONSUMERS
+        .iter()
+        .map(|consumer| {
+            let keys = match *consumer {
+                "karma-tracker" => toml! {
+                    quorum_queue = true
+                    retry_delays_seconds = [1, 2]
+                    max_attempts = 2
+                },
+                _ => Table::new(),
+            };
+            let section = config::merged(toml! { queue = (queue(consumer)) }, keys);
+            ((*consumer).to_owned(), toml::Value::Table(section))
+        })
+        .collect();
+    config.insert("consumers".to_owned(), toml::Value::Table(consumers));
+    let toml = config::to_toml(&config);
     let config = dir.path().join("config.toml");
     std::fs::write(&config, &toml).unwrap();
     let settings = Settings::from_toml(&toml).expect("the test configuration is valid");
@@ -259,8 +274,8 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
         ("image-builder", image_builder::topics()),
         ("image-tester", image_tester::topics()),
         ("karma-tracker", karma_tracker::topics()),
-        ("releaser", releaser::topics()),
-        ("signer", signer::topics()),
+        ("releaser", releaser::topics(&settings)),
+        ("signer", signer::topics(&settings)),
         ("site-publisher", site_publisher::topics()),
     ];
     let wanted: BTreeSet<(String, String)> = topics
@@ -282,6 +297,15 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
         )),
         "votes reach the karma tracker"
     );
+    for (consumer, topic) in [
+        ("signer", "coreos.build.request.artifacts-sign"),
+        ("releaser", "coreos.build.request.artifacts-sign.finished"),
+    ] {
+        assert!(
+            bindings.contains(&(queue(consumer), format!("{prefix}.{topic}"))),
+            "the {consumer} reads the configured signing topic {topic}: {bindings:?}"
+        );
+    }
 
     // A consumer that may not declare starts on what was imported.
     let tracker_queue = queue("karma-tracker");

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use settings::QUEUE_CONSUMERS as CONSUMERS;
 use tests::broker::rabbitmqctl;
+use tests::config::{self, Table, Value, toml};
 use tests::{free_port, http_get, is_ready};
 
 #[test]
@@ -15,25 +16,37 @@ fn up_runs_every_consumer_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let addrs: Vec<SocketAddr> = CONSUMERS.iter().map(|_| free_port()).collect();
-    let mut config =
-        format!("publish_exchange = \"fortnight.test.{id}\"\ntopic_prefix = \"test.{id}\"\n");
-    config.push_str(&tests::config::store_toml(
-        dir.path(),
-        "fedora/43/x86_64/updates/atomic-host",
-        dir.path(),
-        "",
-    ));
-    config.push_str(
-        "[streams.f43.twoweek]\nrelease_refs = { x86_64 = \"fedora/43/x86_64/atomic-host\" }\n\
-         anchor = \"2099-01-01T00:00:00Z\"\n",
+    let mut config = toml! {
+        publish_exchange = (format!("fortnight.test.{id}"))
+        topic_prefix = (format!("test.{id}"))
+    };
+    config::merge(
+        &mut config,
+        config::store_config(
+            dir.path(),
+            "fedora/43/x86_64/updates/atomic-host",
+            dir.path(),
+            toml! {
+                [twoweek]
+                release_refs = { x86_64 = "fedora/43/x86_64/atomic-host" }
+                anchor = "2099-01-01T00:00:00Z"
+            },
+        ),
     );
-    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
-        config.push_str(&format!(
-            "[consumers.{consumer}]\nqueue = \"fortnight.test.{id}.{consumer}\"\nhealth_addr = \"{addr}\"\n"
-        ));
-    }
+    let consumers: Table = CONSUMERS
+        .iter()
+        .zip(&addrs)
+        .map(|(consumer, addr)| {
+            let section = toml! {
+                queue = (format!("fortnight.test.{id}.{consumer}"))
+                health_addr = (addr.to_string())
+            };
+            ((*consumer).to_owned(), Value::Table(section))
+        })
+        .collect();
+    config.insert("consumers".to_owned(), Value::Table(consumers));
     let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, config).unwrap();
+    std::fs::write(&config_path, config::to_toml(&config)).unwrap();
 
     let mut up = Command::new(env!("CARGO_BIN_EXE_fortnight"))
         .arg("--config")

@@ -11,6 +11,7 @@ use image_builder::ImageBuilder;
 use image_tester::ImageTester;
 use messages::{Commit, Message, Outgoing, RecordLine, Ref, Tree, TreeComposed};
 use ostree_cli::Repo;
+use tests::config::{self, Table, Value, toml};
 pub use tests::{Running, entries};
 use tests::{TestBus, Watch};
 
@@ -130,68 +131,63 @@ pub const GOOD_TREE: &[(&str, &str)] = &[
     ("usr/etc/hostname", "localhost\n"),
 ];
 
-/// `[streams.<name>]` TOML.
-pub struct StreamToml<'a> {
+/// One `[streams.<name>]` section.
+pub struct StreamConfig<'a> {
     pub name: &'a str,
     pub arches: &'a [(&'a str, &'a str)],
     pub repo: &'a Path,
     pub formats: &'a [&'a str],
     pub recipes: Vec<(&'a str, PathBuf)>,
     pub suite: Option<PathBuf>,
-    pub extra: &'a str,
+    /// More keys of the stream's section.
+    pub extra: Table,
 }
 
-impl StreamToml<'_> {
-    pub fn render(&self) -> String {
-        let quote = |s: &str| format!("\"{s}\"");
-        let arches: Vec<_> = self.arches.iter().map(|(a, _)| quote(a)).collect();
-        let refs: Vec<_> = self
+impl StreamConfig<'_> {
+    /// The configuration holding the stream, to merge into a test's.
+    pub fn config(&self) -> Table {
+        let arches: Vec<&str> = self.arches.iter().map(|(a, _)| *a).collect();
+        let refs: Table = self
             .arches
             .iter()
-            .map(|(a, r)| format!("{a} = {}", quote(r)))
+            .map(|(a, r)| ((*a).to_owned(), Value::from(*r)))
             .collect();
-        let formats: Vec<_> = self.formats.iter().map(|f| quote(f)).collect();
-        let recipes: Vec<_> = self
+        let recipes: Table = self
             .recipes
             .iter()
-            .map(|(f, p)| format!("{} = {}", quote(f), quote(&p.display().to_string())))
+            .map(|(f, p)| ((*f).to_owned(), config::path(p)))
             .collect();
-        let mut text = format!(
-            "\n[streams.{}]\narches = [{}]\ninput_refs = {{ {} }}\nostree_repo = {}\nformats = [{}]\nrecipes = {{ {} }}\n",
-            self.name,
-            arches.join(", "),
-            refs.join(", "),
-            quote(&self.repo.display().to_string()),
-            formats.join(", "),
-            recipes.join(", "),
-        );
+        let mut stream = toml! {
+            arches = (arches)
+            input_refs = (Value::Table(refs))
+            ostree_repo = (config::path(self.repo))
+            formats = (self.formats.to_vec())
+            recipes = (Value::Table(recipes))
+        };
         if let Some(suite) = &self.suite {
-            text.push_str(&format!(
-                "test_suite = {}\n",
-                quote(&suite.display().to_string())
-            ));
+            stream.insert("test_suite".to_owned(), config::path(suite));
         }
-        text.push_str(self.extra);
-        text.push('\n');
-        text
+        config::merge(&mut stream, self.extra.clone());
+        let streams = Table::from_iter([(self.name.to_owned(), Value::Table(stream))]);
+        Table::from_iter([("streams".to_owned(), Value::Table(streams))])
     }
 }
 
 /// A bus for the builder and the tester on the `img` stream, built with the shipped recipes
 /// and tested with the shipped suite.
 pub fn shipped_pipeline(work: &Work, arches: &[(&str, &str)], formats: &[&str]) -> TestBus {
-    let stream = StreamToml {
+    let stream = StreamConfig {
         name: "img",
         arches,
         repo: work.repo.path(),
         formats,
         recipes: formats.iter().map(|f| (*f, shipped_recipe(f))).collect(),
         suite: Some(shipped_suite()),
-        extra: "",
+        extra: Table::new(),
     };
-    TestBus::with_config(&stream.render())
-        .consumer("image-builder", "")
-        .consumer("image-tester", "")
+    TestBus::with_config(stream.config())
+        .consumer("image-builder", Table::new())
+        .consumer("image-tester", Table::new())
 }
 
 pub fn tree_composed(work: &Work, tree_ref: &str, arch: &str, commit: &Commit) -> TreeComposed {
@@ -223,8 +219,8 @@ pub async fn wait_consuming(queue: &str, consumers: usize) {
 }
 
 /// A bus with only the image-builder running, watching what it answers.
-pub async fn builder_only(config: &str) -> (TestBus, Watch, Running) {
-    let bus = TestBus::with_config(config).consumer("image-builder", "");
+pub async fn builder_only(config: Table) -> (TestBus, Watch, Running) {
+    let bus = TestBus::with_config(config).consumer("image-builder", Table::new());
     let watch = bus
         .watch(&["fortnight.image.built", "fortnight.image.build.failed"])
         .await;

@@ -14,6 +14,7 @@ use std::time::Instant;
 use bus::{Publisher, Step};
 use settings::Settings;
 use tests::Running;
+use tests::config::{self, Table, toml};
 pub use tests::process::*;
 pub use tests::reference::*;
 
@@ -32,29 +33,39 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Self {
+        Self::with(Table::new(), Table::new())
+    }
+
+    /// An `Env` whose `f43` stream has `stream_keys` too, and the configuration `tables`.
+    pub fn with(stream_keys: Table, tables: Table) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let exchange = format!("fortnight.test.{id}");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("fortnight.toml");
-        let mut toml = format!(
-            r#"
-amqp_url = "{url}"
-publish_exchange = "{exchange}"
-topic_prefix = "{PREFIX}"
-[consumers.test-probe]
-queue = "fortnight.test.{id}.probe"
-retry_delays_seconds = [1]
-max_attempts = 2
-"#,
-            url = tests::amqp_url(),
+        let mut toml = toml! {
+            amqp_url = (tests::amqp_url())
+            publish_exchange = (exchange.as_str())
+            topic_prefix = (PREFIX)
+
+            [consumers.test-probe]
+            queue = (format!("fortnight.test.{id}.probe"))
+            retry_delays_seconds = [1]
+            max_attempts = 2
+
+            [consumers.image-tester]
+            queue = (format!("fortnight.test.{id}.image-tester"))
+        };
+        config::merge(
+            &mut toml,
+            config::store_config(
+                dir.path(),
+                "fedora/43/x86_64/updates/atomic-host",
+                &dir.path().join("repo"),
+                stream_keys,
+            ),
         );
-        toml.push_str(&tests::config::store_toml(
-            dir.path(),
-            "fedora/43/x86_64/updates/atomic-host",
-            &dir.path().join("repo"),
-            "",
-        ));
-        std::fs::write(&config, toml).unwrap();
+        config::merge(&mut toml, tables);
+        std::fs::write(&config, config::to_toml(&toml)).unwrap();
         let settings = Settings::from_toml(&std::fs::read_to_string(&config).unwrap()).unwrap();
         let env = Self {
             id,

@@ -1,0 +1,122 @@
+//! What the demo prints at the end: the release and how to verify its signatures, why every
+//! other candidate was not released (in the releaser's own words, from `releaser::decide`),
+//! and where the page is.
+
+use std::path::Path;
+
+use anyhow::Context;
+use messages::{ReleasePublished, Stream};
+use ostree_cli::Repo;
+use releaser::{Decision, decide};
+use settings::Settings;
+use store::Store;
+
+use super::{DemoKey, STREAM};
+
+pub(super) fn summarize(
+    settings: &Settings,
+    dir: &Path,
+    released: Option<&ReleasePublished>,
+    key: &DemoKey,
+) -> anyhow::Result<()> {
+    let store = Store::open(&settings.store.root)?;
+    println!();
+    match released {
+        Some(release) => print_release(&store, dir, release, key)?,
+        None => println!("Nothing was released."),
+    }
+    print_not_released(settings, &store, released)?;
+    let site = settings.store.root.join("site");
+    println!("Page: file://{}", site.join("index.html").display());
+    println!(
+        "Stream metadata: {}",
+        site.join("streams")
+            .join(format!("{STREAM}.json"))
+            .display()
+    );
+    println!(
+        "Everything is under {} (repo/, store/, config.toml, suite/).",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn print_release(
+    store: &Store,
+    dir: &Path,
+    release: &ReleasePublished,
+    key: &DemoKey,
+) -> anyhow::Result<()> {
+    println!(
+        "Released {} {} (reason: {}).",
+        release.stream, release.version, release.reason
+    );
+    let repo = Repo::new(dir.join("repo"));
+    for (arch, released_arch) in &release.arches {
+        let now_at = repo
+            .rev_parse(&released_arch.release_ref)
+            .context("cannot read the release ref")?
+            .map_or_else(|| "nothing".to_owned(), |c| c.to_string());
+        println!("  {arch}: {} -> {now_at}", released_arch.release_ref);
+        for image in &released_arch.images {
+            println!(
+                "    {} {} bytes sha256 {}",
+                image.path, image.size, image.sha256
+            );
+        }
+    }
+    let public = store.keys_dir().join(format!("{}.asc", key.fingerprint));
+    println!(
+        "Signed with the demo's key {} ({}). Verify, in a keyring that has imported it:",
+        key.fingerprint,
+        public.display()
+    );
+    println!("  gpg --import {}", public.display());
+    for arch in release.arches.keys() {
+        let checksum = store
+            .release_arch_dir(&release.stream, &release.version, arch)
+            .join(store::CHECKSUM);
+        println!(
+            "  gpg --verify {}.asc {}",
+            checksum.display(),
+            checksum.display()
+        );
+    }
+    println!(
+        "  ostree remote add --gpg-import={} --set=gpg-verify=true demo file://{}",
+        public.display(),
+        dir.join("repo").display()
+    );
+    Ok(())
+}
+
+/// The tick's decision replayed on the store: against the release before it when it released
+/// one, so every candidate it weighed is listed.
+fn print_not_released(
+    settings: &Settings,
+    store: &Store,
+    released: Option<&ReleasePublished>,
+) -> anyhow::Result<()> {
+    let stream: Stream = STREAM.parse()?;
+    let (mut view, stream_settings, twoweek) =
+        crate::commands::status::read_view(settings, store, &stream)?;
+    if let Some(release) = released {
+        view.current = release.previous.clone().map(|version| (version, None));
+    }
+    let (decision, verdicts) = decide(&view, stream_settings, twoweek.karma_required);
+    println!("Not released:");
+    for verdict in verdicts {
+        let reasons = verdict.reasons();
+        let why = match &decision {
+            Decision::Release(chosen) if *chosen == verdict.version => continue,
+            _ if !reasons.is_empty() => reasons.join("; "),
+            Decision::Release(chosen) => format!("eligible, but {chosen} is newer"),
+            Decision::Held(hold) => {
+                format!("eligible, but the stream is on hold {}", hold.describe())
+            }
+            Decision::Nothing => "eligible".to_owned(),
+        };
+        println!("  {}: {why}", verdict.version);
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! The demo's part of the pipeline: it publishes the tree events, votes for one candidate as
+//! a tester would, fires the two-week tick as an operator would, and waits for the page.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use messages::{KarmaSubmitted, Outgoing, Stream, TreeComposed, UserName, Version, derived_id};
+use settings::Settings;
+
+use super::trees::Nightly;
+use super::watch::Watch;
+use super::{STREAM, VOTED};
+
+pub(super) async fn drive(
+    settings: &Settings,
+    publisher: &bus::Publisher,
+    watch: &mut Watch<'_>,
+    trees: &[Nightly],
+    user: &UserName,
+) -> anyhow::Result<()> {
+    let progress = watch.progress;
+    for nightly in trees {
+        let body = TreeComposed {
+            arch: nightly.arch.clone(),
+            tree: nightly.tree.clone(),
+            version: Some(nightly.version.clone()),
+            compose_id: None,
+            force: false,
+        };
+        let id = derived_id(
+            "demo",
+            &[
+                nightly.tree.ostree_ref.as_str(),
+                nightly.tree.commit.as_str(),
+            ],
+        );
+        publisher
+            .publish(&Outgoing::new(id, &body))
+            .await
+            .context("cannot publish a tree event")?;
+    }
+    progress.say(&format!(
+        "published {} fortnight.tree.composed events",
+        trees.len()
+    ));
+
+    let expected = trees.len();
+    let voted: Version = VOTED.parse()?;
+    watch
+        .until("every nightly to be built and tested", |s| {
+            s.finished_nightlies() >= expected && s.requested.contains(&voted)
+        })
+        .await?;
+
+    let stream: Stream = STREAM.parse()?;
+    let vote = KarmaSubmitted {
+        stream: stream.clone(),
+        version: voted.clone(),
+        user: user.clone(),
+        karma: 1,
+        comment: Some("boots and updates fine".into()),
+    };
+    publisher
+        .publish_as(&Outgoing::new(uuid::Uuid::new_v4(), &vote), user.as_str())
+        .await
+        .context("cannot publish the vote")?;
+    watch
+        .until("the vote to reach the karma threshold", |s| {
+            s.stable.contains(&voted)
+        })
+        .await?;
+
+    release_timer::fire_now(settings, &stream, user.clone(), publisher)
+        .await
+        .context("cannot fire the two-week tick")?;
+    watch.until("the release decision", |s| s.decided()).await?;
+
+    // The site publisher reacts to the release; wait until the page shows it.
+    let json = settings
+        .store
+        .root
+        .join("site/streams")
+        .join(format!("{STREAM}.json"));
+    let wanted = watch.seen.released.as_ref().map(|r| r.version.to_string());
+    loop {
+        let shown = std::fs::read(&json)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|v| v["release"].as_str().map(str::to_owned));
+        if wanted.is_none() || shown == wanted {
+            break;
+        }
+        if tokio::time::Instant::now() > watch.deadline {
+            bail!("the site did not show the release in {}", json.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
