@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use messages::{Outgoing, ReleaseSkipped};
 use serde_json::json;
 use settings::QUEUE_CONSUMERS as CONSUMERS;
+use tests::config::{self, Table, Value, toml};
 use tests::{free_port, http_get, is_ready};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -61,24 +62,37 @@ async fn measure(url: &str, messages: usize) -> Figures {
     let dir = tempfile::tempdir().expect("scratch directory");
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let addrs: Vec<SocketAddr> = CONSUMERS.iter().map(|_| free_port()).collect();
-    let mut config = format!(
-        "amqp_url = \"{url}\"\npublish_exchange = \"fortnight.bench.{id}\"\ntopic_prefix = \"bench.{id}\"\n"
+    let mut config = toml! {
+        amqp_url = (url)
+        publish_exchange = (format!("fortnight.bench.{id}"))
+        topic_prefix = (format!("bench.{id}"))
+    };
+    config::merge(
+        &mut config,
+        config::store_config(
+            dir.path(),
+            "fedora/43/x86_64/updates/atomic-host",
+            dir.path(),
+            toml! {
+                [twoweek]
+                release_refs = { x86_64 = "fedora/43/x86_64/atomic-host" }
+                anchor = "2099-01-01T00:00:00Z"
+            },
+        ),
     );
-    config.push_str(&tests::config::store_toml(
-        dir.path(),
-        "fedora/43/x86_64/updates/atomic-host",
-        dir.path(),
-        "",
-    ));
-    config.push_str(
-        "[streams.f43.twoweek]\nrelease_refs = { x86_64 = \"fedora/43/x86_64/atomic-host\" }\n\
-         anchor = \"2099-01-01T00:00:00Z\"\n",
-    );
-    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
-        config.push_str(&format!(
-            "[consumers.{consumer}]\nqueue = \"fortnight.bench.{id}.{consumer}\"\nhealth_addr = \"{addr}\"\n"
-        ));
-    }
+    let consumers: Table = CONSUMERS
+        .iter()
+        .zip(&addrs)
+        .map(|(consumer, addr)| {
+            let section = toml! {
+                queue = (format!("fortnight.bench.{id}.{consumer}"))
+                health_addr = (addr.to_string())
+            };
+            ((*consumer).to_owned(), Value::Table(section))
+        })
+        .collect();
+    config.insert("consumers".to_owned(), Value::Table(consumers));
+    let config = config::to_toml(&config);
     let path = dir.path().join("config.toml");
     std::fs::write(&path, &config).expect("bench config");
     let settings = settings::Settings::from_toml(&config).expect("bench config loads");

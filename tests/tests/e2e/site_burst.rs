@@ -10,6 +10,7 @@ use chrono::Utc;
 use messages::{CandidateTestingRequested, Outgoing, Version};
 use site_publisher::{SENT_AT_SLACK, SitePublisher};
 use store::Tier;
+use tests::config::health_addr;
 use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -18,7 +19,7 @@ const BURST: usize = 30;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_candidates_costs_two_renders_and_the_last_page_shows_them_all() {
     let health = free_port();
-    let bus = TestBus::new().consumer("site-publisher", &format!("health_addr = \"{health}\""));
+    let bus = TestBus::new().consumer("site-publisher", health_addr(health));
     let f = fixture::fixture("Produced automatically.");
     let mut settings = bus.settings();
     settings.store = f.settings.store.clone();

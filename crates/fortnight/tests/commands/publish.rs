@@ -10,6 +10,7 @@ use messages::RecordLine;
 use serde_json::json;
 use tests::TestBus;
 use tests::broker::{Policy, rabbitmqctl};
+use tests::config::toml;
 
 const WAIT: Duration = Duration::from_secs(10);
 const ACCEPTED: &str = "test.accepted";
@@ -161,7 +162,7 @@ async fn a_connection_lost_halfway_is_reported_record_by_record() {
     // even on a fast machine: the connection is closed long before the end.
     const RECORDS: usize = 100_000;
     let app = format!("fortnight-publish-test-{}", uuid::Uuid::new_v4().simple());
-    let bus = TestBus::with_config(&format!("[client_properties]\napp = \"{app}\"\n"));
+    let bus = TestBus::with_config(toml! { [client_properties] app = (app.clone()) });
     let config = bus.write_config();
     let mut watch = bus.watch(&[ACCEPTED]).await;
     let file = bus.dir.path().join("backlog.jsonl");
