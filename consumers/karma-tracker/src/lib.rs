@@ -95,12 +95,7 @@ bus::input! {
 
 /// The time a message was sent (its `sent-at` header), or now when absent or unreadable.
 fn sent_at(message: &Incoming) -> DateTime<Utc> {
-    message
-        .headers
-        .get(messages::envelope::HEADER_SENT_AT)
-        .and_then(|v| v.as_str())
-        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-        .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
+    message.sent_at().unwrap_or_else(Utc::now)
 }
 
 impl KarmaTracker {

@@ -57,7 +57,7 @@ pub use messages as __messages;
 pub use cli::{clock_main, consumer_main, consumer_with_clock_main, init_tracing, shutdown_signal};
 pub use clock::{Clock, Next, run_clock, run_with_clock};
 pub use health::{LabelledGauge, Metrics};
-pub use publisher::Publisher;
+pub use publisher::{NotTaken, Publisher, RecordsNotConfirmed, Unconfirmed};
 pub use runtime::run;
 pub use step::{BlockingStep, Input, Outputs, Refusal, Step, StepError, blocking, outcome};
 
