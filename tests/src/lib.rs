@@ -8,6 +8,7 @@
 //! TLS node, a cluster). [`probe`] is a tiny consumer whose effects can be counted, used
 //! in-process and as the `probe-consumer` binary. [`pipeline`] runs the
 //! karma-tracker and releaser on a two-arch stream with a real OSTree repository.
+//! [`container`] builds the deployed image with podman and runs containers of it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 pub mod broker;
 pub mod browser;
 pub mod config;
+pub mod container;
 pub mod mount;
 pub mod nginx;
 pub mod pipeline;

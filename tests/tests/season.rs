@@ -1,22 +1,32 @@
 //! The season: many two-week periods compressed into seconds, run in the deployed shape with
 //! faults injected, and the invariants a user relies on checked at the end.
 //!
-//! Deployed shape: every consumer runs as its own OS process from the built binaries
-//! (`target/debug/<name>`), under the non-root uid the container image declares
-//! (`deploy/Containerfile`), which owns the store; two replicas of the image-tester and of the
-//! releaser; a supervisor restarts a process that dies, as Kubernetes restarts a container.
-//! The container variant replaces only [`launch`]. nginx serves the store as another user
-//! ([`tests::nginx`]). The broker is a RabbitMQ node of the test's own ([`Node`]), because the
-//! season stops and restarts it; the release timer ticks on a six-field cron, every
-//! [`period_seconds`] seconds, through the normal `twoweek.cron` setting.
+//! Deployed shape: every consumer in its own container of the image `deploy/Containerfile`
+//! describes (built once per run from the current build's binaries, [`tests::container`]), as
+//! the Kubernetes manifests run it: under the uid the image declares, read-only root, the
+//! configuration mounted read-only, the broker URL from a podman secret, the store on the
+//! image's volume; two replicas of the image-tester and of the releaser; a supervisor restarts
+//! a container that dies with a new `podman run`, as Kubernetes restarts a pod's container.
+//! Where podman is missing (or `FORTNIGHT_SEASON_PROCESSES` is set) the same consumers run as
+//! processes of the host's build under that uid, and the test says so: [`Launcher`] is the
+//! only difference. nginx serves the store as another user ([`tests::nginx`]). The broker is a
+//! RabbitMQ node of the test's own ([`Node`]), because the season stops and restarts it; the
+//! release timer ticks on a six-field cron, every [`period_seconds`] seconds, through the
+//! normal `twoweek.cron` setting.
+//!
+//! The season's gating test reads the os-release its recipe wrote into the disk image and
+//! boots nothing, so the container image's `qemu-system-x86` is not exercised here (booting is
+//! `deploy/tests/atomic-host.toml`'s boot test, run by the image tests): a boot per tree would
+//! make a period minutes long.
 //!
 //! Work: a nightly for two arches every period (committed with `ostree`, announced with
 //! `fortnight.tree.composed`), some broken so the gating test fails; votes from four testers
 //! (broker accounts on the node), some negative; a block and an unblock from an operator.
 //!
 //! Faults at random moments from a seeded RNG (the seed is printed; `FORTNIGHT_SEASON_SEED`
-//! replays it): SIGKILL of any consumer process, broker `stop_app`/`start_app`, a full node
-//! restart, and hostile or untrusted messages on every input topic.
+//! replays it): SIGKILL of any consumer (`podman kill --signal KILL` of its container), broker
+//! `stop_app`/`start_app`, a full node restart, and hostile or untrusted messages on every
+//! input topic.
 //!
 //! Checked at the end, after a quiet settle: exactly one release or skip per stream and
 //! period, each the decision that what had passed by then calls for (recomputed here from the
@@ -98,26 +108,6 @@ fn period_seconds() -> u64 {
     seconds
 }
 
-/// The uid (and gid) the container image runs as: `useradd ... --uid N` in the Containerfile.
-fn image_uid() -> u32 {
-    let containerfile = workspace().join("deploy/Containerfile");
-    let text = std::fs::read_to_string(&containerfile).expect("deploy/Containerfile");
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let uid = words
-        .windows(2)
-        .find(|w| w[0] == "--uid")
-        .map(|w| w[1])
-        .expect("the Containerfile's useradd names --uid");
-    uid.parse().expect("a numeric uid")
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_owned()
-}
-
 /// The directory with the workspace's binaries, every one the season runs built first.
 fn bin_dir() -> PathBuf {
     let programs: Vec<&str> = FLEET
@@ -159,33 +149,317 @@ struct Spec {
     config: PathBuf,
     health: std::net::SocketAddr,
     log: PathBuf,
-    bin_dir: PathBuf,
-    uid: u32,
 }
 
-/// Starts one consumer replica: here a process under the image's uid, with only the
-/// environment a container would have. The container variant of the season replaces this.
-fn launch(spec: &Spec) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log)
-        .expect("a log file");
-    let uid = spec.uid.to_string();
-    Command::new("setpriv")
-        .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"])
-        .arg(spec.bin_dir.join(spec.name))
-        .arg("--config")
-        .arg(&spec.config)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-        .env("FORTNIGHT_LOG", "info")
-        .env("TMPDIR", "/tmp")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("setpriv starts a consumer")
+/// How the season runs a consumer replica: in a container of the image, or, where podman is
+/// missing, as a process under the image's uid.
+#[derive(Debug)]
+enum Launcher {
+    Containers(Containers),
+    /// The host's build of each binary, with only the environment a container would have.
+    Processes {
+        bin_dir: PathBuf,
+        uid: u32,
+    },
+}
+
+/// Each replica a container of the season's image, as the Kubernetes manifests run it: the
+/// image's uid, a read-only root with a scratch `/tmp`, no capabilities, the configuration
+/// mounted read-only, the broker URL from a secret, the store on the image's volume.
+#[derive(Debug)]
+struct Containers {
+    /// Unique to the run: in every container's name and the secret's.
+    prefix: String,
+    uid: u32,
+    /// The store's mount point in the image (`VOLUME`).
+    volume: PathBuf,
+    /// The broker URL, as the `fortnight-amqp` Secret gives it to the manifests' pods.
+    secret: Option<String>,
+    /// `--volume` arguments every container gets besides its configuration.
+    volumes: Vec<String>,
+    /// Every container started, removed when dropped (a failed season too).
+    started: Mutex<BTreeSet<String>>,
+    /// Dropped after the containers are removed.
+    image: tests::container::Image,
+}
+
+/// What the consumers' configuration names as the broker when the secret provides it: a
+/// name that never resolves, so a missing secret fails loudly instead of reaching another
+/// broker.
+const BROKER_FROM_SECRET: &str = "amqp://fortnight-amqp-secret.invalid/";
+
+impl Containers {
+    fn build(prefix: &str) -> Self {
+        let containerfile = tests::container::Containerfile::read();
+        let image = tests::container::Image::build(&format!("localhost/{prefix}:latest"));
+        Self {
+            prefix: prefix.to_owned(),
+            uid: containerfile.user(),
+            volume: containerfile.volume(),
+            secret: None,
+            volumes: Vec::new(),
+            started: Mutex::new(BTreeSet::new()),
+            image,
+        }
+    }
+
+    /// Mounts the store on the image's volume; the repository, recipe, suite and ledger at
+    /// the paths the configuration and the messages name; and creates the broker's secret.
+    fn deploy(&mut self, setup: &Setup, amqp_url: &str) {
+        let secret = format!("{}-amqp", self.prefix);
+        let mut create = tests::container::podman()
+            .args(["secret", "create", &secret, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("podman secret create runs");
+        std::io::Write::write_all(
+            &mut create.stdin.take().expect("its standard input"),
+            amqp_url.as_bytes(),
+        )
+        .expect("the secret is written");
+        assert!(
+            create
+                .wait()
+                .expect("podman secret create finishes")
+                .success(),
+            "podman secret create {secret} failed"
+        );
+        self.secret = Some(secret);
+        let mut volumes = vec![format!(
+            "{}:{}",
+            setup.store_root.display(),
+            self.volume.display()
+        )];
+        for (dir, mode) in [
+            ("repo", "rw"),
+            ("bin", "ro"),
+            ("suite", "ro"),
+            ("ledger", "rw"),
+        ] {
+            let path = setup.root.join(dir);
+            volumes.push(format!("{}:{}:{mode}", path.display(), path.display()));
+        }
+        self.volumes = volumes;
+    }
+
+    fn name(&self, spec: &Spec) -> String {
+        format!("{}-{}-{}", self.prefix, spec.name, spec.replica)
+    }
+
+    /// `podman run` in the foreground: the child exits when the container does, as the
+    /// process of the other shape would.
+    fn run(&self, spec: &Spec) -> Command {
+        let name = self.name(spec);
+        self.started
+            .lock()
+            .expect("containers")
+            .insert(name.clone());
+        let secret = self.secret.as_deref().expect("deploy() made the secret");
+        let user = self.uid.to_string();
+        let config = format!("{}:/etc/fortnight/config.toml:ro", spec.config.display());
+        let mut options = vec![
+            "--rm",
+            // A restart replaces the container under the same name, as a pod's restart does.
+            "--replace",
+            "--name",
+            &name,
+            "--user",
+            &user,
+            "--read-only",
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges",
+            "--env",
+            "FORTNIGHT_LOG=info",
+        ];
+        let secret = format!("{secret},type=env,target=FORTNIGHT_AMQP_URL");
+        options.extend(["--secret", &secret, "--volume", &config]);
+        for volume in &self.volumes {
+            options.extend(["--volume", volume.as_str()]);
+        }
+        let mut command = tests::container::podman_run(&options, &self.image.tag);
+        command.arg(spec.name);
+        command
+    }
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        if !started.is_empty() {
+            let _ = tests::container::podman()
+                .args(["rm", "--force", "--time", "0"])
+                .args(started.iter())
+                .output();
+        }
+        if let Some(secret) = &self.secret {
+            let _ = tests::container::podman()
+                .args(["secret", "rm", secret])
+                .output();
+        }
+    }
+}
+
+impl Launcher {
+    /// Containers when podman is here (unless `FORTNIGHT_SEASON_PROCESSES` asks for
+    /// processes); says which, since the two are not the same proof.
+    fn choose(prefix: &str, bin_dir: PathBuf) -> Self {
+        let uid = tests::container::Containerfile::read().user();
+        let why_processes = if std::env::var_os("FORTNIGHT_SEASON_PROCESSES").is_some() {
+            Some("FORTNIGHT_SEASON_PROCESSES is set")
+        } else if !tests::container::available() {
+            Some("podman is not installed")
+        } else {
+            None
+        };
+        match why_processes {
+            None => {
+                let containers = Containers::build(prefix);
+                println!(
+                    "season: every consumer in its own container of {} under uid {uid}",
+                    containers.image.tag
+                );
+                Launcher::Containers(containers)
+            }
+            Some(why) => {
+                println!(
+                    "season: {why}: the consumers run as processes under uid {uid}, NOT in containers"
+                );
+                Launcher::Processes { bin_dir, uid }
+            }
+        }
+    }
+
+    fn shape(&self) -> &'static str {
+        match self {
+            Launcher::Containers(_) => "containers",
+            Launcher::Processes { .. } => "processes",
+        }
+    }
+
+    fn uid(&self) -> u32 {
+        match self {
+            Launcher::Containers(c) => c.uid,
+            Launcher::Processes { uid, .. } => *uid,
+        }
+    }
+
+    /// What the containers need of the season's directory and broker; nothing for processes,
+    /// which see the host as the test does.
+    fn deploy(&mut self, setup: &Setup, amqp_url: &str) {
+        if let Launcher::Containers(containers) = self {
+            containers.deploy(setup, amqp_url);
+        }
+    }
+
+    /// The store and the broker as the consumers' configuration names them.
+    fn consumer_view(&self, host_store: &Path, amqp_url: &str) -> (PathBuf, String) {
+        match self {
+            Launcher::Containers(c) => (c.volume.clone(), BROKER_FROM_SECRET.to_owned()),
+            Launcher::Processes { .. } => (host_store.to_owned(), amqp_url.to_owned()),
+        }
+    }
+
+    /// Starts one consumer replica, its output appended to its log.
+    fn launch(&self, spec: &Spec) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log)
+            .expect("a log file");
+        let mut command = match self {
+            Launcher::Containers(containers) => containers.run(spec),
+            Launcher::Processes { bin_dir, uid } => {
+                let uid = uid.to_string();
+                let mut command = Command::new("setpriv");
+                command
+                    .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"])
+                    .arg(bin_dir.join(spec.name))
+                    .arg("--config")
+                    .arg(&spec.config)
+                    .env_clear()
+                    .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+                    .env("FORTNIGHT_LOG", "info")
+                    .env("TMPDIR", "/tmp");
+                command
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", spec.name))
+    }
+
+    /// SIGKILLs a replica, as the kernel's OOM killer or a node failure would; false when it
+    /// was not running (between a death and its restart).
+    fn kill(&self, member: &mut Member) -> bool {
+        match self {
+            Launcher::Containers(containers) => {
+                tests::container::succeeds(tests::container::podman().args([
+                    "kill",
+                    "--signal",
+                    "KILL",
+                    &containers.name(&member.spec),
+                ]))
+            }
+            Launcher::Processes { .. } => {
+                matches!(member.child.try_wait(), Ok(None)) && member.child.kill().is_ok()
+            }
+        }
+    }
+
+    /// The host's pid of the consumer a replica runs: its container's first process, or the
+    /// process `setpriv` became.
+    fn consumer_pid(&self, member: &Member) -> u32 {
+        match self {
+            Launcher::Containers(containers) => {
+                let name = containers.name(&member.spec);
+                let pid = tests::process::run_ok(
+                    tests::container::podman().args([
+                        "inspect",
+                        "--format",
+                        "{{.State.Pid}}",
+                        &name,
+                    ]),
+                    &format!("podman inspect {name}"),
+                );
+                let pid = tests::process::text(&pid.stdout);
+                pid.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name} has no pid: {pid:?}"))
+            }
+            Launcher::Processes { .. } => member.child.id(),
+        }
+    }
+
+    /// Stops a replica the way a scale-down does: SIGTERM, SIGKILL after 20 s.
+    fn stop(&self, member: &mut Member) {
+        match self {
+            Launcher::Containers(containers) => {
+                let _ = tests::container::podman()
+                    .args(["stop", "--time", "20", &containers.name(&member.spec)])
+                    .output();
+            }
+            Launcher::Processes { .. } => {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(member.child.id().to_string())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(25);
+        while Instant::now() < deadline {
+            if matches!(member.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = member.child.kill();
+        let _ = member.child.wait();
+    }
 }
 
 #[derive(Debug)]
@@ -200,6 +474,7 @@ struct Member {
 /// them all.
 #[derive(Debug)]
 struct Fleet {
+    launcher: Arc<Launcher>,
     members: Arc<Mutex<Vec<Member>>>,
     stop: Arc<AtomicBool>,
     restarts: Arc<AtomicUsize>,
@@ -207,11 +482,12 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start(specs: Vec<Spec>) -> Self {
+    fn start(launcher: Launcher, specs: Vec<Spec>) -> Self {
+        let launcher = Arc::new(launcher);
         let members: Vec<Member> = specs
             .into_iter()
             .map(|spec| Member {
-                child: launch(&spec),
+                child: launcher.launch(&spec),
                 spec,
                 supervised: true,
             })
@@ -220,13 +496,18 @@ impl Fleet {
         let stop = Arc::new(AtomicBool::new(false));
         let restarts = Arc::new(AtomicUsize::new(0));
         let supervisor = {
-            let (members, stop, restarts) = (members.clone(), stop.clone(), restarts.clone());
+            let (launcher, members, stop, restarts) = (
+                launcher.clone(),
+                members.clone(),
+                stop.clone(),
+                restarts.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     for member in members.lock().expect("fleet").iter_mut() {
                         let exited = matches!(member.child.try_wait(), Ok(Some(_)));
                         if exited && member.supervised {
-                            member.child = launch(&member.spec);
+                            member.child = launcher.launch(&member.spec);
                             restarts.fetch_add(1, Ordering::SeqCst);
                         }
                     }
@@ -235,6 +516,7 @@ impl Fleet {
             })
         };
         Self {
+            launcher,
             members,
             stop,
             restarts,
@@ -244,7 +526,7 @@ impl Fleet {
 
     /// Adds a member and starts it.
     fn join(&self, spec: Spec) {
-        let child = launch(&spec);
+        let child = self.launcher.launch(&spec);
         self.members.lock().expect("fleet").push(Member {
             spec,
             child,
@@ -261,13 +543,49 @@ impl Fleet {
             .collect()
     }
 
-    /// SIGKILLs member `index` (mod the fleet's size); returns its name.
-    fn kill(&self, index: usize) -> String {
+    /// SIGKILLs member `index` (mod the fleet's size); returns its name, and whether it was
+    /// running to be killed.
+    fn kill(&self, index: usize) -> (String, bool) {
         let mut members = self.members.lock().expect("fleet");
         let count = members.len();
         let member = &mut members[index % count];
-        let _ = member.child.kill();
-        format!("{}#{}", member.spec.name, member.spec.replica)
+        let killed = self.launcher.kill(member);
+        (
+            format!("{}#{}", member.spec.name, member.spec.replica),
+            killed,
+        )
+    }
+
+    /// Checks that every replica runs its consumer under the image's uid, and not as root.
+    fn assert_deployed(&self) {
+        let uid = self.launcher.uid();
+        assert_ne!(uid, 0, "the image's user is not root");
+        for member in self.members.lock().expect("fleet").iter() {
+            let pid = self.launcher.consumer_pid(member);
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_else(|e| panic!("{}'s process {pid}: {e}", member.spec.name));
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.split_whitespace().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            };
+            assert_eq!(
+                field("Name:"),
+                [&member.spec.name[..member.spec.name.len().min(15)]],
+                "process {pid} is the consumer {}",
+                member.spec.name
+            );
+            let uid_text = uid.to_string();
+            assert_eq!(
+                field("Uid:"),
+                [uid_text.as_str(); 4],
+                "{}#{} runs as uid {uid} (real, effective, saved, fs)",
+                member.spec.name,
+                member.spec.replica
+            );
+        }
     }
 
     /// Stops every replica of `name` for good (SIGTERM, as a scale-down does).
@@ -275,26 +593,9 @@ impl Fleet {
         let mut members = self.members.lock().expect("fleet");
         for member in members.iter_mut().filter(|m| m.spec.name == name) {
             member.supervised = false;
-            terminate(&mut member.child);
+            self.launcher.stop(member);
         }
     }
-}
-
-fn terminate(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .stderr(Stdio::null())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 impl Drop for Fleet {
@@ -305,7 +606,7 @@ impl Drop for Fleet {
         }
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         for member in members.iter_mut() {
-            terminate(&mut member.child);
+            self.launcher.stop(member);
         }
     }
 }
@@ -781,14 +1082,23 @@ struct Setup {
     root: PathBuf,
     store_root: PathBuf,
     repo: Repo,
+    /// The test's view: the store at its host path, the node's URL.
     config: PathBuf,
-    /// What `config` holds, for the replicas' own files.
-    config_table: Table,
     settings: Settings,
+    /// The consumers' view, which each replica's own file adds its health address to.
+    consumer_config: Table,
     ledger_file: PathBuf,
 }
 
-fn season_config(root: &Path, amqp_url: &str, operator: &str, site: &str, period: u64) -> Table {
+/// The season's configuration with the store at `store` and the broker at `amqp_url`.
+fn season_config(
+    root: &Path,
+    store: &Path,
+    amqp_url: &str,
+    operator: &str,
+    site: &str,
+    period: u64,
+) -> Table {
     let stream = toml! {
         arches = ["aarch64", "x86_64"]
         input_refs = (toml::Value::Table(arch_refs("atomic-host")))
@@ -821,14 +1131,14 @@ fn season_config(root: &Path, amqp_url: &str, operator: &str, site: &str, period
         streams = (toml::Value::Table(streams))
 
         [store]
-        root = (config::path(&root.join("store")))
+        root = (config::path(store))
 
         [site]
         base_url = (site)
     }
 }
 
-fn setup(node: &Node, operator: &BrokerUser, site: &str, uid: u32) -> Setup {
+fn setup(node: &Node, operator: &BrokerUser, site: &str, launcher: &Launcher) -> Setup {
     let mut dir = tempfile::tempdir().expect("a season directory");
     // Logs, store and ledger stay for a post-mortem when asked.
     dir.disable_cleanup(std::env::var_os("FORTNIGHT_SEASON_KEEP").is_some());
@@ -868,27 +1178,33 @@ fn setup(node: &Node, operator: &BrokerUser, site: &str, uid: u32) -> Setup {
     .expect("suite");
     let repo = Repo::new(root.join("repo"));
     repo.init_archive().expect("ostree init");
-    let config_table = season_config(
-        &root,
-        &node.amqp_url(),
-        operator.name.as_str(),
-        site,
-        period_seconds(),
-    );
+    let store_root = root.join("store");
+    let configuration = |store: &Path, amqp_url: &str| {
+        season_config(
+            &root,
+            store,
+            amqp_url,
+            operator.name.as_str(),
+            site,
+            period_seconds(),
+        )
+    };
     let config = root.join("config.toml");
-    let text = config::to_toml(&config_table);
+    let text = config::to_toml(&configuration(&store_root, &node.amqp_url()));
     std::fs::write(&config, &text).expect("config");
-    chown(&root.join("store"), uid);
-    chown(&root.join("repo"), uid);
-    chown(&root.join("ledger"), uid);
+    let (consumer_store, consumer_amqp_url) = launcher.consumer_view(&store_root, &node.amqp_url());
+    let consumer_config = configuration(&consumer_store, &consumer_amqp_url);
+    for dir in ["store", "repo", "ledger"] {
+        chown(&root.join(dir), launcher.uid());
+    }
     let settings = Settings::from_toml(&text).expect("the season's configuration is valid");
     Setup {
-        store_root: root.join("store"),
+        store_root,
         root,
         repo,
         config,
-        config_table,
         settings,
+        consumer_config,
         ledger_file,
         _dir: dir,
     }
@@ -902,7 +1218,7 @@ fn replica_config(setup: &Setup, name: &str, replica: usize) -> (PathBuf, std::n
         toml::Value::Table(config::health_addr(health)),
     )]);
     let config = config::merged(
-        setup.config_table.clone(),
+        setup.consumer_config.clone(),
         Table::from_iter([("consumers".to_owned(), toml::Value::Table(consumers))]),
     );
     let path = setup.root.join(format!("config-{name}-{replica}.toml"));
@@ -1017,11 +1333,13 @@ enum Fault {
 
 async fn inject(fault: Fault, fleet: &Fleet, node: &Arc<Node>, ledger: &Mutex<Ledger>) {
     match fault {
-        Fault::Kill(index) => {
-            let who = fleet.kill(index);
-            println!("season: SIGKILL {who}");
-            ledger.lock().expect("ledger").fault("SIGKILL");
-        }
+        Fault::Kill(index) => match fleet.kill(index) {
+            (who, true) => {
+                println!("season: SIGKILL {who}");
+                ledger.lock().expect("ledger").fault("SIGKILL");
+            }
+            (who, false) => println!("season: SIGKILL {who}: it was not running"),
+        },
         Fault::BrokerStopStart(down_ms) => {
             println!("season: broker stop_app for {down_ms} ms");
             let node = node.clone();
@@ -1070,8 +1388,15 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
         0,
         "the season runs the consumers under the image's uid and nginx's workers as nobody, which needs root"
     );
-    let uid = image_uid();
     let bins = bin_dir();
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut launcher = Launcher::choose(&format!("fortnight-season-{run}"), bins.clone());
+    let shape = launcher.shape();
+    let uid = launcher.uid();
+    println!(
+        "season: [{:>4}s] consumers run as {shape}",
+        started.elapsed().as_secs()
+    );
 
     let node = Arc::new(Node::start());
     println!(
@@ -1083,7 +1408,8 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
         .collect();
     let operator = BrokerUser::create_on(&node, "operator");
     let nginx_dir = tempfile::tempdir().expect("nginx scratch");
-    let setup = setup(&node, &operator, "https://season.example.org/", uid);
+    let setup = setup(&node, &operator, "https://season.example.org/", &launcher);
+    launcher.deploy(&setup, &node.amqp_url());
     let nginx = Nginx::serve(&setup.store_root, nginx_dir.path());
     let store = Store::open(&setup.store_root).expect("the store");
     let guest = setup.settings.clone();
@@ -1102,8 +1428,6 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
                 config,
                 health,
                 log: setup.root.join(format!("logs/{name}-{replica}.log")),
-                bin_dir: bins.clone(),
-                uid,
             });
         }
     }
@@ -1112,12 +1436,13 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
     let (clock, specs): (Vec<Spec>, Vec<Spec>) = specs
         .into_iter()
         .partition(|s| s.name == settings::RELEASE_TIMER);
-    let fleet = Fleet::start(specs);
+    let fleet = Fleet::start(launcher, specs);
     wait_ready(&fleet, &setup.root.join("logs")).await;
     for spec in clock {
         fleet.join(spec);
     }
     wait_ready(&fleet, &setup.root.join("logs")).await;
+    fleet.assert_deployed();
     println!(
         "season: [{:>4}s] every consumer ready",
         started.elapsed().as_secs()
@@ -1592,7 +1917,7 @@ async fn a_season_under_faults_releases_once_per_period_the_right_candidate_and_
     let runs = tests::count_lines(&setup.ledger_file);
     let reruns: usize = runs.values().map(|c| c.saturating_sub(1)).sum();
     println!(
-        "season summary: seed {seed}; {} periods of {period}s ({} ticks, {} releases, {} skips); {trees} trees; \
+        "season summary ({shape}): seed {seed}; {} periods of {period}s ({} ticks, {} releases, {} skips); {trees} trees; \
          {} messages sent, {delivered} results watched; faults: {:?}, {restarts} restarts; \
          {reruns} recipe/test runs repeated after a kill; lost 0, doubled 0; wall time {:?} (last tick {last_tick})",
         periods,

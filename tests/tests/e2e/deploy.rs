@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
 use settings::Settings;
+use tests::container::Containerfile;
 
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -325,26 +326,16 @@ fn compose_runs_rabbitmq_and_every_consumer_on_a_shared_store() {
     );
 }
 
-/// The programs the Containerfile's `PROGRAMS` argument lists: both ways of getting the
-/// binaries install exactly these.
-pub(crate) fn containerfile_programs(containerfile: &str) -> BTreeSet<String> {
-    containerfile
-        .lines()
-        .find_map(|l| l.strip_prefix("ARG PROGRAMS="))
-        .expect("the Containerfile declares ARG PROGRAMS")
-        .trim_matches('"')
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn containerfile_builds_every_consumer_binary() {
-    let text =
-        std::fs::read_to_string(deploy().join("Containerfile")).expect("deploy/Containerfile");
-    let programs = containerfile_programs(&text);
+    let containerfile = Containerfile::read();
+    let text = &containerfile.text;
+    let programs = containerfile.programs();
     for binary in consumers().iter().map(String::as_str).chain(["fortnight"]) {
-        assert!(programs.contains(binary), "the image builds {binary}");
+        assert!(
+            programs.iter().any(|p| p == binary),
+            "the image builds {binary}"
+        );
     }
     let build = text
         .lines()
@@ -355,7 +346,7 @@ fn containerfile_builds_every_consumer_binary() {
         "the build stage compiles PROGRAMS: {build}"
     );
     assert!(
-        programs.contains("fortnight-job"),
+        programs.iter().any(|p| p == "fortnight-job"),
         "the image ships fortnight-job, which the consumers look for beside them"
     );
     for tool in ["ostree", "e2fsprogs", "qemu-utils", "xz-utils"] {

@@ -8,101 +8,15 @@
 //! has just built them and a release build would double the build time. The Debian base image
 //! is made with debootstrap when podman does not have it yet and kept between runs.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-
 use settings::{QUEUE_CONSUMERS, RELEASE_TIMER};
+use tests::config::health_addr;
+use tests::container::{Containerfile, Image, available, podman, podman_run};
 use tests::process::{run_ok, text, wait_until};
 use tests::{TestBus, free_port, http_get, is_ready};
 
-use crate::deploy::{containerfile_programs, deploy, repo};
-use tests::config::health_addr;
-
-/// Both limits must be explicit: podman's defaults are above the hard limits of machines like
-/// CI's (20000 open files), which the runtime may not raise. A consumer needs far fewer.
-const ULIMITS: [&str; 4] = [
-    "--ulimit",
-    "nofile=4096:4096",
-    "--ulimit",
-    "nproc=4096:4096",
-];
-
-/// podman with the OCI runtime every call uses: crun fails on hybrid cgroup hierarchies.
-fn podman() -> Command {
-    let mut command = Command::new("podman");
-    command.args(["--runtime", "runc"]);
-    command
-}
-
-/// `podman run` on the host's network, so a container reaches the broker on 127.0.0.1 and
-/// its health port is reachable from the test; `options` go before the image.
-fn podman_run(options: &[&str], image: &str) -> Command {
-    let mut command = podman();
-    command
-        .args(["run", "--network=host"])
-        .args(ULIMITS)
-        .args(options)
-        .arg(image);
-    command
-}
-
-fn succeeds(command: &mut Command) -> bool {
-    command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The Containerfile's value of `prefix` on the one line that starts with it.
-fn containerfile_line<'a>(containerfile: &'a str, prefix: &str) -> &'a str {
-    containerfile
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("the Containerfile has no line starting {prefix:?}"))
-        .trim()
-}
-
-/// Makes `image` (a Debian `<suite>-slim` name) with debootstrap unless podman has it.
-fn ensure_base_image(image: &str) {
-    if succeeds(podman().args(["image", "exists", image])) {
-        return;
-    }
-    let suite = image
-        .rsplit(':')
-        .next()
-        .and_then(|tag| tag.split('-').next())
-        .unwrap_or_else(|| panic!("cannot tell the Debian suite of the base image {image}"));
-    let root = tempfile::tempdir().expect("a directory for the base image's root");
-    run_ok(
-        Command::new("debootstrap")
-            .args(["--variant=minbase", suite])
-            .arg(root.path()),
-        &format!("debootstrap {suite} (install debootstrap to make the base image {image})"),
-    );
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(root.path())
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tar runs");
-    let imported = podman()
-        .args(["import", "-", image])
-        .stdin(tar.stdout.take().expect("tar's output"))
-        .output()
-        .expect("podman import runs");
-    assert!(
-        tar.wait().expect("tar finishes").success(),
-        "tar of {root:?} failed"
-    );
-    tests::process::assert_success(&imported, &format!("podman import of {image}"));
-}
-
-/// Everything one run creates in podman, removed when dropped (a failed test too, after
+/// The containers and volume one run creates, removed when dropped (a failed test too, after
 /// printing the consumers' logs).
 struct Podman {
-    image: String,
     volume: String,
     containers: Vec<String>,
 }
@@ -129,14 +43,12 @@ impl Drop for Podman {
         let _ = podman()
             .args(["volume", "rm", "--force", &self.volume])
             .output();
-        let _ = podman().args(["rmi", "--force", &self.image]).output();
     }
 }
 
 #[test]
 fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
-    let present = succeeds(Command::new("podman").arg("--version"));
-    if !present {
+    if !available() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "podman is not installed, and CI=true: .ci/run installs podman, runc and debootstrap"
@@ -144,58 +56,19 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
         eprintln!("skipping: podman is not installed (apt-get install podman runc debootstrap)");
         return;
     }
-    let containerfile =
-        std::fs::read_to_string(deploy().join("Containerfile")).expect("deploy/Containerfile");
-    ensure_base_image(
-        containerfile
-            .lines()
-            .filter_map(|l| l.strip_prefix("FROM "))
-            .find_map(|l| l.strip_suffix(" AS runtime"))
-            .expect("the Containerfile has a runtime stage"),
-    );
-
-    // Every program the image ships, built as the host build path expects them.
-    let programs = containerfile_programs(&containerfile);
-    let binaries =
-        tests::process::built_binaries(&programs.iter().map(String::as_str).collect::<Vec<_>>());
-    let context = repo();
-    let host_binaries = binaries.strip_prefix(&context).unwrap_or_else(|_| {
-        panic!(
-            "the binaries in {} are outside the build context {}: unset CARGO_TARGET_DIR",
-            binaries.display(),
-            context.display()
-        )
-    });
-
+    let containerfile = Containerfile::read();
     let bus = TestBus::new();
+    // Declared before the containers' guard, so it is dropped after them.
+    let image = Image::build(&format!("localhost/fortnight-test:{}", bus.id));
+    let image = image.tag.as_str();
     let mut podman_state = Podman {
-        image: format!("localhost/fortnight-test:{}", bus.id),
         volume: format!("fortnight-test-{}", bus.id),
         containers: Vec::new(),
     };
-    let image = podman_state.image.clone();
-    // Without intermediate layers, removing the image removes all this run built.
-    run_ok(
-        podman()
-            .args([
-                "build",
-                "--network=host",
-                "--layers=false",
-                "--target",
-                "host",
-            ])
-            .arg("--file")
-            .arg(deploy().join("Containerfile"))
-            .arg("--build-arg")
-            .arg(format!("HOST_BINARIES={}", host_binaries.display()))
-            .args(["--tag", &image])
-            .arg(&context),
-        "podman build --target host",
-    );
 
-    for program in &programs {
+    for program in &containerfile.programs() {
         let help = run_ok(
-            podman_run(&["--rm"], &image).args([program, "--help"]),
+            podman_run(&["--rm"], image).args([program, "--help"]),
             &format!("{program} --help in the image"),
         );
         assert!(
@@ -207,9 +80,9 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
         );
     }
 
-    let uid = containerfile_line(&containerfile, "USER ");
+    let uid = containerfile.user().to_string();
     let id = run_ok(
-        podman_run(&["--rm"], &image).args(["id", "-u"]),
+        podman_run(&["--rm"], image).args(["id", "-u"]),
         "id -u in the image",
     );
     assert_eq!(
@@ -219,7 +92,7 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
     );
     assert_ne!(uid, "0", "the image's user is not root");
     let name = run_ok(
-        podman_run(&["--rm"], &image).args(["id", "-un"]),
+        podman_run(&["--rm"], image).args(["id", "-un"]),
         "id -un in the image",
     );
     assert_eq!(
@@ -237,9 +110,10 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
         bus.consumer(consumer, health_addr(*addr))
     });
     // The store where the image declares its volume, as a deployment mounts it.
-    let store = containerfile_line(&containerfile, "VOLUME ").trim_matches(['[', ']', '"']);
+    let volume = containerfile.volume();
+    let store = volume.display();
     let config = bus.dir.path().join("container.toml");
-    std::fs::write(&config, bus.config_toml_with_store(Path::new(store)))
+    std::fs::write(&config, bus.config_toml_with_store(&volume))
         .expect("the container's configuration is written");
     for (consumer, _) in &health {
         let container = format!("fortnight-test-{}-{consumer}", bus.id);
@@ -254,7 +128,7 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
                     "--volume",
                     &format!("{}:{store}", podman_state.volume),
                 ],
-                &image,
+                image,
             )
             .arg(consumer),
             &format!("podman run {consumer}"),

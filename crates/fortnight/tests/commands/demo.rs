@@ -1,6 +1,6 @@
-//! `fortnight demo` end to end against the real RabbitMQ and ostree: what it released, the
-//! promoted refs, the page and JSON, and the messages as fedora-messaging's own consumer
-//! receives them. Then a second run in the same directory, and the advice when no broker
+//! `fortnight demo` end to end against the real RabbitMQ and ostree: what it released, what
+//! that changed against the previous release (the trees' RPM databases), the promoted refs,
+//! the page and JSON, and the messages as fedora-messaging's own consumer receives them. Then a second run in the same directory, and the advice when no broker
 //! answers.
 
 use crate::common;
@@ -17,6 +17,15 @@ use serde_json::Value;
 use tests::broker::rabbitmqctl;
 
 const RELEASED: &str = "43.20261125.0";
+/// The stream's previous release, which the demo releases by override first.
+const PREVIOUS: &str = "43.20261111.0";
+/// What the release's notes say changed on every arch against PREVIOUS, as the demo prints
+/// them: the package set its nightlies were made to differ by.
+const PRINTED_PACKAGES: &str = "  packages: 1 upgraded, 0 downgraded, 1 added, 1 removed
+    upgraded fortnight-tools.noarch 1.0-1 -> 1.1-1
+    added fortnight-extra.noarch 0.1-1
+    removed fortnight-legacy.noarch 0.9-1
+";
 
 /// Writes every message fedora-messaging delivers as one JSON line.
 const CALLBACK_PY: &str = r#"
@@ -117,7 +126,8 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
     // What it printed: progress per stage, the release, why the others were not released.
     for line in [
         "consumers ready",
-        "published 6 fortnight.tree.composed events",
+        "published 8 fortnight.tree.composed events",
+        "released f43 43.20261111.0: forced by ",
         "tests failed: f43 43.20261126.0 aarch64: os-release",
         "karma threshold reached: f43 43.20261125.0",
         "two-week tick fired for f43",
@@ -130,6 +140,29 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
     ] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
+    // What the release changed against the previous one, from its notes, on both arches.
+    let notes = stdout
+        .split_once(&format!(
+            "What it changed against {PREVIOUS} (release notes in "
+        ))
+        .unwrap_or_else(|| panic!("no release notes in:\n{stdout}"))
+        .1;
+    assert!(
+        notes.contains(&format!("\n{PREVIOUS} -> {RELEASED}\n")),
+        "{notes}"
+    );
+    for arch in ["aarch64", "x86_64"] {
+        let block = notes
+            .split_once(&format!("\n{arch}:\n  tree "))
+            .unwrap_or_else(|| panic!("no {arch} notes in:\n{notes}"))
+            .1;
+        let block = block.split_once('\n').unwrap().1;
+        assert!(
+            block.starts_with(PRINTED_PACKAGES),
+            "{arch} packages:\n{block}"
+        );
+    }
+
     // The verify commands it printed work, with the key it printed.
     let words = |prefix: &str| -> Vec<Vec<String>> {
         stdout
@@ -159,6 +192,26 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
             .join(RELEASED)
             .join("release.json"),
     );
+    // Its notes list exactly the package set, per arch, against the previous release.
+    assert_eq!(release["previous"], PREVIOUS);
+    assert_eq!(release["notes"]["against"], PREVIOUS);
+    let expected_packages = serde_json::json!({"compared": {
+        "upgraded": [{"name": "fortnight-tools", "arch": "noarch", "from": "1.0-1", "to": "1.1-1"}],
+        "downgraded": [],
+        "added": [{"name": "fortnight-extra", "arch": "noarch", "evr": "0.1-1"}],
+        "removed": [{"name": "fortnight-legacy", "arch": "noarch", "evr": "0.9-1"}],
+    }});
+    for arch in ["x86_64", "aarch64"] {
+        assert_eq!(
+            release["notes"]["arches"][arch]["packages"], expected_packages,
+            "{arch} release notes"
+        );
+        assert_eq!(
+            release["changes"]["arches"][arch]["packages"],
+            serde_json::json!({"added": 1, "removed": 1, "upgraded": 1, "downgraded": 0}),
+            "{arch} counts in the message"
+        );
+    }
     let repo = dir.join("repo");
     for arch in ["x86_64", "aarch64"] {
         let release_ref = format!("fedora/43/{arch}/atomic-host");
@@ -238,15 +291,16 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         );
     }
     let expected = [
-        ("fortnight.tree.composed", 6),
-        ("fortnight.image.built", 6),
-        ("fortnight.image.tests.passed", 5),
+        ("fortnight.tree.composed", 8),
+        ("fortnight.image.built", 8),
+        ("fortnight.image.tests.passed", 7),
         ("fortnight.image.tests.failed", 1),
-        ("fortnight.candidate.testing.requested", 2),
+        ("fortnight.candidate.testing.requested", 3),
+        ("fortnight.override.release", 1),
         ("fortnight.karma.submitted", 1),
         ("fortnight.karma.threshold.reached", 1),
         ("fortnight.twoweek.timer.fired", 1),
-        ("fortnight.release.published", 1),
+        ("fortnight.release.published", 2),
     ];
     for (topic, count) in expected {
         assert_eq!(
@@ -261,9 +315,10 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
             m["topic"]
                 .as_str()
                 .is_some_and(|t| t.ends_with("fortnight.release.published"))
+                && m["body"]["version"] == RELEASED
         })
         .unwrap();
-    assert_eq!(published["body"]["version"], RELEASED);
+    assert_eq!(published["body"]["changes"], release["changes"]);
     assert_eq!(
         published["body"]["arches"]["aarch64"]["release_ref"],
         "fedora/43/aarch64/atomic-host"
@@ -332,11 +387,13 @@ fn demo_names_the_packages_to_install_when_its_tools_are_missing() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("the demo needs ostree, mke2fs, debugfs, qemu-img, gpg on PATH"),
+        stderr.contains(
+            "the demo needs ostree, mke2fs, debugfs, qemu-img, gpg, rpmbuild, rpm on PATH"
+        ),
         "{stderr}"
     );
     assert!(
-        stderr.contains("apt-get install ostree e2fsprogs qemu-utils gnupg"),
+        stderr.contains("apt-get install ostree e2fsprogs qemu-utils gnupg rpm"),
         "{stderr}"
     );
     assert!(
@@ -375,7 +432,7 @@ fn demo_boot_boots_every_x86_64_image_and_skips_aarch64_saying_why() {
         stdout.contains(&format!("released f43 {RELEASED}")),
         "{stdout}"
     );
-    for version in ["43.20261124.0", "43.20261125.0", "43.20261126.0"] {
+    for version in [PREVIOUS, "43.20261124.0", RELEASED, "43.20261126.0"] {
         for (arch, expected) in [
             ("x86_64", format!("booted {version} with ")),
             (

@@ -1,7 +1,9 @@
 //! `fortnight demo`: the whole pipeline on this machine in about a minute. It makes a scratch
-//! OSTree repository with three nightlies for two arches, runs every consumer in-process
-//! against the local RabbitMQ, publishes the tree events, votes, fires the two-week tick and
-//! explains what was released and why the other candidates were not.
+//! OSTree repository with four nightlies for two arches (the stream's previous release and
+//! three new ones), runs every consumer in-process against the local RabbitMQ, publishes the
+//! tree events, releases the first by override, votes, fires the two-week tick and explains
+//! what was released, what it changed against the previous release and why the other
+//! candidates were not.
 //!
 //! Everything it makes lives under one directory (`--dir`, or a new temporary one): the
 //! OSTree repo, the artifact tree with the site, the configuration and the test suite. Its
@@ -32,6 +34,9 @@ const STREAM: &str = "f43";
 const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
 /// The candidate testers vote for: not the newest, which fails its tests.
 const VOTED: &str = "43.20261125.0";
+/// The stream's release before the demo's tick, which the new release's notes compare with:
+/// the operator releases it by override, as the tick two weeks earlier would have.
+const PREVIOUS: &str = "43.20261111.0";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

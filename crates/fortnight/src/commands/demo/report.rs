@@ -1,12 +1,14 @@
-//! What the demo prints at the end: the release and how to verify its signatures, why every
-//! other candidate was not released (in the releaser's own words, from `releaser::decide`),
-//! and where the page is.
+//! What the demo prints at the end: the release, what it changed against the previous one
+//! (its release notes, as the releaser wrote them in `release.json`), how to verify its
+//! signatures, why every other candidate was not released (in the releaser's own words, from
+//! `releaser::decide`), and where the page is.
 
 use std::path::Path;
 
 use anyhow::Context;
 use messages::{ReleasePublished, Stream};
 use ostree_cli::Repo;
+use release_notes::ReleaseRecord;
 use releaser::{Decision, decide};
 use settings::Settings;
 use store::Store;
@@ -65,6 +67,7 @@ fn print_release(
             );
         }
     }
+    print_notes(store, release)?;
     let public = store.keys_dir().join(format!("{}.asc", key.fingerprint));
     println!(
         "Signed with the demo's key {} ({}). Verify, in a keyring that has imported it:",
@@ -87,6 +90,28 @@ fn print_release(
         public.display(),
         dir.join("repo").display()
     );
+    Ok(())
+}
+
+/// The release notes as the releaser recorded them, read back rather than recomputed.
+fn print_notes(store: &Store, release: &ReleasePublished) -> anyhow::Result<()> {
+    let path = store.release_record_path(&release.stream, &release.version);
+    let record: Option<ReleaseRecord> = store::read_json(&path)
+        .with_context(|| format!("cannot read the release record {}", path.display()))?;
+    match record.and_then(|record| record.notes) {
+        Some(notes) => {
+            println!(
+                "What it changed against {} (release notes in {}):",
+                notes.against,
+                path.display()
+            );
+            print!("{}", notes.text(&release.version));
+        }
+        None => println!(
+            "No release notes in {} (the releaser's log says why).",
+            path.display()
+        ),
+    }
     Ok(())
 }
 

@@ -15,6 +15,9 @@ const TOOLS: &[(&str, &str)] = &[
     ("debugfs", "e2fsprogs"),
     ("qemu-img", "qemu-utils"),
     ("gpg", "gnupg"),
+    // The trees' RPM databases (`deploy/tests/fixtures/rpmdb-tree`) and their release notes.
+    ("rpmbuild", "rpm"),
+    ("rpm", "rpm"),
 ];
 /// What `--boot` needs too: the fixture builds an initramfs from busybox with cpio for the
 /// installed kernel, which it finds itself (and names the package when it is missing).

@@ -1,4 +1,6 @@
-//! The demo's nightlies: an archive OSTree repository with one commit per version and arch.
+//! The demo's nightlies: an archive OSTree repository with one commit per version and arch,
+//! each tree with an RPM database (`deploy/tests/fixtures/rpmdb-tree`) so that releases carry
+//! release notes.
 
 use std::path::Path;
 
@@ -6,14 +8,54 @@ use anyhow::{Context, bail};
 use messages::{Arch, Ref, Tree, Version};
 use ostree_cli::Repo;
 
-use super::{ARCHES, Progress, tools};
+use super::{ARCHES, PREVIOUS, Progress, tools};
 
-/// The nightlies: version, and the arch whose tree ships without `/usr/lib/os-release` (so
-/// its image fails the suite's `os-release` test).
-pub(super) const NIGHTLIES: [(&str, Option<&str>); 3] = [
-    ("43.20261124.0", None),
-    ("43.20261125.0", None),
-    ("43.20261126.0", Some("aarch64")),
+/// One nightly as the demo makes it.
+pub(super) struct Planned {
+    pub(super) version: &'static str,
+    /// The arch whose tree ships without `/usr/lib/os-release` (so its image fails the
+    /// suite's `os-release` test).
+    pub(super) broken_arch: Option<&'static str>,
+    /// What its RPM database lists, as the fixture takes them (`NAME=[EPOCH:]VERSION-RELEASE`).
+    pub(super) packages: &'static [&'static str],
+}
+
+/// What the previous release shipped: against it, the voted candidate upgrades one package,
+/// adds one and removes one (the demo test asserts exactly that set).
+const OLD_PACKAGES: &[&str] = &[
+    "fortnight-base=1.0-1",
+    "fortnight-tools=1.0-1",
+    "fortnight-legacy=0.9-1",
+];
+const NEW_PACKAGES: &[&str] = &[
+    "fortnight-base=1.0-1",
+    "fortnight-tools=1.1-1",
+    "fortnight-extra=0.1-1",
+];
+
+/// The nightlies, oldest first: the one the stream released two weeks earlier, then this
+/// period's three.
+pub(super) const NIGHTLIES: [Planned; 4] = [
+    Planned {
+        version: PREVIOUS,
+        broken_arch: None,
+        packages: OLD_PACKAGES,
+    },
+    Planned {
+        version: "43.20261124.0",
+        broken_arch: None,
+        packages: OLD_PACKAGES,
+    },
+    Planned {
+        version: "43.20261125.0",
+        broken_arch: None,
+        packages: NEW_PACKAGES,
+    },
+    Planned {
+        version: "43.20261126.0",
+        broken_arch: Some("aarch64"),
+        packages: NEW_PACKAGES,
+    },
 ];
 
 /// One nightly tree of one arch, as committed.
@@ -24,39 +66,68 @@ pub(super) struct Nightly {
     pub(super) tree: Tree,
 }
 
-/// Commits the nightlies into a new archive repository; with `boot`, the x86_64 trees carry
-/// a kernel, an initramfs and a self-test (`deploy/tests/fixtures/bootable-tree`).
+/// Runs a tree fixture (a script of `deploy/tests/fixtures`) on `root`; the fixtures take no
+/// shell, only arguments.
+fn run_fixture(fixture: &Path, root: &Path, args: &[&str], what: &str) -> anyhow::Result<()> {
+    let made = std::process::Command::new(fixture)
+        .arg(root)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", fixture.display()))?;
+    if !made.status.success() {
+        bail!(
+            "cannot make {what} ({}): {}",
+            fixture.display(),
+            String::from_utf8_lossy(&made.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Commits the nightlies into a new archive repository, every tree with its RPM database;
+/// with `boot`, the x86_64 trees carry a kernel, an initramfs and a self-test
+/// (`deploy/tests/fixtures/bootable-tree`).
 pub(super) fn make_repo(
     dir: &Path,
     boot: bool,
     progress: &Progress,
 ) -> anyhow::Result<Vec<Nightly>> {
-    let bootable_tree = if boot {
-        Some(tools::shipped_tests(&tools::recipes_dir()?)?.join("fixtures/bootable-tree"))
-    } else {
-        None
-    };
+    let fixtures = tools::shipped_tests(&tools::recipes_dir()?)?.join("fixtures");
+    let bootable_tree = boot.then(|| fixtures.join("bootable-tree"));
+    let rpmdb_tree = fixtures.join("rpmdb-tree");
     let repo_path = dir.join("repo");
     let repo = Repo::new(&repo_path);
     repo.init_archive()
         .context("cannot create the demo's OSTree repository")?;
     let scratch = tempfile::tempdir_in(dir).context("cannot create a scratch directory")?;
     let mut nightlies = Vec::new();
-    for (version, broken_arch) in NIGHTLIES {
+    for Planned {
+        version,
+        broken_arch,
+        packages,
+    } in NIGHTLIES
+    {
         for arch in ARCHES {
             let root = scratch.path().join(format!("{version}-{arch}"));
             if let Some(fixture) = bootable_tree.as_deref().filter(|_| arch == "x86_64") {
-                let made = std::process::Command::new(fixture)
-                    .arg(&root)
-                    .output()
-                    .with_context(|| format!("cannot run {}", fixture.display()))?;
-                if !made.status.success() {
-                    bail!(
-                        "cannot make a bootable tree for {version} on {arch}: {}",
-                        String::from_utf8_lossy(&made.stderr).trim()
-                    );
-                }
+                run_fixture(
+                    fixture,
+                    &root,
+                    &[],
+                    &format!("a bootable tree for {version} on {arch}"),
+                )?;
             }
+            // An empty cache argument is the fixture's default, `~/.cache/fortnight/rpms`:
+            // the packages are built once and every later demo reuses them.
+            let fixture_args: Vec<&str> = std::iter::once("")
+                .chain(packages.iter().copied())
+                .collect();
+            run_fixture(
+                &rpmdb_tree,
+                &root,
+                &fixture_args,
+                &format!("the RPM database of {version} on {arch}"),
+            )?;
             std::fs::create_dir_all(root.join("usr/lib"))?;
             std::fs::create_dir_all(root.join("usr/share/fortnight-demo"))?;
             std::fs::write(
@@ -85,7 +156,7 @@ pub(super) fn make_repo(
         }
     }
     progress.say(&format!(
-        "made an OSTree repo with {} nightlies for {}: {}",
+        "made an OSTree repo with {} nightlies (with RPM databases) for {}: {}",
         NIGHTLIES.len(),
         ARCHES.join(" and "),
         repo_path.display()

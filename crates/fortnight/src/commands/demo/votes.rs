@@ -1,15 +1,19 @@
-//! The demo's part of the pipeline: it publishes the tree events, votes for one candidate as
-//! a tester would, fires the two-week tick as an operator would, and waits for the page.
+//! The demo's part of the pipeline: it publishes the tree events, releases the previous
+//! release by override, votes for one candidate as a tester would, fires the two-week tick as
+//! an operator would, and waits for the page.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use messages::{KarmaSubmitted, Outgoing, Stream, TreeComposed, UserName, Version, derived_id};
+use messages::{
+    KarmaSubmitted, Outgoing, Override, OverrideRelease, Stream, TreeComposed, UserName, Version,
+    derived_id,
+};
 use settings::Settings;
 
 use super::trees::Nightly;
 use super::watch::Watch;
-use super::{STREAM, VOTED};
+use super::{PREVIOUS, STREAM, VOTED};
 
 pub(super) async fn drive(
     settings: &Settings,
@@ -44,6 +48,33 @@ pub(super) async fn drive(
         trees.len()
     ));
 
+    let stream: Stream = STREAM.parse()?;
+    // The stream's previous release, for the tick's release to have notes against: released
+    // as soon as it passed, before any vote or tick.
+    let previous: Version = PREVIOUS.parse()?;
+    watch
+        .until("the previous release's candidate to pass its tests", |s| {
+            s.requested.contains(&previous)
+        })
+        .await?;
+    let release = OverrideRelease(Override {
+        stream: stream.clone(),
+        version: Some(previous.clone()),
+        reason: "the stream's previous release, for release notes to compare with".into(),
+        operator: user.clone(),
+        expires: None,
+    });
+    publisher
+        .publish_as(
+            &Outgoing::new(uuid::Uuid::new_v4(), &release),
+            user.as_str(),
+        )
+        .await
+        .context("cannot publish the override that releases the previous release")?;
+    watch
+        .until("the previous release", |s| s.forced.contains(&previous))
+        .await?;
+
     let expected = trees.len();
     let voted: Version = VOTED.parse()?;
     watch
@@ -52,7 +83,6 @@ pub(super) async fn drive(
         })
         .await?;
 
-    let stream: Stream = STREAM.parse()?;
     let vote = KarmaSubmitted {
         stream: stream.clone(),
         version: voted.clone(),

@@ -23,6 +23,9 @@ pub(super) struct Seen {
     finished: BTreeSet<(Version, Arch)>,
     pub(super) requested: BTreeSet<Version>,
     pub(super) stable: BTreeSet<Version>,
+    /// Released by an operator's override.
+    pub(super) forced: BTreeSet<Version>,
+    /// Released by the tick.
     pub(super) released: Option<ReleasePublished>,
     skipped: bool,
     topics: Vec<String>,
@@ -115,7 +118,11 @@ impl Seen {
                 .map(|m| format!("two-week tick fired for {} (period {})", m.stream, m.period)),
             ReleasePublished::TOPIC => parse::<ReleasePublished>(body).map(|m| {
                 let line = format!("released {} {}: {}", m.stream, m.version, m.reason);
-                self.released = Some(m);
+                if m.forced {
+                    self.forced.insert(m.version);
+                } else {
+                    self.released = Some(m);
+                }
                 line
             }),
             ReleaseSkipped::TOPIC => parse::<ReleaseSkipped>(body).map(|m| {
