@@ -8,7 +8,8 @@
 //! TLS node, a cluster). [`probe`] is a tiny consumer whose effects can be counted, used
 //! in-process and as the `probe-consumer` binary. [`pipeline`] runs the
 //! karma-tracker and releaser on a two-arch stream with a real OSTree repository.
-//! [`container`] builds the deployed image with podman and runs containers of it.
+//! [`container`] builds the deployed image with podman and runs containers of it. [`step`]
+//! drives one step without any broker, for the consumers' fast unit tests.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub mod records;
 pub mod reference;
 pub mod schema;
 pub mod signing;
+pub mod step;
 
 /// The broker the tests use.
 pub fn amqp_url() -> String {

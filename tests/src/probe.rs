@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::{Outcome, Step};
+use bus::{Outputs, Step, StepError};
 use messages::{Outgoing, Severity, Stream, derived_id};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -151,8 +151,9 @@ fn safe_key(key: &str) -> bool {
 
 impl Step for Probe {
     const NAME: &'static str = "probe";
+    type Input = ();
 
-    fn topics(&self) -> Vec<String> {
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
         vec![RUN_TOPIC.to_owned()]
     }
 
@@ -160,32 +161,44 @@ impl Step for Probe {
         self.long_running
     }
 
-    async fn handle(&self, message: &messages::Incoming) -> Outcome {
+    async fn handle(&self, _: (), message: &messages::Incoming) -> Result<Outputs, StepError> {
         let order: Order = match serde_json::from_value(Value::Object(message.body.clone())) {
             Ok(order) => order,
             Err(error) => {
-                return Outcome::reject(format!("body does not match the probe schema: {error}"));
+                return Err(StepError::permanent(format!(
+                    "body does not match the probe schema: {error}"
+                )));
             }
         };
         if self.settings.stream(&order.stream).is_none() {
-            return Outcome::reject(format!("unknown stream `{}`", order.stream));
+            return Err(StepError::permanent(format!(
+                "unknown stream `{}`",
+                order.stream
+            )));
         }
         if !safe_key(&order.key) {
-            return Outcome::reject(format!("key {:?} is not a safe file name", order.key));
+            return Err(StepError::permanent(format!(
+                "key {:?} is not a safe file name",
+                order.key
+            )));
         }
         if let Err(error) = self.record_run(&order.key, message.user_id.as_deref()) {
-            return Outcome::retry(format!("cannot record the run: {error}"));
+            return Err(StepError::retryable(format!(
+                "cannot record the run: {error}"
+            )));
         }
         if order.fail {
-            return Outcome::retry("the order asks to fail");
+            return Err(StepError::retryable("the order asks to fail"));
         }
         tokio::time::sleep(Duration::from_millis(order.sleep_ms)).await;
         if let Err(error) = self.effect(&order.key) {
-            return Outcome::retry(format!("cannot make the effect: {error}"));
+            return Err(StepError::retryable(format!(
+                "cannot make the effect: {error}"
+            )));
         }
         let mut body = Map::new();
         body.insert("key".into(), Value::from(order.key.clone()));
-        Outcome::Done(vec![probe_message(
+        Ok(vec![probe_message(
             derived_id("probe", &[&order.key]),
             DONE_TOPIC,
             body,

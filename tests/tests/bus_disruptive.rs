@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bus::{Outcome, Step};
+use bus::{Outputs, Step, StepError};
 use messages::Incoming;
 use tests::broker::{self, ConsumerTimeout, Stopped};
 use tests::config::Table;
@@ -21,15 +21,16 @@ struct Sink {
 
 impl Step for Sink {
     const NAME: &'static str = "sink";
+    type Input = ();
 
-    fn topics(&self) -> Vec<String> {
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
         vec![DONE_TOPIC.to_owned()]
     }
 
-    async fn handle(&self, message: &Incoming) -> Outcome {
+    async fn handle(&self, _: (), message: &Incoming) -> Result<Outputs, StepError> {
         let id = message.id.clone().unwrap_or_default();
         self.ids.lock().expect("sink lock").push(id);
-        Outcome::Done(Vec::new())
+        Ok(Vec::new())
     }
 }
 

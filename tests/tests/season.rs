@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bus::{Outcome, Publisher, Step};
+use bus::{Outputs, Publisher, Step, StepError};
 use chrono::{DateTime, Utc};
 use messages::{
     Arch, Commit, Incoming, KarmaSubmitted, Message, Outgoing, Override, OverrideBlock,
@@ -645,14 +645,15 @@ fn parses<M: Message>(body: &serde_json::Map<String, Value>) -> Result<(), Strin
 
 impl Step for Watcher {
     const NAME: &'static str = WATCHER;
+    type Input = ();
 
-    fn topics(&self) -> Vec<String> {
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
         let mut topics: Vec<String> = WATCHED.iter().map(|t| (*t).to_owned()).collect();
         topics.push(TwoweekTimerFired::TOPIC.to_owned());
         topics
     }
 
-    async fn handle(&self, message: &Incoming) -> Outcome {
+    async fn handle(&self, _: (), message: &Incoming) -> Result<Outputs, StepError> {
         let checked = match message.topic.as_str() {
             messages::ImageBuilt::TOPIC => parses::<messages::ImageBuilt>(&message.body),
             messages::ImageTestsPassed::TOPIC => {
@@ -667,14 +668,14 @@ impl Step for Watcher {
             other => Err(format!("not a watched topic: {other}")),
         };
         if let Err(reason) = checked {
-            return Outcome::reject(reason);
+            return Err(StepError::permanent(reason));
         }
         self.seen.lock().expect("watcher").push(Seen {
             topic: message.topic.clone(),
             id: message.id.clone().unwrap_or_default(),
             body: message.body.clone(),
         });
-        Outcome::Done(Vec::new())
+        Ok(Vec::new())
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bus::{Outcome, Step};
+use bus::Outcome;
 use image_builder::ImageBuilder;
 use messages::{Outgoing, Ref, Tree, TreeComposed, derived_id};
 use ostree_cli::Repo;
@@ -80,7 +80,7 @@ fn main() {
             };
             let message = Outgoing::new(derived_id("bench", &[&version]), &body).to_incoming();
             let started = Instant::now();
-            let outcome = runtime.block_on(builder.handle(&message));
+            let outcome = runtime.block_on(bus::outcome(&builder, &message));
             let took = started.elapsed();
             assert!(
                 matches!(&outcome, Outcome::Done(out) if out.len() == 1),

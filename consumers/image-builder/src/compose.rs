@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bus::Outcome;
+use bus::{Outputs, StepError};
 use messages::{
-    Format, ImageBuildFailed, Incoming, Outgoing, PungiComposeStatusChange, Ref, Sha256, Stream,
-    Tree, Version, derived_id,
+    Format, ImageBuildFailed, Outgoing, PungiComposeStatusChange, Ref, Sha256, Stream, Tree,
+    Version, derived_id,
 };
 use ostree_cli::Repo;
 use serde::Deserialize;
@@ -90,14 +90,13 @@ fn plain_path(path: &str) -> Option<Vec<FileName>> {
 }
 
 impl ImageBuilder {
-    pub(crate) async fn on_compose_status(&self, message: &Incoming) -> Outcome {
-        let body: PungiComposeStatusChange = match message.parse() {
-            Ok(body) => body,
-            Err(e) => return Outcome::reject(e.to_string()),
-        };
+    pub(crate) async fn on_compose_status(
+        &self,
+        body: PungiComposeStatusChange,
+    ) -> Result<Outputs, StepError> {
         if !body.is_finished() {
             tracing::debug!(compose = %body.compose_id, status = %body.status, "compose not finished; ignored");
-            return Outcome::Done(Vec::new());
+            return Ok(Vec::new());
         }
         let streams: Vec<(&Stream, &StreamSettings, &str)> = self
             .settings
@@ -114,23 +113,22 @@ impl ImageBuilder {
             .collect();
         if streams.is_empty() {
             tracing::debug!(compose = %body.compose_id, "no stream takes images from this compose; ignored");
-            return Outcome::Done(Vec::new());
+            return Ok(Vec::new());
         }
         let Some(location) = Location::parse(&body.location) else {
-            return Outcome::reject(format!(
+            return Err(StepError::permanent(format!(
                 "compose location {:?} is neither a local path, file:// nor http(s)://",
                 body.location
-            ));
+            )));
         };
         let metadata = match self.fetch_images_json(&location).await {
             Ok(metadata) => metadata,
-            Err(Failure::Retry(reason)) => return Outcome::retry(reason),
-            Err(Failure::Build { reason, .. }) => return Outcome::reject(reason),
+            Err(Failure::Step(error)) => return Err(error),
+            Err(Failure::Build { reason, .. }) => return Err(StepError::permanent(reason)),
         };
-        let version: Version = match metadata.payload.compose.id.parse() {
-            Ok(v) => v,
-            Err(e) => return Outcome::reject(format!("images.json of {}: {e}", body.compose_id)),
-        };
+        let version: Version = metadata.payload.compose.id.parse().map_err(|e| {
+            StepError::permanent(format!("images.json of {}: {e}", body.compose_id))
+        })?;
         let mut outgoing = Vec::new();
         for (stream, stream_settings, variant) in streams {
             let Some(arches) = metadata.payload.images.get(variant) else {
@@ -147,17 +145,13 @@ impl ImageBuilder {
                     .get(arch.as_str())
                     .map(Vec::as_slice)
                     .unwrap_or_default();
-                match self
-                    .take_compose_arch(&candidate, stream_settings, &location, listed)
-                    .await
-                {
-                    Ok(Some(out)) => outgoing.push(out),
-                    Ok(None) => {}
-                    Err(reason) => return Outcome::retry(reason),
-                }
+                outgoing.extend(
+                    self.take_compose_arch(&candidate, stream_settings, &location, listed)
+                        .await?,
+                );
             }
         }
-        Outcome::Done(outgoing)
+        Ok(outgoing)
     }
 
     async fn fetch_images_json(&self, location: &Location) -> Result<ImagesJson, Failure> {
@@ -166,7 +160,7 @@ impl ImageBuilder {
                 let path = dir.join("metadata").join("images.json");
                 tokio::fs::read(&path)
                     .await
-                    .map_err(|e| Failure::Retry(format!("cannot read {}: {e}", path.display())))?
+                    .map_err(|e| Failure::retry(format!("cannot read {}: {e}", path.display())))?
             }
             Location::Remote(url) => {
                 let url = format!("{url}/metadata/images.json");
@@ -176,11 +170,11 @@ impl ImageBuilder {
                     .send()
                     .await
                     .and_then(|r| r.error_for_status())
-                    .map_err(|e| Failure::Retry(format!("cannot fetch {url}: {e}")))?;
+                    .map_err(|e| Failure::retry(format!("cannot fetch {url}: {e}")))?;
                 response
                     .bytes()
                     .await
-                    .map_err(|e| Failure::Retry(format!("cannot fetch {url}: {e}")))?
+                    .map_err(|e| Failure::retry(format!("cannot fetch {url}: {e}")))?
                     .to_vec()
             }
         };
@@ -198,18 +192,16 @@ impl ImageBuilder {
         &self,
         input_ref: &Ref,
         stream_settings: &StreamSettings,
-    ) -> Result<Tree, String> {
+    ) -> Result<Tree, StepError> {
         let repo = Repo::new(&stream_settings.ostree_repo);
         let lookup = input_ref.clone();
-        let commit = tokio::task::spawn_blocking(move || repo.rev_parse(&lookup))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?
+        let commit = bus::blocking(move || Ok::<_, StepError>(repo.rev_parse(&lookup)?))
+            .await?
             .ok_or_else(|| {
-                format!(
+                StepError::retryable(format!(
                     "ref {input_ref} is not in {}; the compose's tree must be there to tie images to a commit",
                     stream_settings.ostree_repo.display()
-                )
+                ))
             })?;
         Ok(crate::stream_tree(
             stream_settings,
@@ -218,14 +210,14 @@ impl ImageBuilder {
         ))
     }
 
-    /// Brings one arch's images into the store; `Err` for a transient failure to retry.
+    /// Brings one arch's images into the store.
     async fn take_compose_arch(
         &self,
         candidate: &Candidate,
         stream_settings: &StreamSettings,
         location: &Location,
         listed: &[ComposeImage],
-    ) -> Result<Option<Outgoing>, String> {
+    ) -> Result<Option<Outgoing>, StepError> {
         let Candidate {
             stream,
             version,
@@ -235,10 +227,22 @@ impl ImageBuilder {
             NAME,
             &["built", stream.as_str(), version.as_str(), arch.as_str()],
         );
-        let previous = self
-            .store
-            .read_build(stream, version, arch)
-            .map_err(|e| e.to_string())?;
+        let (previous, recorded) = {
+            let (store, candidate) = (self.store.clone(), candidate.clone());
+            bus::blocking(move || -> Result<_, StepError> {
+                let Candidate {
+                    stream,
+                    version,
+                    arch,
+                } = &candidate;
+                let previous = store.read_build(stream, version, arch)?;
+                // images.json does not name the tree; the compose's pungi.compose.ostree did.
+                let recorded: Option<Tree> =
+                    store::read_json(&store.compose_tree_path(stream, version, arch))?;
+                Ok((previous, recorded))
+            })
+            .await?
+        };
         if let Some(built) = previous {
             tracing::info!(compose = %version, stream = %stream, arch = %arch, "compose images already taken; published again");
             return Ok(Some(Outgoing::new(id, &built)));
@@ -246,10 +250,6 @@ impl ImageBuilder {
         let Some(input_ref) = stream_settings.input_refs.get(arch) else {
             return Ok(None);
         };
-        // images.json does not name the tree; the compose's pungi.compose.ostree did.
-        let recorded: Option<Tree> =
-            store::read_json(&self.store.compose_tree_path(stream, version, arch))
-                .map_err(|e| e.to_string())?;
         let tree = match recorded {
             Some(tree) => tree,
             None => {
@@ -258,7 +258,7 @@ impl ImageBuilder {
                 tree
             }
         };
-        let mut staging = Staging::new(&self.store, candidate).map_err(|e| e.to_string())?;
+        let mut staging = Staging::new(&self.store, candidate).await?;
         let mut result = Ok(());
         for format in &stream_settings.formats {
             result = self
@@ -273,22 +273,18 @@ impl ImageBuilder {
                 // The images are verified; what can still fail is the store itself: retry.
                 let built = staging
                     .install(&self.store, candidate, tree, Some(version.to_string()))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 tracing::info!(compose = %version, stream = %stream, arch = %arch, images = built.images.len(), "compose images taken");
                 return Ok(Some(Outgoing::new(id, &built)));
             }
             Err(failure) => failure,
         };
         match failure {
-            Failure::Retry(reason) => Err(reason),
+            Failure::Step(error) => Err(error),
             Failure::Build { format, reason } => {
                 tracing::warn!(compose = %version, stream = %stream, arch = %arch, reason = %reason, "compose images refused");
                 staging.log(&format!("### refused: {reason}"));
-                staging
-                    .keep_log(&self.store, candidate)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                staging.keep_log(&self.store, candidate).await?;
                 let failed = ImageBuildFailed {
                     stream: stream.clone(),
                     version: Some(version.clone()),
@@ -369,7 +365,7 @@ impl ImageBuilder {
             .get(url)
             .send()
             .await
-            .map_err(|e| Failure::Retry(format!("cannot fetch {url}: {e}")))?;
+            .map_err(|e| Failure::retry(format!("cannot fetch {url}: {e}")))?;
         let status = response.status();
         if status.is_client_error() {
             return Err(Failure::build(
@@ -378,17 +374,18 @@ impl ImageBuilder {
             ));
         }
         if !status.is_success() {
-            return Err(Failure::Retry(format!("cannot fetch {url}: HTTP {status}")));
+            return Err(Failure::retry(format!("cannot fetch {url}: HTTP {status}")));
         }
         let mut writer = ImageWriter::create(dest)?;
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| Failure::Retry(format!("download of {url} broke off: {e}")))?
+            .map_err(|e| Failure::retry(format!("download of {url} broke off: {e}")))?
         {
             writer.write_all(&chunk)?;
         }
-        Ok(writer.finish()?)
+        // The fsync is what blocks; the writes above only fill the page cache.
+        bus::blocking(move || Ok::<_, Failure>(writer.finish()?)).await
     }
 }
 
@@ -396,12 +393,12 @@ impl ImageBuilder {
 /// on another filesystem; then hashes it, which verification needs anyway.
 async fn link_or_copy(from: &Path, dest: &Path) -> Result<Digested, Failure> {
     let (from, dest) = (from.to_owned(), dest.to_owned());
-    tokio::task::spawn_blocking(move || -> Result<Digested, Failure> {
+    bus::blocking(move || -> Result<Digested, Failure> {
         match std::fs::hard_link(&from, &dest) {
             Ok(()) => Ok(store::hash_file(&dest)?),
             Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
                 let mut source = std::fs::File::open(&from)
-                    .map_err(|e| Failure::Retry(format!("cannot open {}: {e}", from.display())))?;
+                    .map_err(|e| Failure::retry(format!("cannot open {}: {e}", from.display())))?;
                 let mut writer = ImageWriter::create(&dest)?;
                 writer.copy_from(&mut source)?;
                 Ok(writer.finish()?)
@@ -414,5 +411,4 @@ async fn link_or_copy(from: &Path, dest: &Path) -> Result<Digested, Failure> {
         }
     })
     .await
-    .map_err(|e| Failure::Retry(format!("copying an image panicked: {e}")))?
 }

@@ -16,15 +16,16 @@
 mod compose;
 mod recipe;
 mod staging;
+#[cfg(test)]
+mod step_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::{Outcome, Step};
+use bus::{Outputs, Step, StepError};
 use messages::{
-    Arch, Commit, Format, ImageBuildFailed, ImageBuilt, Incoming, Message, Outgoing,
-    PungiComposeOstree, PungiComposeStatusChange, Ref, Stream, Tree, TreeComposed, Version,
-    derived_id,
+    Arch, Commit, Format, ImageBuildFailed, ImageBuilt, Incoming, Outgoing, PungiComposeOstree,
+    PungiComposeStatusChange, Ref, Stream, Tree, TreeComposed, Version, derived_id,
 };
 use ostree_cli::Repo;
 use serde::{Deserialize, Serialize};
@@ -45,18 +46,29 @@ pub enum BuilderError {
 }
 
 /// The image-builder step.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ImageBuilder {
     settings: Arc<Settings>,
     store: Store,
     http: reqwest::Client,
 }
 
+bus::input! {
+    /// What the image builder reads: new trees (from pungi, or an operator's or another
+    /// system's `fortnight.tree.composed`) and finished composes.
+    pub enum BuilderInput {
+        PungiTree(PungiComposeOstree),
+        Tree(TreeComposed),
+        ComposeStatus(PungiComposeStatusChange),
+    }
+}
+
 /// Why a build did not produce images.
 #[derive(Debug)]
 enum Failure {
-    /// Transient (store full, broker of a download down): retry the message later.
-    Retry(String),
+    /// Not the build's fault (store full, a download's server down): the message is retried,
+    /// or refused, as the error says.
+    Step(StepError),
     /// The build failed for good: publish `fortnight.image.build.failed`.
     Build {
         format: Option<Format>,
@@ -71,14 +83,25 @@ impl Failure {
             reason: reason.into(),
         }
     }
+
+    fn retry(reason: impl Into<String>) -> Self {
+        Failure::Step(StepError::retryable(reason))
+    }
 }
 
+impl From<StepError> for Failure {
+    fn from(error: StepError) -> Self {
+        Failure::Step(error)
+    }
+}
+
+/// A store error no retry fixes (a corrupt file, an invalid name) fails the build, so that
+/// the next step hears of it; the others are retried.
 impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        if e.is_retryable() {
-            Failure::Retry(e.to_string())
-        } else {
-            Failure::build(None, e.to_string())
+    fn from(error: StoreError) -> Self {
+        match StepError::from(error) {
+            error if error.is_retryable() => Failure::Step(error),
+            error => Failure::build(None, error.reason()),
         }
     }
 }
@@ -162,27 +185,28 @@ impl ImageBuilder {
         found
     }
 
-    async fn on_pungi_tree(&self, message: &Incoming) -> Outcome {
-        let body: PungiComposeOstree = match message.parse() {
-            Ok(body) => body,
-            Err(e) => return Outcome::reject(e.to_string()),
-        };
+    async fn on_pungi_tree(
+        &self,
+        body: PungiComposeOstree,
+        message: &Incoming,
+    ) -> Result<Outputs, StepError> {
         let Some(commit) = body.commitid.as_deref() else {
             tracing::info!(tree_ref = %body.ostree_ref, "compose committed nothing new; ignored");
-            return Outcome::Done(Vec::new());
+            return Ok(Vec::new());
         };
         let targets = self.streams_for(&body.ostree_ref, None);
         if targets.is_empty() {
             tracing::debug!(tree_ref = %body.ostree_ref, "no stream builds this ref; ignored");
-            return Outcome::Done(Vec::new());
+            return Ok(Vec::new());
         }
-        let commit: Commit = match commit.parse() {
-            Ok(commit) => commit,
-            Err(e) => return Outcome::reject(e.to_string()),
-        };
+        let commit: Commit = commit
+            .parse()
+            .map_err(|e: messages::InvalidId| StepError::permanent(e.to_string()))?;
         let (from_composes, from_recipes) = self.by_mode(targets);
-        if let Err(outcome) = self.remember_compose_trees(&body, &commit, from_composes) {
-            return outcome;
+        {
+            let (this, commit) = (self.clone(), commit.clone());
+            bus::blocking(move || this.remember_compose_trees(&body, &commit, from_composes))
+                .await?;
         }
         self.build_all(message, from_recipes, commit, None, false)
             .await
@@ -200,13 +224,13 @@ impl ImageBuilder {
 
     /// Compose mode builds nothing from a tree: it records which commit the compose made, so
     /// that the compose's images, taken when it finishes, are tied to that commit and not to
-    /// wherever the input ref has moved since.
+    /// wherever the input ref has moved since. Blocking: writes to the store.
     fn remember_compose_trees(
         &self,
         body: &PungiComposeOstree,
         commit: &Commit,
         targets: Vec<Target>,
-    ) -> Result<(), Outcome> {
+    ) -> Result<(), StepError> {
         if targets.is_empty() {
             return Ok(());
         }
@@ -216,29 +240,25 @@ impl ImageBuilder {
         };
         let compose: Version = compose_id
             .parse()
-            .map_err(|e: messages::InvalidId| Outcome::reject(format!("compose_id: {e}")))?;
+            .map_err(|e: messages::InvalidId| StepError::permanent(format!("compose_id: {e}")))?;
         for (stream, arch, tree_ref) in targets {
             let Some(stream_settings) = self.settings.stream(&stream) else {
                 continue;
             };
             let tree = stream_tree(stream_settings, tree_ref, commit.clone());
             let path = self.store.compose_tree_path(&stream, &compose, &arch);
-            store::write_json(&path, &tree).map_err(|e| {
-                Outcome::failed(
-                    format!("cannot record the compose's tree: {e}"),
-                    e.is_retryable(),
-                )
-            })?;
+            store::write_json(&path, &tree)
+                .map_err(|e| StepError::from(e).context("cannot record the compose's tree"))?;
             tracing::info!(stream = %stream, compose = %compose, arch = %arch, %commit, "compose tree recorded; its images are taken when the compose finishes");
         }
         Ok(())
     }
 
-    async fn on_tree_composed(&self, message: &Incoming) -> Outcome {
-        let body: TreeComposed = match message.parse() {
-            Ok(body) => body,
-            Err(e) => return Outcome::reject(e.to_string()),
-        };
+    async fn on_tree_composed(
+        &self,
+        body: TreeComposed,
+        message: &Incoming,
+    ) -> Result<Outputs, StepError> {
         let targets = self.streams_for(body.tree.ostree_ref.as_str(), Some(&body.arch));
         let (from_composes, targets) = self.by_mode(targets);
         for (stream, ..) in from_composes {
@@ -246,7 +266,7 @@ impl ImageBuilder {
         }
         if targets.is_empty() {
             tracing::info!(tree_ref = %body.tree.ostree_ref, arch = %body.arch, "no stream builds this ref; ignored");
-            return Outcome::Done(Vec::new());
+            return Ok(Vec::new());
         }
         self.build_all(message, targets, body.tree.commit, body.version, body.force)
             .await
@@ -260,7 +280,7 @@ impl ImageBuilder {
         commit: Commit,
         version: Option<Version>,
         force: bool,
-    ) -> Outcome {
+    ) -> Result<Outputs, StepError> {
         let mut outgoing = Vec::new();
         for (stream, arch, tree_ref) in targets {
             let request = TreeRequest {
@@ -271,22 +291,18 @@ impl ImageBuilder {
                 version: version.clone(),
                 force,
             };
-            match self.build_tree(message, request).await {
-                Ok(Some(out)) => outgoing.push(out),
-                Ok(None) => {}
-                Err(reason) => return Outcome::retry(reason),
-            }
+            outgoing.extend(self.build_tree(message, request).await?);
         }
-        Outcome::Done(outgoing)
+        Ok(outgoing)
     }
 
     /// Builds one tree for one stream/arch; `Ok(None)` when it was built before (or is being
-    /// built by another replica right now), `Err` for a transient failure to retry.
+    /// built by another replica right now).
     async fn build_tree(
         &self,
         message: &Incoming,
         request: TreeRequest,
-    ) -> Result<Option<Outgoing>, String> {
+    ) -> Result<Option<Outgoing>, StepError> {
         let Some(stream_settings) = self.settings.stream(&request.stream) else {
             return Ok(None);
         };
@@ -298,24 +314,29 @@ impl ImageBuilder {
         let marker = self
             .store
             .built_marker(&request.stream, &request.tree_ref, &request.commit);
-        let lock_name: FileName = format!("build-{}-{}", request.arch, request.commit)
-            .parse()
-            .map_err(|e: StoreError| e.to_string())?;
+        let lock_name: FileName = format!("build-{}-{}", request.arch, request.commit).parse()?;
         let lock_path = self.store.lock_path(&request.stream, &lock_name);
-        let Some(_guard) = store::try_lock(&lock_path).map_err(|e| e.to_string())? else {
+        let (lock, done) = {
+            let (marker, force) = (marker.clone(), request.force);
+            bus::blocking(move || -> Result<_, StepError> {
+                let Some(lock) = store::try_lock(&lock_path)? else {
+                    return Ok((None, None));
+                };
+                let done = match force {
+                    true => None,
+                    false => read_marker(&marker)?,
+                };
+                Ok((Some(lock), done))
+            })
+            .await?
+        };
+        let Some(_lock) = lock else {
             tracing::info!(stream = %request.stream, commit = %request.commit, "another replica is building this tree; skipped");
             return Ok(None);
         };
-        if !request.force {
-            match store::read_json::<Marker>(&marker) {
-                Ok(Some(done)) => {
-                    tracing::info!(stream = %request.stream, arch = %request.arch, commit = %request.commit, "tree already built; result published again");
-                    return Ok(Some(done.outgoing()));
-                }
-                Ok(None) => {}
-                Err(e) if e.is_retryable() => return Err(e.to_string()),
-                Err(e) => tracing::warn!(error = %e, "unreadable build marker; building again"),
-            }
+        if let Some(done) = done {
+            tracing::info!(stream = %request.stream, arch = %request.arch, commit = %request.commit, "tree already built; result published again");
+            return Ok(Some(done.outgoing()));
         }
         let mut version = request.version.clone();
         let result = self
@@ -339,7 +360,7 @@ impl ImageBuilder {
                 );
                 Marker::Built { id, message: built }
             }
-            Err(Failure::Retry(reason)) => return Err(reason),
+            Err(Failure::Step(error)) => return Err(error),
             Err(Failure::Build { format, reason }) => {
                 tracing::warn!(stream = %request.stream, arch = %request.arch, commit = %request.commit, reason = %reason, "build failed");
                 let build_log = version.as_ref().map(|v| {
@@ -372,8 +393,9 @@ impl ImageBuilder {
                 }
             }
         };
-        store::write_json(&marker, &record).map_err(|e| e.to_string())?;
-        Ok(Some(record.outgoing()))
+        let outgoing = record.outgoing();
+        bus::blocking(move || Ok::<_, StepError>(store::write_json(&marker, &record)?)).await?;
+        Ok(Some(outgoing))
     }
 
     /// Runs every format's recipe and installs the images; `version` is filled in as soon as
@@ -398,7 +420,7 @@ impl ImageBuilder {
             version: resolved,
             arch: request.arch.clone(),
         };
-        let mut staging = Staging::new(&self.store, &candidate)?;
+        let mut staging = Staging::new(&self.store, &candidate).await?;
         let result = async {
             for format in &stream_settings.formats {
                 recipe::build(
@@ -433,9 +455,8 @@ impl ImageBuilder {
 async fn tree_version(repo: &std::path::Path, commit: &Commit) -> Result<Version, Failure> {
     let repo = Repo::new(repo);
     let c = commit.clone();
-    let read = tokio::task::spawn_blocking(move || repo.metadata_string(&c, "version"))
-        .await
-        .map_err(|e| Failure::Retry(format!("reading the tree version panicked: {e}")))?;
+    let read =
+        bus::blocking(move || Ok::<_, StepError>(repo.metadata_string(&c, "version"))).await?;
     match read {
         Ok(Some(text)) => text.parse().map_err(|e| {
             Failure::build(
@@ -450,49 +471,47 @@ async fn tree_version(repo: &std::path::Path, commit: &Commit) -> Result<Version
             ),
         )),
         // The commit may not have reached this repository yet (mirroring lag): retry.
-        Err(e) => Err(Failure::Retry(e.to_string())),
+        Err(e) => Err(Failure::Step(e.into())),
     }
 }
 
-/// The topics the image builder consumes (the configured prefix is added when binding).
-pub fn topics() -> Vec<String> {
-    vec![
-        PungiComposeOstree::TOPIC.to_owned(),
-        TreeComposed::TOPIC.to_owned(),
-        PungiComposeStatusChange::TOPIC.to_owned(),
-    ]
+/// The dedup marker at `path`, if there is a readable one.
+fn read_marker(path: &std::path::Path) -> Result<Option<Marker>, StepError> {
+    match store::read_json::<Marker>(path) {
+        Ok(done) => Ok(done),
+        Err(e) if e.is_retryable() => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable build marker; building again");
+            Ok(None)
+        }
+    }
 }
 
 impl Step for ImageBuilder {
     const NAME: &'static str = NAME;
-
-    fn topics(&self) -> Vec<String> {
-        topics()
-    }
+    type Input = BuilderInput;
 
     fn long_running(&self) -> bool {
         true
     }
 
     /// Clears what builds that crashed left behind, before this one builds anything.
-    async fn on_start(&self) -> Result<(), String> {
-        let settings = Arc::clone(&self.settings);
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+    async fn on_start(&self) -> Result<(), StepError> {
+        let (settings, store) = (Arc::clone(&self.settings), self.store.clone());
+        let removed = bus::blocking(move || {
             staging::remove_stale(&settings, &store, std::time::SystemTime::now())
+                .map_err(|e| StepError::from(e).context("cannot clear stale staging directories"))
         })
-        .await
-        .map_err(|join| format!("the staging clean-up task failed: {join}"))?
-        .map(|removed| tracing::info!(removed = removed.len(), "staging directories checked"))
-        .map_err(|e| format!("cannot clear stale staging directories: {e}"))
+        .await?;
+        tracing::info!(removed = removed.len(), "staging directories checked");
+        Ok(())
     }
 
-    async fn handle(&self, message: &Incoming) -> Outcome {
-        match message.topic.as_str() {
-            PungiComposeOstree::TOPIC => self.on_pungi_tree(message).await,
-            TreeComposed::TOPIC => self.on_tree_composed(message).await,
-            PungiComposeStatusChange::TOPIC => self.on_compose_status(message).await,
-            other => Outcome::reject(format!("image-builder does not handle topic `{other}`")),
+    async fn handle(&self, input: BuilderInput, message: &Incoming) -> Result<Outputs, StepError> {
+        match input {
+            BuilderInput::PungiTree(body) => self.on_pungi_tree(body, message).await,
+            BuilderInput::Tree(body) => self.on_tree_composed(body, message).await,
+            BuilderInput::ComposeStatus(body) => self.on_compose_status(body).await,
         }
     }
 }

@@ -47,7 +47,7 @@ pub(crate) async fn build(
     for dir in [&out_dir, &tmp] {
         tokio::fs::create_dir(dir)
             .await
-            .map_err(|e| Failure::Retry(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| Failure::retry(format!("cannot create {}: {e}", dir.display())))?;
     }
     let job = Job::new(recipe, timeout)
         .envs(&stream.recipe_env)
@@ -65,7 +65,7 @@ pub(crate) async fn build(
     let finished = match runner::run(&job, &log).await {
         Ok(finished) => finished,
         Err(e @ RunError::Spawn { .. }) => return Err(Failure::build(Some(format), e.to_string())),
-        Err(e) => return Err(Failure::Retry(e.to_string())),
+        Err(e) => return Err(Failure::Step(e.into())),
     };
     let output = tokio::fs::read(&log).await.unwrap_or_default();
     let ending = finished.ending.describe(timeout);
@@ -90,7 +90,7 @@ pub(crate) async fn build(
         Err(problem) => {
             let reason = format!("recipe {} for {format}{problem}", recipe.display());
             Err(match storage_fault(&output) {
-                Some(fault) => Failure::Retry(format!(
+                Some(fault) => Failure::retry(format!(
                     "{reason}, {fault}; free space on the store's filesystem or make it writable, the build is retried"
                 )),
                 None => Failure::build(Some(format), reason),

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use bus::StepError;
 use messages::{Arch, Format, Image, ImageBuilt, Stream, Tree, Version};
 use settings::Settings;
 use store::{Digested, Scratch, Store, StoreError, Tier, checksum};
@@ -39,21 +40,13 @@ pub(crate) struct Staging {
     log: String,
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(StoreError::io("finish a store task for", Path::new("."))(
-            std::io::Error::other(e),
-        ))
-    })
-}
-
 impl Staging {
-    pub fn new(store: &Store, candidate: &Candidate) -> Result<Self, StoreError> {
+    pub async fn new(store: &Store, candidate: &Candidate) -> Result<Self, StepError> {
         let arch_dir = store.arch_dir(&candidate.stream, &candidate.version, &candidate.arch);
+        let dir =
+            bus::blocking(move || Ok::<_, StepError>(Scratch::new_in(&arch_dir, PREFIX)?)).await?;
         Ok(Self {
-            dir: Scratch::new_in(&arch_dir, PREFIX)?,
+            dir,
             images: Vec::new(),
             log: String::new(),
         })
@@ -79,9 +72,10 @@ impl Staging {
     }
 
     /// Writes the build log into the store (after a failure, so build.failed can point at it).
-    pub async fn keep_log(self, store: &Store, candidate: &Candidate) -> Result<(), StoreError> {
+    pub async fn keep_log(self, store: &Store, candidate: &Candidate) -> Result<(), StepError> {
         let path = store.build_log_path(&candidate.stream, &candidate.version, &candidate.arch);
-        blocking(move || store::write_atomic(&path, self.log.as_bytes())).await
+        bus::blocking(move || Ok::<_, StepError>(store::write_atomic(&path, self.log.as_bytes())?))
+            .await
     }
 
     /// Hashes the images that were not hashed while written, renames them into place, then
@@ -93,10 +87,10 @@ impl Staging {
         candidate: &Candidate,
         tree: Tree,
         compose_id: Option<String>,
-    ) -> Result<ImageBuilt, StoreError> {
+    ) -> Result<ImageBuilt, StepError> {
         let store = store.clone();
         let candidate = candidate.clone();
-        blocking(move || {
+        bus::blocking(move || -> Result<_, StepError> {
             let Candidate {
                 stream,
                 version,

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bus::{Outcome, Step};
+use bus::Outcome;
 use image_builder::ImageBuilder;
 use messages::{Message, Outgoing, PungiComposeOstree, PungiComposeStatusChange, derived_id};
 use tests::config::{store_settings, toml};
@@ -21,9 +21,11 @@ fn builder(root: &Path) -> ImageBuilder {
 }
 
 async fn handle<M: Message>(builder: &ImageBuilder, body: &M) -> Outcome {
-    builder
-        .handle(&Outgoing::new(derived_id("test", &[]), body).to_incoming())
-        .await
+    bus::outcome(
+        builder,
+        &Outgoing::new(derived_id("test", &[]), body).to_incoming(),
+    )
+    .await
 }
 
 fn pungi(tree_ref: &str, commit: Option<&str>) -> PungiComposeOstree {

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use bus::{HEADER_ATTEMPTS, Outcome, Publisher};
+use bus::{HEADER_ATTEMPTS, Outputs, Publisher, StepError};
 use chrono::Utc;
 use messages::{
     CI_MESSAGES_VERSION, CiArtifact, CiError, CiPipeline, CiReportedResult, CiResult, CiRun,
@@ -218,50 +218,59 @@ impl CiAnnouncer {
 
     /// Publishes `message` and waits for the broker's confirm; a failure is a reason to
     /// retry the run (nothing has been tested yet when `queued` or `running` fails).
-    pub async fn announce(&self, message: &Outgoing) -> Result<(), Outcome> {
+    pub async fn announce(&self, message: &Outgoing) -> Result<(), StepError> {
         let mut publisher = self.publisher.lock().await;
         if publisher.as_ref().is_none_or(|p| !p.is_connected()) {
             let connected = Publisher::connect(&self.settings, NAME)
                 .await
-                .map_err(|e| Outcome::retry(format!("cannot send {}: {e}", message.topic)))?;
+                .map_err(|e| StepError::retryable(format!("cannot send {}: {e}", message.topic)))?;
             *publisher = Some(connected);
         }
         let Some(connected) = publisher.as_ref() else {
-            return Err(Outcome::retry("no connection to send Fedora CI messages"));
+            return Err(StepError::retryable(
+                "no connection to send Fedora CI messages",
+            ));
         };
         connected.publish(message).await.map_err(|e| {
             *publisher = None;
-            Outcome::retry(format!("cannot send {}: {e}", message.topic))
+            StepError::retryable(format!("cannot send {}: {e}", message.topic))
         })
     }
 
     /// Tells Fedora CI that the run failed for a reason of the infrastructure's, then
-    /// returns the retry that reason calls for. Not telling (the broker is away too) does not
-    /// change the retry, which is what matters.
-    pub async fn error(&self, run: Option<&CiRunMessages>, outcome: Outcome) -> Outcome {
-        if let (Some(run), Outcome::Retry { reason, .. }) = (run, &outcome)
-            && let Err(unsent) = self.announce(&run.error(reason)).await
+    /// returns the error, whose retry is what matters. Not telling (the broker is away too)
+    /// does not change it.
+    pub async fn error(&self, run: Option<&CiRunMessages>, error: StepError) -> StepError {
+        if let Some(run) = run
+            && error.is_retryable()
+            && let Err(unsent) = self.announce(&run.error(error.reason())).await
         {
-            tracing::warn!(outcome = ?unsent, "cannot send the Fedora CI error message");
+            tracing::warn!(error = %unsent, "cannot send the Fedora CI error message");
         }
-        outcome
+        error
     }
+}
+
+/// Another CI system's `test.complete`, read tolerantly (other systems send more, and less,
+/// than Fortnight's own messages), or why it is none.
+pub fn reported_result(message: &Incoming) -> Result<CiReportedResult, String> {
+    serde_json::from_value(serde_json::Value::Object(message.body.clone())).map_err(|e| {
+        format!(
+            "not a Fedora CI test.complete body (artifact, test with namespace, type and result): {e}"
+        )
+    })
 }
 
 /// Keeps another CI system's `test.complete` for every stream that gates on its test, on
 /// the arch it ran on. A result for a test no stream gates on changes nothing; one that
 /// names no arch, an unreadable version or result, or another artifact type is refused.
-pub fn record_external_result(settings: &Settings, store: &Store, message: &Incoming) -> Outcome {
-    let reported: CiReportedResult = match serde_json::from_value(serde_json::Value::Object(
-        message.body.clone(),
-    )) {
-        Ok(reported) => reported,
-        Err(e) => {
-            return Outcome::reject(format!(
-                "not a Fedora CI test.complete body (artifact, test with namespace, type and result): {e}"
-            ));
-        }
-    };
+/// Blocking: reads and writes the store.
+pub fn record_external_result(
+    settings: &Settings,
+    store: &Store,
+    reported: &CiReportedResult,
+    message: &Incoming,
+) -> Result<Outputs, StepError> {
     let gating: Vec<(&Stream, &settings::StreamSettings, &messages::TestName)> = settings
         .streams
         .iter()
@@ -272,12 +281,9 @@ pub fn record_external_result(settings: &Settings, store: &Store, message: &Inco
         .collect();
     if gating.is_empty() {
         tracing::debug!(id = message.log_id(), namespace = %reported.test.namespace, kind = %reported.test.kind, "a CI result no stream gates on; ignored");
-        return Outcome::Done(Vec::new());
+        return Ok(Vec::new());
     }
-    let (version, arch, result) = match read_result(&reported) {
-        Ok(read) => read,
-        Err(reason) => return Outcome::reject(reason),
-    };
+    let (version, arch, result) = read_result(reported).map_err(StepError::permanent)?;
     for (stream, stream_settings, test) in gating {
         if !stream_settings.arches.contains(&arch) {
             tracing::info!(id = message.log_id(), stream = %stream, arch = %arch, "a CI result for an arch the stream does not build; ignored");
@@ -292,17 +298,16 @@ pub fn record_external_result(settings: &Settings, store: &Store, message: &Inco
             sender: message.user_id.clone(),
             message_id: message.id.clone(),
         };
-        match keep_newest(store, stream, &version, &record) {
-            Ok(true) => {
+        match keep_newest(store, stream, &version, &record)? {
+            true => {
                 tracing::info!(id = message.log_id(), stream = %stream, version = %version, arch = %arch, test = %test, result = ?result, "external test result recorded")
             }
-            Ok(false) => {
+            false => {
                 tracing::info!(id = message.log_id(), stream = %stream, version = %version, arch = %arch, test = %test, "an older external test result than the one kept; ignored")
             }
-            Err(e) => return Outcome::failed(e.to_string(), e.is_retryable()),
         }
     }
-    Outcome::Done(Vec::new())
+    Ok(Vec::new())
 }
 
 /// The candidate, arch and result a CI message names, or why it cannot be read.
@@ -366,6 +371,14 @@ mod tests {
         ::tests::config::toml! { external_gating = ["openqa.install_default"] }
     }
 
+    /// What the runtime makes of the message: the tolerant parse, then the record.
+    fn outcome_of(settings: &Settings, store: &Store, message: &Incoming) -> bus::Outcome {
+        reported_result(message)
+            .map_err(StepError::permanent)
+            .and_then(|reported| record_external_result(settings, store, &reported, message))
+            .into()
+    }
+
     fn incoming(body: serde_json::Value) -> Incoming {
         let serde_json::Value::Object(body) = body else {
             panic!("a body is an object")
@@ -418,11 +431,11 @@ mod tests {
         let (_root, settings, store) = setup(gating());
         let record = |r: &str, at: &str| {
             let message = incoming(result("openqa.install_default", "x86_64", r, at));
-            record_external_result(&settings, &store, &message)
+            outcome_of(&settings, &store, &message)
         };
         assert_eq!(
             record("FAILED", "2026-11-27T10:00:00Z"),
-            Outcome::Done(vec![])
+            bus::Outcome::Done(vec![])
         );
         assert_eq!(kept(&store, "x86_64").unwrap().result, CiResult::Failed);
         record("passed", "2026-11-27T12:00:00Z");
@@ -439,16 +452,13 @@ mod tests {
         let (root, settings, store) = setup(gating());
         let other = incoming(result("openqa.base_selinux", "x86_64", "PASSED", "x"));
         assert_eq!(
-            record_external_result(&settings, &store, &other),
-            Outcome::Done(vec![])
+            outcome_of(&settings, &store, &other),
+            bus::Outcome::Done(vec![])
         );
         assert!(!root.path().join("f43/.external").exists());
-        let refusal = |body: serde_json::Value| match record_external_result(
-            &settings,
-            &store,
-            &incoming(body),
-        ) {
-            Outcome::Reject { reason } => reason,
+        let refusal = |body: serde_json::Value| match outcome_of(&settings, &store, &incoming(body))
+        {
+            bus::Outcome::Reject { reason } => reason,
             outcome => panic!("not refused: {outcome:?}"),
         };
         let mut no_arch = result("openqa.install_default", "x86_64", "PASSED", "x");
@@ -468,8 +478,8 @@ mod tests {
         let (root, settings, store) = setup(::tests::config::Table::new());
         let message = incoming(result("openqa.install_default", "x86_64", "PASSED", "x"));
         assert_eq!(
-            record_external_result(&settings, &store, &message),
-            Outcome::Done(vec![])
+            outcome_of(&settings, &store, &message),
+            bus::Outcome::Done(vec![])
         );
         assert!(!root.path().join("f43/.external").exists());
     }

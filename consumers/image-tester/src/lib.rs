@@ -15,6 +15,8 @@
 mod fedora_ci;
 mod junit;
 mod run;
+#[cfg(test)]
+mod step_tests;
 pub mod suite;
 
 pub use run::SCRATCH_PREFIX;
@@ -22,13 +24,13 @@ pub use run::SCRATCH_PREFIX;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bus::{Outcome, Step};
+use bus::{Input, Outputs, Refusal, Step, StepError};
 use fedora_ci::{CiAnnouncer, CiRunMessages};
 use messages::{
-    CiTestComplete, ImageBuilt, ImageTestsFailed, ImageTestsPassed, Incoming, Message, Outgoing,
-    Stream, TestReport, Version, derived_id,
+    CiReportedResult, CiTestComplete, ImageBuilt, ImageTestsFailed, ImageTestsPassed, Incoming,
+    Message, Outgoing, Stream, TestReport, Version, derived_id,
 };
-use settings::{Settings, StreamSettings};
+use settings::Settings;
 use store::{FileName, Store, StoreError, Tier};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -46,15 +48,42 @@ pub enum TesterError {
 }
 
 /// The image-tester step.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ImageTester {
     settings: Arc<Settings>,
     store: Store,
-    ci: CiAnnouncer,
+    ci: Arc<CiAnnouncer>,
 }
 
-fn store_outcome(e: StoreError) -> Outcome {
-    Outcome::failed(e.to_string(), e.is_retryable())
+/// What the image tester reads: built images, and other CI systems' results.
+#[derive(Debug)]
+pub enum TesterInput {
+    Built(ImageBuilt),
+    /// Read tolerantly: other CI systems send more, and less, than Fortnight's own messages.
+    CiResult(CiReportedResult),
+}
+
+impl Input for TesterInput {
+    const TOPICS: &'static [&'static str] = &[ImageBuilt::TOPIC, CiTestComplete::TOPIC];
+
+    fn parse(message: &Incoming) -> Result<Self, Refusal> {
+        match message.topic.as_str() {
+            ImageBuilt::TOPIC => Ok(Self::Built(message.parse()?)),
+            CiTestComplete::TOPIC => fedora_ci::reported_result(message)
+                .map(Self::CiResult)
+                .map_err(Refusal),
+            other => Err(Refusal::topic(other, Self::TOPICS)),
+        }
+    }
+}
+
+/// What to do with a `fortnight.image.built`, decided from the store before any test runs.
+#[derive(Debug)]
+enum Plan {
+    /// These images were tested before: publish the report again.
+    Tested(Box<TestReport>),
+    /// Run the suite.
+    Run,
 }
 
 /// What a test report did to the version's place in `passed-autotest/`.
@@ -68,7 +97,7 @@ enum TierChange {
 impl ImageTester {
     pub fn new(settings: Arc<Settings>) -> Result<Self, TesterError> {
         let store = Store::open(&settings.store.root)?;
-        let ci = CiAnnouncer::new(settings.clone());
+        let ci = Arc::new(CiAnnouncer::new(settings.clone()));
         Ok(Self {
             settings,
             store,
@@ -78,25 +107,28 @@ impl ImageTester {
 
     /// Checks that every image the message names is where the store keeps that format for
     /// this stream/version/arch, so a message cannot point the tests at another file.
-    fn check_images(&self, built: &ImageBuilt) -> Result<(), String> {
+    fn check_images(&self, built: &ImageBuilt) -> Result<(), StepError> {
         for image in &built.images {
             let expected =
                 self.store
                     .image_path(&built.stream, &built.version, &built.arch, &image.format);
-            let given = self.store.resolve(&image.path).map_err(|e| e.to_string())?;
+            let given = self
+                .store
+                .resolve(&image.path)
+                .map_err(|e| StepError::permanent(e.to_string()))?;
             if given != expected {
-                return Err(format!(
+                return Err(StepError::permanent(format!(
                     "image path {:?} is not where the store keeps the {} image ({})",
                     image.path,
                     image.format,
                     self.store.relative(&expected)
-                ));
+                )));
             }
             if !expected.is_file() {
-                return Err(format!(
+                return Err(StepError::permanent(format!(
                     "image {} does not exist in the store",
                     expected.display()
-                ));
+                )));
             }
         }
         Ok(())
@@ -143,14 +175,48 @@ impl ImageTester {
             .collect()
     }
 
+    /// Checks the message against the configuration and the store, and decides whether its
+    /// images need testing. Reads files: runs on the blocking pool.
+    fn plan(&self, built: &ImageBuilt) -> Result<Plan, StepError> {
+        let settings = self.settings.require_stream(&built.stream)?;
+        if !settings.arches.contains(&built.arch) {
+            return Err(StepError::permanent(format!(
+                "stream `{}` does not build arch `{}`",
+                built.stream, built.arch
+            )));
+        }
+        self.check_images(built)?;
+        match self
+            .store
+            .read_tests(&built.stream, &built.version, &built.arch)
+        {
+            Ok(Some(report)) if report.tree == built.tree && report.images == built.images => {
+                tracing::info!(stream = %built.stream, version = %built.version, arch = %built.arch, "images already tested; result published again");
+                return Ok(Plan::Tested(Box::new(report)));
+            }
+            Ok(_) => {}
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            // An unreadable old report is replaced by this run.
+            Err(e) => tracing::warn!(error = %e, "previous tests.json unreadable; testing again"),
+        }
+        Ok(Plan::Run)
+    }
+
+    /// The stream's test suite. Blocking: reads the suite file.
+    fn suite(&self, stream: &Stream) -> Result<Suite, StepError> {
+        match &self.settings.require_stream(stream)?.test_suite {
+            Some(path) => Suite::load(path)
+                // The suite is configuration: retrying gives an operator the time to fix it.
+                .map_err(|e| StepError::retryable(e.to_string())),
+            None => Ok(Suite::default()),
+        }
+    }
+
     /// Runs every applicable (test, image) pair, at most `image_tester.parallel` at a time,
-    /// and returns the results in suite order, then format order.
-    async fn run_suite(
-        &self,
-        built: &ImageBuilt,
-        settings: &StreamSettings,
-        suite: &Suite,
-    ) -> Result<Vec<Ran>, Outcome> {
+    /// keeps each one's log in the store as it finishes, and returns the results in suite
+    /// order, then format order.
+    async fn run_suite(&self, built: &ImageBuilt, suite: &Suite) -> Result<Vec<Ran>, StepError> {
+        let settings = self.settings.require_stream(&built.stream)?;
         let permits = Arc::new(Semaphore::new(self.settings.image_tester.parallel.max(1)));
         let mut tasks = JoinSet::new();
         let contexts = self.contexts(built, &settings.ostree_repo);
@@ -159,10 +225,7 @@ impl ImageTester {
                 if !test.applies_to(&context.format) {
                     continue;
                 }
-                let name: FileName = match run::log_name(test, &context.format).parse() {
-                    Ok(name) => name,
-                    Err(e) => return Err(Outcome::reject(e.to_string())),
-                };
+                let name: FileName = run::log_name(test, &context.format).parse()?;
                 let path = self
                     .store
                     .log_path(&built.stream, &built.version, &built.arch, &name);
@@ -181,72 +244,82 @@ impl ImageTester {
         let mut results = BTreeMap::new();
         while let Some(joined) = tasks.join_next().await {
             let (order, log, ran) =
-                joined.map_err(|e| Outcome::retry(format!("a test task panicked: {e}")))?;
+                joined.map_err(|e| StepError::retryable(format!("a test task panicked: {e}")))?;
             let ran = ran.map_err(|e| {
-                Outcome::retry(format!("cannot make a scratch directory for a test: {e}"))
+                StepError::retryable(format!("cannot make a scratch directory for a test: {e}"))
             })?;
-            store::write_atomic(&log.path, ran.log.as_bytes()).map_err(store_outcome)?;
+            let text = ran.log.clone();
+            bus::blocking(move || {
+                Ok::<_, StepError>(store::write_atomic(&log.path, text.as_bytes())?)
+            })
+            .await?;
             results.insert(order, ran);
         }
         Ok(results.into_values().collect())
     }
 
+    /// Writes the `junit.xml` and `tests.json` of a run. Blocking: fsyncs both.
+    fn write_report(&self, report: &TestReport) -> Result<(), StepError> {
+        let (stream, version, arch) = (&report.stream, &report.version, &report.arch);
+        let junit = junit::render(report).map_err(|e| {
+            StepError::permanent(format!(
+                "cannot write the JUnit report of {stream} {version} {arch}: {e}"
+            ))
+        })?;
+        store::write_atomic(
+            &self.store.junit_path(stream, version, arch),
+            junit.as_bytes(),
+        )?;
+        store::write_json(&self.store.tests_json_path(stream, version, arch), report)?;
+        tracing::info!(stream = %stream, version = %version, arch = %arch, failed = ?report.failed, "tests finished");
+        Ok(())
+    }
+
     /// Keeps `passed-autotest/` in step with the arches' reports, under one lock per version:
     /// the version is linked once every configured arch has passed, and unlinked when an arch
-    /// that passed before was rebuilt and now fails.
-    async fn settle_autotest_tier(
+    /// that passed before was rebuilt and now fails. Blocking: a lock and links.
+    fn settle_autotest_tier(
         &self,
         stream: &Stream,
         version: &Version,
-        settings: &StreamSettings,
     ) -> Result<TierChange, StoreError> {
-        let store = self.store.clone();
-        let (stream, version, arches) = (stream.clone(), version.clone(), settings.arches.clone());
-        tokio::task::spawn_blocking(move || {
-            let lock_name: FileName = format!("autotest-{version}").parse()?;
-            store::with_lock(&store.lock_path(&stream, &lock_name), || {
-                let mut every_arch_passed = true;
-                for arch in &arches {
-                    let passed = store
-                        .read_tests(&stream, &version, arch)?
-                        .is_some_and(|report| report.failed.is_empty());
-                    every_arch_passed &= passed;
+        let Some(settings) = self.settings.stream(stream) else {
+            return Ok(TierChange::Unchanged);
+        };
+        let store = &self.store;
+        let lock_name: FileName = format!("autotest-{version}").parse()?;
+        store::with_lock(&store.lock_path(stream, &lock_name), || {
+            let mut every_arch_passed = true;
+            for arch in &settings.arches {
+                let passed = store
+                    .read_tests(stream, version, arch)?
+                    .is_some_and(|report| report.failed.is_empty());
+                every_arch_passed &= passed;
+            }
+            Ok(if every_arch_passed {
+                match store.promote(stream, version, Tier::PassedAutotest)? {
+                    true => TierChange::Promoted,
+                    false => TierChange::Unchanged,
                 }
-                Ok(if every_arch_passed {
-                    match store.promote(&stream, &version, Tier::PassedAutotest)? {
-                        true => TierChange::Promoted,
-                        false => TierChange::Unchanged,
-                    }
-                } else {
-                    match store.demote(&stream, &version, Tier::PassedAutotest)? {
-                        true => TierChange::Demoted,
-                        false => TierChange::Unchanged,
-                    }
-                })
+            } else {
+                match store.demote(stream, version, Tier::PassedAutotest)? {
+                    true => TierChange::Demoted,
+                    false => TierChange::Unchanged,
+                }
             })
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(StoreError::io(
-                "finish the promotion check for",
-                std::path::Path::new("passed-autotest"),
-            )(std::io::Error::other(e)))
         })
     }
 
-    async fn finish(&self, report: TestReport, settings: &StreamSettings) -> Outcome {
-        match self
-            .settle_autotest_tier(&report.stream, &report.version, settings)
-            .await
-        {
-            Ok(TierChange::Promoted) => {
+    /// Settles the tier for `report` and returns its announcement. Blocking.
+    fn finish(&self, report: TestReport) -> Result<Outputs, StepError> {
+        match self.settle_autotest_tier(&report.stream, &report.version)? {
+            TierChange::Promoted => {
                 tracing::info!(stream = %report.stream, version = %report.version, "every arch passed; promoted to passed-autotest")
             }
-            Ok(TierChange::Demoted) => {
+            TierChange::Demoted => {
                 tracing::warn!(stream = %report.stream, version = %report.version, arch = %report.arch, failed = %report.failed.join(", "), "a rebuilt arch failed; removed from passed-autotest")
             }
-            Ok(TierChange::Unchanged) => {}
-            Err(e) => return store_outcome(e),
+            TierChange::Unchanged => {}
         }
         let identity = [
             report.stream.as_str(),
@@ -266,39 +339,18 @@ impl ImageTester {
                 &ImageTestsFailed(report),
             )
         };
-        Outcome::Done(std::iter::once(outgoing).chain(ci_complete).collect())
+        Ok(std::iter::once(outgoing).chain(ci_complete).collect())
     }
 
-    async fn on_built(&self, message: &Incoming) -> Outcome {
-        let built: ImageBuilt = match message.parse() {
-            Ok(built) => built,
-            Err(e) => return Outcome::reject(e.to_string()),
+    async fn on_built(&self, built: ImageBuilt, message: &Incoming) -> Result<Outputs, StepError> {
+        let built = Arc::new(built);
+        let plan = {
+            let (this, built) = (self.clone(), Arc::clone(&built));
+            bus::blocking(move || this.plan(&built)).await?
         };
-        let settings = match self.settings.require_stream(&built.stream) {
-            Ok(settings) => settings,
-            Err(unknown) => return Outcome::reject(unknown.to_string()),
-        };
-        if !settings.arches.contains(&built.arch) {
-            return Outcome::reject(format!(
-                "stream `{}` does not build arch `{}`",
-                built.stream, built.arch
-            ));
-        }
-        if let Err(reason) = self.check_images(&built) {
-            return Outcome::reject(reason);
-        }
-        match self
-            .store
-            .read_tests(&built.stream, &built.version, &built.arch)
-        {
-            Ok(Some(report)) if report.tree == built.tree && report.images == built.images => {
-                tracing::info!(stream = %built.stream, version = %built.version, arch = %built.arch, "images already tested; result published again");
-                return self.finish(report, settings).await;
-            }
-            Ok(_) => {}
-            Err(e) if e.is_retryable() => return store_outcome(e),
-            // An unreadable old report is replaced by this run.
-            Err(e) => tracing::warn!(error = %e, "previous tests.json unreadable; testing again"),
+        if let Plan::Tested(report) = plan {
+            let this = self.clone();
+            return bus::blocking(move || this.finish(*report)).await;
         }
         let ci_run = CiRunMessages::of(
             &self.settings,
@@ -306,32 +358,22 @@ impl ImageTester {
             &built,
             fedora_ci::attempt_of(message),
         );
-        if let Some(run) = &ci_run
-            && let Err(outcome) = self.ci.announce(&run.queued()).await
-        {
-            return outcome;
+        if let Some(run) = &ci_run {
+            self.ci.announce(&run.queued()).await?;
         }
-        let suite = match &settings.test_suite {
-            Some(path) => match Suite::load(path) {
+        let suite = {
+            let (this, stream) = (self.clone(), built.stream.clone());
+            match bus::blocking(move || this.suite(&stream)).await {
                 Ok(suite) => suite,
-                // The suite is configuration: retrying gives an operator the time to fix it.
-                Err(e) => {
-                    return self
-                        .ci
-                        .error(ci_run.as_ref(), Outcome::retry(e.to_string()))
-                        .await;
-                }
-            },
-            None => Suite::default(),
+                Err(error) => return Err(self.ci.error(ci_run.as_ref(), error).await),
+            }
         };
-        if let Some(run) = &ci_run
-            && let Err(outcome) = self.ci.announce(&run.running()).await
-        {
-            return outcome;
+        if let Some(run) = &ci_run {
+            self.ci.announce(&run.running()).await?;
         }
-        let ran = match self.run_suite(&built, settings, &suite).await {
+        let ran = match self.run_suite(&built, &suite).await {
             Ok(ran) => ran,
-            Err(outcome) => return self.ci.error(ci_run.as_ref(), outcome).await,
+            Err(error) => return Err(self.ci.error(ci_run.as_ref(), error).await),
         };
         let tests: Vec<_> = ran.into_iter().map(|r| r.summary).collect();
         let mut failed: Vec<String> = tests
@@ -349,83 +391,52 @@ impl ImageTester {
             tests,
             failed,
         };
-        let (stream, version, arch) = (&report.stream, &report.version, &report.arch);
-        let junit = match junit::render(&report) {
-            Ok(xml) => xml,
-            Err(e) => {
-                return Outcome::reject(format!(
-                    "cannot write the JUnit report of {stream} {version} {arch}: {e}"
-                ));
-            }
-        };
-        let written = store::write_atomic(
-            &self.store.junit_path(stream, version, arch),
-            junit.as_bytes(),
-        )
-        .and_then(|()| {
-            store::write_json(&self.store.tests_json_path(stream, version, arch), &report)
-        });
-        if let Err(e) = written {
-            return store_outcome(e);
-        }
-        tracing::info!(stream = %stream, version = %version, arch = %arch, failed = ?report.failed, "tests finished");
-        self.finish(report, settings).await
-    }
-}
-
-impl ImageTester {
-    /// Another CI system's result, for the streams that gate on its test.
-    async fn on_ci_result(&self, message: &Incoming) -> Outcome {
-        let (settings, store, message) =
-            (self.settings.clone(), self.store.clone(), message.clone());
-        tokio::task::spawn_blocking(move || {
-            fedora_ci::record_external_result(&settings, &store, &message)
+        let this = self.clone();
+        bus::blocking(move || {
+            this.write_report(&report)?;
+            this.finish(report)
         })
         .await
-        .unwrap_or_else(|e| Outcome::retry(format!("recording a CI result failed: {e}")))
     }
-}
-
-/// The topics the image tester consumes (the configured prefix is added when binding).
-pub fn topics() -> Vec<String> {
-    vec![
-        ImageBuilt::TOPIC.to_owned(),
-        CiTestComplete::TOPIC.to_owned(),
-    ]
 }
 
 impl Step for ImageTester {
     const NAME: &'static str = NAME;
-
-    fn topics(&self) -> Vec<String> {
-        topics()
-    }
+    type Input = TesterInput;
 
     fn long_running(&self) -> bool {
         true
     }
 
     /// Clears the scratch directories that tests of a tester that died left behind.
-    async fn on_start(&self) -> Result<(), String> {
-        tokio::task::spawn_blocking(|| {
+    async fn on_start(&self) -> Result<(), StepError> {
+        let removed = bus::blocking(|| {
             let now = std::time::SystemTime::now();
             store::scratch::remove_abandoned(&std::env::temp_dir(), run::SCRATCH_PREFIX, now)
+                .map_err(|e| {
+                    StepError::permanent(format!(
+                        "cannot clear stale test scratch directories: {e}"
+                    ))
+                })
         })
-        .await
-        .map_err(|join| format!("the scratch clean-up task failed: {join}"))?
-        .map(|removed| {
-            for dir in &removed {
-                tracing::info!(path = %dir.display(), "stale test scratch directory removed");
-            }
-        })
-        .map_err(|e| format!("cannot clear stale test scratch directories: {e}"))
+        .await?;
+        for dir in &removed {
+            tracing::info!(path = %dir.display(), "stale test scratch directory removed");
+        }
+        Ok(())
     }
 
-    async fn handle(&self, message: &Incoming) -> Outcome {
-        match message.topic.as_str() {
-            ImageBuilt::TOPIC => self.on_built(message).await,
-            CiTestComplete::TOPIC => self.on_ci_result(message).await,
-            other => Outcome::reject(format!("image-tester does not handle topic `{other}`")),
+    async fn handle(&self, input: TesterInput, message: &Incoming) -> Result<Outputs, StepError> {
+        match input {
+            TesterInput::Built(built) => self.on_built(built, message).await,
+            TesterInput::CiResult(reported) => {
+                let (settings, store, message) =
+                    (self.settings.clone(), self.store.clone(), message.clone());
+                bus::blocking(move || {
+                    fedora_ci::record_external_result(&settings, &store, &reported, &message)
+                })
+                .await
+            }
         }
     }
 }

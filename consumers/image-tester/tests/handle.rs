@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bus::{Outcome, Step};
+use bus::Outcome;
 use image_tester::ImageTester;
 use messages::{ImageBuilt, Outgoing, derived_id};
 use tests::config::{Table, store_settings};
@@ -35,7 +35,7 @@ async fn outcome(tester: &ImageTester, body: serde_json::Value) -> Outcome {
     let valid: ImageBuilt = serde_json::from_value(built("x")).unwrap();
     let mut message = Outgoing::new(derived_id("test", &[]), &valid).to_incoming();
     message.body = body;
-    tester.handle(&message).await
+    bus::outcome(tester, &message).await
 }
 
 fn rejected(outcome: &Outcome, needle: &str) -> bool {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use bus::{Outcome, Step};
+use bus::Outcome;
 use image_tester::ImageTester;
 use messages::{Arch, Image, ImageBuilt, Outgoing, Stream, Tree, Version, derived_id};
 use settings::Settings;
@@ -100,8 +100,8 @@ async fn racing_replicas_promote_every_candidate_exactly_once() {
         let (a, b) = (replicas[first].clone(), replicas[second].clone());
         let (ma, mb) = (messages[0].clone(), messages[1].clone());
         let (ra, rb) = tokio::join!(
-            tokio::spawn(async move { a.handle(&ma).await }),
-            tokio::spawn(async move { b.handle(&mb).await }),
+            tokio::spawn(async move { bus::outcome(a.as_ref(), &ma).await }),
+            tokio::spawn(async move { bus::outcome(b.as_ref(), &mb).await }),
         );
         for outcome in [ra.unwrap(), rb.unwrap()] {
             assert!(
@@ -153,7 +153,7 @@ async fn a_rebuilt_arch_that_fails_takes_the_version_out_of_passed_autotest() {
         .to_incoming();
         let tester = &tester;
         async move {
-            match tester.handle(&message).await {
+            match bus::outcome(tester, &message).await {
                 Outcome::Done(out) => out[0].topic.clone(),
                 other => panic!("{other:?}"),
             }

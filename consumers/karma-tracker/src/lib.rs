@@ -15,14 +15,15 @@
 //! stream does not allow, or on a candidate that is unknown or has not passed, is refused
 //! (dead-lettered with the reason).
 
-mod candidate;
-mod tally;
+#[cfg(test)]
+mod step_tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bus::Outcome;
+use bus::{BlockingStep, Outputs, StepError};
 use chrono::{DateTime, Utc};
+use gate::{ArchResult, AutotestState, Tally};
 use messages::{
     Arch, CandidateTestingRequested, ImageTestsPassed, Incoming, KarmaStatus, KarmaSubmitted,
     KarmaThresholdReached, Message, Outgoing, Stream, TestReport, UserName, Version, Vote,
@@ -31,9 +32,6 @@ use messages::{
 use serde::{Deserialize, Serialize};
 use settings::{Settings, StreamSettings};
 use store::{FileName, Store, StoreError, Tier};
-
-pub use candidate::{ArchResult, AutotestState};
-pub use tally::Tally;
 
 pub const NAME: &str = "karma-tracker";
 
@@ -87,19 +85,17 @@ pub fn vote_refusal(
     )))
 }
 
-/// A store failure as an outcome: retried when it may pass (disk full, I/O), refused otherwise.
-pub fn store_outcome(context: &str, error: &StoreError) -> Outcome {
-    Outcome::failed(format!("{context}: {error}"), error.is_retryable())
+bus::input! {
+    /// What the karma tracker reads: a passed arch (the automated gate) and votes.
+    pub enum KarmaInput {
+        TestsPassed(ImageTestsPassed),
+        Vote(KarmaSubmitted),
+    }
 }
 
 /// The time a message was sent (its `sent-at` header), or now when absent or unreadable.
 fn sent_at(message: &Incoming) -> DateTime<Utc> {
-    message
-        .headers
-        .get(messages::envelope::HEADER_SENT_AT)
-        .and_then(|v| v.as_str())
-        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-        .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
+    message.sent_at().unwrap_or_else(Utc::now)
 }
 
 impl KarmaTracker {
@@ -108,41 +104,27 @@ impl KarmaTracker {
         Ok(Self { settings, store })
     }
 
-    fn stream(&self, stream: &Stream) -> Result<&StreamSettings, Outcome> {
-        self.settings
-            .require_stream(stream)
-            .map_err(|unknown| Outcome::reject(unknown.to_string()))
-    }
-
-    fn tests_passed(&self, message: &Incoming) -> Outcome {
-        let report = match message.parse::<ImageTestsPassed>() {
-            Ok(ImageTestsPassed(report)) => report,
-            Err(error) => return Outcome::reject(error.to_string()),
-        };
-        let settings = match self.stream(&report.stream) {
-            Ok(s) => s,
-            Err(outcome) => return outcome,
-        };
+    fn tests_passed(&self, report: TestReport) -> Result<Outputs, StepError> {
+        let settings = self.settings.require_stream(&report.stream)?;
         if !settings.arches.contains(&report.arch) {
-            return Outcome::reject(format!(
+            return Err(StepError::permanent(format!(
                 "arch {} is not configured for stream {}",
                 report.arch, report.stream
-            ));
+            )));
         }
         if !report.failed.is_empty() {
-            return Outcome::reject(format!(
+            return Err(StepError::permanent(format!(
                 "tests.passed lists failed gating tests: {}",
                 report.failed.join(", ")
-            ));
+            )));
         }
         let (stream, version) = (report.stream.clone(), report.version.clone());
-        let state = match AutotestState::read(&self.store, &stream, settings, &version) {
-            Ok(state) => state.with_report(report),
-            Err(error) => return store_outcome("cannot read the candidate's test reports", &error),
-        };
+        let state = AutotestState::read(&self.store, &stream, settings, &version)
+            .map_err(|e| StepError::from(e).context("cannot read the candidate's test reports"))?
+            .with_report(report);
         let Some(passed) = state.all_passed() else {
             tracing::info!(stream = %stream, version = %version, waiting = ?state.reasons(), "waiting for other arches");
-            return Outcome::Done(Vec::new());
+            return Ok(Vec::new());
         };
         tracing::info!(stream = %stream, version = %version, "every arch passed; human testing requested");
         let id = derived_id(
@@ -153,37 +135,37 @@ impl KarmaTracker {
                 CandidateTestingRequested::TOPIC,
             ],
         );
-        Outcome::Done(vec![Outgoing::new(
+        Ok(vec![Outgoing::new(
             id,
             &testing_requested(&stream, &version, passed),
         )])
     }
 
-    fn karma_submitted(&self, message: &Incoming) -> Outcome {
-        let vote = match message.parse::<KarmaSubmitted>() {
-            Ok(vote) => vote,
-            Err(error) => return Outcome::reject(error.to_string()),
-        };
+    fn karma_submitted(
+        &self,
+        vote: KarmaSubmitted,
+        message: &Incoming,
+    ) -> Result<Outputs, StepError> {
         if !(-1..=1).contains(&vote.karma) {
-            return Outcome::reject(format!("karma {} is not one of -1, 0, +1", vote.karma));
+            return Err(StepError::permanent(format!(
+                "karma {} is not one of -1, 0, +1",
+                vote.karma
+            )));
         }
-        let settings = match self.stream(&vote.stream) {
-            Ok(s) => s,
-            Err(outcome) => return outcome,
-        };
-        if let Err(reason) = message.check_publisher("vote claims user", &vote.user) {
-            return Outcome::reject(reason);
-        }
+        let settings = self.settings.require_stream(&vote.stream)?;
+        message
+            .check_publisher("vote claims user", &vote.user)
+            .map_err(StepError::permanent)?;
         let (stream, version) = (&vote.stream, &vote.version);
-        match vote_refusal(&self.store, settings, stream, version, &vote.user) {
-            Ok(None) => {}
-            Ok(Some(reason)) => return Outcome::reject(reason),
-            Err(error) => return store_outcome("cannot read the candidate's test reports", &error),
+        let refusal = vote_refusal(&self.store, settings, stream, version, &vote.user)
+            .map_err(|e| StepError::from(e).context("cannot read the candidate's test reports"))?;
+        if let Some(reason) = refusal {
+            return Err(StepError::permanent(reason));
         }
-        let lock = match format!("karma-{version}").parse::<FileName>() {
-            Ok(name) => self.store.lock_path(stream, &name),
-            Err(error) => return store_outcome("cannot name the candidate's lock", &error),
-        };
+        let lock_name: FileName = format!("karma-{version}")
+            .parse()
+            .map_err(|e| StepError::from(e).context("cannot name the candidate's lock"))?;
+        let lock = self.store.lock_path(stream, &lock_name);
         let trigger = message.log_id().to_owned();
         let record = Vote {
             user: vote.user.clone(),
@@ -191,13 +173,10 @@ impl KarmaTracker {
             comment: vote.comment.clone(),
             at: sent_at(message),
         };
-        let result = store::with_lock(&lock, || {
+        store::with_lock(&lock, || {
             self.record_vote(settings, stream, version, record, &trigger)
-        });
-        match result {
-            Ok(outgoing) => Outcome::Done(outgoing),
-            Err(error) => store_outcome("cannot record the vote", &error),
-        }
+        })
+        .map_err(|e| StepError::from(e).context("cannot record the vote"))
     }
 
     /// Stores the vote (unless a newer one of the same tester is there), links or unlinks the
@@ -316,26 +295,15 @@ fn testing_requested(
     }
 }
 
-/// The topics the karma tracker consumes (the configured prefix is added when binding).
-pub fn topics() -> Vec<String> {
-    vec![
-        ImageTestsPassed::TOPIC.to_owned(),
-        KarmaSubmitted::TOPIC.to_owned(),
-    ]
-}
-
-impl bus::Step for KarmaTracker {
+impl BlockingStep for KarmaTracker {
     const NAME: &'static str = NAME;
+    type Input = KarmaInput;
 
-    fn topics(&self) -> Vec<String> {
-        topics()
-    }
-
-    async fn handle(&self, message: &Incoming) -> Outcome {
-        match message.topic.as_str() {
-            ImageTestsPassed::TOPIC => self.tests_passed(message),
-            KarmaSubmitted::TOPIC => self.karma_submitted(message),
-            other => Outcome::reject(format!("karma-tracker does not handle topic {other}")),
+    /// Locks, reads and fsyncs in the store: plain blocking code on the blocking pool.
+    fn handle(&self, input: KarmaInput, message: &Incoming) -> Result<Outputs, StepError> {
+        match input {
+            KarmaInput::TestsPassed(ImageTestsPassed(report)) => self.tests_passed(report),
+            KarmaInput::Vote(vote) => self.karma_submitted(vote, message),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
-use karma_tracker::{AutotestState, Tally};
+use gate::{AutotestState, Tally};
 use messages::{CandidateVerdict, ReleasePublished, Stream, Version};
 use settings::StreamSettings;
 use store::{Store, StoreError, Tier};
@@ -216,7 +216,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chrono::TimeDelta;
-    use karma_tracker::ArchResult;
+    use gate::ArchResult;
     use messages::{Arch, TestReport, Tree, Vote};
     use settings::Settings;
 

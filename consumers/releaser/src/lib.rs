@@ -15,20 +15,21 @@ pub mod overrides;
 pub mod periods;
 pub mod release;
 pub mod signing;
+#[cfg(test)]
+mod step_tests;
 pub mod version_order;
 
 use std::sync::Arc;
 
-use bus::Outcome;
+use bus::{BlockingStep, Outputs, StepError};
 use chrono::{DateTime, Utc};
-use karma_tracker::store_outcome;
 use messages::{
     ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
     OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold, Period,
     ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream, TwoweekComplete,
     TwoweekTimerFired, UserName, Version, derived_id,
 };
-use settings::{BusSettings, Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
+use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::{FileName, Store, StoreError};
 
 pub use decision::{Decision, HumanGate, StreamView, Verdict, decide};
@@ -53,22 +54,53 @@ enum Progress {
     Signing(Vec<Outgoing>),
 }
 
-fn release_outcome(error: &ReleaseError) -> Outcome {
-    Outcome::failed(error.to_string(), error.is_retryable())
+bus::input! {
+    /// What the releaser reads: ticks, the two gates, the signer's replies and every override.
+    pub enum ReleaserInput {
+        Tick(TwoweekTimerFired),
+        TestsPassed(ImageTestsPassed),
+        Threshold(KarmaThresholdReached),
+        Signed(SignFinished),
+        Block(OverrideBlock),
+        Unblock(OverrideUnblock),
+        Release(OverrideRelease),
+        Hold(OverrideHold),
+        Unhold(OverrideUnhold),
+    }
+}
+
+/// Why a stream has no two-week releases.
+#[derive(Debug, thiserror::Error)]
+pub enum NoTwoweek {
+    #[error(transparent)]
+    Unknown(#[from] settings::UnknownStream),
+    #[error("stream {0} has no two-week releases (no [streams.{0}.twoweek])")]
+    NotConfigured(Stream),
+}
+
+/// A message about a stream without two-week releases is refused: no retry adds them.
+impl From<NoTwoweek> for StepError {
+    fn from(error: NoTwoweek) -> Self {
+        StepError::permanent(error.to_string())
+    }
 }
 
 /// The stream's settings when it has two-week releases.
 pub fn twoweek_stream<'a>(
     settings: &'a Settings,
     stream: &Stream,
-) -> Result<(&'a StreamSettings, &'a TwoWeekSettings), String> {
-    let s = settings
-        .require_stream(stream)
-        .map_err(|unknown| unknown.to_string())?;
-    let tw = s.twoweek.as_ref().ok_or_else(|| {
-        format!("stream {stream} has no two-week releases (no [streams.{stream}.twoweek])")
-    })?;
+) -> Result<(&'a StreamSettings, &'a TwoWeekSettings), NoTwoweek> {
+    let s = settings.require_stream(stream)?;
+    let tw = s
+        .twoweek
+        .as_ref()
+        .ok_or_else(|| NoTwoweek::NotConfigured(stream.clone()))?;
     Ok((s, tw))
+}
+
+/// A store error, with what the releaser was doing.
+fn store_error(doing: &str) -> impl FnOnce(StoreError) -> StepError {
+    move |error| StepError::from(error).context(doing)
 }
 
 fn policy_name(policy: WhenNothingPassed) -> &'static str {
@@ -91,12 +123,15 @@ impl Releaser {
         self.store.lock_path(stream, &name)
     }
 
-    /// Runs `f` under the stream's lock, turning store errors into outcomes.
-    fn locked(&self, stream: &Stream, f: impl FnOnce() -> Outcome) -> Outcome {
-        match store::lock(&self.lock_path(stream)) {
-            Ok(_guard) => f(),
-            Err(error) => store_outcome("cannot lock the stream", &error),
-        }
+    /// Runs `f` under the stream's lock.
+    fn locked(
+        &self,
+        stream: &Stream,
+        f: impl FnOnce() -> Result<Outputs, StepError>,
+    ) -> Result<Outputs, StepError> {
+        let _guard =
+            store::lock(&self.lock_path(stream)).map_err(store_error("cannot lock the stream"))?;
+        f()
     }
 
     /// The messages announcing a release: `release.published`, and the legacy body when the
@@ -174,14 +209,13 @@ impl Releaser {
         period: &Period,
         version: &Version,
         reason: String,
-    ) -> Outcome {
+    ) -> Result<Outputs, StepError> {
         let now = Utc::now();
         let releasing = PeriodState::Releasing {
             version: version.clone(),
         };
-        if let Err(error) = periods::write(&self.store, stream, period, releasing, now) {
-            return store_outcome("cannot record the period's choice", &error);
-        }
+        periods::write(&self.store, stream, period, releasing, now)
+            .map_err(store_error("cannot record the period's choice"))?;
         let request = Request {
             stream,
             version,
@@ -191,62 +225,44 @@ impl Releaser {
             forced: false,
             reason,
         };
-        match self.release(&request, now, None) {
-            Ok(Progress::Signing(out)) => Outcome::Done(out),
-            Ok(Progress::Released(out)) => match periods::write(
-                &self.store,
-                stream,
-                period,
-                PeriodState::Released {
+        let progress = self.release(&request, now, None).inspect_err(|error| {
+            tracing::error!(stream = %stream, version = %version, error = %error, "release failed");
+        })?;
+        match progress {
+            Progress::Signing(out) => Ok(out),
+            Progress::Released(out) => {
+                let released = PeriodState::Released {
                     version: version.clone(),
-                },
-                now,
-            ) {
-                Ok(()) => Outcome::Done(out),
-                Err(error) => store_outcome("cannot record the release of the period", &error),
-            },
-            Err(error) => {
-                tracing::error!(stream = %stream, version = %version, error = %error, "release failed");
-                release_outcome(&error)
+                };
+                periods::write(&self.store, stream, period, released, now)
+                    .map_err(store_error("cannot record the release of the period"))?;
+                Ok(out)
             }
         }
     }
 
-    fn timer_fired(&self, message: &Incoming) -> Outcome {
-        let tick = match message.parse::<TwoweekTimerFired>() {
-            Ok(tick) => tick,
-            Err(error) => return Outcome::reject(error.to_string()),
-        };
+    fn timer_fired(
+        &self,
+        tick: TwoweekTimerFired,
+        message: &Incoming,
+    ) -> Result<Outputs, StepError> {
         // A tick fired by hand is an operator's act, checked like an override; the timer's
         // own ticks name no operator.
-        if let Some(operator) = &tick.operator
-            && let Err(reason) = self.check_operator(message, "manual tick", operator)
-        {
-            return Outcome::reject(reason);
+        if let Some(operator) = &tick.operator {
+            self.check_operator(message, "manual tick", operator)?;
         }
-        let (settings, twoweek) = match twoweek_stream(&self.settings, &tick.stream) {
-            Ok(found) => found,
-            Err(reason) => return Outcome::reject(reason),
-        };
+        let (settings, twoweek) = twoweek_stream(&self.settings, &tick.stream)?;
         let period = tick.period;
         let stream = &tick.stream;
         let now = Utc::now();
-        let refused = release_timer::Schedule::for_stream(stream, twoweek)
-            .map_err(|error| error.to_string())
-            .and_then(|schedule| {
-                match schedule.refuse(period.start(), tick.operator.is_some(), now) {
-                    Some(reason) => Err(reason),
-                    None => Ok(()),
-                }
-            });
-        if let Err(reason) = refused {
-            return Outcome::reject(format!("tick refused: {reason}"));
+        let schedule = release_timer::Schedule::for_stream(stream, twoweek)
+            .map_err(|error| StepError::permanent(format!("tick refused: {error}")))?;
+        if let Some(reason) = schedule.refuse(period.start(), tick.operator.is_some(), now) {
+            return Err(StepError::permanent(format!("tick refused: {reason}")));
         }
         self.locked(stream, || {
-            let state = match periods::read(&self.store, stream, &period) {
-                Ok(state) => state,
-                Err(error) => return store_outcome("cannot read the period record", &error),
-            };
+            let state = periods::read(&self.store, stream, &period)
+                .map_err(store_error("cannot read the period record"))?;
             match state {
                 Some(PeriodState::Released { version }) => {
                     tracing::info!(stream = %stream, period = %period, version = %version, "period already released; announcing again");
@@ -256,28 +272,34 @@ impl Releaser {
                     tracing::warn!(stream = %stream, period = %period, version = %version, "finishing an interrupted release");
                     self.release_for_period(stream, settings, twoweek, &period, &version, format!("two-week release for period {}", period))
                 }
-                Some(PeriodState::Skipped | PeriodState::Waiting) | None => match periods::latest(&self.store, stream, now + release_timer::CLOCK_SKEW) {
-                    // A replayed tick of a past period must not release today's candidate.
-                    Ok(Some(latest)) if latest > period => {
-                        tracing::warn!(stream = %stream, period = %period, latest = %latest, "tick of a past period ignored");
-                        Outcome::Done(Vec::new())
+                Some(PeriodState::Skipped | PeriodState::Waiting) | None => {
+                    let latest = periods::latest(&self.store, stream, now + release_timer::CLOCK_SKEW)
+                        .map_err(store_error("cannot list the period records"))?;
+                    match latest {
+                        // A replayed tick of a past period must not release today's candidate.
+                        Some(latest) if latest > period => {
+                            tracing::warn!(stream = %stream, period = %period, latest = %latest, "tick of a past period ignored");
+                            Ok(Vec::new())
+                        }
+                        _ => self.decide_tick(stream, settings, twoweek, &period),
                     }
-                    Ok(_) => self.decide_tick(stream, settings, twoweek, &period),
-                    Err(error) => store_outcome("cannot list the period records", &error),
-                },
+                }
             }
         })
     }
 
-    fn reannounce(&self, stream: &Stream, version: &Version, twoweek: &TwoWeekSettings) -> Outcome {
-        match store::read_json::<ReleasePublished>(&self.store.release_record_path(stream, version))
-        {
-            Ok(Some(record)) => Outcome::Done(self.announce(&record, twoweek)),
-            Ok(None) => Outcome::reject(format!(
+    fn reannounce(
+        &self,
+        stream: &Stream,
+        version: &Version,
+        twoweek: &TwoWeekSettings,
+    ) -> Result<Outputs, StepError> {
+        let record = store::read_json::<ReleasePublished>(&self.store.release_record_path(stream, version))
+            .map_err(store_error("cannot read release.json"))?
+            .ok_or_else(|| StepError::permanent(format!(
                 "{stream} {version} is recorded as released but its release.json is missing; restore it from a backup or the release message"
-            )),
-            Err(error) => store_outcome("cannot read release.json", &error),
-        }
+            )))?;
+        Ok(self.announce(&record, twoweek))
     }
 
     fn decide_tick(
@@ -286,12 +308,10 @@ impl Releaser {
         settings: &StreamSettings,
         twoweek: &TwoWeekSettings,
         period: &Period,
-    ) -> Outcome {
+    ) -> Result<Outputs, StepError> {
         let now = Utc::now();
-        let view = match StreamView::read(&self.store, stream, settings, now) {
-            Ok(view) => view,
-            Err(error) => return store_outcome("cannot read the stream's candidates", &error),
-        };
+        let view = StreamView::read(&self.store, stream, settings, now)
+            .map_err(store_error("cannot read the stream's candidates"))?;
         let (decision, verdicts) = decide(&view, settings, twoweek.karma_required);
         let mut candidates: Vec<_> = verdicts.iter().map(Verdict::as_message).collect();
         let policy = match decision {
@@ -318,9 +338,8 @@ impl Releaser {
         } else {
             PeriodState::Skipped
         };
-        if let Err(error) = periods::write(&self.store, stream, period, state, now) {
-            return store_outcome("cannot record the skipped period", &error);
-        }
+        periods::write(&self.store, stream, period, state, now)
+            .map_err(store_error("cannot record the skipped period"))?;
         let skipped = ReleaseSkipped {
             stream: stream.clone(),
             period: *period,
@@ -334,40 +353,34 @@ impl Releaser {
             NAME,
             &[stream.as_str(), &period.to_string(), ReleaseSkipped::TOPIC],
         );
-        Outcome::Done(vec![Outgoing::new(id, &skipped)])
+        Ok(vec![Outgoing::new(id, &skipped)])
     }
 
     /// With `release-next-pass`, a candidate becoming eligible releases a waiting period.
-    fn candidate_changed(&self, stream: &Stream) -> Outcome {
-        let settings = match self.settings.require_stream(stream) {
-            Ok(settings) => settings,
-            Err(unknown) => return Outcome::reject(unknown.to_string()),
-        };
+    fn candidate_changed(&self, stream: &Stream) -> Result<Outputs, StepError> {
+        let settings = self.settings.require_stream(stream)?;
         let Some(twoweek) = &settings.twoweek else {
             // A nightly-only stream has nothing to release.
-            return Outcome::Done(Vec::new());
+            return Ok(Vec::new());
         };
         if twoweek.when_nothing_passed != WhenNothingPassed::ReleaseNextPass {
-            return Outcome::Done(Vec::new());
+            return Ok(Vec::new());
         }
         self.locked(stream, || {
-            let period = match periods::waiting(&self.store, stream) {
+            let waiting = periods::waiting(&self.store, stream)
+                .map_err(store_error("cannot read the waiting period"))?;
+            let period = match waiting {
                 // A period from the future (written before ticks were checked) waits for nothing.
-                Ok(Some(period)) if period.start() <= Utc::now() + release_timer::CLOCK_SKEW => {
-                    period
-                }
-                Ok(_) => return Outcome::Done(Vec::new()),
-                Err(error) => return store_outcome("cannot read the waiting period", &error),
+                Some(period) if period.start() <= Utc::now() + release_timer::CLOCK_SKEW => period,
+                _ => return Ok(Vec::new()),
             };
-            match periods::read(&self.store, stream, &period) {
-                Ok(Some(PeriodState::Waiting)) => {}
-                Ok(_) => return Outcome::Done(Vec::new()),
-                Err(error) => return store_outcome("cannot read the period record", &error),
+            let state = periods::read(&self.store, stream, &period)
+                .map_err(store_error("cannot read the period record"))?;
+            if state != Some(PeriodState::Waiting) {
+                return Ok(Vec::new());
             }
-            let view = match StreamView::read(&self.store, stream, settings, Utc::now()) {
-                Ok(view) => view,
-                Err(error) => return store_outcome("cannot read the stream's candidates", &error),
-            };
+            let view = StreamView::read(&self.store, stream, settings, Utc::now())
+                .map_err(store_error("cannot read the stream's candidates"))?;
             match decide(&view, settings, twoweek.karma_required).0 {
                 Decision::Release(version) => {
                     let reason = format!(
@@ -376,37 +389,9 @@ impl Releaser {
                     );
                     self.release_for_period(stream, settings, twoweek, &period, &version, reason)
                 }
-                Decision::Held(_) | Decision::Nothing => Outcome::Done(Vec::new()),
+                Decision::Held(_) | Decision::Nothing => Ok(Vec::new()),
             }
         })
-    }
-
-    fn tests_passed(&self, message: &Incoming) -> Outcome {
-        match message.parse::<ImageTestsPassed>() {
-            Ok(ImageTestsPassed(report)) => self.candidate_changed(&report.stream),
-            Err(error) => Outcome::reject(error.to_string()),
-        }
-    }
-
-    fn threshold_reached(&self, message: &Incoming) -> Outcome {
-        match message.parse::<KarmaThresholdReached>() {
-            Ok(reached) if reached.status == KarmaStatus::Stable => {
-                self.candidate_changed(&reached.stream)
-            }
-            Ok(_) => Outcome::Done(Vec::new()),
-            Err(error) => Outcome::reject(error.to_string()),
-        }
-    }
-
-    fn parse_override(message: &Incoming, action: Action) -> Result<Override, String> {
-        let parsed = match action {
-            Action::Block => message.parse::<OverrideBlock>().map(|o| o.0),
-            Action::Unblock => message.parse::<OverrideUnblock>().map(|o| o.0),
-            Action::Release => message.parse::<OverrideRelease>().map(|o| o.0),
-            Action::Hold => message.parse::<OverrideHold>().map(|o| o.0),
-            Action::Unhold => message.parse::<OverrideUnhold>().map(|o| o.0),
-        };
-        parsed.map_err(|e| e.to_string())
     }
 
     /// An operator's message must be published by that operator's own broker account, and the
@@ -416,37 +401,35 @@ impl Releaser {
         message: &Incoming,
         what: &str,
         operator: &UserName,
-    ) -> Result<(), String> {
-        message.check_publisher(&format!("{what} claims operator"), operator)?;
+    ) -> Result<(), StepError> {
+        message
+            .check_publisher(&format!("{what} claims operator"), operator)
+            .map_err(StepError::permanent)?;
         if !self.settings.operators.contains(operator) {
-            return Err(format!(
+            return Err(StepError::permanent(format!(
                 "{operator} is not an operator (see `operators` in the configuration)"
-            ));
+            )));
         }
         Ok(())
     }
 
-    fn override_received(&self, message: &Incoming, action: Action) -> Outcome {
-        let body = match Self::parse_override(message, action) {
-            Ok(body) => body,
-            Err(reason) => return Outcome::reject(reason),
-        };
-        if let Err(reason) = self.check_operator(message, "override", &body.operator) {
-            return Outcome::reject(reason);
-        }
-        let (settings, twoweek) = match twoweek_stream(&self.settings, &body.stream) {
-            Ok(found) => found,
-            Err(reason) => return Outcome::reject(reason),
-        };
+    fn override_received(
+        &self,
+        action: Action,
+        body: Override,
+        message: &Incoming,
+    ) -> Result<Outputs, StepError> {
+        self.check_operator(message, "override", &body.operator)?;
+        let (settings, twoweek) = twoweek_stream(&self.settings, &body.stream)?;
         if body.reason.trim().is_empty() {
-            return Outcome::reject("an override needs a reason");
+            return Err(StepError::permanent("an override needs a reason"));
         }
         let version = match (&body.version, action.needs_version()) {
             (Some(version), true) => Some(version.clone()),
             (None, true) => {
-                return Outcome::reject(format!(
+                return Err(StepError::permanent(format!(
                     "override {action:?} needs the candidate's version"
-                ));
+                )));
             }
             (_, false) => None,
         };
@@ -460,13 +443,14 @@ impl Releaser {
         let entry = AuditEntry::new(id, action, &body, now);
         let stream = &body.stream;
         self.locked(stream, || {
-            match overrides::append(&self.store, &entry) {
-                Ok(true) => tracing::info!(stream = %stream, action = ?action, operator = %entry.operator, version = ?entry.version, reason = %entry.reason, "override recorded"),
-                Ok(false) => tracing::info!(stream = %stream, id = %entry.id, "override already recorded"),
-                Err(error) => return store_outcome("cannot append to the override audit log", &error),
+            let appended = overrides::append(&self.store, &entry)
+                .map_err(store_error("cannot append to the override audit log"))?;
+            match appended {
+                true => tracing::info!(stream = %stream, action = ?action, operator = %entry.operator, version = ?entry.version, reason = %entry.reason, "override recorded"),
+                false => tracing::info!(stream = %stream, id = %entry.id, "override already recorded"),
             }
             let Some(version) = version.filter(|_| action == Action::Release) else {
-                return Outcome::Done(Vec::new());
+                return Ok(Vec::new());
             };
             let request = Request {
                 stream,
@@ -478,10 +462,10 @@ impl Releaser {
                 reason: format!("forced {}", entry.describe()),
             };
             match self.release(&request, now, Some(&entry)) {
-                Ok(Progress::Released(out) | Progress::Signing(out)) => Outcome::Done(out),
+                Ok(Progress::Released(out) | Progress::Signing(out)) => Ok(out),
                 Err(error) => {
                     tracing::error!(stream = %stream, version = %version, error = %error, "forced release failed");
-                    release_outcome(&error)
+                    Err(error.into())
                 }
             }
         })
@@ -490,26 +474,24 @@ impl Releaser {
     /// The signer's answer: a `SUCCESS` finishes the staged release it names, a `FAILURE`
     /// skips it (nothing was promoted). A reply to no request waiting here is stale: logged
     /// and acked.
-    fn sign_finished(&self, message: &Incoming) -> Outcome {
-        let finished = match message.parse::<SignFinished>() {
-            Ok(finished) => finished,
-            Err(error) => return Outcome::reject(error.to_string()),
-        };
+    fn sign_finished(
+        &self,
+        finished: SignFinished,
+        message: &Incoming,
+    ) -> Result<Outputs, StepError> {
         let (stream, version) = (&finished.request.stream, &finished.request.version);
-        let (settings, twoweek) = match twoweek_stream(&self.settings, stream) {
-            Ok(found) => found,
-            Err(reason) => return Outcome::reject(reason),
-        };
+        let (settings, twoweek) = twoweek_stream(&self.settings, stream)?;
         self.locked(stream, || {
-            let pending = match signing::read(&self.store, stream, version) {
-                Ok(Some(pending)) if pending.request.request_id == finished.request.request_id => {
+            let pending = match signing::read(&self.store, stream, version)
+                .map_err(store_error("cannot read the signing request"))?
+            {
+                Some(pending) if pending.request.request_id == finished.request.request_id => {
                     pending
                 }
-                Ok(_) => {
+                _ => {
                     tracing::info!(stream = %stream, version = %version, request_id = %finished.request.request_id, id = ?message.id, "signing reply for an unknown or stale request; ignored");
-                    return Outcome::Done(Vec::new());
+                    return Ok(Vec::new());
                 }
-                Err(error) => return store_outcome("cannot read the signing request", &error),
             };
             let now = Utc::now();
             let out = match finished.status {
@@ -523,25 +505,19 @@ impl Releaser {
                         forced: pending.forced,
                         reason: pending.reason.clone(),
                     };
-                    let out = match self.complete(&request, now) {
-                        Ok(out) => out,
-                        Err(error) => {
-                            tracing::error!(stream = %stream, version = %version, error = %error, "signed release failed");
-                            return release_outcome(&error);
-                        }
-                    };
+                    let out = self.complete(&request, now).inspect_err(|error| {
+                        tracing::error!(stream = %stream, version = %version, error = %error, "signed release failed");
+                    })?;
                     if let Some(period) = &pending.period {
                         let released = PeriodState::Released {
                             version: version.clone(),
                         };
-                        if let Err(error) = periods::write(&self.store, stream, period, released, now) {
-                            return store_outcome("cannot record the release of the period", &error);
-                        }
+                        periods::write(&self.store, stream, period, released, now)
+                            .map_err(store_error("cannot record the release of the period"))?;
                     }
                     let outcome = format!("released {version}, signed");
-                    if let Err(error) = self.record_forced_outcome(pending.forced_by.as_ref(), outcome, now) {
-                        return store_outcome("cannot append to the override audit log", &error);
-                    }
+                    self.record_forced_outcome(pending.forced_by.as_ref(), outcome, now)
+                        .map_err(store_error("cannot append to the override audit log"))?;
                     out
                 }
                 SignStatus::Failure => {
@@ -554,62 +530,48 @@ impl Releaser {
                             .as_deref()
                             .unwrap_or("the signer gave no reason")
                     );
-                    match self.skip_unsigned(&pending, twoweek, reason, now) {
-                        Ok(out) => out,
-                        Err(error) => return store_outcome("cannot record the skipped release", &error),
-                    }
+                    self.skip_unsigned(&pending, twoweek, reason, now)
+                        .map_err(store_error("cannot record the skipped release"))?
                 }
             };
-            match signing::remove(&self.store, stream, version) {
-                Ok(()) => Outcome::Done(out),
-                Err(error) => store_outcome("cannot remove the answered signing request", &error),
-            }
+            signing::remove(&self.store, stream, version)
+                .map_err(store_error("cannot remove the answered signing request"))?;
+            Ok(out)
         })
     }
-
-    fn handle_blocking(&self, message: &Incoming) -> Outcome {
-        let topic = message.topic.as_str();
-        if let Some(action) = Action::from_topic(topic) {
-            return self.override_received(message, action);
-        }
-        match topic {
-            TwoweekTimerFired::TOPIC => self.timer_fired(message),
-            ImageTestsPassed::TOPIC => self.tests_passed(message),
-            KarmaThresholdReached::TOPIC => self.threshold_reached(message),
-            finished if finished == self.settings.signing_topics.finished => {
-                self.sign_finished(message)
-            }
-            other => Outcome::reject(format!("the releaser does not handle topic {other}")),
-        }
-    }
 }
 
-/// The topics the releaser consumes (the configured prefix is added when binding): ticks,
-/// the two gates, every override, and the signer's replies (`signing_topics.finished`).
-pub fn topics(settings: &BusSettings) -> Vec<String> {
-    let mut topics = vec![
-        TwoweekTimerFired::TOPIC.to_owned(),
-        ImageTestsPassed::TOPIC.to_owned(),
-        KarmaThresholdReached::TOPIC.to_owned(),
-        settings.signing_topics.finished.clone(),
-    ];
-    topics.extend(Action::TOPICS.iter().map(|(topic, _)| (*topic).to_owned()));
-    topics
-}
-
-impl bus::Step for Releaser {
+impl BlockingStep for Releaser {
     const NAME: &'static str = NAME;
+    type Input = ReleaserInput;
 
-    fn topics(&self) -> Vec<String> {
-        topics(&self.settings)
-    }
-
-    async fn handle(&self, message: &Incoming) -> Outcome {
-        // Locks, hard links and ostree are blocking calls; keep them off the async workers.
-        let this = self.clone();
-        let message = message.clone();
-        tokio::task::spawn_blocking(move || this.handle_blocking(&message))
-            .await
-            .unwrap_or_else(|error| Outcome::retry(format!("the release task panicked: {error}")))
+    /// Locks, hard links and `ostree`: the runtime runs this on the blocking pool.
+    fn handle(&self, input: ReleaserInput, message: &Incoming) -> Result<Outputs, StepError> {
+        match input {
+            ReleaserInput::Tick(tick) => self.timer_fired(tick, message),
+            ReleaserInput::TestsPassed(ImageTestsPassed(report)) => {
+                self.candidate_changed(&report.stream)
+            }
+            ReleaserInput::Threshold(reached) => match reached.status {
+                KarmaStatus::Stable => self.candidate_changed(&reached.stream),
+                KarmaStatus::Unstable => Ok(Vec::new()),
+            },
+            ReleaserInput::Signed(finished) => self.sign_finished(finished, message),
+            ReleaserInput::Block(OverrideBlock(body)) => {
+                self.override_received(Action::Block, body, message)
+            }
+            ReleaserInput::Unblock(OverrideUnblock(body)) => {
+                self.override_received(Action::Unblock, body, message)
+            }
+            ReleaserInput::Release(OverrideRelease(body)) => {
+                self.override_received(Action::Release, body, message)
+            }
+            ReleaserInput::Hold(OverrideHold(body)) => {
+                self.override_received(Action::Hold, body, message)
+            }
+            ReleaserInput::Unhold(OverrideUnhold(body)) => {
+                self.override_received(Action::Unhold, body, message)
+            }
+        }
     }
 }

@@ -8,10 +8,7 @@ use std::io;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use messages::{
-    Message, Override, OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock,
-    OverrideUnhold, Stream, UserName, Version,
-};
+use messages::{Override, Stream, UserName, Version};
 use serde::{Deserialize, Serialize};
 use store::{Store, StoreError};
 
@@ -26,22 +23,6 @@ pub enum Action {
 }
 
 impl Action {
-    /// The override topics, with the action each carries.
-    pub const TOPICS: [(&'static str, Action); 5] = [
-        (OverrideBlock::TOPIC, Action::Block),
-        (OverrideUnblock::TOPIC, Action::Unblock),
-        (OverrideRelease::TOPIC, Action::Release),
-        (OverrideHold::TOPIC, Action::Hold),
-        (OverrideUnhold::TOPIC, Action::Unhold),
-    ];
-
-    pub fn from_topic(topic: &str) -> Option<Self> {
-        Self::TOPICS
-            .iter()
-            .find(|(t, _)| *t == topic)
-            .map(|(_, a)| *a)
-    }
-
     /// Whether the action concerns one candidate (and so needs a version).
     pub fn needs_version(self) -> bool {
         matches!(self, Action::Block | Action::Unblock | Action::Release)

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use bus::StepError;
 use chrono::{DateTime, Utc};
 use messages::{
     Arch, Commit, Format, Image, LegacyArtifact, Period, ReleasePublished, ReleasedArch, Stream,
@@ -51,15 +52,16 @@ pub enum ReleaseError {
     ImagePath { stream: Stream, path: String },
 }
 
-impl ReleaseError {
-    /// Whether running the procedure again later may succeed without anyone changing anything.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Store(e) => e.is_retryable(),
-            Self::Ostree(_) => true,
-            Self::MissingArch { .. } | Self::NotFastForward { .. } | Self::ImagePath { .. } => {
-                false
-            }
+/// A candidate that cannot be released as it is (an arch missing, not a fast-forward) is
+/// refused; the store and `ostree` are classified as everywhere else.
+impl From<ReleaseError> for StepError {
+    fn from(error: ReleaseError) -> Self {
+        match error {
+            ReleaseError::Store(error) => error.into(),
+            ReleaseError::Ostree(error) => error.into(),
+            ReleaseError::MissingArch { .. }
+            | ReleaseError::NotFastForward { .. }
+            | ReleaseError::ImagePath { .. } => StepError::permanent(error.to_string()),
         }
     }
 }

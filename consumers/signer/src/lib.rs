@@ -19,14 +19,16 @@
 //! at all is dead-lettered, and a store that cannot be written is retried.
 
 mod gpg;
+#[cfg(test)]
+mod step_tests;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use bus::Outcome;
+use bus::{BlockingStep, Outputs, StepError};
 use messages::{Incoming, Message, Outgoing, SignFinished, SignRequested, SignStatus, derived_id};
 use ostree_cli::{OstreeError, Repo};
-use settings::{BusSettings, Settings, SigningSettings};
+use settings::{Settings, SigningSettings};
 use store::{Store, StoreError};
 
 pub use gpg::{Gpg, GpgError};
@@ -45,14 +47,6 @@ pub enum SignError {
     Ostree(#[from] OstreeError),
 }
 
-impl SignError {
-    /// Whether trying again later may help without anyone changing anything (a full disk);
-    /// everything else is answered with `FAILURE`.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Store(e) if e.is_retryable())
-    }
-}
-
 /// The signer step.
 #[derive(Debug, Clone)]
 pub struct Signer {
@@ -60,10 +54,11 @@ pub struct Signer {
     store: Store,
 }
 
-/// The topics the signer consumes (the configured prefix is added when binding): the
-/// deployment's request topic (`signing_topics.requested`).
-pub fn topics(settings: &BusSettings) -> Vec<String> {
-    vec![settings.signing_topics.requested.clone()]
+bus::input! {
+    /// What the signer reads: requests for signatures.
+    pub enum SignerInput {
+        Request(SignRequested),
+    }
 }
 
 impl Signer {
@@ -159,28 +154,22 @@ impl Signer {
         reply
     }
 
-    fn handle_blocking(&self, message: &Incoming) -> Outcome {
-        let request = match message.parse::<SignRequested>() {
-            Ok(request) => request,
-            Err(error) => return Outcome::reject(error.to_string()),
-        };
+    fn answer(&self, request: SignRequested) -> Result<Outputs, StepError> {
         let record = self
             .store
             .signed_record_path(&request.stream, &request.request_id);
-        match store::read_json::<SignFinished>(&record) {
-            Ok(Some(finished)) => {
-                tracing::info!(request_id = %request.request_id, status = ?finished.status, "request answered before; answering again without signing");
-                return Outcome::Done(vec![self.reply(&request, &finished)]);
-            }
-            Ok(None) => {}
-            Err(error) => return Outcome::failed(error.to_string(), error.is_retryable()),
+        if let Some(finished) = store::read_json::<SignFinished>(&record)? {
+            tracing::info!(request_id = %request.request_id, status = ?finished.status, "request answered before; answering again without signing");
+            return Ok(vec![self.reply(&request, &finished)]);
         }
         let (status, failure_message) = match self.sign(&request) {
             Ok(()) => {
                 tracing::info!(request_id = %request.request_id, stream = %request.stream, version = %request.version, artifacts = request.artifacts.len(), commits = request.commits.len(), "signed");
                 (SignStatus::Success, None)
             }
-            Err(error) if error.is_retryable() => return Outcome::retry(error.to_string()),
+            // A full disk may pass by itself: try again. Anything else is answered with
+            // FAILURE, so the requester stops waiting.
+            Err(SignError::Store(error)) if error.is_retryable() => return Err(error.into()),
             Err(error) => {
                 tracing::warn!(request_id = %request.request_id, stream = %request.stream, version = %request.version, error = %error, "signing refused");
                 (SignStatus::Failure, Some(error.to_string()))
@@ -191,36 +180,27 @@ impl Signer {
             status,
             failure_message,
         };
-        let written = record
+        record
             .parent()
             .map_or(Ok(()), store::create_dir_all)
-            .and_then(|()| store::write_json(&record, &finished));
-        match written {
-            Ok(()) => Outcome::Done(vec![self.reply(&request, &finished)]),
-            Err(error) => Outcome::failed(
-                format!(
-                    "cannot record the answer to request {}: {error}",
+            .and_then(|()| store::write_json(&record, &finished))
+            .map_err(|error| {
+                StepError::from(error).context(format!(
+                    "cannot record the answer to request {}",
                     request.request_id
-                ),
-                error.is_retryable(),
-            ),
-        }
+                ))
+            })?;
+        Ok(vec![self.reply(&request, &finished)])
     }
 }
 
-impl bus::Step for Signer {
+impl BlockingStep for Signer {
     const NAME: &'static str = NAME;
+    type Input = SignerInput;
 
-    fn topics(&self) -> Vec<String> {
-        topics(&self.settings)
-    }
-
-    async fn handle(&self, message: &Incoming) -> Outcome {
-        // gpg, ostree and hashing are blocking; keep them off the async workers.
-        let this = self.clone();
-        let message = message.clone();
-        tokio::task::spawn_blocking(move || this.handle_blocking(&message))
-            .await
-            .unwrap_or_else(|error| Outcome::retry(format!("the signing task panicked: {error}")))
+    /// gpg, ostree and hashing block: the runtime runs this on the blocking pool.
+    fn handle(&self, input: SignerInput, _message: &Incoming) -> Result<Outputs, StepError> {
+        let SignerInput::Request(request) = input;
+        self.answer(request)
     }
 }

@@ -32,17 +32,6 @@ pub enum SiteError {
     SiteIsDirectory { path: PathBuf },
 }
 
-impl SiteError {
-    /// Whether trying again later may succeed (disk full, permissions, a moved directory).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            SiteError::Store(e) => e.is_retryable(),
-            SiteError::SiteIsDirectory { .. } => true,
-            SiteError::Template { .. } => false,
-        }
-    }
-}
-
 /// The templates, compiled on the first render and kept for the life of the process.
 fn environment() -> Result<&'static Environment<'static>, SiteError> {
     static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();

@@ -239,17 +239,17 @@ async fn step_publishes_on_valid_messages_and_rejects_bad_ones() {
     let step = SitePublisher::new(Arc::clone(&f.settings)).unwrap();
     let skipped = serde_json::json!({"stream": "f43", "period": "2026-11-17T12:00:00Z", "candidates": [], "policy": "skip"});
 
-    let outcome = step
-        .handle(&incoming("fortnight.release.skipped", skipped.clone()))
-        .await;
+    let outcome = bus::outcome(
+        &step,
+        &incoming("fortnight.release.skipped", skipped.clone()),
+    )
+    .await;
     assert_eq!(outcome, Outcome::Done(vec![]));
     assert!(f.store.site_dir().join("index.html").exists());
 
     let mut unknown = skipped.clone();
     unknown["stream"] = "f99".into();
-    let outcome = step
-        .handle(&incoming("fortnight.release.skipped", unknown))
-        .await;
+    let outcome = bus::outcome(&step, &incoming("fortnight.release.skipped", unknown)).await;
     assert!(
         matches!(outcome, Outcome::Reject { ref reason } if reason.contains("f99")),
         "{outcome:?}"
@@ -257,20 +257,20 @@ async fn step_publishes_on_valid_messages_and_rejects_bad_ones() {
 
     let mut traversal = skipped;
     traversal["stream"] = "../etc".into();
-    let outcome = step
-        .handle(&incoming("fortnight.release.skipped", traversal))
-        .await;
+    let outcome = bus::outcome(&step, &incoming("fortnight.release.skipped", traversal)).await;
     assert!(
         matches!(outcome, Outcome::Reject { ref reason } if reason.contains("stream")),
         "{outcome:?}"
     );
 
-    let outcome = step
-        .handle(&incoming(
+    let outcome = bus::outcome(
+        &step,
+        &incoming(
             "fortnight.karma.threshold.reached",
             serde_json::json!({"stream": "f43"}),
-        ))
-        .await;
+        ),
+    )
+    .await;
     assert!(
         matches!(outcome, Outcome::Reject { ref reason } if reason.contains("missing field")),
         "{outcome:?}"
@@ -280,9 +280,7 @@ async fn step_publishes_on_valid_messages_and_rejects_bad_ones() {
 #[test]
 fn step_binds_every_topic_that_changes_the_page() {
     let f = fixture("x");
-    let topics = SitePublisher::new(Arc::clone(&f.settings))
-        .unwrap()
-        .topics();
+    let topics = SitePublisher::topics(&f.settings);
     for topic in [
         "fortnight.release.published",
         "fortnight.release.skipped",

@@ -12,16 +12,22 @@
 //!
 //! Throughput: `BENCH_MESSAGES` (default 5000) messages are queued before the consumer
 //! starts; msgs/s is measured from its first result to its last. Latency: 500 rounds of one
-//! message in flight, from publish to result. RSS: the consumer process after 2 s idle.
+//! message in flight, from publish to result. RSS: the consumer process after 2 s idle, and its
+//! peak (VmHWM) after the throughput phase.
 //!
-//! `cargo bench -p bus --bench noop` (AMQP URL from `FORTNIGHT_TEST_AMQP_URL`).
+//! Then publishing a record file with a window of confirms, `fortnight publish` against a raw
+//! client with the same window: see `support/publish.rs`.
+//!
+//! `cargo bench -p bus --bench noop` (AMQP URL from `FORTNIGHT_TEST_AMQP_URL`, where a
+//! `?frame_max=` shows what the frame size costs); `BENCH_ONLY=consume` or `publish` runs one
+//! half.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bus::{Outcome, Step};
+use bus::{Outputs, Step, StepError};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -33,6 +39,9 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use messages::{Incoming, Outgoing, Severity};
 use serde_json::{Map, Value};
+
+#[path = "support/publish.rs"]
+mod publish;
 
 const LATENCY_ROUNDS: usize = 500;
 const IN: &str = "bench.in";
@@ -48,8 +57,19 @@ fn main() {
     match std::env::var("BENCH_ROLE").as_deref() {
         Ok("fortnight") => runtime.block_on(role_fortnight()),
         Ok("raw") => runtime.block_on(role_raw()),
+        Ok("publish-raw") => runtime.block_on(publish::role_raw()),
+        Ok("publish-publisher") => runtime.block_on(publish::role_publisher()),
         // `cargo bench` passes --bench; `cargo test --all-targets` runs this too, without it.
-        _ if std::env::args().any(|a| a == "--bench") => runtime.block_on(drive()),
+        _ if std::env::args().any(|a| a == "--bench") => {
+            let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+            if only != "publish" {
+                runtime.block_on(drive());
+            }
+            if only != "consume" {
+                let exe = std::env::current_exe().expect("own path");
+                runtime.block_on(publish::drive(&exe));
+            }
+        }
         _ => println!("benchmark skipped; run it with `cargo bench -p bus --bench noop`"),
     }
 }
@@ -59,15 +79,16 @@ struct Noop;
 
 impl Step for Noop {
     const NAME: &'static str = "bench";
+    type Input = ();
 
-    fn topics(&self) -> Vec<String> {
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
         vec![IN.to_owned()]
     }
 
-    async fn handle(&self, message: &Incoming) -> Outcome {
+    async fn handle(&self, _: (), message: &Incoming) -> Result<Outputs, StepError> {
         match message.body.get("n").and_then(Value::as_u64) {
-            Some(n) => Outcome::Done(vec![result(n)]),
-            None => Outcome::reject("no `n`"),
+            Some(n) => Ok(vec![result(n)]),
+            None => Err(StepError::permanent("no `n`")),
         }
     }
 }
@@ -87,6 +108,8 @@ fn result(n: u64) -> Outgoing {
 }
 
 async fn role_fortnight() {
+    // Warnings and errors reach the bench's output (FORTNIGHT_LOG=warn).
+    bus::init_tracing();
     let path = PathBuf::from(std::env::var("BENCH_CONFIG").expect("BENCH_CONFIG"));
     let settings = settings::Settings::load(&path).expect("bench configuration");
     bus::run(&settings, Arc::new(Noop), bus::shutdown_signal())
@@ -113,8 +136,10 @@ async fn confirm_channel(connection: &Connection) -> Channel {
 }
 
 /// The envelope fedora-messaging expects, so its consumer takes the same path as with real
-/// traffic.
+/// traffic, signed by the bench's broker user as every Fortnight publisher signs: the runtime
+/// trusts `bench.in` from its own account only.
 fn properties() -> AMQPProperties {
+    let uri: lapin::uri::AMQPUri = amqp_url().parse().expect("a valid AMQP URL");
     let mut headers = FieldTable::default();
     headers.insert(
         "fedora_messaging_schema".into(),
@@ -127,6 +152,7 @@ fn properties() -> AMQPProperties {
         .with_content_encoding("utf-8".into())
         .with_delivery_mode(2)
         .with_message_id(uuid::Uuid::new_v4().to_string().into())
+        .with_user_id(uri.authority.userinfo.username.as_str().into())
 }
 
 /// The same guarantees as the runtime, nothing else.
@@ -190,6 +216,7 @@ struct Row {
     p50: Duration,
     p99: Duration,
     rss_kib: u64,
+    peak_kib: u64,
 }
 
 /// One implementation's names on the broker.
@@ -281,8 +308,8 @@ async fn drive() {
         (messages / 5).max(100)
     );
     println!(
-        "{:<18} {:>10} {:>10} {:>10} {:>12}",
-        "implementation", "msgs/s", "p50 ms", "p99 ms", "idle RSS MB"
+        "{:<18} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "implementation", "msgs/s", "p50 ms", "p99 ms", "idle RSS MB", "peak RSS MB"
     );
     let raw = rows
         .iter()
@@ -294,12 +321,13 @@ async fn drive() {
             format!("  ({:.2}x raw lapin)", row.per_second / raw)
         });
         println!(
-            "{:<18} {:>10.0} {:>10.2} {:>10.2} {:>12.1}{ratio}",
+            "{:<18} {:>10.0} {:>10.2} {:>10.2} {:>12.1} {:>12.1}{ratio}",
             row.name,
             row.per_second,
             row.p50.as_secs_f64() * 1e3,
             row.p99.as_secs_f64() * 1e3,
-            row.rss_kib as f64 / 1024.0
+            row.rss_kib as f64 / 1024.0,
+            row.peak_kib as f64 / 1024.0
         );
     }
     let per_second = |name: &str| {
@@ -393,7 +421,9 @@ async fn measure(
     let per_second = (messages - 1) as f64 / began.elapsed().as_secs_f64();
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_kib = rss_kib(child.id());
+    let rss_kib = status_kib(child.id(), "VmRSS:");
+    // The high-water mark after 5000 messages went through: the loaded figure.
+    let peak_kib = status_kib(child.id(), "VmHWM:");
 
     let mut latencies = Vec::with_capacity(LATENCY_ROUNDS);
     for n in 0..LATENCY_ROUNDS as u64 {
@@ -418,6 +448,7 @@ async fn measure(
         p50: latencies[latencies.len() / 2],
         p99: latencies[latencies.len() * 99 / 100],
         rss_kib,
+        peak_kib,
     })
 }
 
@@ -525,14 +556,15 @@ async fn cleanup(connection: &Connection, setup: &Setup, id: &str) {
     let _ = std::fs::remove_dir_all(&setup.dir);
 }
 
-/// Resident set size from /proc, in KiB.
-fn rss_kib(pid: u32) -> u64 {
+/// A memory figure of a process from /proc (`VmRSS:`, resident now, or `VmHWM:`, its peak),
+/// in KiB; 0 once the process is gone.
+fn status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)

@@ -21,6 +21,12 @@ use crate::BusError;
 /// Heartbeat asked for when the URL does not say (fedora-messaging's default).
 const DEFAULT_HEARTBEAT_SECONDS: u16 = 60;
 
+/// Largest frame asked for when the URL names no `frame_max`. lapin keeps a send and a
+/// receive buffer of 32 frames per connection, so RabbitMQ's default of 128 KiB frames costs
+/// 8 MiB a connection, most of an idle consumer's memory. Fortnight's bodies are a few KiB;
+/// a larger one is split into more frames. Measured in the README (Benchmarks).
+pub(crate) const DEFAULT_FRAME_MAX: u32 = 16384;
+
 /// Where the next connection starts among [`BusSettings::broker_urls`]. Each one starts at a
 /// random address, so that replicas given the same list spread over the nodes of a cluster
 /// instead of all crowding the first; after a connection of the runtime is lost, the address
@@ -106,6 +112,9 @@ fn uri(settings: &BusSettings, url: &str) -> Result<AMQPUri, BusError> {
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECONDS);
     }
+    if uri.query.frame_max.is_none() {
+        uri.query.frame_max = Some(DEFAULT_FRAME_MAX);
+    }
     // fedora-messaging authenticates with the client certificate whenever one is configured;
     // a URL that names a mechanism explicitly still wins.
     if settings.tls.is_some() && !url.contains("auth_mechanism=") {
@@ -132,6 +141,23 @@ fn connection_properties(settings: &BusSettings, name: &str) -> ConnectionProper
             .insert("app".into(), AMQPValue::LongString(app.as_str().into()));
     }
     properties
+}
+
+/// Closes `connection` and waits until its I/O thread has stopped. lapin's I/O thread
+/// outlives the close handshake by a moment and uses the tokio reactor; a program that returns
+/// from `main` in that moment shuts the runtime down under it, and lapin logs "A Tokio 1.x
+/// context was found, but it is being shutdown" as a connection error.
+pub(crate) async fn close(connection: Connection, reason: &str) {
+    if let Err(error) = connection.close(200, reason).await {
+        tracing::debug!(%error, "connection already closed");
+    }
+    // `run` joins the I/O thread, which ends soon after a close (or has already ended with
+    // a failed connection); blocking on it belongs off the async workers.
+    match tokio::task::spawn_blocking(move || connection.run()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "connection ended with an error after close"),
+        Err(error) => tracing::warn!(%error, "cannot wait for the connection's I/O thread"),
+    }
 }
 
 pub(crate) async fn open_channel(connection: &Connection) -> Result<Channel, BusError> {
@@ -424,6 +450,19 @@ mod tests {
             Some("alice")
         );
         assert_eq!(short(copy.message_id()).as_deref(), Some("id-1"));
+    }
+
+    #[test]
+    fn frames_are_small_unless_the_url_names_a_size() {
+        let settings = BusSettings::load(None).unwrap();
+        let plain = uri(&settings, "amqp://guest:guest@localhost:5672/%2f").unwrap();
+        assert_eq!(plain.query.frame_max, Some(DEFAULT_FRAME_MAX));
+        let named = uri(
+            &settings,
+            "amqp://guest:guest@localhost:5672/%2f?frame_max=131072",
+        )
+        .unwrap();
+        assert_eq!(named.query.frame_max, Some(131072));
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Session {
     /// Closing returns every unacked message to the queue.
     async fn close(self) {
         let _ = self.channel.close(200, "done").await;
-        let _ = self.connection.close(200, "done").await;
+        crate::amqp::close(self.connection, "done").await;
     }
 }
 

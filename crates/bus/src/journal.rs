@@ -23,7 +23,7 @@
 //! the lock keeps two of them from running one job.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -145,7 +145,10 @@ impl Journal {
         if !same_file(&file, path) {
             return Ok(None);
         }
-        let record = match serde_json::from_reader(&file) {
+        // One read for the whole file: serde_json's reader would issue a read(2) per byte.
+        let mut text = Vec::new();
+        (&file).read_to_end(&mut text).map_err(failed)?;
+        let record = match serde_json::from_slice(&text) {
             Ok(record) => record,
             Err(error) => {
                 let aside = path.with_extension("corrupt");

@@ -1,5 +1,6 @@
 //! The message bus runtime. Steps (the consumers' libraries) never see AMQP: they implement
-//! [`Step`], return an [`Outcome`], and [`run`] publishes with confirms and acks.
+//! [`Step`] (or [`BlockingStep`]) over a typed [`Input`], return their [`Outputs`] or a
+//! [`StepError`], and [`run`] publishes with confirms and acks.
 //!
 //! Guarantees of [`run`]:
 //! - at least once: the input is acked only after every message the step returned was
@@ -7,14 +8,16 @@
 //!   disk); a redelivered input runs the step again, so steps are idempotent;
 //! - bad input never reaches the step and never stops the consumer: a topic from a sender the
 //!   configuration does not trust for it (`BusSettings::senders`, checked against the
-//!   broker-validated `user_id`), an oversized body, a body that is not JSON or not an object
-//!   goes to the dead-letter queue `<queue>.dead` with the reason in a header;
+//!   broker-validated `user_id`), an oversized body, a body that is not JSON or not an object,
+//!   or one that does not parse as the step's [`Input`] goes to the dead-letter queue
+//!   `<queue>.dead` with the reason in a header;
+//! - a [`BlockingStep`] runs on tokio's blocking pool, never on the async workers;
 //! - everything the runtime and [`Publisher`] publish carries the connection's broker user as
 //!   `user_id`, so the next consumer can trust it; a consumer whose broker user is unknown
 //!   (TLS without `tls.user`) does not start;
-//! - [`Outcome::Retry`] goes through a delay queue (see [`topology`]) and, past
-//!   `consumers.<name>.max_attempts`, to the dead-letter queue; [`Outcome::Reject`] goes there
-//!   at once. Dead letters keep body, id and original headers so [`dead_letters`] can replay
+//! - a retryable [`StepError`] ([`Outcome::Retry`]) goes through a delay queue (see [`topology`]) and, past
+//!   `consumers.<name>.max_attempts`, to the dead-letter queue; a permanent one
+//!   ([`Outcome::Reject`]) goes there at once. Dead letters keep body, id and original headers so [`dead_letters`] can replay
 //!   them;
 //! - a lost connection is retried with capped exponential backoff and jitter, the topology is
 //!   declared again and consuming resumes; a delivery from a dead channel is never acked;
@@ -30,11 +33,10 @@
 //!   runtime's own user as `user_id`. That header is believed only on a message whose
 //!   broker-checked `user_id` is the runtime's own user (so nobody else can forge it).
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use messages::{Incoming, Outgoing};
+use messages::Outgoing;
 
 mod amqp;
 mod cli;
@@ -45,13 +47,19 @@ pub mod journal;
 mod publisher;
 pub mod record;
 mod runtime;
+mod step;
 pub mod topology;
+
+// For `input!`, which names messages' types from the crate that uses it.
+#[doc(hidden)]
+pub use messages as __messages;
 
 pub use cli::{clock_main, consumer_main, consumer_with_clock_main, init_tracing, shutdown_signal};
 pub use clock::{Clock, Next, run_clock, run_with_clock};
 pub use health::{LabelledGauge, Metrics};
-pub use publisher::Publisher;
+pub use publisher::{NotTaken, Publisher, RecordsNotConfirmed, Unconfirmed};
 pub use runtime::run;
+pub use step::{BlockingStep, Input, Outputs, Refusal, Step, StepError, blocking, outcome};
 
 /// Header counting failed attempts on a retried copy.
 pub const HEADER_ATTEMPTS: &str = "x-fortnight-attempts";
@@ -64,7 +72,7 @@ pub const HEADER_ROUTING_KEY: &str = "x-fortnight-routing-key";
 /// Header carrying the original sender's broker-checked `user_id` on the runtime's own copies.
 pub const HEADER_USER_ID: &str = "x-fortnight-user-id";
 
-/// What a step made of one message.
+/// What the runtime does with one message once the step ran (or refused its input).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The step's effect is durable; publish these, then ack.
@@ -76,56 +84,6 @@ pub enum Outcome {
     },
     /// The message can never succeed: dead-letter it with this reason.
     Reject { reason: String },
-}
-
-impl Outcome {
-    pub fn retry(reason: impl Into<String>) -> Self {
-        Self::Retry {
-            reason: reason.into(),
-            after: None,
-        }
-    }
-
-    pub fn reject(reason: impl Into<String>) -> Self {
-        Self::Reject {
-            reason: reason.into(),
-        }
-    }
-
-    /// A failed step: retried when `retryable` (disk full, a moved directory: trying again
-    /// later may succeed), dead-lettered otherwise.
-    pub fn failed(reason: impl Into<String>, retryable: bool) -> Self {
-        if retryable {
-            Self::retry(reason)
-        } else {
-            Self::reject(reason)
-        }
-    }
-}
-
-/// One consumer's step.
-pub trait Step: Send + Sync + 'static {
-    /// Consumer name, e.g. `image-builder`: names the queue, the connection and the config.
-    const NAME: &'static str;
-
-    /// Logical topics to bind (the configured prefix is added).
-    fn topics(&self) -> Vec<String>;
-
-    /// Steps that may outlive the broker's `consumer_timeout` are journaled and acked before
-    /// they run; see [`journal`].
-    fn long_running(&self) -> bool {
-        false
-    }
-
-    /// Runs once when [`run`] starts, before the health endpoint and the first connection:
-    /// for state a step keeps outside the bus (a rendered site, a scratch directory) that
-    /// must be right before any message arrives. An error is the reason the consumer cannot
-    /// start, and stops `run` with [`BusError::Start`].
-    fn on_start(&self) -> impl Future<Output = Result<(), String>> + Send {
-        std::future::ready(Ok(()))
-    }
-
-    fn handle(&self, message: &Incoming) -> impl Future<Output = Outcome> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]

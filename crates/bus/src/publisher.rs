@@ -1,5 +1,8 @@
 //! Publishing with publisher confirms, for the runtime and for operator tools.
 
+use std::collections::VecDeque;
+use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -114,17 +117,7 @@ async fn publish_confirmed(
 ) -> Result<(), BusError> {
     let mut pending: Vec<(PublisherConfirm, &str)> = Vec::with_capacity(wires.len());
     for wire in wires {
-        let confirm = channel
-            .basic_publish(
-                &wire.exchange,
-                &wire.routing_key,
-                options,
-                &wire.body,
-                wire.properties.clone(),
-            )
-            .await
-            .map_err(|source| BusError::amqp("publish", source))?;
-        crate::Metrics::count(&metrics.published);
+        let confirm = send(channel, wire, options, metrics).await?;
         pending.push((confirm, &wire.routing_key));
     }
     let mut refused = None;
@@ -133,26 +126,179 @@ async fn publish_confirmed(
         let confirmation = confirm
             .await
             .map_err(|source| BusError::amqp("await a publish confirm", source))?;
-        match confirmation {
-            Confirmation::Nack(_) => {
-                crate::Metrics::count(&metrics.nacked);
+        match settle(confirmation, metrics) {
+            Err(NotTaken::Nacked) => {
                 refused.get_or_insert_with(|| routing_key.to_owned());
             }
-            // A mandatory message no queue took comes back (basic.return) before its ack.
-            Confirmation::Ack(Some(_)) => {
-                crate::Metrics::count(&metrics.confirmed);
-                crate::Metrics::count(&metrics.unroutable);
+            Err(NotTaken::Unroutable) => {
                 unrouted.get_or_insert_with(|| routing_key.to_owned());
             }
-            Confirmation::Ack(None) | Confirmation::NotRequested => {
-                crate::Metrics::count(&metrics.confirmed);
-            }
+            Err(NotTaken::Lost(_)) | Ok(()) => {}
         }
     }
     match (refused, unrouted) {
         (Some(routing_key), _) => Err(BusError::Nacked { routing_key }),
         (None, Some(routing_key)) => Err(BusError::Unroutable { routing_key }),
         (None, None) => Ok(()),
+    }
+}
+
+/// Hands one message to the broker; its confirm comes later.
+async fn send(
+    channel: &Channel,
+    wire: &Wire,
+    options: BasicPublishOptions,
+    metrics: &crate::Metrics,
+) -> Result<PublisherConfirm, BusError> {
+    let confirm = channel
+        .basic_publish(
+            &wire.exchange,
+            &wire.routing_key,
+            options,
+            &wire.body,
+            wire.properties.clone(),
+        )
+        .await
+        .map_err(|source| BusError::amqp("publish", source))?;
+    crate::Metrics::count(&metrics.published);
+    Ok(confirm)
+}
+
+/// What a confirm says, counted in `metrics`.
+fn settle(confirmation: Confirmation, metrics: &crate::Metrics) -> Result<(), NotTaken> {
+    match confirmation {
+        Confirmation::Nack(_) => {
+            crate::Metrics::count(&metrics.nacked);
+            Err(NotTaken::Nacked)
+        }
+        // A mandatory message no queue took comes back (basic.return) before its ack.
+        Confirmation::Ack(Some(_)) => {
+            crate::Metrics::count(&metrics.confirmed);
+            crate::Metrics::count(&metrics.unroutable);
+            Err(NotTaken::Unroutable)
+        }
+        Confirmation::Ack(None) | Confirmation::NotRequested => {
+            crate::Metrics::count(&metrics.confirmed);
+            Ok(())
+        }
+    }
+}
+
+/// Why a published message is not known to be in a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotTaken {
+    /// The broker refused it (a full queue that rejects publishes, an internal error).
+    Nacked,
+    /// No queue is bound for its routing key; the broker returned it.
+    Unroutable,
+    /// No confirm came: the channel or connection failed first (the error's text). The broker
+    /// may or may not have it.
+    Lost(String),
+}
+
+impl fmt::Display for NotTaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Nacked => f.write_str("the broker refused it (nack)"),
+            Self::Unroutable => {
+                f.write_str("no queue is bound for its topic, the broker returned it")
+            }
+            Self::Lost(error) => write!(
+                f,
+                "no confirm came ({error}); it may or may not have arrived"
+            ),
+        }
+    }
+}
+
+/// One record sent whose confirm did not say that a queue took it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconfirmed {
+    /// The record's line in its file.
+    pub line: usize,
+    pub id: Option<String>,
+    pub topic: String,
+    pub reason: NotTaken,
+}
+
+/// How [`Publisher::publish_records`] stopped when a record was not confirmed. Every record
+/// before `stopped_after` that is not in `unconfirmed` was confirmed; no record after it was
+/// sent.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{confirmed} record(s) confirmed; not confirmed: {}; nothing after line {stopped_after} was sent",
+    list_unconfirmed(unconfirmed)
+)]
+pub struct RecordsNotConfirmed {
+    pub confirmed: usize,
+    /// In the order they were sent.
+    pub unconfirmed: Vec<Unconfirmed>,
+    /// The line of the last record handed to the broker (or refused by a dead connection).
+    pub stopped_after: usize,
+}
+
+fn list_unconfirmed(unconfirmed: &[Unconfirmed]) -> String {
+    unconfirmed
+        .iter()
+        .map(|record| {
+            format!(
+                "line {} (id {}, topic {}): {}",
+                record.line,
+                record.id.as_deref().unwrap_or("-"),
+                record.topic,
+                record.reason
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A record handed to the broker, as a report names it.
+struct Sent {
+    line: usize,
+    id: Option<String>,
+    topic: String,
+}
+
+impl Sent {
+    fn not_taken(self, reason: NotTaken) -> Unconfirmed {
+        Unconfirmed {
+            line: self.line,
+            id: self.id,
+            topic: self.topic,
+            reason,
+        }
+    }
+}
+
+/// Records sent and not yet confirmed, oldest first.
+struct InFlight<'a> {
+    publisher: &'a Publisher,
+    confirms: VecDeque<(Sent, PublisherConfirm)>,
+    confirmed: usize,
+    unconfirmed: Vec<Unconfirmed>,
+}
+
+impl InFlight<'_> {
+    /// Waits for the oldest confirm; `false` when it did not say a queue took the record.
+    async fn settle_oldest(&mut self) -> bool {
+        let Some((sent, confirm)) = self.confirms.pop_front() else {
+            return true;
+        };
+        let outcome = match confirm.await {
+            Ok(confirmation) => settle(confirmation, &self.publisher.metrics),
+            Err(error) => Err(NotTaken::Lost(error.to_string())),
+        };
+        match outcome {
+            Ok(()) => {
+                self.confirmed += 1;
+                true
+            }
+            Err(reason) => {
+                self.unconfirmed.push(sent.not_taken(reason));
+                false
+            }
+        }
     }
 }
 
@@ -257,6 +403,67 @@ impl Publisher {
         self.publish_one(Wire::record(&self.settings, record)).await
     }
 
+    /// Publishes `(line, record)`s in order, as [`publish_record`](Self::publish_record) does,
+    /// keeping up to `window` of them sent and unconfirmed: one confirm round trip per window
+    /// instead of per record, and only `window` records held, however many the iterator
+    /// yields. Returns how many were confirmed, which is all of them. At the first record not
+    /// confirmed it sends nothing more, waits for the confirms of those in flight and reports
+    /// exactly which were not confirmed.
+    pub async fn publish_records(
+        &self,
+        records: impl IntoIterator<Item = (usize, RecordLine)>,
+        window: NonZeroUsize,
+    ) -> Result<usize, RecordsNotConfirmed> {
+        let options = BasicPublishOptions {
+            mandatory: self.routed,
+            ..BasicPublishOptions::default()
+        };
+        let mut in_flight = InFlight {
+            publisher: self,
+            confirms: VecDeque::with_capacity(window.get()),
+            confirmed: 0,
+            unconfirmed: Vec::new(),
+        };
+        let mut last_sent = 0;
+        let mut failed = false;
+        for (line, record) in records {
+            if in_flight.confirms.len() == window.get() && !in_flight.settle_oldest().await {
+                failed = true;
+                break;
+            }
+            last_sent = line;
+            let wire = Wire::record(&self.settings, &record);
+            let sent = Sent {
+                line,
+                id: amqp::short(wire.properties.message_id()),
+                topic: record.topic,
+            };
+            match send(&self.channel, &wire, options, &self.metrics).await {
+                Ok(confirm) => in_flight.confirms.push_back((sent, confirm)),
+                Err(error) => {
+                    in_flight
+                        .unconfirmed
+                        .push(sent.not_taken(NotTaken::Lost(error.to_string())));
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        // Once one record failed, the others in flight are still waited for: each is reported
+        // as confirmed or not, never guessed.
+        while !in_flight.confirms.is_empty() {
+            failed |= !in_flight.settle_oldest().await;
+        }
+        if failed {
+            return Err(RecordsNotConfirmed {
+                confirmed: in_flight.confirmed,
+                unconfirmed: in_flight.unconfirmed,
+                stopped_after: last_sent,
+            });
+        }
+        Ok(in_flight.confirmed)
+    }
+
     /// Publishes raw bytes to a logical topic (prefix added), signed like every message, to
     /// see how consumers treat bad input. Returns the message id.
     pub async fn publish_raw(
@@ -279,8 +486,9 @@ impl Publisher {
         Ok(id)
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely, and only returns once it is closed: call it before the
+    /// program's async runtime ends, on every path.
     pub async fn close(self) {
-        let _ = self.connection.close(200, "done").await;
+        amqp::close(self.connection, "done").await;
     }
 }

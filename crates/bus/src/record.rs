@@ -116,6 +116,6 @@ impl Recording {
 
     pub async fn close(self) {
         let _ = self.channel.close(200, "done").await;
-        let _ = self.connection.close(200, "done").await;
+        amqp::close(self.connection, "done").await;
     }
 }

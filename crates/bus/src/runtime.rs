@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::protocol::basic::AMQPProperties;
@@ -24,6 +23,7 @@ use crate::amqp;
 use crate::health::{self, Metrics};
 use crate::journal::{Job, JobRecord, Journal, RESCAN};
 use crate::publisher::{Wire, publish_all};
+use crate::step::{parse_input, run_step};
 use crate::topology::Topology;
 use crate::{
     BusError, HEADER_ATTEMPTS, HEADER_CONSUMER, HEADER_REASON, HEADER_ROUTING_KEY, Outcome, Step,
@@ -50,9 +50,9 @@ pub async fn run<S: Step>(
             reason: "the broker account it publishes as is unknown; with [tls] set tls.user to the user the client certificate logs in as, otherwise name the user in amqp_url".to_owned(),
         });
     }
-    step.on_start().await.map_err(|reason| BusError::Start {
+    step.on_start().await.map_err(|error| BusError::Start {
         consumer: S::NAME,
-        reason,
+        reason: error.to_string(),
     })?;
     let journal = match step.long_running() {
         true => Some(Journal::open(&settings.store.root, S::NAME)?),
@@ -62,7 +62,7 @@ pub async fn run<S: Step>(
         settings: settings.clone(),
         name: S::NAME,
         config: settings.consumer(S::NAME),
-        topology: Topology::new(settings, S::NAME, &step.topics()),
+        topology: Topology::new(settings, S::NAME, &S::topics(settings)),
         metrics: Arc::new(Metrics::default()),
         journal,
         own_user: settings.broker_user(),
@@ -433,16 +433,23 @@ async fn process<S: Step>(
     let incoming = received.incoming(ctx);
     let span = message_span(ctx, &received, incoming.as_ref().ok().map(|i| &i.body));
     async {
-        let settled = match incoming {
+        // A message that is not the step's input is refused here, before it is journaled.
+        let parsed = incoming.and_then(|incoming| match parse_input::<S::Input>(&ctx.settings, &incoming) {
+            Ok(input) => Ok((incoming, input)),
+            Err(refusal) => Err(refusal.0),
+        });
+        let settled = match parsed {
             Err(reason) => dead_letter(ctx, channel, &received, &reason).await,
-            Ok(incoming) => match &ctx.journal {
+            Ok((incoming, input)) => match &ctx.journal {
                 Some(journal) => {
                     let path = journal.write(&received.job(&incoming))?;
                     tracing::info!(path = %path.display(), "job journaled");
                     Ok(())
                 }
                 None => {
-                    let outcome = handle(step, &incoming, &ctx.metrics).await;
+                    let started = Instant::now();
+                    let outcome = run_step(step, input, &incoming).await;
+                    ctx.metrics.observe_step(started.elapsed());
                     settle_or_retry(ctx, channel, &received, outcome).await
                 }
             },
@@ -485,8 +492,16 @@ async fn run_job<S: Step>(
         tracing::info!(path = %job.path().display(), "job started");
         // Checked again: a job journaled before the sender's trust was withdrawn must not run.
         let outcome = match received.untrusted(&ctx) {
-            Some(reason) => Outcome::reject(reason),
-            None => handle(step.as_ref(), &incoming, &ctx.metrics).await,
+            Some(reason) => Outcome::Reject { reason },
+            None => match parse_input::<S::Input>(&ctx.settings, &incoming) {
+                Err(refusal) => Outcome::Reject { reason: refusal.0 },
+                Ok(input) => {
+                    let started = Instant::now();
+                    let outcome = run_step(step.as_ref(), input, &incoming).await;
+                    ctx.metrics.observe_step(started.elapsed());
+                    outcome
+                }
+            },
         };
         match settle_or_retry(&ctx, &channel, &received, outcome).await {
             Ok(()) => {
@@ -505,17 +520,6 @@ async fn run_job<S: Step>(
     .await
 }
 
-/// Calls the step, timing it; a panic is a failure to retry, not the end of the consumer.
-async fn handle<S: Step>(step: &S, incoming: &Incoming, metrics: &Metrics) -> Outcome {
-    let started = Instant::now();
-    let outcome = AssertUnwindSafe(step.handle(incoming))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Outcome::retry("the step panicked"));
-    metrics.observe_step(started.elapsed());
-    outcome
-}
-
 /// Settles an outcome; when the broker refuses (nacks) a result, the input takes the retry
 /// path instead, so a refusal that persists is delayed, counted and finally dead-lettered
 /// rather than requeued in a tight loop. `Err(Nacked)` only when the retry copy was refused
@@ -529,7 +533,11 @@ async fn settle_or_retry(
     match settle(ctx, channel, received, outcome).await {
         Err(BusError::Nacked { routing_key }) => {
             let reason = format!("the broker refused the result published to `{routing_key}`");
-            settle(ctx, channel, received, Outcome::retry(reason)).await
+            let retry = Outcome::Retry {
+                reason,
+                after: None,
+            };
+            settle(ctx, channel, received, retry).await
         }
         settled => settled,
     }

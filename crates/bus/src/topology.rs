@@ -438,7 +438,7 @@ pub async fn delete(
             .exchange_delete(exchange, lapin::options::ExchangeDeleteOptions::default())
             .await;
     }
-    let _ = connection.close(200, "done").await;
+    crate::amqp::close(connection, "done").await;
     Ok(())
 }
 

@@ -252,6 +252,15 @@ impl Incoming {
         }
     }
 
+    /// When the message was sent (its `sent-at` header, whole seconds in fedora-messaging's
+    /// format); `None` when absent or unreadable.
+    pub fn sent_at(&self) -> Option<DateTime<Utc>> {
+        let text = self.headers.get(HEADER_SENT_AT)?.as_str()?;
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
     /// The `priority` header, accepting any integer width; 0 when absent or odd.
     pub fn priority(&self) -> i64 {
         self.headers

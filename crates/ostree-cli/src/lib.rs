@@ -5,9 +5,11 @@
 //! The commands are short (milliseconds on a local repo) and run synchronously; async callers
 //! that may hit a slow network filesystem wrap them in `spawn_blocking`.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Lines, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use messages::{Commit, FileCounts, Ref};
 
@@ -68,15 +70,7 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        args.push(format!("--repo={}", self.path.display()).into());
-        let shown = args
-            .iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut command = Command::new("ostree");
-        command.args(&args);
+        let (mut command, shown) = self.command(args);
         if let Some(env) = env {
             command.env_clear().envs(env.iter().copied());
         }
@@ -100,6 +94,24 @@ impl Repo {
             String::from_utf8_lossy(&output.stdout).trim().to_owned(),
             shown,
         ))
+    }
+
+    /// `ostree ARGS --repo=PATH`, not started, and the command line as shown in errors.
+    fn command<I, S>(&self, args: I) -> (Command, String)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        args.push(format!("--repo={}", self.path.display()).into());
+        let shown = args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut command = Command::new("ostree");
+        command.args(&args);
+        (command, shown)
     }
 
     /// `ostree init --mode=archive`: a repository to serve over HTTP (tests, the demo).
@@ -187,14 +199,11 @@ impl Repo {
             .map(drop)
     }
 
-    /// Whether `ancestor` is `descendant` or in its parent chain (`ostree log`), which makes
-    /// moving a ref from `ancestor` to `descendant` a fast-forward.
+    /// Whether `ancestor` is `descendant` or in its parent chain, which makes moving a ref
+    /// from `ancestor` to `descendant` a fast-forward. As cheap as
+    /// [`commits_between`](Self::commits_between).
     pub fn is_ancestor(&self, ancestor: &Commit, descendant: &Commit) -> Result<bool, OstreeError> {
-        let (out, _) = self.run(["log", descendant.as_str()])?;
-        Ok(out
-            .lines()
-            .filter_map(|line| line.strip_prefix("commit "))
-            .any(|commit| commit.trim() == ancestor.as_str()))
+        Ok(self.commits_between(ancestor, descendant)?.is_some())
     }
 
     /// `ostree gpg-sign COMMIT KEY` with the keys of `gnupg_home`, run with only `env` in
@@ -359,16 +368,121 @@ impl Repo {
         Ok(counts)
     }
 
-    /// How many commits lead from `from` to `to` along `to`'s parents (`ostree log`): 0 when
-    /// they are the same, `None` when `from` is not an ancestor of `to` (a forced release
-    /// moved the ref sideways, or the history is not in the repository).
+    /// How many commits lead from `from` to `to` along `to`'s parents: 0 when they are the
+    /// same, `None` when `from` is not an ancestor of `to` (a forced release moved the ref
+    /// sideways, or the history is not in the repository).
+    ///
+    /// Walks both parent chains (`ostree log`) one commit at a time, in step, and stops at
+    /// the first commit that decides: `from` on `to`'s chain, or a commit both chains share
+    /// below `from`, `to` included (the chains are linear, so `to`'s chain passed where `from`
+    /// would have been). So it reads about twice the distance between the commits, or to
+    /// where they branched, whatever the length of the history behind them; only commits with
+    /// no shared history at all (or a `from` not in the repository) are read to the end of
+    /// `to`'s.
     pub fn commits_between(&self, from: &Commit, to: &Commit) -> Result<Option<u64>, OstreeError> {
-        let (out, _) = self.run(["log", to.as_str()])?;
-        Ok(out
-            .lines()
-            .filter_map(|line| line.strip_prefix("commit "))
-            .position(|commit| commit.trim() == from.as_str())
-            .map(|steps| steps as u64))
+        if from == to {
+            return Ok(Some(0));
+        }
+        let mut down = History::start(self, to)?;
+        let mut up = History::start(self, from)?;
+        let mut below_to = HashSet::new();
+        let mut below_from = HashSet::new();
+        let mut up_open = true;
+        let mut steps = 0;
+        while let Some(commit) = down.next_commit()? {
+            if commit == from.as_str() {
+                return Ok(Some(steps));
+            }
+            if below_from.contains(&commit) {
+                return Ok(None);
+            }
+            below_to.insert(commit);
+            steps += 1;
+            if up_open {
+                // `from`'s chain only bounds the search: where it ends or cannot be read (a
+                // commit whose history was not pulled), `to`'s chain decides alone.
+                match up.next_commit() {
+                    Ok(Some(commit)) if below_to.contains(&commit) => return Ok(None),
+                    Ok(Some(commit)) => {
+                        below_from.insert(commit);
+                    }
+                    Ok(None) | Err(_) => up_open = false,
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The parent chain of a commit, newest first, as `ostree log` prints it while walking it.
+/// Only what is read is walked: dropping it kills the process.
+struct History {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    shown: String,
+}
+
+impl History {
+    fn start(repo: &Repo, commit: &Commit) -> Result<Self, OstreeError> {
+        let (mut command, shown) = repo.command(["log", commit.as_str()]);
+        let spawned = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(source) => {
+                return Err(OstreeError::Spawn {
+                    args: shown,
+                    source,
+                });
+            }
+        };
+        let stdout = child.stdout.take().expect("stdout is piped");
+        Ok(Self {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            shown,
+        })
+    }
+
+    /// The next commit of the chain; `None` past its oldest commit, or where the repository's
+    /// history ends (`<< History beyond this commit not fetched >>`).
+    fn next_commit(&mut self) -> Result<Option<String>, OstreeError> {
+        for line in self.lines.by_ref() {
+            let line = line.map_err(|source| OstreeError::Spawn {
+                args: self.shown.clone(),
+                source,
+            })?;
+            if let Some(commit) = line.strip_prefix("commit ") {
+                return Ok(Some(commit.trim().to_owned()));
+            }
+        }
+        let status = self.child.wait().map_err(|source| OstreeError::Spawn {
+            args: self.shown.clone(),
+            source,
+        })?;
+        if status.success() {
+            return Ok(None);
+        }
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        Err(OstreeError::Failed {
+            args: self.shown.clone(),
+            status: status.to_string(),
+            stderr: stderr.trim().to_owned(),
+        })
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        // Already reaped when read to the end; otherwise it is stopped mid-walk.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -441,6 +555,76 @@ mod tests {
         assert_eq!(parse_gvariant_string("\"it's\"").as_deref(), Some("it's"));
         assert_eq!(parse_gvariant_string("'a\\'b'"), None);
         assert_eq!(parse_gvariant_string("uint64 3"), None);
+    }
+
+    /// A chain of `count` commits on `branch`, oldest first.
+    fn chain(repo: &Repo, dir: &Path, branch: &Ref, count: usize) -> Vec<Commit> {
+        let tree = dir.join(format!("tree-{}", branch.as_str().replace('/', "-")));
+        std::fs::create_dir_all(&tree).unwrap();
+        (0..count)
+            .map(|n| {
+                std::fs::write(tree.join("n"), format!("{branch} {n}")).unwrap();
+                repo.commit(branch, &tree, &[]).unwrap()
+            })
+            .collect()
+    }
+
+    /// Makes a commit object unreadable (a directory where its file was): `ostree log` of
+    /// anything above it fails once it gets there.
+    fn break_object(repo: &Repo, commit: &Commit) {
+        let hex = commit.as_str();
+        let object = repo
+            .path()
+            .join("objects")
+            .join(&hex[..2])
+            .join(format!("{}.commit", &hex[2..]));
+        std::fs::remove_file(&object).unwrap();
+        std::fs::create_dir(&object).unwrap();
+    }
+
+    #[test]
+    fn ancestry_is_read_only_between_the_commits_not_from_the_history_behind_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(dir.path().join("repo"));
+        repo.init_archive().unwrap();
+        let main: Ref = "fedora/43/x86_64/atomic-host".parse().unwrap();
+        let c = chain(&repo, dir.path(), &main, 7);
+        let side: Ref = "fedora/43/x86_64/side".parse().unwrap();
+        repo.set_ref(&side, &c[3]).unwrap();
+        let b = chain(&repo, dir.path(), &side, 2);
+        // Years of history behind c[2] stand for this one broken commit: a walk of the whole
+        // log fails there, so every answer below was found without reaching it.
+        break_object(&repo, &c[0]);
+
+        assert!(repo.is_ancestor(&c[4], &c[6]).unwrap(), "two commits back");
+        assert!(repo.is_ancestor(&c[5], &c[6]).unwrap(), "the parent");
+        assert!(repo.is_ancestor(&c[6], &c[6]).unwrap(), "itself");
+        assert!(!repo.is_ancestor(&c[6], &c[4]).unwrap(), "backwards");
+        assert!(
+            !repo.is_ancestor(&b[1], &c[6]).unwrap(),
+            "a side branch from c3"
+        );
+        assert!(!repo.is_ancestor(&c[6], &b[1]).unwrap());
+        assert!(repo.is_ancestor(&c[3], &b[1]).unwrap(), "the branch point");
+        assert!(
+            repo.is_ancestor(&c[1], &c[6]).unwrap(),
+            "right above the broken commit"
+        );
+        assert_eq!(repo.commits_between(&c[4], &c[6]).unwrap(), Some(2));
+        assert_eq!(repo.commits_between(&c[3], &b[1]).unwrap(), Some(2));
+        assert_eq!(repo.commits_between(&b[1], &c[6]).unwrap(), None);
+        let missing: Commit = "ab".repeat(32).parse().unwrap();
+        assert!(
+            matches!(
+                repo.is_ancestor(&missing, &c[6]),
+                Err(OstreeError::Failed { .. })
+            ),
+            "with nothing to bound it, the walk reaches the broken commit and says so"
+        );
+        assert!(matches!(
+            repo.is_ancestor(&c[4], &missing),
+            Err(OstreeError::Failed { .. })
+        ));
     }
 
     #[test]

@@ -18,18 +18,9 @@ use serde::Deserialize;
 /// Prefix of environment variables that override file keys; `__` separates nested keys
 /// (`FORTNIGHT_AMQP_URL`, `FORTNIGHT_STORE__ROOT`, `FORTNIGHT_QOS__PREFETCH_COUNT`).
 pub const ENV_PREFIX: &str = "FORTNIGHT";
-/// The consumers that own a queue, in the order `fortnight up` starts them. The release timer
-/// only publishes, so it has none; its `[consumers.release-timer]` section holds only
-/// `health_addr`.
-pub const QUEUE_CONSUMERS: [&str; 6] = [
-    "image-builder",
-    "image-tester",
-    "karma-tracker",
-    "releaser",
-    "signer",
-    "site-publisher",
-];
-/// The service driven by a clock instead of a queue.
+/// The service driven by a clock instead of a queue. It only publishes, so it has no queue;
+/// its `[consumers.release-timer]` section holds only `health_addr`. (The queue consumers are
+/// listed in `crates/registry`.)
 pub const RELEASE_TIMER: &str = "release-timer";
 /// Environment variables with the prefix that are not configuration overrides: read by the
 /// CLI, set by Fortnight for recipes and tests (a recipe may run `fortnight` itself), or read
@@ -1101,6 +1092,30 @@ impl BusSettings {
         };
         accounts.extend(self.operators.iter().cloned());
         Senders::Accounts(accounts)
+    }
+
+    /// The topic this deployment uses for one of Fortnight's own topics: the signing
+    /// protocol's may be renamed (`signing_topics`), every other topic is its own name.
+    pub fn configured_topic<'a>(&'a self, topic: &'a str) -> &'a str {
+        if topic == messages::SignRequested::TOPIC {
+            &self.signing_topics.requested
+        } else if topic == SignFinished::TOPIC {
+            &self.signing_topics.finished
+        } else {
+            topic
+        }
+    }
+
+    /// Fortnight's own name for a topic this deployment uses: the inverse of
+    /// [`BusSettings::configured_topic`].
+    pub fn logical_topic<'a>(&'a self, topic: &'a str) -> &'a str {
+        if topic == self.signing_topics.requested {
+            messages::SignRequested::TOPIC
+        } else if topic == self.signing_topics.finished {
+            SignFinished::TOPIC
+        } else {
+            topic
+        }
     }
 
     /// The runtime settings of one consumer, with defaults when it has no section.

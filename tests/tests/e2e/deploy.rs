@@ -20,8 +20,17 @@ pub(crate) fn deploy() -> PathBuf {
     repo().join("deploy")
 }
 
-/// The consumers are the crates under `consumers/`: a new one must be deployed too.
+/// Every service a deployment runs: the registry's queue consumers and the release timer.
 pub(crate) fn consumers() -> BTreeSet<String> {
+    registry::names()
+        .into_iter()
+        .chain([registry::RELEASE_TIMER])
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The crates under `consumers/`.
+fn consumer_crates() -> BTreeSet<String> {
     std::fs::read_dir(repo().join("consumers"))
         .expect("consumers/ is readable")
         .map(|entry| {
@@ -32,6 +41,15 @@ pub(crate) fn consumers() -> BTreeSet<String> {
                 .into_owned()
         })
         .collect()
+}
+
+#[test]
+fn every_consumer_crate_is_registered_and_so_deployed() {
+    assert_eq!(
+        consumer_crates(),
+        consumers(),
+        "a crate under consumers/ is in crates/registry (or is the release timer)"
+    );
 }
 
 fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) {

@@ -8,7 +8,7 @@
 //! has just built them and a release build would double the build time. The Debian base image
 //! is made with debootstrap when podman does not have it yet and kept between runs.
 
-use settings::{QUEUE_CONSUMERS, RELEASE_TIMER};
+use settings::RELEASE_TIMER;
 use tests::config::health_addr;
 use tests::container::{Containerfile, Image, available, podman, podman_run};
 use tests::process::{run_ok, text, wait_until};
@@ -101,10 +101,10 @@ fn image_holds_every_binary_runs_as_its_user_and_each_consumer_is_live() {
         "USER {uid} is the account the image creates"
     );
 
-    let health: Vec<(&str, std::net::SocketAddr)> = QUEUE_CONSUMERS
-        .iter()
-        .chain([&RELEASE_TIMER])
-        .map(|c| (*c, free_port()))
+    let health: Vec<(&str, std::net::SocketAddr)> = registry::names()
+        .into_iter()
+        .chain([RELEASE_TIMER])
+        .map(|c| (c, free_port()))
         .collect();
     let bus = health.iter().fold(bus, |bus, (consumer, addr)| {
         bus.consumer(consumer, health_addr(*addr))

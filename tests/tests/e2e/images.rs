@@ -419,7 +419,7 @@ fn builder_on(work: &Work, root: &std::path::Path) -> ImageBuilder {
 
 #[tokio::test]
 async fn a_store_that_fills_up_during_a_recipe_is_a_retry_and_builds_once_space_is_freed() {
-    use bus::{Outcome, Step};
+    use bus::Outcome;
 
     let work = Work::new();
     let commit = work.commit(REF_X86, "43.20261127.0", GOOD_TREE);
@@ -437,7 +437,7 @@ async fn a_store_that_fills_up_during_a_recipe_is_a_retry_and_builds_once_space_
     )
     .to_incoming();
 
-    let outcome = builder.handle(&message).await;
+    let outcome = bus::outcome(&builder, &message).await;
     assert!(
         matches!(&outcome, Outcome::Retry { reason, .. } if reason.contains("No space left on device")),
         "a full store is a retry naming the cause: {outcome:?}"
@@ -447,7 +447,7 @@ async fn a_store_that_fills_up_during_a_recipe_is_a_retry_and_builds_once_space_
     assert!(!marker.exists(), "no build marker for a retry");
 
     std::fs::remove_file(&ballast).unwrap();
-    let outcome = builder.handle(&message).await;
+    let outcome = bus::outcome(&builder, &message).await;
     let Outcome::Done(out) = &outcome else {
         panic!("the retried message builds once space is free: {outcome:?}");
     };

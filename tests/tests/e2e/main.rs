@@ -25,6 +25,7 @@ mod release_overrides;
 mod release_skips;
 mod signing;
 mod site_browser;
+mod site_burst;
 mod site_bus;
 mod site_startup;
 mod stale_streams;

@@ -86,3 +86,37 @@ fn only_the_bus_uses_lapin_and_only_the_cli_uses_anyhow() {
         "libraries return thiserror enums; anyhow is for the binary edge"
     );
 }
+
+#[test]
+fn no_consumer_depends_on_another_but_on_the_timers_schedule() {
+    let members = members();
+    let consumers: Vec<String> = members
+        .iter()
+        .filter(|(dir, _)| {
+            dir.parent()
+                .is_some_and(|group| group.ends_with("consumers"))
+        })
+        .map(|(dir, _)| name_of(dir))
+        .collect();
+    let mut found = Vec::new();
+    for (dir, manifest) in &members {
+        let name = name_of(dir);
+        if !consumers.contains(&name) {
+            continue;
+        }
+        for other in consumers.iter().filter(|other| **other != name) {
+            if depends_on(manifest, other) {
+                found.push((name.clone(), other.clone()));
+            }
+        }
+    }
+    assert_eq!(
+        found,
+        [
+            ("releaser".to_owned(), "release-timer".to_owned()),
+            ("site-publisher".to_owned(), "release-timer".to_owned()),
+        ],
+        "shared state (the gates) lives in crates/gate, not in another consumer; only the \
+         release timer's schedule is shared"
+    );
+}

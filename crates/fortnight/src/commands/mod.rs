@@ -1,8 +1,10 @@
 //! One module per subcommand; each has `Args` (or a `Command` enum) and an async `run`.
 //! Helpers shared by several commands live here.
 
-use std::io::Read;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use messages::envelope::add_prefix;
@@ -84,22 +86,21 @@ pub async fn publish_signed<M: Message>(
 ) -> anyhow::Result<Outgoing> {
     let message = Outgoing::new(uuid::Uuid::new_v4(), body);
     let publisher = connect(settings).await?;
-    publisher
-        .publish_as(&message, user.as_str())
-        .await
-        .map_err(|error| {
-            let context = match &error {
-                bus::BusError::Unroutable { .. } => {
-                    format!("{} was not delivered: nothing reads it", M::TOPIC)
-                }
-                _ => format!(
-                    "the broker refused {} signed as {user}; is {user} the user you connect as?",
-                    M::TOPIC
-                ),
-            };
-            anyhow::Error::new(error).context(context)
-        })?;
+    let published = publisher.publish_as(&message, user.as_str()).await;
+    // Closed on every path, before the async runtime ends (see `bus::Publisher::close`).
     publisher.close().await;
+    published.map_err(|error| {
+        let context = match &error {
+            bus::BusError::Unroutable { .. } => {
+                format!("{} was not delivered: nothing reads it", M::TOPIC)
+            }
+            _ => format!(
+                "the broker refused {} signed as {user}; is {user} the user you connect as?",
+                M::TOPIC
+            ),
+        };
+        anyhow::Error::new(error).context(context)
+    })?;
     Ok(message)
 }
 
@@ -136,57 +137,95 @@ pub fn is_stdio(path: &Path) -> bool {
     path == Path::new("-")
 }
 
-/// Reads a whole file, or standard input for `-`.
-pub fn read_input(path: &Path) -> anyhow::Result<String> {
-    if is_stdio(path) {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read standard input")?;
-        Ok(text)
-    } else {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+/// A record file (fedora-messaging's JSON Lines) read one line at a time, as often as
+/// needed: standard input is copied to an unnamed temporary file first. Only one line is in
+/// memory at a time, however long the file.
+#[derive(Debug)]
+pub struct RecordFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl RecordFile {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let file = if is_stdio(path) {
+            let mut spool = tempfile::tempfile()
+                .context("cannot make a temporary file to hold standard input")?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+                .context("cannot read standard input")?;
+            spool
+        } else {
+            File::open(path).with_context(|| format!("cannot read {}", path.display()))?
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// Every record with its line number, from the start of the file, skipping blank lines;
+    /// an unreadable or malformed line is an error naming the file and the line.
+    pub fn records(
+        &mut self,
+    ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(usize, RecordLine)>> + '_> {
+        let path = &self.path;
+        self.file
+            .seek(SeekFrom::Start(0))
+            .with_context(|| format!("cannot read {} again", path.display()))?;
+        let lines = BufReader::new(&self.file).lines().enumerate();
+        Ok(lines.filter_map(move |(index, line)| {
+            let number = index + 1;
+            let record = match line {
+                Ok(text) if text.trim().is_empty() => return None,
+                Ok(text) => RecordLine::parse(&text, number)
+                    .map(|record| (number, record))
+                    .with_context(|| {
+                        format!(
+                            "{} is not in fedora-messaging's record format (one JSON object per line)",
+                            path.display()
+                        )
+                    }),
+                Err(error) => Err(anyhow::Error::new(error)
+                    .context(format!("cannot read line {number} of {}", path.display()))),
+            };
+            Some(record)
+        }))
+    }
+
+    /// Reads every line and returns how many records there are, or the first bad line.
+    pub fn check(&mut self) -> anyhow::Result<usize> {
+        self.records()?
+            .try_fold(0, |count, record| record.map(|_| count + 1))
     }
 }
 
-/// Parses a record file (fedora-messaging's JSON Lines), naming the file in errors.
-pub fn read_records(path: &Path) -> anyhow::Result<Vec<RecordLine>> {
-    let text = read_input(path)?;
-    RecordLine::parse_all(&text).with_context(|| {
-        format!(
-            "{} is not in fedora-messaging's record format (one JSON object per line)",
-            path.display()
-        )
-    })
-}
-
-/// Publishes records as they are, waiting for each broker confirm; returns how many.
+/// Publishes `(line, record)`s as they are, keeping up to `window` unconfirmed; returns how
+/// many were confirmed (all of them), or which were not.
 pub async fn publish_records(
     settings: &BusSettings,
-    records: &[RecordLine],
+    records: impl IntoIterator<Item = (usize, RecordLine)>,
+    window: NonZeroUsize,
 ) -> anyhow::Result<usize> {
     let publisher = connect(settings).await?;
-    for record in records {
-        publisher.publish_record(record).await.map_err(|error| {
-            let prefixed = add_prefix(&record.topic, &settings.topic_prefix);
-            let hint = match &error {
-                bus::BusError::Unroutable { .. } if prefixed != record.topic => format!(
-                    " (it lacks topic_prefix `{}`: did you mean `{prefixed}`?)",
-                    settings.topic_prefix
-                ),
-                _ => String::new(),
-            };
-            anyhow::Error::new(error).context(format!(
-                "cannot publish the message with topic {}{hint}",
-                record.topic
-            ))
-        })?;
-        tracing::info!(
-            id = record.id.as_deref().unwrap_or("-"),
-            topic = %record.topic,
-            "message published"
-        );
-    }
+    let published = publisher.publish_records(records, window).await;
     publisher.close().await;
-    Ok(records.len())
+    published.map_err(|error| {
+        let missing_prefix = error.unconfirmed.iter().find(|record| {
+            record.reason == bus::NotTaken::Unroutable
+                && add_prefix(&record.topic, &settings.topic_prefix) != record.topic
+        });
+        let hint = match missing_prefix {
+            Some(record) => format!(
+                " (line {}, with topic {}, lacks topic_prefix `{}`: did you mean `{}`?)",
+                record.line,
+                record.topic,
+                settings.topic_prefix,
+                add_prefix(&record.topic, &settings.topic_prefix)
+            ),
+            None => String::new(),
+        };
+        anyhow::Error::new(error).context(format!(
+            "not every message was published{hint}; once the cause is fixed, publish the lines not confirmed and those not sent"
+        ))
+    })
 }

@@ -2,6 +2,7 @@
 //! `fedora-messaging replay`, the message keeps its id, headers and full topic, and the
 //! configured prefix is not added (the recorded topic already carries it).
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,36 +38,48 @@ pub struct Args {
 
 pub async fn run(config: Option<&std::path::Path>, args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::load_bus_settings(config)?;
-    let record = match (&args.file, &args.datagrepper, &args.message_id) {
+    // The record and its line: in the file, or 1 for datagrepper's one-line answer.
+    let (line, record) = match (&args.file, &args.datagrepper, &args.message_id) {
         (Some(file), _, _) => from_file(file, args.id.as_deref())?,
-        (None, Some(url), Some(id)) => from_datagrepper(url, id).await?,
+        (None, Some(url), Some(id)) => (1, from_datagrepper(url, id).await?),
         // clap's argument groups rule the other combinations out.
         _ => bail!("give either --file FILE [--id ID] or --datagrepper URL ID"),
     };
-    super::publish_records(&settings, std::slice::from_ref(&record)).await?;
-    println!(
-        "replayed message {} with topic {}",
+    let shown = format!(
+        "message {} with topic {}",
         record.id.as_deref().unwrap_or("-"),
         record.topic
     );
+    super::publish_records(&settings, [(line, record)], NonZeroUsize::MIN).await?;
+    println!("replayed {shown}");
     Ok(ExitCode::SUCCESS)
 }
 
-fn from_file(file: &std::path::Path, id: Option<&str>) -> anyhow::Result<RecordLine> {
-    let records = super::read_records(file)?;
-    match id {
-        Some(id) => records
-            .into_iter()
-            .find(|r| r.id.as_deref() == Some(id))
-            .with_context(|| format!("no message with id {id} in {}", file.display())),
-        None => match <[RecordLine; 1]>::try_from(records) {
-            Ok([record]) => Ok(record),
-            Err(records) => bail!(
-                "{} holds {} messages; choose one with --id ID",
-                file.display(),
-                records.len()
-            ),
-        },
+/// The record to replay and its line, read one line at a time: a backlog's record file may
+/// be large.
+fn from_file(file: &std::path::Path, id: Option<&str>) -> anyhow::Result<(usize, RecordLine)> {
+    let mut records = super::RecordFile::open(file)?;
+    let mut count = 0;
+    let mut chosen = None;
+    for record in records.records()? {
+        let (line, record) = record?;
+        count += 1;
+        let wanted = match id {
+            Some(id) => record.id.as_deref() == Some(id),
+            None => count == 1,
+        };
+        if wanted && chosen.is_none() {
+            chosen = Some((line, record));
+        }
+    }
+    match (id, chosen) {
+        (Some(_), Some(record)) => Ok(record),
+        (Some(id), None) => bail!("no message with id {id} in {}", file.display()),
+        (None, Some(record)) if count == 1 => Ok(record),
+        (None, _) => bail!(
+            "{} holds {count} messages; choose one with --id ID",
+            file.display()
+        ),
     }
 }
 

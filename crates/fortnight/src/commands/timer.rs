@@ -26,8 +26,10 @@ pub async fn run(config: &std::path::Path, command: Command) -> anyhow::Result<E
     releaser::twoweek_stream(&settings, &stream).map_err(anyhow::Error::msg)?;
     let operator = identity.resolve_operator(&settings)?;
     let publisher = super::connect(&settings).await?;
-    let fired = release_timer::fire_now(&settings, &stream, operator, &publisher).await?;
+    let fired = release_timer::fire_now(&settings, &stream, operator, &publisher).await;
+    // Closed on every path, before the async runtime ends (see `bus::Publisher::close`).
     publisher.close().await;
+    let fired = fired?;
     println!("tick of {} for period {} sent", fired.stream, fired.period);
     Ok(ExitCode::SUCCESS)
 }

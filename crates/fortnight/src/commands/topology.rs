@@ -1,16 +1,16 @@
 //! `fortnight topology export`: what every consumer needs on the broker, as RabbitMQ
 //! definitions an administrator imports where Fortnight may not declare
-//! (`passive_declares = true`). Built from the configuration and each consumer's own topic
-//! list by `bus::topology`, the code the consumers declare with; no broker is contacted.
+//! (`passive_declares = true`). Built from the configuration and the consumers of
+//! `crates/registry` by `bus::topology`, the code the consumers declare with; no broker is
+//! contacted.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use bus::Step;
-use bus::topology::{Definitions, Topology};
-use settings::{BusSettings, QUEUE_CONSUMERS};
+use anyhow::Context;
+use bus::topology::Definitions;
+use settings::BusSettings;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -67,38 +67,13 @@ pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// A consumer's topic list: the function its `Step::topics` returns (the signing topics are
-/// the deployment's, so every list is made from the settings).
-type Topics = fn(&BusSettings) -> Vec<String>;
-
-/// Each queue consumer's name and topic list.
-const CONSUMERS: [(&str, Topics); 6] = [
-    (<image_builder::ImageBuilder as Step>::NAME, |_| {
-        image_builder::topics()
-    }),
-    (<image_tester::ImageTester as Step>::NAME, |_| {
-        image_tester::topics()
-    }),
-    (<karma_tracker::KarmaTracker as Step>::NAME, |_| {
-        karma_tracker::topics()
-    }),
-    (<releaser::Releaser as Step>::NAME, releaser::topics),
-    (<signer::Signer as Step>::NAME, signer::topics),
-    (<site_publisher::SitePublisher as Step>::NAME, |_| {
-        site_publisher::topics()
-    }),
-];
-
 /// The definitions for every consumer that owns a queue (the release timer only publishes,
 /// to the exchange that is already in them).
 pub fn definitions(settings: &BusSettings, vhost: &str) -> anyhow::Result<Definitions> {
-    let mut topologies = Vec::with_capacity(QUEUE_CONSUMERS.len());
-    for consumer in QUEUE_CONSUMERS {
-        let Some((_, topics)) = CONSUMERS.iter().find(|(name, _)| *name == consumer) else {
-            bail!("internal error: no topic list for the {consumer} consumer");
-        };
-        topologies.push(Topology::new(settings, consumer, &topics(settings)));
-    }
+    let topologies: Vec<_> = registry::CONSUMERS
+        .iter()
+        .map(|consumer| consumer.topology(settings))
+        .collect();
     Definitions::new(vhost, &topologies).context("cannot export the consumers' topology")
 }
 
@@ -130,15 +105,4 @@ fn write_output(path: &Path, text: &str) -> anyhow::Result<()> {
     file.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_queue_consumer_has_its_topic_list() {
-        let names: Vec<&str> = CONSUMERS.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, QUEUE_CONSUMERS);
-    }
 }

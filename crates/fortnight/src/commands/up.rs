@@ -7,14 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use bus::Step;
-use image_builder::ImageBuilder;
-use image_tester::ImageTester;
-use karma_tracker::KarmaTracker;
 use releaser::Releaser;
 use settings::Settings;
-use signer::Signer;
-use site_publisher::SitePublisher;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -38,45 +32,19 @@ pub fn shutdown_waiter(
     }
 }
 
-/// Sets up one consumer's step with `new` and runs it on the bus runtime; returns its name.
-fn spawn_step<S: Step, E>(
-    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
-    settings: &Arc<Settings>,
-    new: impl FnOnce(Arc<Settings>) -> Result<S, E>,
-    stop: &watch::Receiver<bool>,
-) -> anyhow::Result<&'static str>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let step = new(Arc::clone(settings))
-        .with_context(|| format!("cannot set up the {} consumer", S::NAME))?;
-    let settings = Arc::clone(settings);
-    let shutdown = shutdown_waiter(stop);
-    tasks.spawn(async move {
-        let result = bus::run(&settings, Arc::new(step), shutdown).await;
-        (S::NAME, result.map_err(anyhow::Error::from))
-    });
-    Ok(S::NAME)
-}
-
 /// Runs every consumer, the release timer and the releaser's deadline clock until `shutdown`
-/// resolves or one of them fails; then stops the others (each finishes the message in hand) and returns the first error.
+/// resolves or one of them fails; then stops the others (each finishes the message in hand)
+/// and returns the first error.
 pub async fn run_all(
     settings: Arc<Settings>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let started = [
-        spawn_step(&mut tasks, &settings, ImageBuilder::new, &stopped)?,
-        spawn_step(&mut tasks, &settings, ImageTester::new, &stopped)?,
-        spawn_step(&mut tasks, &settings, KarmaTracker::new, &stopped)?,
-        spawn_step(&mut tasks, &settings, Releaser::new, &stopped)?,
-        spawn_step(&mut tasks, &settings, Signer::new, &stopped)?,
-        spawn_step(&mut tasks, &settings, SitePublisher::new, &stopped)?,
-    ];
-    // The demo and the tests configure and wait for the consumers that list names.
-    debug_assert_eq!(started, settings::QUEUE_CONSUMERS);
+    for consumer in registry::CONSUMERS {
+        let running = consumer.start(Arc::clone(&settings), shutdown_waiter(&stopped))?;
+        tasks.spawn(async move { (consumer.name, running.await.map_err(anyhow::Error::from)) });
+    }
     {
         let settings = Arc::clone(&settings);
         let shutdown = shutdown_waiter(&stopped);

@@ -7,7 +7,7 @@ use crate::common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bus::{Outcome, Step};
+use bus::{Outputs, Step, StepError};
 use messages::{Incoming, Message, Outgoing, TreeComposed};
 use serde_json::Value;
 
@@ -22,18 +22,19 @@ struct Flaky {
 
 impl Step for Flaky {
     const NAME: &'static str = "test-probe";
+    type Input = ();
 
-    fn topics(&self) -> Vec<String> {
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
         vec![TreeComposed::TOPIC.to_owned()]
     }
 
-    async fn handle(&self, message: &Incoming) -> Outcome {
+    async fn handle(&self, _: (), message: &Incoming) -> Result<Outputs, StepError> {
         let fixed = self.fixed.load(Ordering::SeqCst);
         let _ = self.seen.send((message.id.clone(), fixed));
         if fixed {
-            Outcome::Done(Vec::new())
+            Ok(Vec::new())
         } else {
-            Outcome::reject("no stream builds this ref yet")
+            Err(StepError::permanent("no stream builds this ref yet"))
         }
     }
 }

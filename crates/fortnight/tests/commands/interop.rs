@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bus::{Outcome, Step};
+use bus::{Outputs, Step, StepError};
 use messages::{
     Incoming, KarmaSubmitted, Message, Outgoing, Override, OverrideBlock, PungiComposeOstree,
     RecordLine, SignArtifact, SignCommit, SignFinished, SignRequested, SignStatus, TreeComposed,
@@ -264,14 +264,15 @@ struct Probe {
 
 impl Step for Probe {
     const NAME: &'static str = "test-probe";
+    type Input = ();
 
-    fn topics(&self) -> Vec<String> {
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
         vec![PungiComposeOstree::TOPIC.to_owned()]
     }
 
-    async fn handle(&self, message: &Incoming) -> Outcome {
+    async fn handle(&self, _: (), message: &Incoming) -> Result<Outputs, StepError> {
         let _ = self.received.send(message.clone());
-        Outcome::Done(Vec::new())
+        Ok(Vec::new())
     }
 }
 

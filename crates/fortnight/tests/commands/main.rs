@@ -11,6 +11,7 @@ mod demo;
 mod fedora_ci;
 mod interop;
 mod operators;
+mod publish;
 mod release_notes;
 mod schema_package;
 mod secrets;

@@ -51,9 +51,11 @@ async fn operated(
     (p, config)
 }
 
-/// Runs `fortnight --config CONFIG ARGS...` connected to the broker as `user`.
+/// Runs `fortnight --config CONFIG ARGS...` connected to the broker as `user`. Whether it
+/// succeeds or fails, it closes its connection before exiting: no lapin error about the
+/// async runtime shutting down under the connection.
 async fn fortnight(config: &Path, user: &BrokerUser, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_fortnight"))
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_fortnight"))
         .arg("--config")
         .arg(config)
         .args(args)
@@ -61,7 +63,13 @@ async fn fortnight(config: &Path, user: &BrokerUser, args: &[&str]) -> Output {
         .env("FORTNIGHT_LOG", "warn")
         .output()
         .await
-        .expect("the fortnight binary runs")
+        .expect("the fortnight binary runs");
+    let stderr = text(&output.stderr);
+    assert!(
+        !stderr.contains("being shutdown"),
+        "fortnight {args:?} left its connection to a stopping runtime: {stderr}"
+    );
+    output
 }
 
 /// Like [`fortnight`], and the command must succeed; returns its standard output.

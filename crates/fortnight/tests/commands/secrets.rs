@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use messages::{Outgoing, Ref, Tree, TreeComposed, derived_id};
 use ostree_cli::Repo;
-use settings::QUEUE_CONSUMERS;
 use tests::TestBus;
 use tests::broker::BrokerUser;
 
@@ -81,7 +80,7 @@ async fn recipes_and_tests_that_print_their_environment_never_reveal_the_broker_
         recipe_env = { RECIPE_KNOB = "on" }
         test_suite = (config::path(&suite))
     };
-    let bus = QUEUE_CONSUMERS
+    let bus = registry::names()
         .iter()
         .fold(TestBus::with_config(stream), |bus, consumer| {
             bus.consumer(consumer, Table::new())

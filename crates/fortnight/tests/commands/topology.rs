@@ -11,10 +11,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bus::Step;
 use karma_tracker::KarmaTracker;
 use messages::{KarmaSubmitted, Message, Outgoing};
 use serde_json::{Value, json};
-use settings::{QUEUE_CONSUMERS, Settings};
+use settings::Settings;
 use tests::broker::rabbitmqctl;
 use tests::config::{self, Table, toml};
 use tests::process::{DEADLINE, assert_success};
@@ -151,7 +152,7 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
             Table::new(),
         ),
     );
-    let consumers: Table = QUEUE_CONSUMERS
+    let consumers: Table = registry::names()
         .iter()
         .map(|consumer| {
             let keys = match *consumer {
@@ -206,7 +207,7 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
 
     // What every consumer needs: its queue, dead-letter queue and one retry queue per delay.
     let mut expected: BTreeMap<String, Value> = BTreeMap::new();
-    for consumer in QUEUE_CONSUMERS {
+    for consumer in registry::names() {
         // A quorum consumer's dead-letter and retry queues are quorum queues too, and its
         // retry queues dead-letter at least once.
         let (kind, delays) = match consumer {
@@ -271,12 +272,18 @@ async fn exported_definitions_are_all_a_passive_consumer_needs() {
         })
         .collect();
     let topics: [(&str, Vec<String>); 6] = [
-        ("image-builder", image_builder::topics()),
-        ("image-tester", image_tester::topics()),
-        ("karma-tracker", karma_tracker::topics()),
-        ("releaser", releaser::topics(&settings)),
-        ("signer", signer::topics(&settings)),
-        ("site-publisher", site_publisher::topics()),
+        (
+            "image-builder",
+            image_builder::ImageBuilder::topics(&settings),
+        ),
+        ("image-tester", image_tester::ImageTester::topics(&settings)),
+        ("karma-tracker", KarmaTracker::topics(&settings)),
+        ("releaser", releaser::Releaser::topics(&settings)),
+        ("signer", signer::Signer::topics(&settings)),
+        (
+            "site-publisher",
+            site_publisher::SitePublisher::topics(&settings),
+        ),
     ];
     let wanted: BTreeSet<(String, String)> = topics
         .iter()

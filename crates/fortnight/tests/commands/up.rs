@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use settings::QUEUE_CONSUMERS as CONSUMERS;
 use tests::broker::rabbitmqctl;
 use tests::config::{self, Table, Value, toml};
 use tests::{free_port, http_get, is_ready};
@@ -15,7 +14,8 @@ use tests::{free_port, http_get, is_ready};
 fn up_runs_every_consumer_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let addrs: Vec<SocketAddr> = CONSUMERS.iter().map(|_| free_port()).collect();
+    let consumers_started = registry::names();
+    let addrs: Vec<SocketAddr> = consumers_started.iter().map(|_| free_port()).collect();
     let mut config = toml! {
         publish_exchange = (format!("fortnight.test.{id}"))
         topic_prefix = (format!("test.{id}"))
@@ -33,7 +33,7 @@ fn up_runs_every_consumer_until_sigterm() {
             },
         ),
     );
-    let consumers: Table = CONSUMERS
+    let consumers: Table = consumers_started
         .iter()
         .zip(&addrs)
         .map(|(consumer, addr)| {
@@ -59,7 +59,7 @@ fn up_runs_every_consumer_until_sigterm() {
         .unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
+    for (consumer, addr) in consumers_started.iter().zip(&addrs) {
         while !is_ready(*addr) {
             assert!(
                 Instant::now() < deadline,
@@ -77,7 +77,7 @@ fn up_runs_every_consumer_until_sigterm() {
         );
     }
     let listed = rabbitmqctl(&["-q", "list_queues", "name"]).expect("rabbitmqctl lists queues");
-    for consumer in CONSUMERS {
+    for consumer in &consumers_started {
         assert!(
             listed.contains(&format!("fortnight.test.{id}.{consumer}\n")),
             "{consumer}'s queue in {listed}"
@@ -102,7 +102,7 @@ fn up_runs_every_consumer_until_sigterm() {
     let mut log = String::new();
     up.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     assert!(exit.success(), "fortnight up exited with {exit}: {log}");
-    for (consumer, addr) in CONSUMERS.iter().zip(&addrs) {
+    for (consumer, addr) in consumers_started.iter().zip(&addrs) {
         assert!(
             http_get(*addr, "/live").is_none(),
             "{consumer}'s health port is closed after shutdown"
@@ -113,6 +113,9 @@ fn up_runs_every_consumer_until_sigterm() {
     let settings = settings::Settings::load(&config_path).unwrap();
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(bus::topology::delete_consumers(&settings, &CONSUMERS))
+        .block_on(bus::topology::delete_consumers(
+            &settings,
+            &consumers_started,
+        ))
         .unwrap();
 }

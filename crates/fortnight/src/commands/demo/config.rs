@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::Utc;
 use messages::UserName;
-use settings::QUEUE_CONSUMERS;
 use toml::{Table, Value};
 
 use super::{ARCHES, DemoKey, STREAM, tools};
@@ -150,7 +149,7 @@ impl Demo<'_> {
             intro = "A demo of Fortnight: images are built, tested, voted on and released automatically."
         };
         let mut consumers = Table::new();
-        for consumer in QUEUE_CONSUMERS {
+        for consumer in registry::names() {
             let section = toml::toml! {
                 queue = (format!("fortnight.demo.{run_id}.{consumer}"))
                 max_attempts = 2

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use settings::{QUEUE_CONSUMERS, Settings};
+use settings::Settings;
 use tokio::sync::watch as signal;
 
 const STREAM: &str = "f43";
@@ -137,7 +137,7 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Ok(()) => {
             progress.say(&format!(
                 "consumers ready: {}, release-timer",
-                QUEUE_CONSUMERS.join(", ")
+                registry::names().join(", ")
             ));
             let mut watch = watch::Watch {
                 recording: &mut recording,
@@ -181,7 +181,7 @@ pub fn init_logs() {
 
 /// Deletes the run's queues and exchange; the demo's files stay.
 async fn cleanup(settings: &Settings) {
-    if let Err(error) = bus::topology::delete_consumers(settings, &QUEUE_CONSUMERS).await {
+    if let Err(error) = bus::topology::delete_consumers(settings, &registry::names()).await {
         tracing::warn!(%error, "the demo's queues were not deleted");
     }
 }

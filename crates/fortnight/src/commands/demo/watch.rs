@@ -12,7 +12,7 @@ use messages::{
     ImageTestsPassed, KarmaSubmitted, KarmaThresholdReached, Message, RecordLine, ReleasePublished,
     ReleaseSkipped, TwoweekTimerFired, Version,
 };
-use settings::{QUEUE_CONSUMERS, Settings};
+use settings::Settings;
 
 use super::Progress;
 
@@ -178,7 +178,7 @@ pub(super) async fn wait_ready(
     deadline: tokio::time::Instant,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    for consumer in QUEUE_CONSUMERS {
+    for consumer in registry::names() {
         let Some(addr) = settings.consumer(consumer).health_addr else {
             continue;
         };

@@ -122,7 +122,8 @@ impl Env {
 
     /// Runs `step` with the bus runtime until [`Running::stop`], once its queue is bound.
     pub fn start_consumer<S: Step>(&self, step: S) -> Running {
-        let topology = bus::topology::Topology::new(&self.settings, S::NAME, &step.topics());
+        let topology =
+            bus::topology::Topology::new(&self.settings, S::NAME, &S::topics(&self.settings));
         self.queues.lock().unwrap().extend(topology.queues());
         let running = Running::start(&self.settings, step);
         self.wait_for_binding(&topology.queue);

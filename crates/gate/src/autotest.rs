@@ -1,6 +1,5 @@
-//! What the store says about a candidate (one stream at one version): each arch's test report
-//! Shared with the releaser and the CLI so that every reader
-//! applies the same rules.
+//! The automated gate of a candidate (one stream at one version): each configured arch's test
+//! report in the store.
 
 use std::collections::BTreeMap;
 
