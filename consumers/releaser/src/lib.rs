@@ -180,6 +180,7 @@ impl Releaser {
             since: earlier.as_ref().map_or(now, |e| e.since),
             resent_at: earlier.as_ref().and_then(|e| e.resent_at),
             forced_by: forced_by.cloned(),
+            answered_by: None,
         };
         signing::write(&self.store, &pending)?;
         tracing::info!(stream = %request.stream, version = %request.version, request_id = %pending.request.request_id, since = %pending.since, "release staged; waiting for signatures");
@@ -482,16 +483,24 @@ impl Releaser {
         let (stream, version) = (&finished.request.stream, &finished.request.version);
         let (settings, twoweek) = twoweek_stream(&self.settings, stream)?;
         self.locked(stream, || {
-            let pending = match signing::read(&self.store, stream, version)
+            let request_id = &finished.request.request_id;
+            let waiting = signing::read(&self.store, stream, version)
                 .map_err(store_error("cannot read the signing request"))?
-            {
-                Some(pending) if pending.request.request_id == finished.request.request_id => {
-                    pending
+                .filter(|pending| &pending.request.request_id == request_id);
+            let pending = match (waiting, message.id.as_deref()) {
+                (Some(pending), _) => pending,
+                (None, Some(reply_id)) => {
+                    match signing::answered_by(&self.store, stream, request_id, reply_id)
+                        .map_err(store_error("cannot read the answered signing request"))?
+                    {
+                        Some(answered) => {
+                            tracing::info!(stream = %stream, version = %version, request_id = %request_id, id = %reply_id, "signing reply delivered again; its outcome is announced again");
+                            answered
+                        }
+                        None => return Ok(stale_reply(&finished, message)),
+                    }
                 }
-                _ => {
-                    tracing::info!(stream = %stream, version = %version, request_id = %finished.request.request_id, id = ?message.id, "signing reply for an unknown or stale request; ignored");
-                    return Ok(Vec::new());
-                }
+                (None, None) => return Ok(stale_reply(&finished, message)),
             };
             let now = Utc::now();
             let out = match finished.status {
@@ -534,11 +543,22 @@ impl Releaser {
                         .map_err(store_error("cannot record the skipped release"))?
                 }
             };
-            signing::remove(&self.store, stream, version)
-                .map_err(store_error("cannot remove the answered signing request"))?;
+            match message.id.as_deref() {
+                Some(reply_id) => signing::answer(&self.store, &pending, reply_id),
+                None => signing::remove(&self.store, stream, version),
+            }
+            .map_err(store_error("cannot record the answered signing request"))?;
             Ok(out)
         })
     }
+}
+
+/// A reply to a request that is not waiting (answered by another reply, given up on, or never
+/// made here) changes nothing.
+fn stale_reply(finished: &SignFinished, message: &Incoming) -> Outputs {
+    let request = &finished.request;
+    tracing::info!(stream = %request.stream, version = %request.version, request_id = %request.request_id, id = ?message.id, "signing reply for an unknown or stale request; ignored");
+    Vec::new()
 }
 
 impl BlockingStep for Releaser {

@@ -40,6 +40,9 @@ pub struct Pending {
     /// The override that forced the release, whose audit log gets the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced_by: Option<AuditEntry>,
+    /// The message id of the reply acted on, once answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
 }
 
 /// What an unanswered request is due for.
@@ -125,7 +128,37 @@ pub fn waiting(store: &Store, stream: &Stream) -> Result<Vec<Pending>, StoreErro
     Ok(pending)
 }
 
-/// Forgets the request once it was answered; a later reply to it is then stale.
+/// Moves the request out of the waiting ones once `reply_id` answered it. The answer is kept
+/// (written before the request is removed), so a redelivery of that same reply, which comes
+/// when the releaser stopped before the broker confirmed the outcome's messages, announces the
+/// outcome again; any other reply to it is stale.
+pub fn answer(store: &Store, pending: &Pending, reply_id: &str) -> Result<(), StoreError> {
+    let (stream, request_id) = (&pending.request.stream, &pending.request.request_id);
+    let path = store.signing_answer_path(stream, request_id);
+    if let Some(dir) = path.parent() {
+        store::create_dir_all(dir)?;
+    }
+    let answered = Pending {
+        answered_by: Some(reply_id.to_owned()),
+        ..pending.clone()
+    };
+    store::write_json(&path, &answered)?;
+    remove(store, stream, &pending.request.version)
+}
+
+/// The answered request `request_id`, if `reply_id` is the reply that answered it.
+pub fn answered_by(
+    store: &Store,
+    stream: &Stream,
+    request_id: &uuid::Uuid,
+    reply_id: &str,
+) -> Result<Option<Pending>, StoreError> {
+    let answered: Option<Pending> =
+        store::read_json(&store.signing_answer_path(stream, request_id))?;
+    Ok(answered.filter(|a| a.answered_by.as_deref() == Some(reply_id)))
+}
+
+/// Forgets the request; a later reply to it is then stale.
 pub fn remove(store: &Store, stream: &Stream, version: &Version) -> Result<(), StoreError> {
     let path = store.signing_request_path(stream, version);
     match std::fs::remove_file(&path) {
@@ -294,6 +327,7 @@ mod tests {
             since: "2026-11-17T12:00:00Z".parse().unwrap(),
             resent_at: resent_at.map(|t| t.parse().unwrap()),
             forced_by: None,
+            answered_by: None,
         }
     }
 

@@ -34,7 +34,6 @@
 //!   broker-checked `user_id` is the runtime's own user (so nobody else can forge it).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use messages::Outgoing;
 
@@ -77,11 +76,8 @@ pub const HEADER_USER_ID: &str = "x-fortnight-user-id";
 pub enum Outcome {
     /// The step's effect is durable; publish these, then ack.
     Done(Vec<Outgoing>),
-    /// A transient failure: try again after `after` (the configured delay when `None`).
-    Retry {
-        reason: String,
-        after: Option<Duration>,
-    },
+    /// A transient failure: try again after the configured delay for its attempt.
+    Retry { reason: String },
     /// The message can never succeed: dead-letter it with this reason.
     Reject { reason: String },
 }

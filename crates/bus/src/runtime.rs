@@ -533,10 +533,7 @@ async fn settle_or_retry(
     match settle(ctx, channel, received, outcome).await {
         Err(BusError::Nacked { routing_key }) => {
             let reason = format!("the broker refused the result published to `{routing_key}`");
-            let retry = Outcome::Retry {
-                reason,
-                after: None,
-            };
+            let retry = Outcome::Retry { reason };
             settle(ctx, channel, received, retry).await
         }
         settled => settled,
@@ -561,13 +558,13 @@ async fn settle(
             tracing::info!(published = wires.len(), "message processed");
             Ok(())
         }
-        Outcome::Retry { reason, after } => {
+        Outcome::Retry { reason } => {
             let attempts = received.attempts.saturating_add(1);
             if attempts >= ctx.config.max_attempts {
                 let reason = format!("gave up after {attempts} attempts: {reason}");
                 return dead_letter_after(ctx, channel, received, &reason, attempts).await;
             }
-            let wanted = after.unwrap_or_else(|| ctx.config.retry_delay(attempts));
+            let wanted = ctx.config.retry_delay(attempts);
             let (delay, queue) = ctx.topology.retry_queue(wanted);
             let wire = received.copy_to(
                 ctx.own_user.as_deref(),

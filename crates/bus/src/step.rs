@@ -5,7 +5,6 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
 
 use futures::FutureExt;
 use messages::envelope::BodyError;
@@ -98,22 +97,13 @@ macro_rules! input {
     };
 }
 
-/// When a failed step may run again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retry {
-    /// Never: the message is dead-lettered.
-    Never,
-    /// Later, after this delay (the configured one when `None`).
-    After(Option<Duration>),
-}
-
 /// Why a step failed, and whether trying the same message again later may succeed. The
 /// conversions below are the one place where library errors are classified.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{reason}")]
 pub struct StepError {
     reason: String,
-    retry: Retry,
+    retryable: bool,
 }
 
 impl StepError {
@@ -121,7 +111,7 @@ impl StepError {
     pub fn permanent(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
-            retry: Retry::Never,
+            retryable: false,
         }
     }
 
@@ -129,15 +119,7 @@ impl StepError {
     pub fn retryable(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
-            retry: Retry::After(None),
-        }
-    }
-
-    /// A transient failure that should be tried again no sooner than `after`.
-    pub fn retry_after(reason: impl Into<String>, after: Duration) -> Self {
-        Self {
-            reason: reason.into(),
-            retry: Retry::After(Some(after)),
+            retryable: true,
         }
     }
 
@@ -150,7 +132,7 @@ impl StepError {
     }
 
     pub fn is_retryable(&self) -> bool {
-        self.retry != Retry::Never
+        self.retryable
     }
 
     pub fn reason(&self) -> &str {
@@ -205,12 +187,12 @@ impl From<Result<Outputs, StepError>> for Outcome {
             Ok(outputs) => Outcome::Done(outputs),
             Err(StepError {
                 reason,
-                retry: Retry::Never,
+                retryable: false,
             }) => Outcome::Reject { reason },
             Err(StepError {
                 reason,
-                retry: Retry::After(after),
-            }) => Outcome::Retry { reason, after },
+                retryable: true,
+            }) => Outcome::Retry { reason },
         }
     }
 }

@@ -27,6 +27,7 @@
 //! <root>/<stream>/.periods/waiting.json                    releaser: the period awaiting a pass
 //! <root>/<stream>/.signed/<request id>.json               signer: the reply to each request
 //! <root>/<stream>/.signing/<version>.json                  releaser: a release awaiting signatures
+//! <root>/<stream>/.signing-answered/<request id>.json      releaser: an answered request and its reply
 //! <root>/.keys/<fingerprint>.asc                           signer: the public keys it signs with
 //! <root>/site -> .site/<generation>/                       site-publisher: page, JSON, feed
 //! <root>/.jobs/<consumer>/                                 the bus runtime's job journal
@@ -35,7 +36,7 @@
 //! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log`, `.built/`
 //! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs, `.external/` and `passed-autotest/`;
 //! karma-tracker writes `karma/` and `passed-human/`; releaser writes `releases/`,
-//! `overrides.jsonl`, `.periods/` and `.signing/`; release-timer writes `timer.json` and
+//! `overrides.jsonl`, `.periods/`, `.signing/` and `.signing-answered/`; release-timer writes `timer.json` and
 //! `.stale.json`; signer writes
 //! `.signed/`, `.keys/` and a detached `<file>.asc` next to each file it signs; site-publisher
 //! writes `site` and `.site/`. Everyone may read everything.
@@ -323,6 +324,14 @@ impl Store {
     pub fn signing_request_path(&self, stream: &Stream, version: &Version) -> PathBuf {
         self.signing_requests_dir(stream)
             .join(format!("{version}.json"))
+    }
+
+    /// A signing request once answered, with the id of the reply acted on: a redelivery of
+    /// that reply announces the outcome again instead of being taken for a stale one.
+    pub fn signing_answer_path(&self, stream: &Stream, request_id: &uuid::Uuid) -> PathBuf {
+        self.stream_dir(stream)
+            .join(".signing-answered")
+            .join(format!("{request_id}.json"))
     }
 
     /// The armored public keys the signer signs with, one `<fingerprint>.asc` each.

@@ -440,9 +440,15 @@ async fn a_signer_started_after_the_re_send_signs_once_and_the_release_completes
             "{a}'s release commit is signed once"
         );
     }
-    // Quiet past the time the release would have been given up.
+    // Quiet past the time the release would have been given up. The signer's repeated
+    // answer has its first answer's id, so the releaser takes it for that answer delivered
+    // again and announces the release again, under the same id: one release.
     let settled = watch.settle(Duration::from_secs(5)).await;
-    assert_eq!(of_topic(settled, PUBLISHED).len(), 1, "released once");
+    let announcements: std::collections::BTreeSet<_> = of_topic(settled, PUBLISHED)
+        .iter()
+        .map(|line| line.id.clone())
+        .collect();
+    assert_eq!(announcements.len(), 1, "released once");
     assert!(of_topic(settled, SKIPPED).is_empty(), "and not given up");
     watch.close().await;
     p.stop().await;
@@ -593,5 +599,49 @@ async fn bad_requests_fail_without_signing_and_a_replayed_request_signs_once() {
     for commit in commits.values() {
         assert_eq!(signatures(&p, commit), 1, "{commit} is signed once");
     }
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_delivered_again_announces_its_outcome_again_and_another_reply_is_stale() {
+    let key = GpgHome::with_key("fortnight-43");
+    let mut p = signed_pipeline(&key).await;
+    p.start_signer().await;
+    p.stop_signer().await;
+    let mut watch = p.watch(&[REQUESTED, FINISHED, SKIPPED, PUBLISHED]).await;
+    p.nightly_tested(VERSION, None).await;
+    p.tick(PERIOD).await;
+    wait_topic(&mut watch, REQUESTED, 1).await;
+    // A CHECKSUM changed after the request: the signer refuses it.
+    let checksum = release_checksum(&p, ARCHES[0]);
+    let mut changed = std::fs::read_to_string(&checksum).unwrap();
+    changed.push_str("# changed\n");
+    std::fs::write(&checksum, changed).unwrap();
+    p.start_signer().await;
+    let skipped = wait_topic(&mut watch, SKIPPED, 1).await;
+    let finished = wait_topic(&mut watch, FINISHED, 1).await;
+    let reply: SignFinished = serde_json::from_value(finished[0].body.clone()).unwrap();
+    let reply_id: uuid::Uuid = finished[0].id.as_deref().unwrap().parse().unwrap();
+
+    // The releaser stopped after acting on the reply but before the broker confirmed the
+    // skip: the broker delivers the same reply again, and the skip must not be lost.
+    p.publish(&Outgoing::new(reply_id, &reply)).await;
+    let announced = wait_topic(&mut watch, SKIPPED, 2).await;
+    assert_eq!(announced.len(), 2, "the skip is announced again");
+    assert_eq!(announced[1].id, skipped[0].id, "under the same message id");
+    assert_eq!(announced[1].body, skipped[0].body);
+
+    // Another reply to the answered request (a second signer, say) is stale.
+    p.publish(&Outgoing::new(uuid::Uuid::new_v4(), &reply))
+        .await;
+    let settled = watch.settle(Duration::from_secs(2)).await;
+    assert_eq!(
+        of_topic(settled, SKIPPED).len(),
+        2,
+        "a stale reply skips nothing"
+    );
+    assert!(of_topic(settled, PUBLISHED).is_empty());
+    assert_nothing_promoted(&p);
+    watch.close().await;
     p.stop().await;
 }
