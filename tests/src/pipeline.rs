@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,10 @@ pub struct Options {
     /// Consumers the test runs itself (the image-tester, say): the configuration names
     /// their queues, which [`Pipeline::stop`] deletes.
     pub other_consumers: Vec<&'static str>,
+    /// Nightlies' trees boot as Fedora's do (`deploy/tests/fixtures/bootable-tree`), so a
+    /// machine can deploy them with `ostree admin`; the fixture caches the kernel and
+    /// initramfs it builds in this directory.
+    pub bootable_trees: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -96,6 +101,7 @@ impl Default for Options {
             stream_keys: Table::new(),
             tables: Table::new(),
             other_consumers: Vec::new(),
+            bootable_trees: None,
         }
     }
 }
@@ -113,6 +119,7 @@ pub struct Pipeline {
     pub store: Store,
     pub repo: Repo,
     publisher: Publisher,
+    bootable_trees: Option<PathBuf>,
     consumers: Vec<Running>,
     signer: Option<Running>,
     _repo_dir: tempfile::TempDir,
@@ -238,6 +245,7 @@ impl Pipeline {
             store,
             repo,
             publisher,
+            bootable_trees: options.bootable_trees,
             consumers,
             signer: None,
             _repo_dir: repo_dir,
@@ -272,7 +280,8 @@ impl Pipeline {
     }
 
     /// Commits a nightly of every arch (each on top of the previous one) and writes its
-    /// images and CHECKSUM to the store. Returns the commits.
+    /// images and CHECKSUM to the store. Returns the commits. The trees boot when
+    /// [`Options::bootable_trees`] says so.
     pub fn nightly(&self, version_text: &str) -> BTreeMap<Arch, Commit> {
         self.nightly_with_packages(version_text, &[])
     }
@@ -289,24 +298,23 @@ impl Pipeline {
         for a in ARCHES {
             let tree = self.bus.dir.path().join(format!("tree-{version_text}-{a}"));
             if !packages.is_empty() {
-                let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../deploy/tests/fixtures/rpmdb-tree");
-                let made = std::process::Command::new(&fixture)
-                    .arg(&tree)
-                    .arg(self.bus.dir.path().join("rpms"))
-                    .args(packages)
-                    .output()
-                    .expect("deploy/tests/fixtures/rpmdb-tree runs");
-                assert!(
-                    made.status.success(),
-                    "rpmdb-tree failed: {}",
-                    String::from_utf8_lossy(&made.stderr)
+                run_fixture(
+                    Command::new(fixture("rpmdb-tree"))
+                        .arg(&tree)
+                        .arg(self.bus.dir.path().join("rpms"))
+                        .args(packages),
                 );
             }
+            if let Some(cache) = &self.bootable_trees {
+                run_fixture(Command::new(fixture("bootable-tree")).arg(&tree).arg(cache));
+            }
             std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
+            // `ostree admin deploy` names the boot entry after the ID.
             std::fs::write(
                 tree.join("usr/lib/os-release"),
-                format!("VERSION_ID={version_text}\nARCH={a}\n"),
+                format!(
+                    "ID=fedora\nVERSION=\"{version_text}\"\nVERSION_ID={version_text}\nARCH={a}\n"
+                ),
             )
             .unwrap();
             let commit = self
@@ -522,6 +530,24 @@ impl Pipeline {
         self.publisher.close().await;
         self.bus.cleanup().await;
     }
+}
+
+/// `deploy/tests/fixtures/<name>`, a script that adds to a tree about to be committed.
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/tests/fixtures")
+        .join(name)
+}
+
+fn run_fixture(command: &mut Command) {
+    let made = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} does not run: {e}"));
+    assert!(
+        made.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
 }
 
 /// The recorded messages whose topic ends with `topic`.

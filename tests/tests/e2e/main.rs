@@ -10,6 +10,7 @@ mod images_support;
 mod release_support;
 
 mod bus_runtime;
+mod client_view;
 mod deploy;
 mod deploy_image;
 mod images;

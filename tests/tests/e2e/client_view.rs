@@ -1,0 +1,324 @@
+//! The releases as a machine that follows the release ref sees them: a scratch OSTree sysroot
+//! deploys the x86_64 release ref from the pipeline's repository, and after every tick
+//! `ostree admin upgrade` must bring exactly the release of that period, whatever nightlies
+//! were built, failed or voted on in between.
+
+use crate::release_support;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+use messages::{
+    Arch, CandidateTestingRequested, Commit, KarmaThresholdReached, Message, Ref, ReleasePublished,
+    ReleaseSkipped,
+};
+use release_support::{BrokerUser, Options, Pipeline, arch, release_ref, stream, testers, version};
+use tests::Watch;
+
+/// The arch of the machine: the one whose kernel the bootable trees carry.
+const ARCH: &str = "x86_64";
+const OS: &str = "fedora";
+const REMOTE: &str = "fortnight";
+
+/// A deployment of the client's sysroot, as `ostree admin status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Deployment {
+    checksum: Commit,
+    serial: String,
+}
+
+/// A machine following a release ref: a scratch sysroot (`ostree admin init-fs`) with one OS,
+/// whose repository has the pipeline's repository as a remote, and no bootloader to update.
+#[derive(Debug)]
+struct Client {
+    dir: tempfile::TempDir,
+}
+
+impl Client {
+    /// Sets up the sysroot and deploys `release_ref` from `repo`, as an installer does.
+    fn follow(repo: &Path, release_ref: &Ref) -> Self {
+        let client = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let sysroot = client.sysroot();
+        ostree([
+            OsStr::new("admin"),
+            OsStr::new("init-fs"),
+            sysroot.as_os_str(),
+        ]);
+        client.admin(["os-init", OS]);
+        let local_repo = format!("--repo={}", sysroot.join("ostree/repo").display());
+        // No bootloader here: ostree writes its boot entries and nothing else.
+        ostree(["config", &local_repo, "set", "sysroot.bootloader", "none"]);
+        let url = format!("file://{}", repo.display());
+        ostree([
+            "remote",
+            "add",
+            &local_repo,
+            "--no-gpg-verify",
+            REMOTE,
+            &url,
+        ]);
+        ostree(["pull", &local_repo, REMOTE, release_ref.as_str()]);
+        client.admin([
+            "deploy",
+            &format!("--os={OS}"),
+            &format!("{REMOTE}:{release_ref}"),
+        ]);
+        client
+    }
+
+    fn sysroot(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `ostree admin --sysroot=<sysroot> ARGS`; its standard output.
+    fn admin<const N: usize>(&self, args: [&str; N]) -> String {
+        let sysroot = format!("--sysroot={}", self.sysroot().display());
+        let mut all = vec!["admin", args[0], &sysroot];
+        all.extend_from_slice(&args[1..]);
+        ostree(all)
+    }
+
+    /// `ostree admin upgrade`: pulls the origin's ref and deploys it when it moved.
+    fn upgrade(&self) -> String {
+        self.admin(["upgrade", &format!("--os={OS}")])
+    }
+
+    /// The deployments, the default (the one that boots next) first.
+    fn deployments(&self) -> Vec<Deployment> {
+        let status = self.admin(["status"]);
+        status
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim_start_matches([' ', '*']);
+                let deployed = line.strip_prefix(OS)?.trim().split(' ').next()?;
+                let (checksum, serial) = deployed.split_once('.')?;
+                Some(Deployment {
+                    checksum: checksum.parse().ok()?,
+                    serial: serial.to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    fn default_deployment(&self) -> Deployment {
+        self.deployments()
+            .into_iter()
+            .next()
+            .expect("the sysroot has a deployment")
+    }
+
+    /// The VERSION of the deployment's os-release: what the machine says it runs.
+    fn os_release_version(&self, deployment: &Deployment) -> String {
+        let path = self
+            .sysroot()
+            .join(format!("ostree/deploy/{OS}/deploy"))
+            .join(format!("{}.{}", deployment.checksum, deployment.serial))
+            .join("usr/lib/os-release");
+        let text = std::fs::read_to_string(&path).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("VERSION="))
+            .unwrap_or_else(|| panic!("{} names no VERSION: {text}", path.display()))
+            .trim_matches('"')
+            .to_owned()
+    }
+}
+
+impl Drop for Client {
+    /// ostree makes each deployment's root immutable (`chattr +i`); the temporary directory
+    /// can only be deleted once it is not.
+    fn drop(&mut self) {
+        let deploy = self.sysroot().join(format!("ostree/deploy/{OS}/deploy"));
+        for entry in std::fs::read_dir(deploy).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                let _ = Command::new("chattr").arg("-i").arg(entry.path()).status();
+            }
+        }
+    }
+}
+
+/// Runs `ostree ARGS` (one argument per value); its standard output. Panics with stderr.
+fn ostree<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new("ostree");
+    command.args(args);
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} does not run: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Waits for a message of `M` for which `wanted` holds; returns it.
+async fn wait_until<M: Message>(watch: &mut Watch, wanted: impl Fn(&M) -> bool) -> M {
+    let mut count = 1;
+    loop {
+        let lines = release_support::wait_topic(watch, M::TOPIC, count).await;
+        if let Some(found) = lines
+            .iter()
+            .map(|l| serde_json::from_value::<M>(l.body.clone()).unwrap())
+            .find(&wanted)
+        {
+            return found;
+        }
+        assert!(
+            lines.len() >= count,
+            "no wanted {} within {:?}: {lines:?}",
+            M::TOPIC,
+            release_support::WAIT
+        );
+        count = lines.len() + 1;
+    }
+}
+
+/// A nightly that passed on every arch; returns once the karma-tracker made it a candidate.
+async fn candidate(p: &Pipeline, watch: &mut Watch, v: &str) -> BTreeMap<Arch, Commit> {
+    let commits = p.nightly_tested(v, None).await;
+    wait_until(watch, |r: &CandidateTestingRequested| {
+        r.version == version(v)
+    })
+    .await;
+    commits
+}
+
+/// Every tester votes `karma` on `v`; returns once `v` reached its threshold.
+async fn votes(p: &Pipeline, watch: &mut Watch, voters: &[BrokerUser], v: &str, karma: i8) {
+    for voter in voters {
+        p.vote(voter, v, karma).await;
+    }
+    wait_until(watch, |r: &KarmaThresholdReached| r.version == version(v)).await;
+}
+
+async fn tick_releases(p: &Pipeline, watch: &mut Watch, period: &str, v: &str) {
+    p.tick(period).await;
+    let release = wait_until(watch, |r: &ReleasePublished| {
+        r.period.map(|p| p.to_string()).as_deref() == Some(period)
+    })
+    .await;
+    assert_eq!(release.version, version(v), "the release of {period}");
+}
+
+/// The machine runs the release of version `released`: its default deployment is the commit
+/// the release ref points at, made from the tree that release's release.json names, and none
+/// of `unreleased` (nightlies newer than the release).
+fn assert_runs(
+    p: &Pipeline,
+    client: &Client,
+    released: &str,
+    unreleased: &[&BTreeMap<Arch, Commit>],
+) {
+    let record_path = p.store.release_record_path(&stream(), &version(released));
+    let record: ReleasePublished =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    let deployed = client.default_deployment();
+    assert_eq!(
+        Some(&deployed.checksum),
+        p.release_head(ARCH).as_ref(),
+        "the machine deployed what {} points at",
+        release_ref(ARCH)
+    );
+    let source = p.repo.release_source(&deployed.checksum).unwrap();
+    assert_eq!(
+        source,
+        record.arches[&arch(ARCH)].tree.commit,
+        "the deployed tree is the one {} names",
+        record_path.display()
+    );
+    assert_eq!(client.os_release_version(&deployed), released);
+    for nightly in unreleased {
+        assert_ne!(
+            source,
+            nightly[&arch(ARCH)],
+            "a nightly newer than {released} reached the machine"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_following_the_release_ref_upgrades_to_each_release_and_nothing_else() {
+    let voters = testers();
+    let p = Pipeline::start(Options {
+        bootable_trees: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot")),
+        ..Options::default()
+    })
+    .await;
+    let mut watch = p
+        .watch(&[
+            CandidateTestingRequested::TOPIC,
+            KarmaThresholdReached::TOPIC,
+            ReleasePublished::TOPIC,
+            ReleaseSkipped::TOPIC,
+        ])
+        .await;
+
+    // Period 1: an older candidate is voted stable; a newer one passed but nobody voted, and
+    // the newest failed its tests.
+    candidate(&p, &mut watch, "43.20261001.0").await;
+    votes(&p, &mut watch, &voters, "43.20261001.0", 1).await;
+    let unvoted = candidate(&p, &mut watch, "43.20261003.0").await;
+    let failed = p
+        .nightly_tested("43.20261005.0", Some((ARCH, "boot-smoke")))
+        .await;
+    tick_releases(&p, &mut watch, "2026-10-06T12:00:00Z", "43.20261001.0").await;
+    let client = Client::follow(p.repo.path(), &release_ref(ARCH));
+    assert_runs(&p, &client, "43.20261001.0", &[&unvoted, &failed]);
+    let first = client.default_deployment();
+
+    // Period 2: the stable candidate is older than an unstable one and a failed one.
+    candidate(&p, &mut watch, "43.20261014.0").await;
+    votes(&p, &mut watch, &voters, "43.20261014.0", 1).await;
+    let unstable = candidate(&p, &mut watch, "43.20261016.0").await;
+    votes(&p, &mut watch, &voters, "43.20261016.0", -1).await;
+    let failed = p
+        .nightly_tested("43.20261018.0", Some((ARCH, "boot-smoke")))
+        .await;
+    tick_releases(&p, &mut watch, "2026-10-20T12:00:00Z", "43.20261014.0").await;
+    client.upgrade();
+    assert_runs(&p, &client, "43.20261014.0", &[&unstable, &failed]);
+    let second = client.default_deployment();
+    assert_eq!(
+        client.deployments(),
+        [second.clone(), first],
+        "the previous release stays as the rollback"
+    );
+
+    // Period 3: a candidate passed but has no karma yet, so the tick releases nothing and the
+    // machine stays where it is.
+    let waiting = candidate(&p, &mut watch, "43.20261101.0").await;
+    p.tick("2026-11-03T12:00:00Z").await;
+    wait_until(&mut watch, |s: &ReleaseSkipped| {
+        s.period.to_string() == "2026-11-03T12:00:00Z"
+    })
+    .await;
+    client.upgrade();
+    assert_runs(&p, &client, "43.20261014.0", &[&waiting]);
+    assert_eq!(
+        client.default_deployment(),
+        second,
+        "nothing new was deployed"
+    );
+
+    // Period 4: it is voted stable; a newer nightly passed on this arch but failed on the
+    // other, so it is no candidate.
+    votes(&p, &mut watch, &voters, "43.20261101.0", 1).await;
+    let half_failed = p
+        .nightly_tested("43.20261115.0", Some(("aarch64", "boot-smoke")))
+        .await;
+    tick_releases(&p, &mut watch, "2026-11-17T12:00:00Z", "43.20261101.0").await;
+    client.upgrade();
+    assert_runs(&p, &client, "43.20261101.0", &[&half_failed]);
+
+    drop(client);
+    watch.close().await;
+    p.stop().await;
+}
