@@ -63,6 +63,45 @@ pub fn store_config(root: &Path, input_ref: &str, ostree_repo: &Path, stream_key
     }
 }
 
+/// `consumers` (every one the registry names, for `fortnight up`) in one configuration: each
+/// with its queue `fortnight.{name}.{consumer}` and a free health port (returned in the
+/// same order), all publishing on exchange `fortnight.{name}` with topic prefix
+/// `{name}`, so a run with a `name` of its own shares no queue or topic with another. The
+/// store is at `dir`, with the release timer's `[twoweek]` keys set.
+pub fn consumers(dir: &Path, name: &str, consumers: &[&str]) -> (Table, Vec<SocketAddr>) {
+    let addrs: Vec<SocketAddr> = consumers.iter().map(|_| crate::free_port()).collect();
+    let mut config = toml! {
+        publish_exchange = (format!("fortnight.{name}"))
+        topic_prefix = (name)
+    };
+    merge(
+        &mut config,
+        store_config(
+            dir,
+            "fedora/43/x86_64/updates/atomic-host",
+            dir,
+            toml! {
+                [twoweek]
+                release_refs = { x86_64 = "fedora/43/x86_64/atomic-host" }
+                anchor = "2099-01-01T00:00:00Z"
+            },
+        ),
+    );
+    let sections: Table = consumers
+        .iter()
+        .zip(&addrs)
+        .map(|(consumer, addr)| {
+            let section = toml! {
+                queue = (format!("fortnight.{name}.{consumer}"))
+                health_addr = (addr.to_string())
+            };
+            ((*consumer).to_owned(), Value::Table(section))
+        })
+        .collect();
+    config.insert("consumers".to_owned(), Value::Table(sections));
+    (config, addrs)
+}
+
 /// [`store_config`] alone, loaded: what a step needs to be driven through `handle` without
 /// a broker.
 pub fn store_settings(

@@ -407,6 +407,28 @@ impl Running {
     }
 }
 
+/// The release timer running in this process until [`RunningTimer::stop`].
+#[derive(Debug)]
+pub struct RunningTimer {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<Result<(), release_timer::TimerError>>,
+}
+
+impl RunningTimer {
+    pub fn start(settings: Settings) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(release_timer::run(Arc::new(settings), async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().expect("the timer stops cleanly");
+    }
+}
+
 /// Polls `condition` every 100 ms until it holds or `deadline` passes; returns whether it held.
 pub async fn eventually(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + deadline;

@@ -15,14 +15,13 @@
 //!
 //! A single consumer's figures are in `cargo bench -p bus --bench noop`.
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use messages::{Outgoing, ReleaseSkipped};
 use serde_json::json;
-use tests::config::{self, Table, Value, toml};
-use tests::{free_port, http_get, is_ready};
+use tests::config;
+use tests::{http_get, is_ready};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -61,37 +60,9 @@ async fn measure(url: &str, messages: usize) -> Figures {
     let dir = tempfile::tempdir().expect("scratch directory");
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let consumer_names = registry::names();
-    let addrs: Vec<SocketAddr> = consumer_names.iter().map(|_| free_port()).collect();
-    let mut config = toml! {
-        amqp_url = (url)
-        publish_exchange = (format!("fortnight.bench.{id}"))
-        topic_prefix = (format!("bench.{id}"))
-    };
-    config::merge(
-        &mut config,
-        config::store_config(
-            dir.path(),
-            "fedora/43/x86_64/updates/atomic-host",
-            dir.path(),
-            toml! {
-                [twoweek]
-                release_refs = { x86_64 = "fedora/43/x86_64/atomic-host" }
-                anchor = "2099-01-01T00:00:00Z"
-            },
-        ),
-    );
-    let consumers: Table = consumer_names
-        .iter()
-        .zip(&addrs)
-        .map(|(consumer, addr)| {
-            let section = toml! {
-                queue = (format!("fortnight.bench.{id}.{consumer}"))
-                health_addr = (addr.to_string())
-            };
-            ((*consumer).to_owned(), Value::Table(section))
-        })
-        .collect();
-    config.insert("consumers".to_owned(), Value::Table(consumers));
+    let (mut config, addrs) =
+        config::consumers(dir.path(), &format!("bench.{id}"), &consumer_names);
+    config.insert("amqp_url".to_owned(), url.into());
     let config = config::to_toml(&config);
     let path = dir.path().join("config.toml");
     std::fs::write(&path, &config).expect("bench config");

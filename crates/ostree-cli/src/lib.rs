@@ -642,15 +642,22 @@ mod tests {
         assert_eq!(gvariant_top_keys("commit abc"), None);
     }
 
-    #[test]
-    fn a_release_commit_is_bound_to_the_release_ref_and_made_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::new(dir.path().join("repo"));
+    /// An archive repository and an OS tree to commit, both under `dir`, and the branch the
+    /// tree is committed on.
+    fn archive_with_tree(dir: &std::path::Path) -> (Repo, std::path::PathBuf, Ref) {
+        let repo = Repo::new(dir.join("repo"));
         repo.init_archive().unwrap();
-        let tree = dir.path().join("tree");
+        let tree = dir.join("tree");
         std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
         std::fs::write(tree.join("usr/lib/os-release"), "NAME=Fedora\n").unwrap();
         let branch: Ref = "fedora/43/x86_64/atomic-host".parse().unwrap();
+        (repo, tree, branch)
+    }
+
+    #[test]
+    fn a_release_commit_is_bound_to_the_release_ref_and_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, tree, branch) = archive_with_tree(dir.path());
         let source = repo.commit(&branch, &tree, &[("version", "43.1")]).unwrap();
         let release: Ref = "fedora/43/x86_64/stable".parse().unwrap();
 
@@ -687,12 +694,7 @@ mod tests {
     #[test]
     fn real_repo_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::new(dir.path().join("repo"));
-        repo.init_archive().unwrap();
-        let tree = dir.path().join("tree");
-        std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
-        std::fs::write(tree.join("usr/lib/os-release"), "NAME=Fedora\n").unwrap();
-        let branch: Ref = "fedora/43/x86_64/atomic-host".parse().unwrap();
+        let (repo, tree, branch) = archive_with_tree(dir.path());
         let first = repo.commit(&branch, &tree, &[("version", "43.1")]).unwrap();
         std::fs::write(tree.join("usr/lib/os-release"), "NAME=Fedora\nVERSION=2\n").unwrap();
         let second = repo.commit(&branch, &tree, &[("version", "43.2")]).unwrap();

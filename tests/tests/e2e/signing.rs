@@ -47,6 +47,16 @@ fn release_checksum(p: &Pipeline, a: &str) -> PathBuf {
         .join(store::CHECKSUM)
 }
 
+/// Changes the first arch's staged CHECKSUM, as if it changed after signatures were
+/// requested: the signer must refuse it. Returns the CHECKSUM's path.
+fn change_release_checksum(p: &Pipeline) -> PathBuf {
+    let checksum = release_checksum(p, ARCHES[0]);
+    let mut changed = std::fs::read_to_string(&checksum).unwrap();
+    changed.push_str("# changed\n");
+    std::fs::write(&checksum, changed).unwrap();
+    checksum
+}
+
 fn asc(path: &Path) -> PathBuf {
     path.with_extension("asc")
 }
@@ -249,10 +259,7 @@ async fn a_checksum_the_signer_refuses_skips_the_release_naming_its_reply() {
         "signatures requested"
     );
     // The CHECKSUM changes between the request and the signing.
-    let checksum = release_checksum(&p, ARCHES[0]);
-    let mut text_now = std::fs::read_to_string(&checksum).unwrap();
-    text_now.push_str("# changed\n");
-    std::fs::write(&checksum, text_now).unwrap();
+    let checksum = change_release_checksum(&p);
 
     p.start_signer().await;
     let skipped = wait_topic(&mut watch, SKIPPED, 1).await;
@@ -475,10 +482,7 @@ async fn a_forced_release_the_signer_refuses_is_skipped_and_its_override_records
         "signatures requested"
     );
     // The CHECKSUM changes between the request and the signing.
-    let checksum = release_checksum(&p, ARCHES[0]);
-    let mut changed = std::fs::read_to_string(&checksum).unwrap();
-    changed.push_str("# changed\n");
-    std::fs::write(&checksum, changed).unwrap();
+    change_release_checksum(&p);
 
     p.start_signer().await;
     let skipped = wait_topic(&mut watch, SKIPPED, 1).await;
@@ -613,10 +617,7 @@ async fn a_reply_delivered_again_announces_its_outcome_again_and_another_reply_i
     p.tick(PERIOD).await;
     wait_topic(&mut watch, REQUESTED, 1).await;
     // A CHECKSUM changed after the request: the signer refuses it.
-    let checksum = release_checksum(&p, ARCHES[0]);
-    let mut changed = std::fs::read_to_string(&checksum).unwrap();
-    changed.push_str("# changed\n");
-    std::fs::write(&checksum, changed).unwrap();
+    change_release_checksum(&p);
     p.start_signer().await;
     let skipped = wait_topic(&mut watch, SKIPPED, 1).await;
     let finished = wait_topic(&mut watch, FINISHED, 1).await;

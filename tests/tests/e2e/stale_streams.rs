@@ -18,14 +18,12 @@ use messages::{
     ImageTestsPassed, Message, Period, StaleKind, StreamStale, TwoweekTimerFired, Version,
 };
 use release_timer::Schedule;
-use settings::Settings;
 use site_publisher::SitePublisher;
 use store::{Store, Tier};
 use tests::browser::{StaticServer, dump_dom};
 use tests::config::{self, Table, Value, toml};
 use tests::process::{built_binaries, run_ok, text};
-use tests::{Running, TestBus, Watch, eventually, free_port, http_get};
-use tokio::sync::watch;
+use tests::{Running, RunningTimer, TestBus, Watch, eventually, free_port, http_get};
 
 const STREAM: &str = "st";
 const INPUT_REF: &str = "fedora/st/x86_64/atomic-host";
@@ -65,27 +63,6 @@ fn stream_config(work: &Work, stream_keys: Table, twoweek_keys: Table) -> Table 
     toml! {
         [streams]
         st = (Value::Table(stream))
-    }
-}
-
-/// The release timer running in this process until [`Timer::stop`].
-struct Timer {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), release_timer::TimerError>>,
-}
-
-impl Timer {
-    fn start(settings: Settings) -> Self {
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(release_timer::run(Arc::new(settings), async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
-        Self { stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap().expect("the timer stops cleanly");
     }
 }
 
@@ -192,7 +169,7 @@ async fn nightlies_that_stop_passing_make_the_stream_stale_once_per_spell() {
     bus.wait_consuming("site-publisher").await;
 
     let (first, first_passed) = nightly_passes(&bus, &work, &mut passed, 1).await;
-    let timer = Timer::start(bus.settings());
+    let timer = RunningTimer::start(bus.settings());
     let schedule = Schedule::for_stream(
         &stream(),
         settings.streams[&stream()].twoweek.as_ref().unwrap(),
@@ -342,7 +319,7 @@ async fn a_tick_nobody_answers_makes_the_release_overdue_until_the_releaser_does
     // Stands in for the releaser's queue until the releaser runs: the tick is routed, and
     // nobody answers it.
     let mut ticks = bus.watch(&[TwoweekTimerFired::TOPIC]).await;
-    let timer = Timer::start(bus.settings());
+    let timer = RunningTimer::start(bus.settings());
     let tick = ticks.wait_for(1, WAIT).await[0].clone();
     let tick: TwoweekTimerFired = serde_json::from_value(tick.body).unwrap();
 

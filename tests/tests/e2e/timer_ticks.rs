@@ -6,18 +6,15 @@
 use crate::release_support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use messages::{Message, Period, TwoweekTimerFired, derived_id};
 use release_support::{BrokerUser, stream, wait_topic};
 use release_timer::{TimerState, load_state};
-use settings::Settings;
 use tests::broker::Node;
 use tests::config::{self, Table, Value, toml};
-use tests::{TestBus, Watch, eventually, free_port, http_get, is_ready};
-use tokio::sync::watch;
+use tests::{RunningTimer, TestBus, Watch, eventually, free_port, http_get, is_ready};
 
 const FIRED: &str = TwoweekTimerFired::TOPIC;
 
@@ -52,31 +49,10 @@ fn timer_bus_serving(schedule: Table, addr: SocketAddr) -> TestBus {
     ))
 }
 
-/// The timer running in this process until [`Timer::stop`].
-struct Timer {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), release_timer::TimerError>>,
-}
-
-impl Timer {
-    fn start(settings: Settings) -> Self {
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(release_timer::run(Arc::new(settings), async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
-        Self { stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap().expect("the timer stops cleanly");
-    }
-}
-
 /// Runs the timer until it has published `expect` ticks (or for a second when none are
 /// expected), then stops it.
 async fn run_timer(bus: &TestBus, watch: &mut Watch, expect: usize) -> Vec<TwoweekTimerFired> {
-    let timer = Timer::start(bus.settings());
+    let timer = RunningTimer::start(bus.settings());
     let lines = wait_topic(watch, FIRED, expect).await;
     let lines = if expect == 0 {
         watch.settle(Duration::from_secs(1)).await.to_vec()
@@ -222,7 +198,7 @@ async fn the_timer_serves_health_endpoints_and_is_ready_while_connected() {
     let addr = free_port();
     let bus = timer_bus_serving(daily(Utc::now() - TimeDelta::hours(1)), addr);
     let mut watch = bus.watch(&[FIRED]).await;
-    let timer = Timer::start(bus.settings());
+    let timer = RunningTimer::start(bus.settings());
 
     assert!(
         eventually(Duration::from_secs(30), || is_ready(addr)).await,
@@ -258,7 +234,7 @@ async fn a_tick_no_queue_takes_is_not_recorded_and_is_published_once_one_is_boun
         .unwrap();
     let bus = timer_bus_serving(daily(current), addr);
     // A fresh broker: nothing is bound for the tick's topic yet.
-    let timer = Timer::start(bus.settings());
+    let timer = RunningTimer::start(bus.settings());
     assert!(
         eventually(Duration::from_secs(30), || counter(
             addr,
@@ -303,7 +279,7 @@ async fn the_timer_reconnects_after_a_broker_restart_and_fires_the_next_tick() {
     let bus = timer_bus_serving(daily(first), addr);
     let mut settings = bus.settings();
     settings.amqp_url = node.amqp_url();
-    let timer = Timer::start(settings.clone());
+    let timer = RunningTimer::start(settings.clone());
     // The timer is the node's only client so far.
     let connected = || {
         node.ctl(&["list_connections", "--no-table-headers", "--quiet", "state"])

@@ -2,49 +2,19 @@
 //! port with its own queue on the real broker, and SIGTERM stops them all cleanly.
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::broker::rabbitmqctl;
-use tests::config::{self, Table, Value, toml};
-use tests::{free_port, http_get, is_ready};
+use tests::config;
+use tests::{http_get, is_ready};
 
 #[test]
 fn up_runs_every_consumer_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let consumers_started = registry::names();
-    let addrs: Vec<SocketAddr> = consumers_started.iter().map(|_| free_port()).collect();
-    let mut config = toml! {
-        publish_exchange = (format!("fortnight.test.{id}"))
-        topic_prefix = (format!("test.{id}"))
-    };
-    config::merge(
-        &mut config,
-        config::store_config(
-            dir.path(),
-            "fedora/43/x86_64/updates/atomic-host",
-            dir.path(),
-            toml! {
-                [twoweek]
-                release_refs = { x86_64 = "fedora/43/x86_64/atomic-host" }
-                anchor = "2099-01-01T00:00:00Z"
-            },
-        ),
-    );
-    let consumers: Table = consumers_started
-        .iter()
-        .zip(&addrs)
-        .map(|(consumer, addr)| {
-            let section = toml! {
-                queue = (format!("fortnight.test.{id}.{consumer}"))
-                health_addr = (addr.to_string())
-            };
-            ((*consumer).to_owned(), Value::Table(section))
-        })
-        .collect();
-    config.insert("consumers".to_owned(), Value::Table(consumers));
+    let (config, addrs) = config::consumers(dir.path(), &format!("test.{id}"), &consumers_started);
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, config::to_toml(&config)).unwrap();
 
