@@ -243,10 +243,20 @@ async fn the_release_waits_for_the_signer_and_completes_once_when_it_starts() {
     p.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_checksum_the_signer_refuses_skips_the_release_naming_its_reply() {
-    let key = GpgHome::with_key("fortnight-43");
-    let mut p = signed_pipeline(&key).await;
+/// A signed release the signer refused, because a CHECKSUM changed between the request and
+/// the signing; the pipeline goes on running, its watch still open.
+struct Refused {
+    p: Pipeline,
+    watch: tests::Watch,
+    /// The changed CHECKSUM.
+    checksum: PathBuf,
+    /// The one `release.skipped` and the signer's one reply, as the watch saw them.
+    skipped: Vec<messages::RecordLine>,
+    finished: Vec<messages::RecordLine>,
+}
+
+async fn refused_release(key: &GpgHome) -> Refused {
+    let mut p = signed_pipeline(key).await;
     // The signer's queue exists (as in any deployment) while the signer is down.
     p.start_signer().await;
     p.stop_signer().await;
@@ -258,13 +268,31 @@ async fn a_checksum_the_signer_refuses_skips_the_release_naming_its_reply() {
         1,
         "signatures requested"
     );
-    // The CHECKSUM changes between the request and the signing.
     let checksum = change_release_checksum(&p);
-
     p.start_signer().await;
     let skipped = wait_topic(&mut watch, SKIPPED, 1).await;
     assert_eq!(skipped.len(), 1, "the release was skipped");
     let finished = wait_topic(&mut watch, FINISHED, 1).await;
+    assert_eq!(finished.len(), 1, "the signer answered");
+    Refused {
+        p,
+        watch,
+        checksum,
+        skipped,
+        finished,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksum_the_signer_refuses_skips_the_release_naming_its_reply() {
+    let key = GpgHome::with_key("fortnight-43");
+    let Refused {
+        p,
+        mut watch,
+        checksum,
+        skipped,
+        finished,
+    } = refused_release(&key).await;
     let reply: SignFinished = serde_json::from_value(finished[0].body.clone()).unwrap();
     assert_eq!(reply.status, SignStatus::Failure);
     let skipped: ReleaseSkipped = serde_json::from_value(skipped[0].body.clone()).unwrap();
@@ -609,18 +637,13 @@ async fn bad_requests_fail_without_signing_and_a_replayed_request_signs_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_delivered_again_announces_its_outcome_again_and_another_reply_is_stale() {
     let key = GpgHome::with_key("fortnight-43");
-    let mut p = signed_pipeline(&key).await;
-    p.start_signer().await;
-    p.stop_signer().await;
-    let mut watch = p.watch(&[REQUESTED, FINISHED, SKIPPED, PUBLISHED]).await;
-    p.nightly_tested(VERSION, None).await;
-    p.tick(PERIOD).await;
-    wait_topic(&mut watch, REQUESTED, 1).await;
-    // A CHECKSUM changed after the request: the signer refuses it.
-    change_release_checksum(&p);
-    p.start_signer().await;
-    let skipped = wait_topic(&mut watch, SKIPPED, 1).await;
-    let finished = wait_topic(&mut watch, FINISHED, 1).await;
+    let Refused {
+        p,
+        mut watch,
+        skipped,
+        finished,
+        ..
+    } = refused_release(&key).await;
     let reply: SignFinished = serde_json::from_value(finished[0].body.clone()).unwrap();
     let reply_id: uuid::Uuid = finished[0].id.as_deref().unwrap().parse().unwrap();
 
