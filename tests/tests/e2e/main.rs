@@ -8,6 +8,7 @@
 mod fixture;
 mod images_support;
 mod release_support;
+mod site_support;
 
 mod bus_runtime;
 mod client_view;

@@ -2,6 +2,7 @@
 //! message, and the last page shows every candidate of the burst.
 
 use crate::fixture;
+use crate::site_support::site_on_bus;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +11,7 @@ use chrono::Utc;
 use messages::{CandidateTestingRequested, Outgoing, Version};
 use site_publisher::{SENT_AT_SLACK, SitePublisher};
 use store::Tier;
-use tests::config::health_addr;
-use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
+use tests::{Running, eventually, free_port, http_get, is_ready};
 
 const WAIT: Duration = Duration::from_secs(60);
 const BURST: usize = 30;
@@ -19,13 +19,7 @@ const BURST: usize = 30;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_candidates_costs_two_renders_and_the_last_page_shows_them_all() {
     let health = free_port();
-    let bus = TestBus::new().consumer("site-publisher", health_addr(health));
-    let f = fixture::fixture("Produced automatically.");
-    let mut settings = bus.settings();
-    settings.store = f.settings.store.clone();
-    settings.streams = f.settings.streams.clone();
-    settings.site = f.settings.site.clone();
-    let settings = Arc::new(settings);
+    let (bus, f, settings) = site_on_bus(health);
     let step = SitePublisher::new(Arc::clone(&settings)).unwrap();
     let renders = step.renders();
     let consumer = Running::start(&settings, step);

@@ -1,28 +1,20 @@
 //! The site publisher renders the site from the store as soon as it starts: a release
 //! engineer finds the page, showing what the store holds, before any message arrives.
 
-use crate::fixture;
+use crate::site_support::site_on_bus;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use site_publisher::SitePublisher;
-use tests::config::health_addr;
-use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
+use tests::{Running, eventually, free_port, http_get, is_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_site_exists_and_shows_the_store_once_the_consumer_is_ready() {
     let health = free_port();
-    let bus = TestBus::new().consumer("site-publisher", health_addr(health));
-    // The bus names come from the test bus; the store (a released f43) from the fixture.
-    let f = fixture::fixture("Produced automatically.");
-    let mut settings = bus.settings();
-    settings.store = f.settings.store.clone();
-    settings.streams = f.settings.streams.clone();
-    settings.site = f.settings.site.clone();
-    let settings = Arc::new(settings);
+    let (bus, f, settings) = site_on_bus(health);
     let index = f.store.site_dir().join("index.html");
     assert!(!index.exists(), "the fixture renders no site by itself");
 
