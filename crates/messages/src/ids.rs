@@ -221,6 +221,27 @@ validated_id!(
 );
 
 validated_id!(
+    /// The label of a stream for a coming release, on its releases until it becomes the
+    /// current two-week stream: `beta`, `rc`.
+    Prerelease,
+    "pre-release label",
+    "^[a-z][a-z0-9]{0,15}$",
+    |v| {
+        check_component("pre-release label", v, 16, &[])?;
+        if !v.starts_with(|c: char| c.is_ascii_lowercase())
+            || !v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            return Err(InvalidId::new(
+                "pre-release label",
+                v,
+                "must be lowercase letters and digits, starting with a letter",
+            ));
+        }
+        Ok(())
+    }
+);
+
+validated_id!(
     /// An OSTree ref: `/`-separated components, e.g. `fedora/43/x86_64/atomic-host`.
     Ref,
     "OSTree ref",

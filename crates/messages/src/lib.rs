@@ -18,5 +18,7 @@ pub use ci::{
 pub use envelope::{
     BodyError, Incoming, Message, Outgoing, RecordError, RecordLine, Severity, derived_id,
 };
-pub use ids::{Arch, Commit, Format, InvalidId, Ref, Sha256, Stream, TestName, UserName, Version};
+pub use ids::{
+    Arch, Commit, Format, InvalidId, Prerelease, Ref, Sha256, Stream, TestName, UserName, Version,
+};
 pub use period::{InvalidPeriod, Period};

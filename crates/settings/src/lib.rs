@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use messages::{
-    Arch, CiArtifactType, CiContact, Format, Message, PungiComposeOstree, PungiComposeStatusChange,
-    Ref, SignFinished, Stream, TestName, UserName, Version,
+    Arch, CiArtifactType, CiContact, Format, Message, Prerelease, PungiComposeOstree,
+    PungiComposeStatusChange, Ref, SignFinished, Stream, TestName, UserName, Version,
 };
 use serde::Deserialize;
 
@@ -693,6 +693,21 @@ pub struct StreamSettings {
     /// calls it stale (`fortnight.stream.stale`, the page, `fortnight status`).
     #[serde(default = "default_stale_after")]
     pub stale_after: Deadline,
+    /// Marks a stream for a coming release (`beta`): its releases carry the label until it
+    /// becomes the current two-week stream.
+    #[serde(default)]
+    pub prerelease: Option<Prerelease>,
+    /// The stream whose two-week releases this one takes over at the switch (`f43` for `f44`).
+    #[serde(default)]
+    pub succeeds: Option<Stream>,
+    /// When the switch happens by itself (the Fedora release date); without it, an operator
+    /// switches (`fortnight switch`).
+    #[serde(default)]
+    pub switch_at: Option<DateTime<Utc>>,
+    /// When the stream's release refs get their end-of-life commit, which rebases clients to
+    /// the stream that succeeds it; without it, an operator ends it (`fortnight end-of-life`).
+    #[serde(default)]
+    pub end_of_life: Option<DateTime<Utc>>,
 }
 
 /// Nightlies come daily: three days without one passing is a broken stream, not bad luck.
@@ -1246,6 +1261,7 @@ impl Settings {
                     "a key's fingerprint (hex digits, `gpg --list-keys --with-colons` shows it)",
                 ));
             }
+            self.validate_succession(stream, s)?;
             if s.karma.stable_threshold <= 0 || s.karma.unstable_threshold >= 0 {
                 return Err(invalid(
                     format!("streams.{stream}.karma"),
@@ -1258,6 +1274,64 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// A successor names another configured two-week stream, and no stream has two successors:
+    /// at the switch there must be exactly one place for the two-week selection (and, at the
+    /// end of life, for the clients) to go.
+    fn validate_succession(&self, stream: &Stream, s: &StreamSettings) -> Result<(), SettingsError> {
+        let Some(old) = &s.succeeds else {
+            if s.switch_at.is_some() {
+                return Err(invalid(
+                    format!("streams.{stream}.switch_at"),
+                    "set without `succeeds`",
+                    "`succeeds = \"<stream>\"`: the stream whose two-week releases this one takes over",
+                ));
+            }
+            return Ok(());
+        };
+        let key = format!("streams.{stream}.succeeds");
+        if old == stream {
+            return Err(invalid(key, old.as_str(), "another stream than this one"));
+        }
+        let Some(old_settings) = self.streams.get(old) else {
+            return Err(invalid(key, old.as_str(), "a configured stream"));
+        };
+        if s.twoweek.is_none() || old_settings.twoweek.is_none() {
+            return Err(invalid(
+                key,
+                old.as_str(),
+                "two streams that both have a `[twoweek]` table: the switch moves two-week releases",
+            ));
+        }
+        if let Some((other, _)) = self
+            .streams
+            .iter()
+            .find(|(other, o)| *other != stream && o.succeeds.as_ref() == Some(old))
+        {
+            return Err(invalid(
+                key,
+                old.as_str(),
+                format!("one successor per stream; {other} succeeds {old} too"),
+            ));
+        }
+        let mut seen = vec![stream];
+        let mut next = Some(old);
+        while let Some(current) = next {
+            if seen.contains(&current) {
+                return Err(invalid(key, old.as_str(), "no cycle of successors"));
+            }
+            seen.push(current);
+            next = self.streams.get(current).and_then(|c| c.succeeds.as_ref());
+        }
+        Ok(())
+    }
+
+    /// The stream that succeeds `stream` (whose `succeeds` names it), if any.
+    pub fn successor(&self, stream: &Stream) -> Option<(&Stream, &StreamSettings)> {
+        self.streams
+            .iter()
+            .find(|(_, s)| s.succeeds.as_ref() == Some(stream))
     }
 
     pub fn stream(&self, stream: &Stream) -> Option<&StreamSettings> {
@@ -1339,6 +1413,56 @@ mod tests {
             .stream_for_input_ref("fedora/43/x86_64/updates/atomic-host")
             .unwrap();
         assert_eq!((stream.as_str(), arch.as_str()), ("f43", "x86_64"));
+    }
+
+    /// `f43` current, `f44` its beta successor; `extra` is appended to `f44`'s table.
+    fn succession(f44_extra: &str) -> Result<Settings, SettingsError> {
+        let stream = |n: u32, extra: &str| {
+            format!(
+                r#"
+                [streams.f{n}]
+                arches = ["x86_64"]
+                input_refs = {{ x86_64 = "fedora/{n}/x86_64/updates/atomic-host" }}
+                ostree_repo = "/srv/repo"
+                formats = ["qcow2"]
+                {extra}
+                [streams.f{n}.twoweek]
+                release_refs = {{ x86_64 = "fedora/{n}/x86_64/atomic-host" }}
+                anchor = "2026-01-06T00:00:00Z"
+                "#
+            )
+        };
+        Settings::from_toml(&format!(
+            "[store]\nroot = \"/srv/fortnight\"\n{}{}",
+            stream(43, "end_of_life = \"2027-05-18T00:00:00Z\""),
+            stream(44, f44_extra)
+        ))
+    }
+
+    #[test]
+    fn a_successor_names_one_other_two_week_stream() {
+        let s = succession(
+            "prerelease = \"beta\"\nsucceeds = \"f43\"\nswitch_at = \"2027-04-20T14:00:00Z\"",
+        )
+        .unwrap();
+        let f43: Stream = "f43".parse().unwrap();
+        let (next, settings) = s.successor(&f43).unwrap();
+        assert_eq!(next.as_str(), "f44");
+        assert_eq!(settings.prerelease.as_ref().unwrap().as_str(), "beta");
+        assert_eq!(
+            s.streams[&f43].end_of_life.unwrap().to_rfc3339(),
+            "2027-05-18T00:00:00+00:00"
+        );
+        assert!(s.successor(next).is_none());
+        for (extra, expected) in [
+            ("succeeds = \"f44\"", "another stream than this one"),
+            ("succeeds = \"f42\"", "a configured stream"),
+            ("switch_at = \"2027-04-20T14:00:00Z\"", "set without `succeeds`"),
+            ("prerelease = \"Beta 1\"", "pre-release label"),
+        ] {
+            let err = succession(extra).unwrap_err().to_string();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
     }
 
     #[test]
