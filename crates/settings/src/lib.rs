@@ -1279,7 +1279,11 @@ impl Settings {
     /// A successor names another configured two-week stream, and no stream has two successors:
     /// at the switch there must be exactly one place for the two-week selection (and, at the
     /// end of life, for the clients) to go.
-    fn validate_succession(&self, stream: &Stream, s: &StreamSettings) -> Result<(), SettingsError> {
+    fn validate_succession(
+        &self,
+        stream: &Stream,
+        s: &StreamSettings,
+    ) -> Result<(), SettingsError> {
         let Some(old) = &s.succeeds else {
             if s.switch_at.is_some() {
                 return Err(invalid(
@@ -1457,7 +1461,10 @@ mod tests {
         for (extra, expected) in [
             ("succeeds = \"f44\"", "another stream than this one"),
             ("succeeds = \"f42\"", "a configured stream"),
-            ("switch_at = \"2027-04-20T14:00:00Z\"", "set without `succeeds`"),
+            (
+                "switch_at = \"2027-04-20T14:00:00Z\"",
+                "set without `succeeds`",
+            ),
             ("prerelease = \"Beta 1\"", "pre-release label"),
         ] {
             let err = succession(extra).unwrap_err().to_string();
