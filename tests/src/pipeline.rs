@@ -28,11 +28,19 @@ use signer::Signer;
 use store::{ImageWriter, Store};
 
 pub const STREAM: &str = "tw";
+/// The second stream of [`Options::successor`], configured like [`STREAM`] on the same
+/// repository.
+pub const SUCCESSOR: &str = "next";
 pub const ARCHES: [&str; 2] = ["aarch64", "x86_64"];
 pub const WAIT: Duration = Duration::from_secs(30);
 
 pub fn stream() -> Stream {
     STREAM.parse().unwrap()
+}
+
+/// [`STREAM`] or [`SUCCESSOR`] as a stream.
+pub fn stream_named(name: &str) -> Stream {
+    name.parse().unwrap()
 }
 
 pub fn version(text: &str) -> Version {
@@ -44,13 +52,16 @@ pub fn arch(text: &str) -> Arch {
 }
 
 pub fn release_ref(arch: &str) -> messages::Ref {
-    format!("fedora/{STREAM}/{arch}/release").parse().unwrap()
+    release_ref_of(STREAM, arch)
 }
 
-fn input_ref(arch: &str) -> messages::Ref {
-    format!("fedora/{STREAM}/{arch}/atomic-host")
-        .parse()
-        .unwrap()
+/// The release ref of `arch` in stream `name` ([`STREAM`] or [`SUCCESSOR`]).
+pub fn release_ref_of(name: &str, arch: &str) -> messages::Ref {
+    format!("fedora/{name}/{arch}/release").parse().unwrap()
+}
+
+fn input_ref(name: &str, arch: &str) -> messages::Ref {
+    format!("fedora/{name}/{arch}/atomic-host").parse().unwrap()
 }
 
 /// How the stream is configured.
@@ -79,6 +90,10 @@ pub struct Options {
     /// Consumers the test runs itself (the image-tester, say): the configuration names
     /// their queues, which [`Pipeline::stop`] deletes.
     pub other_consumers: Vec<&'static str>,
+    /// A second two-week stream, [`SUCCESSOR`], configured like [`STREAM`] plus these keys
+    /// (`succeeds = "tw"`, `prerelease`, `switch_at`); the releaser's clock runs when a
+    /// stream has a `switch_at`.
+    pub successor: Option<Table>,
     /// Nightlies' trees boot as Fedora's do (`deploy/tests/fixtures/bootable-tree`), so a
     /// machine can deploy them with `ostree admin`; the fixture caches the kernel and
     /// initramfs it builds in this directory.
@@ -101,6 +116,7 @@ impl Default for Options {
             stream_keys: Table::new(),
             tables: Table::new(),
             other_consumers: Vec::new(),
+            successor: None,
             bootable_trees: None,
         }
     }
@@ -128,26 +144,45 @@ pub struct Pipeline {
 /// Arch -> `fedora/tw/<arch>/<kind>` for every arch (`atomic-host`, `release`), the table
 /// of a stream's `input_refs` or `release_refs`.
 pub fn arch_refs(kind: &str) -> Table {
+    arch_refs_of(STREAM, kind)
+}
+
+fn arch_refs_of(name: &str, kind: &str) -> Table {
     ARCHES
         .iter()
         .map(|a| {
             (
                 (*a).to_owned(),
-                Value::from(format!("fedora/{STREAM}/{a}/{kind}")),
+                Value::from(format!("fedora/{name}/{a}/{kind}")),
             )
         })
         .collect()
 }
 
 fn stream_config(repo: &Path, options: &Options) -> Table {
+    let mut streams = Table::from_iter([(
+        STREAM.to_owned(),
+        Value::Table(stream_table(STREAM, repo, options)),
+    )]);
+    if let Some(keys) = &options.successor {
+        let mut next = stream_table(SUCCESSOR, repo, options);
+        config::merge(&mut next, keys.clone());
+        streams.insert(SUCCESSOR.to_owned(), Value::Table(next));
+    }
+    let mut config = Table::from_iter([("streams".to_owned(), Value::Table(streams))]);
+    config::merge(&mut config, options.tables.clone());
+    config
+}
+
+fn stream_table(name: &str, repo: &Path, options: &Options) -> Table {
     let mut stream = toml! {
         arches = (ARCHES.to_vec())
-        input_refs = (Value::Table(arch_refs("atomic-host")))
+        input_refs = (Value::Table(arch_refs_of(name, "atomic-host")))
         ostree_repo = (config::path(repo))
         formats = ["qcow2"]
 
         [twoweek]
-        release_refs = (Value::Table(arch_refs("release")))
+        release_refs = (Value::Table(arch_refs_of(name, "release")))
         anchor = "2026-01-13T12:00:00Z"
         karma_required = (options.karma_required)
         when_nothing_passed = (if options.release_next_pass { "release-next-pass" } else { "skip" })
@@ -175,15 +210,7 @@ fn stream_config(repo: &Path, options: &Options) -> Table {
         }
     }
     config::merge(&mut stream, options.stream_keys.clone());
-    let mut config = Table::from_iter([(
-        "streams".to_owned(),
-        Value::Table(Table::from_iter([(
-            STREAM.to_owned(),
-            Value::Table(stream),
-        )])),
-    )]);
-    config::merge(&mut config, options.tables.clone());
-    config
+    stream
 }
 
 fn with_health(settings: &Settings, consumer: &str) -> (Settings, std::net::SocketAddr) {
@@ -227,7 +254,8 @@ impl Pipeline {
         for _ in 0..options.releaser_replicas {
             let (releaser_settings, addr) = with_health(&settings, releaser::NAME);
             let step = Releaser::new(Arc::new(releaser_settings.clone())).unwrap();
-            if options.signing.is_some() {
+            let switches = settings.streams.values().any(|s| s.switch_at.is_some());
+            if options.signing.is_some() || switches {
                 let deadlines = releaser::deadlines::Deadlines::new(step.clone());
                 consumers.push(Running::start_clock(&releaser_settings, deadlines));
             }
@@ -294,9 +322,22 @@ impl Pipeline {
         version_text: &str,
         packages: &[&str],
     ) -> BTreeMap<Arch, Commit> {
+        self.nightly_in(STREAM, version_text, packages)
+    }
+
+    fn nightly_in(
+        &self,
+        name: &str,
+        version_text: &str,
+        packages: &[&str],
+    ) -> BTreeMap<Arch, Commit> {
         let mut commits = BTreeMap::new();
         for a in ARCHES {
-            let tree = self.bus.dir.path().join(format!("tree-{version_text}-{a}"));
+            let tree = self
+                .bus
+                .dir
+                .path()
+                .join(format!("tree-{name}-{version_text}-{a}"));
             if !packages.is_empty() {
                 run_fixture(
                     Command::new(fixture("rpmdb-tree"))
@@ -319,10 +360,10 @@ impl Pipeline {
             .unwrap();
             let commit = self
                 .repo
-                .commit(&input_ref(a), &tree, &[("version", version_text)])
+                .commit(&input_ref(name, a), &tree, &[("version", version_text)])
                 .expect("ostree commit");
             let format: Format = "qcow2".parse().unwrap();
-            let (s, v, ar) = (stream(), version(version_text), arch(a));
+            let (s, v, ar) = (stream_named(name), version(version_text), arch(a));
             let path = self.store.image_path(&s, &v, &ar, &format);
             let mut writer = ImageWriter::create(&path).unwrap();
             writer
@@ -341,8 +382,15 @@ impl Pipeline {
         commits
     }
 
-    fn report(&self, version_text: &str, a: &str, commit: &Commit, failed: &[&str]) -> TestReport {
-        let (s, v, ar) = (stream(), version(version_text), arch(a));
+    fn report(
+        &self,
+        name: &str,
+        version_text: &str,
+        a: &str,
+        commit: &Commit,
+        failed: &[&str],
+    ) -> TestReport {
+        let (s, v, ar) = (stream_named(name), version(version_text), arch(a));
         let format: Format = "qcow2".parse().unwrap();
         let path = self.store.image_path(&s, &v, &ar, &format);
         let digest = store::hash_file(&path).unwrap();
@@ -351,7 +399,7 @@ impl Pipeline {
             version: v,
             arch: ar,
             tree: Tree {
-                ostree_ref: input_ref(a),
+                ostree_ref: input_ref(name, a),
                 commit: commit.clone(),
                 repo: self.repo.path().display().to_string(),
             },
@@ -374,7 +422,18 @@ impl Pipeline {
         commit: &Commit,
         failed: &[&str],
     ) -> TestReport {
-        let report = self.report(version_text, a, commit, failed);
+        self.write_report_in(STREAM, version_text, a, commit, failed)
+    }
+
+    fn write_report_in(
+        &self,
+        name: &str,
+        version_text: &str,
+        a: &str,
+        commit: &Commit,
+        failed: &[&str],
+    ) -> TestReport {
+        let report = self.report(name, version_text, a, commit, failed);
         store::write_json(
             &self
                 .store
@@ -388,7 +447,19 @@ impl Pipeline {
     /// Records one arch's test result as the image-tester does (report first, then the
     /// message when it passed).
     pub async fn tested(&self, version_text: &str, a: &str, commit: &Commit, failed: &[&str]) {
-        let report = self.write_report(version_text, a, commit, failed);
+        self.tested_in(STREAM, version_text, a, commit, failed)
+            .await;
+    }
+
+    async fn tested_in(
+        &self,
+        name: &str,
+        version_text: &str,
+        a: &str,
+        commit: &Commit,
+        failed: &[&str],
+    ) {
+        let report = self.write_report_in(name, version_text, a, commit, failed);
         if failed.is_empty() {
             let id = uuid::Uuid::new_v4();
             self.publisher
@@ -405,7 +476,19 @@ impl Pipeline {
         failing: Option<(&str, &str)>,
     ) -> BTreeMap<Arch, Commit> {
         let commits = self.nightly(version_text);
-        self.tested_every_arch(version_text, commits, failing).await
+        self.tested_every_arch(STREAM, version_text, commits, failing)
+            .await
+    }
+
+    /// [`Pipeline::nightly_tested`] of stream `name` ([`SUCCESSOR`]), passed on every arch.
+    pub async fn nightly_tested_in(
+        &self,
+        name: &str,
+        version_text: &str,
+    ) -> BTreeMap<Arch, Commit> {
+        let commits = self.nightly_in(name, version_text, &[]);
+        self.tested_every_arch(name, version_text, commits, None)
+            .await
     }
 
     /// A nightly carrying `packages` ([`Pipeline::nightly_with_packages`]) that passed on
@@ -416,11 +499,13 @@ impl Pipeline {
         packages: &[&str],
     ) -> BTreeMap<Arch, Commit> {
         let commits = self.nightly_with_packages(version_text, packages);
-        self.tested_every_arch(version_text, commits, None).await
+        self.tested_every_arch(STREAM, version_text, commits, None)
+            .await
     }
 
     async fn tested_every_arch(
         &self,
+        name: &str,
         version_text: &str,
         commits: BTreeMap<Arch, Commit>,
         failing: Option<(&str, &str)>,
@@ -431,7 +516,7 @@ impl Pipeline {
                 .map(|(_, t)| t)
                 .into_iter()
                 .collect();
-            self.tested(version_text, ar.as_str(), commit, &failed)
+            self.tested_in(name, version_text, ar.as_str(), commit, &failed)
                 .await;
         }
         commits
@@ -487,8 +572,13 @@ impl Pipeline {
 
     /// The tick of the period starting at `period`, as the release timer publishes it.
     pub async fn tick(&self, period: &str) -> Outgoing {
+        self.tick_of(STREAM, period).await
+    }
+
+    /// The tick of stream `name` ([`SUCCESSOR`]) for the period starting at `period`.
+    pub async fn tick_of(&self, name: &str, period: &str) -> Outgoing {
         let scheduled: DateTime<Utc> = period.parse().unwrap();
-        let message = release_timer::tick_message(&stream(), scheduled, Utc::now(), None);
+        let message = release_timer::tick_message(&stream_named(name), scheduled, Utc::now(), None);
         self.publish(&message).await;
         message
     }

@@ -1,5 +1,8 @@
 //! Signing deadlines: a request nobody answers is sent once more after the stream's
-//! `signing.deadline`, and after another deadline the release is skipped.
+//! `signing.deadline`, and after another deadline the release is skipped. The same clock
+//! switches the two-week releases to a successor whose `switch_at` came ([`crate::switch`]):
+//! it announces the switch first and records it after, with a body and id derived from the
+//! configuration, so a round cut short is finished by the next with the same message.
 //!
 //! The releaser's queue only wakes it when a message comes, and a signer that is down sends
 //! none, so the deadlines are watched by a [`bus::Clock`] that runs beside the releaser's
@@ -32,6 +35,11 @@ pub enum DeadlineError {
     Store {
         stream: Stream,
         source: store::StoreError,
+    },
+    #[error("stream {stream}: cannot announce its switch: {source}")]
+    Switch {
+        stream: Stream,
+        source: Box<bus::BusError>,
     },
     #[error("stream {stream}: cannot publish for signing request {request_id}: {source}")]
     Publish {
@@ -105,6 +113,43 @@ impl Deadlines {
                         .await?;
                 }
             }
+        }
+        Ok(next)
+    }
+
+    /// Switches, at their date, the streams whose `switch_at` came without a switch recorded;
+    /// returns when the next date is.
+    pub async fn switch_due(
+        &self,
+        publisher: &bus::Publisher,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, DeadlineError> {
+        let releaser = &self.releaser;
+        let (due, next) = releaser
+            .due_switches(now)
+            .map_err(|(stream, source)| DeadlineError::Store { stream, source })?;
+        for to in due {
+            let store_error = |source| DeadlineError::Store {
+                stream: to.clone(),
+                source,
+            };
+            let Some(from) = releaser.settings.stream(&to).and_then(|s| s.succeeds.as_ref())
+            else {
+                continue;
+            };
+            let _locks = releaser.switch_locks(from, &to).map_err(store_error)?;
+            // Read again under the locks: an operator may have switched it meanwhile.
+            let Some(record) = releaser.switch_by_date(&to).map_err(store_error)? else {
+                continue;
+            };
+            publisher
+                .publish(&crate::switch::announcement(&record))
+                .await
+                .map_err(|source| DeadlineError::Switch {
+                    stream: to.clone(),
+                    source: Box::new(source),
+                })?;
+            releaser.record_switch(&record).map_err(store_error)?;
         }
         Ok(next)
     }
@@ -189,6 +234,14 @@ impl bus::Clock for Deadlines {
         let mut next = Self::streams(&settings)
             .map(|(_, deadline)| signing::after(now, deadline.0))
             .min();
+        match self.switch_due(publisher, now).await {
+            Ok(Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(consumer = NAME, error = %error, "cannot switch a stream at its date; retrying");
+                return bus::Next::Retry;
+            }
+        }
         for (stream, deadline) in Self::streams(&settings) {
             match self.check_stream(stream, deadline, publisher, now).await {
                 Ok(Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),

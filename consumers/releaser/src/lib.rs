@@ -1,8 +1,10 @@
 //! The releaser: on each two-week tick, releases the newest candidate of the stream that
 //! passed every gate, or publishes `fortnight.release.skipped` saying why each candidate is not
-//! eligible. Operators steer it with overrides (block, unblock, release, hold, unhold), each
-//! kept in the stream's audit log. With `when_nothing_passed = "release-next-pass"`, a skipped
-//! period is released as soon as a candidate becomes eligible (on tests passed or karma).
+//! eligible. Operators steer it with overrides (block, unblock, release, hold, unhold,
+//! switch), each kept in the stream's audit log. It alone moves the two-week releases from a
+//! stream to its successor ([`switch`]) and ignores the ticks of a stream that moved them.
+//! With `when_nothing_passed = "release-next-pass"`, a skipped period is released as soon as
+//! a candidate becomes eligible (on tests passed or karma).
 //!
 //! Everything that reads and then changes a stream happens under the stream's lock in the
 //! store, so replicas and duplicate messages release at most once per period.
@@ -15,6 +17,7 @@ pub mod overrides;
 pub mod periods;
 pub mod release;
 pub mod signing;
+pub mod switch;
 #[cfg(test)]
 mod step_tests;
 pub mod version_order;
@@ -25,7 +28,8 @@ use bus::{BlockingStep, Outputs, StepError};
 use chrono::{DateTime, Utc};
 use messages::{
     ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
-    OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold, Period,
+    OverrideBlock, OverrideHold, OverrideRelease, OverrideSwitch, OverrideUnblock, OverrideUnhold,
+    Period,
     ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream, TwoweekComplete,
     TwoweekTimerFired, UserName, Version, derived_id,
 };
@@ -33,6 +37,7 @@ use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::{FileName, Store, StoreError};
 
 pub use decision::{Decision, HumanGate, StreamView, Verdict, decide};
+use gate::succession::{self, Role};
 use overrides::{Action, AuditEntry};
 use periods::PeriodState;
 use release::{ReleaseError, Request};
@@ -66,6 +71,7 @@ bus::input! {
         Release(OverrideRelease),
         Hold(OverrideHold),
         Unhold(OverrideUnhold),
+        Switch(OverrideSwitch),
     }
 }
 
@@ -195,7 +201,16 @@ impl Releaser {
         request: &Request<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outgoing>, ReleaseError> {
-        let record = release::perform(&self.store, request, now, &self.settings.site.base_url)?;
+        let label = succession::two_week_role(&self.settings, &self.store, request.stream, now)?
+            .label()
+            .cloned();
+        let record = release::perform(
+            &self.store,
+            request,
+            label,
+            now,
+            &self.settings.site.base_url,
+        )?;
         tracing::info!(stream = %record.stream, version = %record.version, period = ?record.period.map(|p| p.to_string()), forced = record.forced, reason = %record.reason, "released");
         Ok(self.announce(&record, request.twoweek))
     }
@@ -262,31 +277,56 @@ impl Releaser {
             return Err(StepError::permanent(format!("tick refused: {reason}")));
         }
         self.locked(stream, || {
-            let state = periods::read(&self.store, stream, &period)
-                .map_err(store_error("cannot read the period record"))?;
-            match state {
-                Some(PeriodState::Released { version }) => {
-                    tracing::info!(stream = %stream, period = %period, version = %version, "period already released; announcing again");
-                    self.reannounce(stream, &version, twoweek)
-                }
-                Some(PeriodState::Releasing { version }) => {
-                    tracing::warn!(stream = %stream, period = %period, version = %version, "finishing an interrupted release");
-                    self.release_for_period(stream, settings, twoweek, &period, &version, format!("two-week release for period {}", period))
-                }
-                Some(PeriodState::Skipped | PeriodState::Waiting) | None => {
-                    let latest = periods::latest(&self.store, stream, now + release_timer::CLOCK_SKEW)
-                        .map_err(store_error("cannot list the period records"))?;
-                    match latest {
-                        // A replayed tick of a past period must not release today's candidate.
-                        Some(latest) if latest > period => {
-                            tracing::warn!(stream = %stream, period = %period, latest = %latest, "tick of a past period ignored");
-                            Ok(Vec::new())
-                        }
-                        _ => self.decide_tick(stream, settings, twoweek, &period),
+            self.tick_period(stream, settings, twoweek, &period, now)
+        })
+    }
+
+    /// A period's tick, under the stream's lock: releases or skips it, announces again what
+    /// it released, and ignores it for a stream whose two-week releases moved to its
+    /// successor.
+    fn tick_period(
+        &self,
+        stream: &Stream,
+        settings: &StreamSettings,
+        twoweek: &TwoWeekSettings,
+        period: &Period,
+        now: DateTime<Utc>,
+    ) -> Result<Outputs, StepError> {
+        if let Some(retired) = self.retired(stream, now)? {
+            tracing::info!(stream = %stream, period = %period, role = %retired, "tick of a retired stream ignored; its successor gets the two-week releases");
+            return Ok(Vec::new());
+        }
+        let state = periods::read(&self.store, stream, period)
+            .map_err(store_error("cannot read the period record"))?;
+        match state {
+            Some(PeriodState::Released { version }) => {
+                tracing::info!(stream = %stream, period = %period, version = %version, "period already released; announcing again");
+                self.reannounce(stream, &version, twoweek)
+            }
+            Some(PeriodState::Releasing { version }) => {
+                tracing::warn!(stream = %stream, period = %period, version = %version, "finishing an interrupted release");
+                self.release_for_period(stream, settings, twoweek, period, &version, format!("two-week release for period {}", period))
+            }
+            Some(PeriodState::Skipped | PeriodState::Waiting) | None => {
+                let latest = periods::latest(&self.store, stream, now + release_timer::CLOCK_SKEW)
+                    .map_err(store_error("cannot list the period records"))?;
+                match latest {
+                    // A replayed tick of a past period must not release today's candidate.
+                    Some(latest) if latest > *period => {
+                        tracing::warn!(stream = %stream, period = %period, latest = %latest, "tick of a past period ignored");
+                        Ok(Vec::new())
                     }
+                    _ => self.decide_tick(stream, settings, twoweek, period),
                 }
             }
-        })
+        }
+    }
+
+    /// The stream's role when its two-week releases moved to its successor, else `None`.
+    fn retired(&self, stream: &Stream, now: DateTime<Utc>) -> Result<Option<Role>, StepError> {
+        let role = succession::two_week_role(&self.settings, &self.store, stream, now)
+            .map_err(store_error("cannot read the stream's switch"))?;
+        Ok(matches!(role, Role::Retired { .. }).then_some(role))
     }
 
     fn reannounce(
@@ -380,6 +420,10 @@ impl Releaser {
             if state != Some(PeriodState::Waiting) {
                 return Ok(Vec::new());
             }
+            if let Some(retired) = self.retired(stream, Utc::now())? {
+                tracing::info!(stream = %stream, period = %period, role = %retired, "waiting period of a retired stream not released");
+                return Ok(Vec::new());
+            }
             let view = StreamView::read(&self.store, stream, settings, Utc::now())
                 .map_err(store_error("cannot read the stream's candidates"))?;
             match decide(&view, settings, twoweek.karma_required).0 {
@@ -453,6 +497,11 @@ impl Releaser {
             let Some(version) = version.filter(|_| action == Action::Release) else {
                 return Ok(Vec::new());
             };
+            if let Some(retired) = self.retired(stream, now)? {
+                return Err(StepError::permanent(format!(
+                    "cannot force-release {stream} {version}: {retired}; release a candidate of the stream that took over"
+                )));
+            }
             let request = Request {
                 stream,
                 version: &version,
@@ -592,6 +641,7 @@ impl BlockingStep for Releaser {
             ReleaserInput::Unhold(OverrideUnhold(body)) => {
                 self.override_received(Action::Unhold, body, message)
             }
+            ReleaserInput::Switch(body) => self.switch_requested(body, message),
         }
     }
 }

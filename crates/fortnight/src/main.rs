@@ -59,6 +59,9 @@ enum Command {
     /// Fire a stream's two-week tick by hand.
     #[command(subcommand)]
     Timer(commands::timer::Command),
+    /// Move the two-week releases to a stream from the one it succeeds, now (checked and
+    /// audited like an override); without it the switch comes at the stream's `switch_at`.
+    Switch(commands::switch::Args),
     /// Current releases, candidates with each gate's state, overrides in force.
     Status(commands::status::Args),
     /// Why one candidate is or is not releasable, and what it would change.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             Command::Vote(args) => commands::vote::run(&config, args).await,
             Command::Override(command) => commands::override_::run(&config, command).await,
             Command::Timer(command) => commands::timer::run(&config, command).await,
+            Command::Switch(args) => commands::switch::run(&config, args).await,
             Command::Status(args) => commands::status::run(&config, args).await,
             Command::Explain(args) => commands::explain::run(&config, args).await,
             Command::Diff(args) => commands::diff::run(&config, args).await,
