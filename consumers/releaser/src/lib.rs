@@ -281,9 +281,10 @@ impl Releaser {
         })
     }
 
-    /// A period's tick, under the stream's lock: releases or skips it, announces again what
-    /// it released, and ignores it for a stream whose two-week releases moved to its
-    /// successor.
+    /// A period's tick, under the stream's lock: releases or skips it, or announces again
+    /// (or finishes) what it released. A stream whose two-week releases moved to its successor
+    /// decides nothing new: the tick is ignored with a log line, not skipped, since no release
+    /// was due (what was released or under way before the switch is still announced).
     fn tick_period(
         &self,
         stream: &Stream,
@@ -292,10 +293,6 @@ impl Releaser {
         period: &Period,
         now: DateTime<Utc>,
     ) -> Result<Outputs, StepError> {
-        if let Some(retired) = self.retired(stream, now)? {
-            tracing::info!(stream = %stream, period = %period, role = %retired, "tick of a retired stream ignored; its successor gets the two-week releases");
-            return Ok(Vec::new());
-        }
         let state = periods::read(&self.store, stream, period)
             .map_err(store_error("cannot read the period record"))?;
         match state {
@@ -308,6 +305,10 @@ impl Releaser {
                 self.release_for_period(stream, settings, twoweek, period, &version, format!("two-week release for period {}", period))
             }
             Some(PeriodState::Skipped | PeriodState::Waiting) | None => {
+                if let Some(retired) = self.retired(stream, now)? {
+                    tracing::info!(stream = %stream, period = %period, role = %retired, "tick of a retired stream ignored; its successor has the two-week releases");
+                    return Ok(Vec::new());
+                }
                 let latest = periods::latest(&self.store, stream, now + release_timer::CLOCK_SKEW)
                     .map_err(store_error("cannot list the period records"))?;
                 match latest {

@@ -28,7 +28,7 @@ const SWITCHED: &str = StreamSwitched::TOPIC;
 async fn succession(switch_at: Option<&str>, operators: &[&BrokerUser]) -> Pipeline {
     let mut successor = toml! {
         prerelease = "beta"
-        succeeds = STREAM
+        succeeds = (STREAM)
     };
     if let Some(at) = switch_at {
         successor.insert("switch_at".to_owned(), Value::from(at));
@@ -102,7 +102,7 @@ async fn a_beta_release_is_labelled_on_the_message_the_json_and_the_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_its_date_the_successor_takes_over_once_and_the_old_stream_releases_no_more() {
-    let p = succession(Some("2026-11-20T00:00:00Z"), &[]).await;
+    let p = succession(Some("2026-11-10T00:00:00Z"), &[]).await;
     let mut watch = p.watch(&[PUBLISHED, SKIPPED, SWITCHED]).await;
     // The releaser's clock saw the date passed at start; it announces once the topic routes.
     let switched = wait_topic(&mut watch, SWITCHED, 1).await;
@@ -111,7 +111,7 @@ async fn at_its_date_the_successor_takes_over_once_and_the_old_stream_releases_n
         (switch.from.as_str(), switch.to.as_str(), switch.cause),
         (STREAM, SUCCESSOR, SwitchCause::Date)
     );
-    assert_eq!(switch.at, "2026-11-20T00:00:00Z".parse::<chrono::DateTime<Utc>>().unwrap());
+    assert_eq!(switch.at, "2026-11-10T00:00:00Z".parse::<chrono::DateTime<Utc>>().unwrap());
     assert!(switch.next_tick.is_some(), "the new stream's next tick");
     assert!(
         tests::eventually(release_support::WAIT, || p
@@ -127,8 +127,8 @@ async fn at_its_date_the_successor_takes_over_once_and_the_old_stream_releases_n
     // old one's tick has been handled.
     p.nightly_tested("43.20261124.0", None).await;
     p.nightly_tested_in(SUCCESSOR, "44.20261124.0").await;
-    p.tick("2026-11-24T12:00:00Z").await;
-    p.tick_of(SUCCESSOR, "2026-11-24T12:00:00Z").await;
+    p.tick("2026-11-17T12:00:00Z").await;
+    p.tick_of(SUCCESSOR, "2026-11-17T12:00:00Z").await;
     let published = wait_topic(&mut watch, PUBLISHED, 1).await;
     let release: ReleasePublished = body(&published[0]);
     assert_eq!(
