@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use gate::succession::{Role, two_week_role};
 use messages::{Message, Outgoing, Period, Stream, TwoweekTimerFired, UserName, derived_id};
 use serde::{Deserialize, Serialize};
-use gate::succession::{Role, two_week_role};
 use settings::Settings;
 use store::Store;
 
@@ -180,12 +180,11 @@ pub async fn fire_due(
         let Some(scheduled_for) = schedule.current(now) else {
             continue;
         };
-        let role = two_week_role(settings, store, stream, now).map_err(|source| {
-            TimerError::Read {
+        let role =
+            two_week_role(settings, store, stream, now).map_err(|source| TimerError::Read {
                 stream: stream.clone(),
                 source,
-            }
-        })?;
+            })?;
         if let Role::Retired { .. } = role {
             // Its successor has the two-week releases; a tick would only be ignored.
             tracing::debug!(stream = %stream, role = %role, "no tick for a retired stream");

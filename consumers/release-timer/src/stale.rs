@@ -19,12 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use gate::succession::{Role, two_week_role};
 use messages::{
     Outgoing, Period, ReleasePublished, StaleKind, Stream, StreamStale, Version, derived_id,
 };
 use serde::{Deserialize, Serialize};
 use settings::{Deadline, Settings, StreamSettings};
-use gate::succession::{Role, two_week_role};
 use store::{FileName, Store, Tier};
 
 use crate::{NAME, Schedule, TimerError, load_state};
@@ -456,7 +456,15 @@ overdue_after = "1h"
         let store = Store::open(dir.path()).unwrap();
         let (stream, settings) = f43();
         let passed_at = passed(&store, &stream, "43.20261124.0");
-        let pulse = pulse_watched_since(&store, &stream, &settings, &Role::Current, passed_at, passed_at).unwrap();
+        let pulse = pulse_watched_since(
+            &store,
+            &stream,
+            &settings,
+            &Role::Current,
+            passed_at,
+            passed_at,
+        )
+        .unwrap();
         let candidates = &pulse.watched[0];
         assert_eq!(candidates.kind, StaleKind::NoCandidatePassed);
         assert_eq!(candidates.since, passed_at);
@@ -492,7 +500,8 @@ overdue_after = "1h"
         let store = Store::open(dir.path()).unwrap();
         let (stream, settings) = f43();
         let began = at("2026-11-20T00:00:00Z");
-        let pulse = pulse_watched_since(&store, &stream, &settings, &Role::Current, began, began).unwrap();
+        let pulse =
+            pulse_watched_since(&store, &stream, &settings, &Role::Current, began, began).unwrap();
         assert_eq!(pulse.newest_candidate, None);
         assert_eq!(pulse.watched[0].since, began);
         assert!(!pulse.watched[0].is_stale(began + chrono::TimeDelta::days(1)));
@@ -512,7 +521,8 @@ overdue_after = "1h"
         let began = at("2026-11-01T00:00:00Z");
         let tick = at("2026-11-24T12:00:00Z");
         let now = tick + chrono::TimeDelta::minutes(90);
-        let pulse = pulse_watched_since(&store, &stream, &settings, &Role::Current, began, now).unwrap();
+        let pulse =
+            pulse_watched_since(&store, &stream, &settings, &Role::Current, began, now).unwrap();
         assert_eq!(pulse.next_tick, Some(at("2026-12-08T12:00:00Z")));
         let overdue: Vec<_> = pulse.stale(now).map(|s| s.kind).collect();
         assert!(overdue.contains(&StaleKind::ReleaseOverdue), "{pulse:?}");
@@ -535,7 +545,8 @@ overdue_after = "1h"
 
         let period = Period::starting_at(tick);
         store::write_json(&store.period_record_path(&stream, &period), &"skipped").unwrap();
-        let pulse = pulse_watched_since(&store, &stream, &settings, &Role::Current, began, now).unwrap();
+        let pulse =
+            pulse_watched_since(&store, &stream, &settings, &Role::Current, began, now).unwrap();
         assert!(
             pulse
                 .watched
@@ -551,7 +562,8 @@ overdue_after = "1h"
         let store = Store::open(dir.path()).unwrap();
         let (stream, settings) = f43();
         let began = at("2026-11-25T00:00:00Z");
-        let pulse = pulse_watched_since(&store, &stream, &settings, &Role::Current, began, began).unwrap();
+        let pulse =
+            pulse_watched_since(&store, &stream, &settings, &Role::Current, began, began).unwrap();
         let overdue = pulse
             .watched
             .iter()

@@ -133,7 +133,10 @@ impl Deadlines {
                 stream: to.clone(),
                 source,
             };
-            let Some(from) = releaser.settings.stream(&to).and_then(|s| s.succeeds.as_ref())
+            let Some(from) = releaser
+                .settings
+                .stream(&to)
+                .and_then(|s| s.succeeds.as_ref())
             else {
                 continue;
             };

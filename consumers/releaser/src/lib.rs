@@ -17,9 +17,9 @@ pub mod overrides;
 pub mod periods;
 pub mod release;
 pub mod signing;
-pub mod switch;
 #[cfg(test)]
 mod step_tests;
+pub mod switch;
 pub mod version_order;
 
 use std::sync::Arc;
@@ -29,8 +29,7 @@ use chrono::{DateTime, Utc};
 use messages::{
     ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
     OverrideBlock, OverrideHold, OverrideRelease, OverrideSwitch, OverrideUnblock, OverrideUnhold,
-    Period,
-    ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream, TwoweekComplete,
+    Period, ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream, TwoweekComplete,
     TwoweekTimerFired, UserName, Version, derived_id,
 };
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
@@ -302,7 +301,14 @@ impl Releaser {
             }
             Some(PeriodState::Releasing { version }) => {
                 tracing::warn!(stream = %stream, period = %period, version = %version, "finishing an interrupted release");
-                self.release_for_period(stream, settings, twoweek, period, &version, format!("two-week release for period {}", period))
+                self.release_for_period(
+                    stream,
+                    settings,
+                    twoweek,
+                    period,
+                    &version,
+                    format!("two-week release for period {}", period),
+                )
             }
             Some(PeriodState::Skipped | PeriodState::Waiting) | None => {
                 if let Some(retired) = self.retired(stream, now)? {

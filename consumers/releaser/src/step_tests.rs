@@ -217,15 +217,24 @@ async fn an_operators_switch_is_announced_once_and_ends_the_old_streams_ticks() 
         "the old stream's tick decides nothing"
     );
     let f43: Stream = "f43".parse().unwrap();
-    assert_eq!(periods::read(&step.store, &f43, &ANCHOR.parse().unwrap()).unwrap(), None);
+    assert_eq!(
+        periods::read(&step.store, &f43, &ANCHOR.parse().unwrap()).unwrap(),
+        None
+    );
 
     let again = published(bus::outcome(&step, &asked).await);
-    assert_eq!(again[0].id, announced[0].id, "asked again: the same announcement");
+    assert_eq!(
+        again[0].id, announced[0].id,
+        "asked again: the same announcement"
+    );
     let other = incoming(&switch("f44", "once more"), Some("ops"));
     let reason = refused(bus::outcome(&step, &other).await);
     assert!(reason.contains("already moved to it from f43"), "{reason}");
     let log = overrides::read_log(&step.store, &"f44".parse().unwrap()).unwrap();
-    assert_eq!(log.iter().map(|e| e.action).collect::<Vec<_>>(), [Action::Switch]);
+    assert_eq!(
+        log.iter().map(|e| e.action).collect::<Vec<_>>(),
+        [Action::Switch]
+    );
 
     let nowhere = incoming(&switch("f43", "wrong way"), Some("ops"));
     let reason = refused(bus::outcome(&step, &nowhere).await);

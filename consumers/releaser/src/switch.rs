@@ -17,7 +17,7 @@
 use chrono::{DateTime, Utc};
 use gate::succession::{self, SwitchRecord};
 use messages::{
-    Incoming, Message, OverrideSwitch, Outgoing, Period, Stream, StreamSwitched, SwitchCause,
+    Incoming, Message, Outgoing, OverrideSwitch, Period, Stream, StreamSwitched, SwitchCause,
     derived_id,
 };
 use settings::{StreamSettings, TwoWeekSettings};
@@ -83,70 +83,70 @@ impl Releaser {
             .switch_locks(from, to)
             .map_err(store_error("cannot lock the streams"))?;
         let record = match succession::read_switch(&self.store, to)
-                .map_err(store_error("cannot read the switch record"))?
-            {
-                Some(record) if record.requested_by.as_deref() == Some(request_id.as_str()) => {
-                    tracing::info!(from = %from, to = %to, id = %request_id, "switch asked again; announced again");
-                    record
-                }
-                Some(record) => {
+            .map_err(store_error("cannot read the switch record"))?
+        {
+            Some(record) if record.requested_by.as_deref() == Some(request_id.as_str()) => {
+                tracing::info!(from = %from, to = %to, id = %request_id, "switch asked again; announced again");
+                record
+            }
+            Some(record) => {
+                return Err(bus::StepError::permanent(format!(
+                    "cannot switch to {to}: two-week releases already moved to it from {from} at {}; nothing to do",
+                    record.switched.at.to_rfc3339()
+                )));
+            }
+            None => {
+                if let Some(at) = succession::switched_at(&self.settings, &self.store, to, now)
+                    .map_err(store_error("cannot read the switch record"))?
+                {
                     return Err(bus::StepError::permanent(format!(
-                        "cannot switch to {to}: two-week releases already moved to it from {from} at {}; nothing to do",
-                        record.switched.at.to_rfc3339()
+                        "cannot switch to {to}: its switch_at ({}) has passed, so it already took over from {from}; nothing to do",
+                        at.to_rfc3339()
                     )));
                 }
-                None => {
-                    if let Some(at) = succession::switched_at(&self.settings, &self.store, to, now)
-                        .map_err(store_error("cannot read the switch record"))?
-                    {
-                        return Err(bus::StepError::permanent(format!(
-                            "cannot switch to {to}: its switch_at ({}) has passed, so it already took over from {from}; nothing to do",
-                            at.to_rfc3339()
-                        )));
-                    }
-                    let switched = StreamSwitched {
-                        from: from.clone(),
-                        to: to.clone(),
-                        at: now,
-                        cause: SwitchCause::Operator,
-                        operator: Some(body.operator.clone()),
-                        reason: body.reason.clone(),
-                        next_tick: if body.release_now {
-                            Some(now)
-                        } else {
-                            next_tick(to, twoweek, now)
-                        },
-                    };
-                    let entry = AuditEntry {
-                        id: request_id.clone(),
-                        action: Action::Switch,
-                        stream: to.clone(),
-                        version: None,
-                        operator: body.operator.clone(),
-                        reason: format!("from {from}: {}", body.reason),
-                        expires: None,
-                        at: now,
-                        outcome: None,
-                    };
-                    // The log first: a crash before the record is finished by the redelivery,
-                    // which finds no record and logs nothing twice.
-                    overrides::append(&self.store, &entry)
-                        .map_err(store_error("cannot append to the override audit log"))?;
-                    let record = SwitchRecord {
-                        id: announcement_id(to),
-                        requested_by: Some(request_id.clone()),
-                        switched,
-                    };
-                    store::write_json(&self.store.switch_record_path(to), &record)
-                        .map_err(store_error("cannot record the switch"))?;
-                    tracing::warn!(from = %from, to = %to, operator = %body.operator, reason = %body.reason, release_now = body.release_now, "two-week releases switched by an operator");
-                    record
-                }
-            };
-            let mut out = vec![announcement(&record)];
-            if body.release_now {
-                out.extend(self.release_now(to, settings, twoweek, now)?);
+                let switched = StreamSwitched {
+                    from: from.clone(),
+                    to: to.clone(),
+                    at: now,
+                    cause: SwitchCause::Operator,
+                    operator: Some(body.operator.clone()),
+                    reason: body.reason.clone(),
+                    next_tick: if body.release_now {
+                        Some(now)
+                    } else {
+                        next_tick(to, twoweek, now)
+                    },
+                };
+                let entry = AuditEntry {
+                    id: request_id.clone(),
+                    action: Action::Switch,
+                    stream: to.clone(),
+                    version: None,
+                    operator: body.operator.clone(),
+                    reason: format!("from {from}: {}", body.reason),
+                    expires: None,
+                    at: now,
+                    outcome: None,
+                };
+                // The log first: a crash before the record is finished by the redelivery,
+                // which finds no record and logs nothing twice.
+                overrides::append(&self.store, &entry)
+                    .map_err(store_error("cannot append to the override audit log"))?;
+                let record = SwitchRecord {
+                    id: announcement_id(to),
+                    requested_by: Some(request_id.clone()),
+                    switched,
+                };
+                store::write_json(&self.store.switch_record_path(to), &record)
+                    .map_err(store_error("cannot record the switch"))?;
+                tracing::warn!(from = %from, to = %to, operator = %body.operator, reason = %body.reason, release_now = body.release_now, "two-week releases switched by an operator");
+                record
             }
+        };
+        let mut out = vec![announcement(&record)];
+        if body.release_now {
+            out.extend(self.release_now(to, settings, twoweek, now)?);
+        }
         Ok(out)
     }
 

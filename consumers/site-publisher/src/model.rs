@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use gate::succession::{Role, two_week_role};
 use messages::{Arch, Format, Stream, TestReport, TestStatus, Version};
 use release_notes::{ReleaseNotes, ReleaseRecord};
 use serde::Serialize;
-use gate::succession::{Role, two_week_role};
 use settings::{Settings, StreamSettings};
 use store::{Store, StoreError, Tier};
 

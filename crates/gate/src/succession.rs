@@ -257,10 +257,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let [old, new, rawhide] = roles(&settings(""), &store, "2030-01-01T00:00:00Z");
         assert_eq!(old, Role::Current);
-        assert_eq!(
-            new.describe(),
-            "beta, switches when an operator says so"
-        );
+        assert_eq!(new.describe(), "beta, switches when an operator says so");
         assert_eq!(
             [old.kind(), new.kind(), rawhide.kind()],
             ["current", "prerelease", "nightly-only"]

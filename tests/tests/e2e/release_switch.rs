@@ -6,8 +6,8 @@
 //! refused from an untrusted sender or once the stream has taken over.
 
 use crate::release_support::{
-    self, BrokerUser, Options, Pipeline, SUCCESSOR, STREAM, dead_letter_with, stream,
-    stream_named, version, wait_topic,
+    self, BrokerUser, Options, Pipeline, STREAM, SUCCESSOR, dead_letter_with, stream, stream_named,
+    version, wait_topic,
 };
 
 use chrono::Utc;
@@ -59,7 +59,10 @@ async fn a_beta_release_is_labelled_on_the_message_the_json_and_the_page() {
     let published = wait_topic(&mut watch, PUBLISHED, 1).await;
     let release: ReleasePublished = body(&published[0]);
     assert_eq!(release.stream, stream_named(SUCCESSOR));
-    assert_eq!(release.prerelease.as_ref().map(|l| l.as_str()), Some("beta"));
+    assert_eq!(
+        release.prerelease.as_ref().map(|l| l.as_str()),
+        Some("beta")
+    );
     assert_eq!(published[0].body["prerelease"], "beta", "on the wire");
 
     site_publisher::publish(&p.settings, &p.store, Utc::now()).expect("site published");
@@ -72,9 +75,10 @@ async fn a_beta_release_is_labelled_on_the_message_the_json_and_the_page() {
         (&json["prerelease"], &json["role"]),
         (&"beta".into(), &"prerelease".into())
     );
-    let current: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(site.join(format!("streams/{STREAM}.json"))).unwrap())
-            .unwrap();
+    let current: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.join(format!("streams/{STREAM}.json"))).unwrap(),
+    )
+    .unwrap();
     assert_eq!(current["role"], "current");
     assert!(current["prerelease"].is_null(), "{current}");
 
@@ -111,7 +115,12 @@ async fn at_its_date_the_successor_takes_over_once_and_the_old_stream_releases_n
         (switch.from.as_str(), switch.to.as_str(), switch.cause),
         (STREAM, SUCCESSOR, SwitchCause::Date)
     );
-    assert_eq!(switch.at, "2026-11-10T00:00:00Z".parse::<chrono::DateTime<Utc>>().unwrap());
+    assert_eq!(
+        switch.at,
+        "2026-11-10T00:00:00Z"
+            .parse::<chrono::DateTime<Utc>>()
+            .unwrap()
+    );
     assert!(switch.next_tick.is_some(), "the new stream's next tick");
     assert!(
         tests::eventually(release_support::WAIT, || p
@@ -142,7 +151,10 @@ async fn at_its_date_the_successor_takes_over_once_and_the_old_stream_releases_n
         .filter(|l| l.topic.ends_with(PUBLISHED) || l.topic.ends_with(SKIPPED))
         .filter(|l| l.body["stream"] == STREAM)
         .collect();
-    assert!(about_old.is_empty(), "the retired stream's tick: {about_old:?}");
+    assert!(
+        about_old.is_empty(),
+        "the retired stream's tick: {about_old:?}"
+    );
     assert_eq!(p.store.current_release(&stream()).unwrap(), None);
     assert_eq!(
         release_support::of_topic(&seen, SWITCHED).len(),
@@ -181,7 +193,11 @@ async fn an_operator_switch_releases_at_once_is_audited_and_not_doubled() {
     };
     p.publish_signed(&mallory, &forged).await;
     let dead = dead_letter_with(&p, releaser::NAME, mallory.name.as_str()).await;
-    assert!(dead.reason.contains(OverrideSwitch::TOPIC), "{}", dead.reason);
+    assert!(
+        dead.reason.contains(OverrideSwitch::TOPIC),
+        "{}",
+        dead.reason
+    );
     assert!(matches!(role(&p, SUCCESSOR), Role::Prerelease { .. }));
 
     let message = Outgoing::new(uuid::Uuid::new_v4(), &asked);
