@@ -125,10 +125,10 @@ impl Deadlines {
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, DeadlineError> {
         let releaser = &self.releaser;
-        let (due, next) = releaser
+        let switches = releaser
             .due_switches(now)
             .map_err(|(stream, source)| DeadlineError::Store { stream, source })?;
-        for to in due {
+        for to in switches.due {
             let store_error = |source| DeadlineError::Store {
                 stream: to.clone(),
                 source,
@@ -154,7 +154,7 @@ impl Deadlines {
                 })?;
             releaser.record_switch(&record).map_err(store_error)?;
         }
-        Ok(next)
+        Ok(switches.next)
     }
 
     async fn publish(

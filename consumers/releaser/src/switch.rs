@@ -44,6 +44,14 @@ fn next_tick(to: &Stream, twoweek: &TwoWeekSettings, at: DateTime<Utc>) -> Optio
         .and_then(|schedule| schedule.next(at))
 }
 
+/// The switches a round of the clock makes: the streams whose `switch_at` came without a
+/// switch recorded, and the next `switch_at` still to come.
+#[derive(Debug, Default)]
+pub(crate) struct DueSwitches {
+    pub due: Vec<Stream>,
+    pub next: Option<DateTime<Utc>>,
+}
+
 impl Releaser {
     /// The locks of the stream that hands over and of the one that takes over, in that order.
     pub(crate) fn switch_locks(
@@ -172,23 +180,22 @@ impl Releaser {
     pub(crate) fn due_switches(
         &self,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<Stream>, Option<DateTime<Utc>>), (Stream, StoreError)> {
-        let mut due = Vec::new();
-        let mut next = None::<DateTime<Utc>>;
+    ) -> Result<DueSwitches, (Stream, StoreError)> {
+        let mut switches = DueSwitches::default();
         for (to, s) in &self.settings.streams {
             let Some(at) = s.switch_at.filter(|_| s.succeeds.is_some()) else {
                 continue;
             };
             if at > now {
-                next = Some(next.map_or(at, |n| n.min(at)));
+                switches.next = Some(switches.next.map_or(at, |n| n.min(at)));
             } else if succession::read_switch(&self.store, to)
                 .map_err(|error| (to.clone(), error))?
                 .is_none()
             {
-                due.push(to.clone());
+                switches.due.push(to.clone());
             }
         }
-        Ok((due, next))
+        Ok(switches)
     }
 
     /// The switch of `to` at its `switch_at`, as the clock announces it before recording it:
