@@ -3,7 +3,8 @@
 //! `switch_at` the releaser's clock announces the switch once, the old stream's ticks release
 //! nothing and the new stream's releases lose the label; an operator's switch with
 //! `release_now` releases at once, is audited, is not doubled when delivered again, and is
-//! refused from an untrusted sender or once the stream has taken over.
+//! refused from an untrusted sender or once the stream has taken over; the release timer fires
+//! no tick for the stream that handed over, so none is overdue.
 
 use crate::release_support::{
     self, BrokerUser, Options, Pipeline, STREAM, SUCCESSOR, dead_letter_with, stream, stream_named,
@@ -242,4 +243,62 @@ async fn an_operator_switch_releases_at_once_is_audited_and_not_doubled() {
 
     watch.close().await;
     p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timer_fires_no_tick_for_a_stream_whose_successor_took_over() {
+    let anchor = (Utc::now() - chrono::TimeDelta::days(3)).to_rfc3339();
+    let stream = |n: u32| {
+        toml! {
+            arches = ["x86_64"]
+            input_refs = { x86_64 = (format!("fedora/{n}/x86_64/atomic-host")) }
+            ostree_repo = "/nonexistent"
+            formats = ["qcow2"]
+            [twoweek]
+            release_refs = { x86_64 = (format!("fedora/{n}/x86_64/release")) }
+            anchor = (anchor.as_str())
+            period_days = 1
+        }
+    };
+    let mut f44 = stream(44);
+    tests::config::merge(
+        &mut f44,
+        toml! {
+            succeeds = "f43"
+            switch_at = "2026-01-01T00:00:00Z"
+        },
+    );
+    let bus = tests::TestBus::with_config(toml! {
+        [streams]
+        f43 = (stream(43))
+        f44 = (f44)
+    });
+    let mut watch = bus.watch(&[messages::TwoweekTimerFired::TOPIC]).await;
+    let timer = tests::RunningTimer::start(bus.settings());
+    // One round fires the streams in name order, so once f44's tick is out, f43's would be.
+    let fired = wait_topic(&mut watch, messages::TwoweekTimerFired::TOPIC, 1).await;
+    timer.stop().await;
+    let streams: Vec<_> = fired.iter().map(|l| l.body["stream"].clone()).collect();
+    assert_eq!(streams, ["f44"], "the retired f43 gets no tick");
+    let store = store::Store::open(bus.store_root()).unwrap();
+    let f43 = stream_named("f43");
+    assert_eq!(release_timer::load_state(&store, &f43).unwrap(), None);
+    let stale = release_timer::stale::pulse(
+        &store,
+        &f43,
+        &bus.settings().streams[&f43],
+        &two_week_role(&bus.settings(), &store, &f43, Utc::now()).unwrap(),
+        Utc::now() + chrono::TimeDelta::days(1),
+    )
+    .unwrap();
+    assert_eq!(stale.next_tick, None, "{stale:?}");
+    assert!(
+        stale
+            .watched
+            .iter()
+            .all(|s| s.kind != messages::StaleKind::ReleaseOverdue),
+        "no tick to be overdue: {stale:?}"
+    );
+    watch.close().await;
+    bus.cleanup().await;
 }
