@@ -1,5 +1,5 @@
 //! The operator commands driven as an operator does, through the `fortnight` binary: votes,
-//! overrides, the manual tick, `status` and `explain`. The karma-tracker and releaser run
+//! overrides, the manual tick, the switch, `status` and `explain`. The karma-tracker and releaser run
 //! in-process on the real broker and a real OSTree repository (`tests::pipeline`); every
 //! command connects as its own broker account, so RabbitMQ checks the `user_id` it signs with.
 
@@ -11,8 +11,8 @@ use messages::{KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkip
 use releaser::overrides::Action;
 use tests::config::{self, toml};
 use tests::pipeline::{
-    BrokerUser, Options, Pipeline, WAIT, arch, dead_letter_with, of_topic, stream, testers,
-    version, wait_topic,
+    BrokerUser, Options, Pipeline, SUCCESSOR, WAIT, arch, dead_letter_with, of_topic, stream,
+    testers, version, wait_topic,
 };
 use tests::process::{assert_success, text};
 
@@ -558,6 +558,78 @@ async fn status_and_explain_say_a_release_waits_for_signatures() {
     assert_eq!(wait_topic(&mut watch, PUBLISHED, 1).await.len(), 1);
     let status = fortnight_ok(&config, &alice, &["status", "tw"]).await;
     assert!(!status.contains("waiting for signatures"), "{status}");
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_by_command_moves_the_two_week_releases_and_status_shows_each_role() {
+    let alice = BrokerUser::create("operator");
+    let p = Pipeline::start(Options {
+        operators: vec![alice.name.clone()],
+        karma_required: false,
+        successor: Some(toml! {
+            prerelease = "beta"
+            succeeds = "tw"
+        }),
+        ..Options::default()
+    })
+    .await;
+    let config = cli_config(&p, &[&alice]);
+    let mut watch = p.watch(&[PUBLISHED]).await;
+    const V: &str = "44.20261123.0";
+    p.nightly_tested_in(SUCCESSOR, V).await;
+
+    let status = fortnight_ok(&config, &alice, &["status"]).await;
+    for expected in [
+        "tw: nothing released yet\n  two-week releases: current\n",
+        "next: nothing released yet\n  two-week releases: beta, switches when an operator says so\n",
+    ] {
+        assert!(status.contains(expected), "{expected:?} in\n{status}");
+    }
+    let refused = fortnight_fails(
+        &config,
+        &alice,
+        &["switch", "tw", "--reason", "wrong way"],
+        1,
+    )
+    .await;
+    assert!(refused.contains("tw succeeds no stream"), "{refused}");
+
+    let sent = fortnight_ok(
+        &config,
+        &alice,
+        &[
+            "switch",
+            "next",
+            "--reason",
+            "Fedora 44 released",
+            "--release-now",
+        ],
+    )
+    .await;
+    assert!(
+        sent.contains("fortnight.override.switch to next from tw sent by"),
+        "{sent}"
+    );
+    let published = wait_topic(&mut watch, PUBLISHED, 1).await;
+    let release: ReleasePublished = serde_json::from_value(published[0].body.clone()).unwrap();
+    assert_eq!(
+        (release.stream.as_str(), release.version.as_str()),
+        (SUCCESSOR, V)
+    );
+    assert_eq!(release.prerelease, None, "released once it took over");
+
+    let status = fortnight_ok(&config, &alice, &["status"]).await;
+    for expected in [
+        "  two-week releases: retired: two-week releases moved to next at ",
+        "  no next tick: next has the two-week releases",
+        &format!("next: current release {V}"),
+        "  two-week releases: current\n",
+    ] {
+        assert!(status.contains(expected), "{expected:?} in\n{status}");
+    }
+
     watch.close().await;
     p.stop().await;
 }
