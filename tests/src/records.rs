@@ -160,6 +160,10 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
         outgoing::<OverrideRelease>(operator(true)),
         outgoing::<OverrideHold>(operator(false)),
         outgoing::<OverrideUnhold>(operator(false)),
+        outgoing::<OverrideSwitch>(json!({
+            "stream": "f44", "operator": "alice", "reason": "Fedora 44 released",
+            "release_now": true
+        })),
         outgoing::<ReleasePublished>(with(json!({
             "arches": {"x86_64": {
                 "tree": tree, "release_ref": "fedora/43/x86_64/atomic-host", "images": [image]
@@ -178,6 +182,11 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "threshold_seconds": 259200, "detected_at": "2026-11-27T03:00:00Z",
             "newest_candidate": "43.20261124.0",
             "reason": "no candidate passed its automated tests since 2026-11-24T03:00:00Z (3 days ago, threshold 3d)"
+        })),
+        outgoing::<StreamSwitched>(json!({
+            "from": "f43", "to": "f44", "at": "2027-04-20T14:00:00Z", "cause": "date",
+            "reason": "switch_at 2027-04-20T14:00:00Z of [streams.f44] reached",
+            "next_tick": "2027-04-21T12:00:00Z"
         })),
         outgoing::<SignRequested>(sign_request.clone()),
         outgoing::<SignFinished>({
