@@ -495,6 +495,15 @@ impl Releaser {
         let entry = AuditEntry::new(id, action, &body, now);
         let stream = &body.stream;
         self.locked(stream, || {
+            // Refused before it is logged: the log says what was done.
+            if action == Action::Release
+                && let Some(retired) = self.retired(stream, now)?
+            {
+                return Err(StepError::permanent(format!(
+                    "cannot force-release {stream} {}: {retired}; release a candidate of the stream that took over",
+                    entry.version.as_ref().map_or("", Version::as_str)
+                )));
+            }
             let appended = overrides::append(&self.store, &entry)
                 .map_err(store_error("cannot append to the override audit log"))?;
             match appended {
@@ -504,11 +513,6 @@ impl Releaser {
             let Some(version) = version.filter(|_| action == Action::Release) else {
                 return Ok(Vec::new());
             };
-            if let Some(retired) = self.retired(stream, now)? {
-                return Err(StepError::permanent(format!(
-                    "cannot force-release {stream} {version}: {retired}; release a candidate of the stream that took over"
-                )));
-            }
             let request = Request {
                 stream,
                 version: &version,

@@ -216,7 +216,20 @@ async fn an_operators_switch_is_announced_once_and_ends_the_old_streams_ticks() 
         published(bus::outcome(&step, &old_tick).await).is_empty(),
         "the old stream's tick decides nothing"
     );
+    let forced = incoming(
+        &OverrideRelease(body("ops", Some("43.1"), "one more")),
+        Some("ops"),
+    );
+    let reason = refused(bus::outcome(&step, &forced).await);
+    assert!(
+        reason.contains("cannot force-release f43 43.1: retired"),
+        "{reason}"
+    );
     let f43: Stream = "f43".parse().unwrap();
+    assert!(
+        overrides::read_log(&step.store, &f43).unwrap().is_empty(),
+        "not logged"
+    );
     assert_eq!(
         periods::read(&step.store, &f43, &ANCHOR.parse().unwrap()).unwrap(),
         None
