@@ -629,6 +629,8 @@ async fn a_switch_by_command_moves_the_two_week_releases_and_status_shows_each_r
     ] {
         assert!(status.contains(expected), "{expected:?} in\n{status}");
     }
+    let refused = fortnight_fails(&config, &alice, &["timer", "fire", "tw"], 1).await;
+    assert!(refused.contains("tw has no more ticks"), "{refused}");
 
     watch.close().await;
     p.stop().await;
