@@ -237,12 +237,15 @@ impl bus::Clock for Deadlines {
         let mut next = Self::streams(&settings)
             .map(|(_, deadline)| signing::after(now, deadline.0))
             .min();
+        // A switch that cannot be announced does not hold up the signing deadlines, nor
+        // the reverse: each is tried, and the round is retried if either failed.
+        let mut failed = false;
         match self.switch_due(publisher, now).await {
             Ok(Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),
             Ok(None) => {}
             Err(error) => {
                 tracing::error!(consumer = NAME, error = %error, "cannot switch a stream at its date; retrying");
-                return bus::Next::Retry;
+                failed = true;
             }
         }
         for (stream, deadline) in Self::streams(&settings) {
@@ -254,6 +257,9 @@ impl bus::Clock for Deadlines {
                     return bus::Next::Retry;
                 }
             }
+        }
+        if failed {
+            return bus::Next::Retry;
         }
         bus::Next::After(
             next.and_then(|at| (at - Utc::now()).to_std().ok())
