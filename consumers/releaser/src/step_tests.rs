@@ -372,3 +372,26 @@ async fn a_signed_stream_ends_only_once_the_signer_signed_its_end_of_life_commit
         "ended: announced again, not signed again"
     );
 }
+
+#[test]
+fn the_clock_ends_a_stream_at_its_date_and_wakes_for_it() {
+    let root = tempfile::tempdir().unwrap();
+    let dated = toml! {
+        [streams.f43]
+        end_of_life = "2026-06-01T00:00:00Z"
+    };
+    let step = releaser_with(root.path(), root.path(), dated);
+    let at = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
+    let before = at("2026-05-31T23:59:59Z");
+    assert_eq!(endoflife::due(&step.settings, before).count(), 0);
+    assert_eq!(
+        endoflife::next(&step.settings, before),
+        Some(at("2026-06-01T00:00:00Z"))
+    );
+    let due: Vec<&Stream> = endoflife::due(&step.settings, at("2026-06-01T00:00:00Z")).collect();
+    assert_eq!(due, [&"f43".parse::<Stream>().unwrap()]);
+    assert_eq!(
+        endoflife::next(&step.settings, at("2026-06-01T00:00:00Z")),
+        None
+    );
+}
