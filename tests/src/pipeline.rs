@@ -28,19 +28,13 @@ use signer::Signer;
 use store::{ImageWriter, Store};
 
 pub const STREAM: &str = "tw";
-/// The second stream of [`Options::successor`], configured like [`STREAM`] on the same
-/// repository.
-pub const SUCCESSOR: &str = "next";
+/// The stream that succeeds [`STREAM`] when [`Options::successor`] says so.
+pub const SUCCESSOR: &str = "tw2";
 pub const ARCHES: [&str; 2] = ["aarch64", "x86_64"];
 pub const WAIT: Duration = Duration::from_secs(30);
 
 pub fn stream() -> Stream {
     STREAM.parse().unwrap()
-}
-
-/// [`STREAM`] or [`SUCCESSOR`] as a stream.
-pub fn stream_named(name: &str) -> Stream {
-    name.parse().unwrap()
 }
 
 pub fn version(text: &str) -> Version {
@@ -52,16 +46,18 @@ pub fn arch(text: &str) -> Arch {
 }
 
 pub fn release_ref(arch: &str) -> messages::Ref {
-    release_ref_of(STREAM, arch)
+    release_ref_of(&stream(), arch)
 }
 
-/// The release ref of `arch` in stream `name` ([`STREAM`] or [`SUCCESSOR`]).
-pub fn release_ref_of(name: &str, arch: &str) -> messages::Ref {
-    format!("fedora/{name}/{arch}/release").parse().unwrap()
+/// The release ref of `arch` in `stream` ([`STREAM`] or [`SUCCESSOR`]).
+pub fn release_ref_of(stream: &Stream, arch: &str) -> messages::Ref {
+    format!("fedora/{stream}/{arch}/release").parse().unwrap()
 }
 
-fn input_ref(name: &str, arch: &str) -> messages::Ref {
-    format!("fedora/{name}/{arch}/atomic-host").parse().unwrap()
+fn input_ref(stream: &Stream, arch: &str) -> messages::Ref {
+    format!("fedora/{stream}/{arch}/atomic-host")
+        .parse()
+        .unwrap()
 }
 
 /// How the stream is configured.
@@ -90,14 +86,13 @@ pub struct Options {
     /// Consumers the test runs itself (the image-tester, say): the configuration names
     /// their queues, which [`Pipeline::stop`] deletes.
     pub other_consumers: Vec<&'static str>,
-    /// A second two-week stream, [`SUCCESSOR`], configured like [`STREAM`] plus these keys
-    /// (`succeeds = "tw"`, `prerelease`, `switch_at`); the releaser's clock runs when a
-    /// stream has a `switch_at`.
-    pub successor: Option<Table>,
     /// Nightlies' trees boot as Fedora's do (`deploy/tests/fixtures/bootable-tree`), so a
     /// machine can deploy them with `ostree admin`; the fixture caches the kernel and
     /// initramfs it builds in this directory.
     pub bootable_trees: Option<PathBuf>,
+    /// A second two-week stream, [`SUCCESSOR`], that succeeds [`STREAM`] (`succeeds`), in the
+    /// same repository: the one [`STREAM`]'s machines move to at its end of life.
+    pub successor: bool,
 }
 
 impl Default for Options {
@@ -116,8 +111,8 @@ impl Default for Options {
             stream_keys: Table::new(),
             tables: Table::new(),
             other_consumers: Vec::new(),
-            successor: None,
             bootable_trees: None,
+            successor: false,
         }
     }
 }
@@ -180,34 +175,45 @@ pub fn arch_refs(kind: &str) -> Table {
     arch_refs_of(STREAM, kind)
 }
 
-fn arch_refs_of(name: &str, kind: &str) -> Table {
+fn arch_refs_of(stream: &str, kind: &str) -> Table {
     ARCHES
         .iter()
         .map(|a| {
             (
                 (*a).to_owned(),
-                Value::from(format!("fedora/{name}/{a}/{kind}")),
+                Value::from(format!("fedora/{stream}/{a}/{kind}")),
             )
         })
         .collect()
 }
 
 fn stream_config(repo: &Path, options: &Options) -> Table {
-    let mut streams = Table::from_iter([(
-        STREAM.to_owned(),
-        Value::Table(stream_table(STREAM, repo, options)),
+    let mut config = Table::from_iter([(
+        "streams".to_owned(),
+        Value::Table(Table::from_iter([(
+            STREAM.to_owned(),
+            Value::Table(one_stream(STREAM, repo, options)),
+        )])),
     )]);
-    if let Some(keys) = &options.successor {
-        let mut next = stream_table(SUCCESSOR, repo, options);
-        config::merge(&mut next, keys.clone());
-        streams.insert(SUCCESSOR.to_owned(), Value::Table(next));
+    if options.successor {
+        let mut successor = one_stream(SUCCESSOR, repo, options);
+        config::merge(&mut successor, toml! { succeeds = (STREAM) });
+        config::merge(
+            &mut config,
+            Table::from_iter([(
+                "streams".to_owned(),
+                Value::Table(Table::from_iter([(
+                    SUCCESSOR.to_owned(),
+                    Value::Table(successor),
+                )])),
+            )]),
+        );
     }
-    let mut config = Table::from_iter([("streams".to_owned(), Value::Table(streams))]);
     config::merge(&mut config, options.tables.clone());
     config
 }
 
-fn stream_table(name: &str, repo: &Path, options: &Options) -> Table {
+fn one_stream(name: &str, repo: &Path, options: &Options) -> Table {
     let mut stream = toml! {
         arches = (ARCHES.to_vec())
         input_refs = (Value::Table(arch_refs_of(name, "atomic-host")))
@@ -287,6 +293,7 @@ impl Pipeline {
         for _ in 0..options.releaser_replicas {
             let (releaser_settings, addr) = with_health(&settings, releaser::NAME);
             let step = Releaser::new(Arc::new(releaser_settings.clone())).unwrap();
+            // The releaser's clock watches signing deadlines and switch dates.
             let switches = settings.streams.values().any(|s| s.switch_at.is_some());
             if options.signing.is_some() || switches {
                 let deadlines = releaser::deadlines::Deadlines::new(step.clone());
@@ -355,12 +362,13 @@ impl Pipeline {
         version_text: &str,
         packages: &[&str],
     ) -> BTreeMap<Arch, Commit> {
-        self.nightly_in(STREAM, version_text, packages)
+        self.nightly_of(&stream(), version_text, packages)
     }
 
-    fn nightly_in(
+    /// [`Pipeline::nightly_with_packages`] of `s` ([`STREAM`] or [`SUCCESSOR`]).
+    fn nightly_of(
         &self,
-        name: &str,
+        s: &Stream,
         version_text: &str,
         packages: &[&str],
     ) -> BTreeMap<Arch, Commit> {
@@ -370,7 +378,7 @@ impl Pipeline {
                 .bus
                 .dir
                 .path()
-                .join(format!("tree-{name}-{version_text}-{a}"));
+                .join(format!("tree-{s}-{version_text}-{a}"));
             if !packages.is_empty() {
                 run_fixture(
                     Command::new(fixture("rpmdb-tree"))
@@ -393,11 +401,11 @@ impl Pipeline {
             .unwrap();
             let commit = self
                 .repo
-                .commit(&input_ref(name, a), &tree, &[("version", version_text)])
+                .commit(&input_ref(s, a), &tree, &[("version", version_text)])
                 .expect("ostree commit");
             let format: Format = "qcow2".parse().unwrap();
-            let (s, v, ar) = (stream_named(name), version(version_text), arch(a));
-            let path = self.store.image_path(&s, &v, &ar, &format);
+            let (v, ar) = (version(version_text), arch(a));
+            let path = self.store.image_path(s, &v, &ar, &format);
             let mut writer = ImageWriter::create(&path).unwrap();
             writer
                 .write_all(format!("image {version_text} {a}").as_bytes())
@@ -406,7 +414,7 @@ impl Pipeline {
             let name: store::FileName =
                 path.file_name().unwrap().to_str().unwrap().parse().unwrap();
             store::checksum::write(
-                &self.store.checksum_path(&s, &v, &ar),
+                &self.store.checksum_path(s, &v, &ar),
                 &BTreeMap::from([(name, digest.sha256.clone())]),
             )
             .unwrap();
@@ -417,22 +425,19 @@ impl Pipeline {
 
     fn report(
         &self,
-        name: &str,
+        s: Stream,
         version_text: &str,
         a: &str,
         commit: &Commit,
         failed: &[&str],
     ) -> TestReport {
-        let (s, v, ar) = (stream_named(name), version(version_text), arch(a));
+        let (v, ar) = (version(version_text), arch(a));
         let format: Format = "qcow2".parse().unwrap();
         let path = self.store.image_path(&s, &v, &ar, &format);
         let digest = store::hash_file(&path).unwrap();
         TestReport {
-            stream: s,
-            version: v,
-            arch: ar,
             tree: Tree {
-                ostree_ref: input_ref(name, a),
+                ostree_ref: input_ref(&s, a),
                 commit: commit.clone(),
                 repo: self.repo.path().display().to_string(),
             },
@@ -444,6 +449,9 @@ impl Pipeline {
             }],
             tests: Vec::new(),
             failed: failed.iter().map(|f| (*f).to_owned()).collect(),
+            stream: s,
+            version: v,
+            arch: ar,
         }
     }
 
@@ -455,18 +463,18 @@ impl Pipeline {
         commit: &Commit,
         failed: &[&str],
     ) -> TestReport {
-        self.write_report_in(STREAM, version_text, a, commit, failed)
+        self.write_report_of(stream(), version_text, a, commit, failed)
     }
 
-    fn write_report_in(
+    fn write_report_of(
         &self,
-        name: &str,
+        s: Stream,
         version_text: &str,
         a: &str,
         commit: &Commit,
         failed: &[&str],
     ) -> TestReport {
-        let report = self.report(name, version_text, a, commit, failed);
+        let report = self.report(s, version_text, a, commit, failed);
         store::write_json(
             &self
                 .store
@@ -480,19 +488,19 @@ impl Pipeline {
     /// Records one arch's test result as the image-tester does (report first, then the
     /// message when it passed).
     pub async fn tested(&self, version_text: &str, a: &str, commit: &Commit, failed: &[&str]) {
-        self.tested_in(STREAM, version_text, a, commit, failed)
+        self.tested_of(stream(), version_text, a, commit, failed)
             .await;
     }
 
-    async fn tested_in(
+    async fn tested_of(
         &self,
-        name: &str,
+        s: Stream,
         version_text: &str,
         a: &str,
         commit: &Commit,
         failed: &[&str],
     ) {
-        let report = self.write_report_in(name, version_text, a, commit, failed);
+        let report = self.write_report_of(s, version_text, a, commit, failed);
         if failed.is_empty() {
             let id = uuid::Uuid::new_v4();
             self.publisher
@@ -509,19 +517,18 @@ impl Pipeline {
         failing: Option<(&str, &str)>,
     ) -> BTreeMap<Arch, Commit> {
         let commits = self.nightly(version_text);
-        self.tested_every_arch(STREAM, version_text, commits, failing)
+        self.tested_every_arch(&stream(), version_text, commits, failing)
             .await
     }
 
-    /// [`Pipeline::nightly_tested`] of stream `name` ([`SUCCESSOR`]), passed on every arch.
-    pub async fn nightly_tested_in(
+    /// [`Pipeline::nightly_tested`] of `s` ([`SUCCESSOR`]), passed on every arch.
+    pub async fn nightly_tested_of(
         &self,
-        name: &str,
+        s: &Stream,
         version_text: &str,
     ) -> BTreeMap<Arch, Commit> {
-        let commits = self.nightly_in(name, version_text, &[]);
-        self.tested_every_arch(name, version_text, commits, None)
-            .await
+        let commits = self.nightly_of(s, version_text, &[]);
+        self.tested_every_arch(s, version_text, commits, None).await
     }
 
     /// A nightly carrying `packages` ([`Pipeline::nightly_with_packages`]) that passed on
@@ -532,13 +539,13 @@ impl Pipeline {
         packages: &[&str],
     ) -> BTreeMap<Arch, Commit> {
         let commits = self.nightly_with_packages(version_text, packages);
-        self.tested_every_arch(STREAM, version_text, commits, None)
+        self.tested_every_arch(&stream(), version_text, commits, None)
             .await
     }
 
     async fn tested_every_arch(
         &self,
-        name: &str,
+        s: &Stream,
         version_text: &str,
         commits: BTreeMap<Arch, Commit>,
         failing: Option<(&str, &str)>,
@@ -549,9 +556,31 @@ impl Pipeline {
                 .map(|(_, t)| t)
                 .into_iter()
                 .collect();
-            self.tested_in(name, version_text, ar.as_str(), commit, &failed)
+            self.tested_of(s.clone(), version_text, ar.as_str(), commit, &failed)
                 .await;
         }
+        commits
+    }
+
+    /// A nightly of [`SUCCESSOR`] that passed its tests on every arch, released at once by
+    /// `operator` (`fortnight.override.release`): the release its machines move to. Returns
+    /// the commits; the caller waits for the release.
+    pub async fn successor_release(
+        &self,
+        operator: &BrokerUser,
+        version_text: &str,
+    ) -> BTreeMap<Arch, Commit> {
+        let successor: Stream = SUCCESSOR.parse().unwrap();
+        let commits = self.nightly_of(&successor, version_text, &[]);
+        for (ar, commit) in &commits {
+            self.write_report_of(successor.clone(), version_text, ar.as_str(), commit, &[]);
+        }
+        let body = Override {
+            stream: successor,
+            ..self.override_body(operator, Some(version_text), "the next release is out")
+        };
+        self.override_as(operator, messages::OverrideRelease(body))
+            .await;
         commits
     }
 
@@ -605,13 +634,13 @@ impl Pipeline {
 
     /// The tick of the period starting at `period`, as the release timer publishes it.
     pub async fn tick(&self, period: &str) -> Outgoing {
-        self.tick_of(STREAM, period).await
+        self.tick_of(&stream(), period).await
     }
 
-    /// The tick of stream `name` ([`SUCCESSOR`]) for the period starting at `period`.
-    pub async fn tick_of(&self, name: &str, period: &str) -> Outgoing {
+    /// The tick of `s` ([`SUCCESSOR`]) for the period starting at `period`.
+    pub async fn tick_of(&self, s: &Stream, period: &str) -> Outgoing {
         let scheduled: DateTime<Utc> = period.parse().unwrap();
-        let message = release_timer::tick_message(&stream_named(name), scheduled, Utc::now(), None);
+        let message = release_timer::tick_message(s, scheduled, Utc::now(), None);
         self.publish(&message).await;
         message
     }

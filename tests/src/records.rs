@@ -164,6 +164,7 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "stream": "f44", "operator": "alice", "reason": "Fedora 44 released",
             "release_now": true
         })),
+        outgoing::<OverrideEndOfLife>(operator(false)),
         outgoing::<ReleasePublished>(with(json!({
             "arches": {"x86_64": {
                 "tree": tree, "release_ref": "fedora/43/x86_64/atomic-host", "images": [image]
@@ -187,6 +188,17 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "from": "f43", "to": "f44", "at": "2027-04-20T14:00:00Z", "cause": "date",
             "reason": "switch_at 2027-04-20T14:00:00Z of [streams.f44] reached",
             "next_tick": "2027-04-21T12:00:00Z"
+        })),
+        outgoing::<StreamEndOfLife>(json!({
+            "stream": "f43", "successor": "f44",
+            "arches": {"x86_64": {
+                "release_ref": "fedora/43/x86_64/atomic-host", "commit": "cd".repeat(32),
+                "rebase": "fedora/44/x86_64/atomic-host",
+                "message": "Fedora Atomic Host f43 has reached end of life; this machine moves to fedora/44/x86_64/atomic-host"
+            }},
+            "message": "Fedora Atomic Host f43 has reached end of life; its machines move to f44",
+            "at": "2027-05-18T00:00:00Z",
+            "how": "operator", "operator": "alice", "reason": "Fedora 43 is end of life"
         })),
         outgoing::<SignRequested>(sign_request.clone()),
         outgoing::<SignFinished>({

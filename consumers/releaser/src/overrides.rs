@@ -22,6 +22,8 @@ pub enum Action {
     Unhold,
     /// Two-week releases moved to the stream (`fortnight.override.switch`).
     Switch,
+    /// The stream's end of life (`fortnight.override.end-of-life`).
+    EndOfLife,
 }
 
 impl Action {

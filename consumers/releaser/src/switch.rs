@@ -82,10 +82,7 @@ impl Releaser {
                 "cannot switch to {to}: it succeeds no stream; set `succeeds` in [streams.{to}]"
             )));
         };
-        let request_id = message.id.clone().unwrap_or_else(|| {
-            let body_text = serde_json::to_string(&body).unwrap_or_default();
-            derived_id(NAME, &[&body_text]).to_string()
-        });
+        let request_id = self.override_id(&body, message);
         let now = Utc::now();
         let _locks = self
             .switch_locks(from, to)

@@ -31,7 +31,7 @@ use bus::{BlockingStep, Outputs, StepError};
 use chrono::{DateTime, TimeDelta, Utc};
 use messages::{
     CandidateTestingRequested, ImageTestsFailed, ImageTestsPassed, Incoming, KarmaThresholdReached,
-    ReleasePublished, ReleaseSkipped, Stream, StreamStale, StreamSwitched,
+    ReleasePublished, ReleaseSkipped, Stream, StreamEndOfLife, StreamStale, StreamSwitched,
 };
 use settings::Settings;
 use store::Store;
@@ -51,6 +51,7 @@ bus::input! {
         Stale(StreamStale),
         // Both streams' roles change at the switch, the new one's label goes.
         Switched(StreamSwitched),
+        EndOfLife(StreamEndOfLife),
     }
 }
 
@@ -65,6 +66,7 @@ impl SiteInput {
             Self::Threshold(m) => &m.stream,
             Self::Stale(m) => &m.stream,
             Self::Switched(m) => &m.to,
+            Self::EndOfLife(m) => &m.stream,
         }
     }
 }

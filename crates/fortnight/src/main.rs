@@ -62,6 +62,9 @@ enum Command {
     /// Move the two-week releases to a stream from the one it succeeds, now (checked and
     /// audited like an override); without it the switch comes at the stream's `switch_at`.
     Switch(commands::switch::Args),
+    /// End a stream's life now: its release refs get their end-of-life commit, which moves
+    /// the machines following them to the stream that succeeds it.
+    EndOfLife(commands::override_::EndOfLife),
     /// Current releases, candidates with each gate's state, overrides in force.
     Status(commands::status::Args),
     /// Why one candidate is or is not releasable, and what it would change.
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
             Command::Override(command) => commands::override_::run(&config, command).await,
             Command::Timer(command) => commands::timer::run(&config, command).await,
             Command::Switch(args) => commands::switch::run(&config, args).await,
+            Command::EndOfLife(args) => commands::override_::end_of_life(&config, args).await,
             Command::Status(args) => commands::status::run(&config, args).await,
             Command::Explain(args) => commands::explain::run(&config, args).await,
             Command::Diff(args) => commands::diff::run(&config, args).await,

@@ -7,40 +7,49 @@
 //! no tick for the stream that handed over, so none is overdue.
 
 use crate::release_support::{
-    self, BrokerUser, Options, Pipeline, STREAM, SUCCESSOR, dead_letter_with, stream, stream_named,
-    version, wait_topic,
+    self, BrokerUser, Options, Pipeline, STREAM, SUCCESSOR, dead_letter_with, stream, version,
+    wait_topic,
 };
 
 use chrono::Utc;
 use gate::succession::{Role, two_week_role};
 use messages::{
-    Message, Outgoing, OverrideSwitch, ReleasePublished, ReleaseSkipped, StreamSwitched,
+    Message, Outgoing, OverrideSwitch, ReleasePublished, ReleaseSkipped, Stream, StreamSwitched,
     SwitchCause,
 };
 use releaser::overrides::Action;
 use tests::browser::{StaticServer, dump_dom};
-use tests::config::{Value, toml};
+use tests::config::{Table, Value, toml};
 
 const PUBLISHED: &str = ReleasePublished::TOPIC;
 const SKIPPED: &str = ReleaseSkipped::TOPIC;
 const SWITCHED: &str = StreamSwitched::TOPIC;
 
-/// `next` succeeds `tw` as its beta, with `switch_at` when given; releases need no karma.
+/// [`SUCCESSOR`] succeeds [`STREAM`] as its beta, with `switch_at` when given; releases need
+/// no karma.
 async fn succession(switch_at: Option<&str>, operators: &[&BrokerUser]) -> Pipeline {
-    let mut successor = toml! {
-        prerelease = "beta"
-        succeeds = (STREAM)
-    };
+    let mut beta = toml! { prerelease = "beta" };
     if let Some(at) = switch_at {
-        successor.insert("switch_at".to_owned(), Value::from(at));
+        beta.insert("switch_at".to_owned(), Value::from(at));
     }
     Pipeline::start(Options {
         karma_required: false,
         operators: operators.iter().map(|o| o.name.clone()).collect(),
-        successor: Some(successor),
+        successor: true,
+        tables: Table::from_iter([(
+            "streams".to_owned(),
+            Value::Table(Table::from_iter([(
+                SUCCESSOR.to_owned(),
+                Value::Table(beta),
+            )])),
+        )]),
         ..Options::default()
     })
     .await
+}
+
+fn stream_named(name: &str) -> Stream {
+    name.parse().unwrap()
 }
 
 fn body<T: serde::de::DeserializeOwned>(line: &messages::RecordLine) -> T {
@@ -55,8 +64,10 @@ fn role(p: &Pipeline, name: &str) -> Role {
 async fn a_beta_release_is_labelled_on_the_message_the_json_and_the_page() {
     let p = succession(Some("2099-01-01T00:00:00Z"), &[]).await;
     let mut watch = p.watch(&[PUBLISHED]).await;
-    p.nightly_tested_in(SUCCESSOR, "44.20261110.0").await;
-    p.tick_of(SUCCESSOR, "2026-11-17T12:00:00Z").await;
+    p.nightly_tested_of(&stream_named(SUCCESSOR), "44.20261110.0")
+        .await;
+    p.tick_of(&stream_named(SUCCESSOR), "2026-11-17T12:00:00Z")
+        .await;
     let published = wait_topic(&mut watch, PUBLISHED, 1).await;
     let release: ReleasePublished = body(&published[0]);
     assert_eq!(release.stream, stream_named(SUCCESSOR));
@@ -136,9 +147,11 @@ async fn at_its_date_the_successor_takes_over_once_and_the_old_stream_releases_n
     // releaser handles one message at a time, so once the new stream's release is out the
     // old one's tick has been handled.
     p.nightly_tested("43.20261124.0", None).await;
-    p.nightly_tested_in(SUCCESSOR, "44.20261124.0").await;
+    p.nightly_tested_of(&stream_named(SUCCESSOR), "44.20261124.0")
+        .await;
     p.tick("2026-11-17T12:00:00Z").await;
-    p.tick_of(SUCCESSOR, "2026-11-17T12:00:00Z").await;
+    p.tick_of(&stream_named(SUCCESSOR), "2026-11-17T12:00:00Z")
+        .await;
     let published = wait_topic(&mut watch, PUBLISHED, 1).await;
     let release: ReleasePublished = body(&published[0]);
     assert_eq!(
@@ -179,7 +192,8 @@ async fn an_operator_switch_releases_at_once_is_audited_and_not_doubled() {
     let mallory = BrokerUser::create("mallory");
     let p = succession(None, &[&operator]).await;
     let mut watch = p.watch(&[PUBLISHED, SWITCHED]).await;
-    p.nightly_tested_in(SUCCESSOR, "44.20261124.0").await;
+    p.nightly_tested_of(&stream_named(SUCCESSOR), "44.20261124.0")
+        .await;
     let asked = OverrideSwitch {
         stream: stream_named(SUCCESSOR),
         reason: "Fedora 44 is out".into(),

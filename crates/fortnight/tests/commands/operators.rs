@@ -1,13 +1,17 @@
 //! The operator commands driven as an operator does, through the `fortnight` binary: votes,
-//! overrides, the manual tick, the switch, `status` and `explain`. The karma-tracker and releaser run
-//! in-process on the real broker and a real OSTree repository (`tests::pipeline`); every
-//! command connects as its own broker account, so RabbitMQ checks the `user_id` it signs with.
+//! overrides, the end of life, the switch, the manual tick, `status` and `explain`. The
+//! karma-tracker and releaser run in-process on the real broker and a real OSTree repository
+//! (`tests::pipeline`); every command connects as its own broker account, so RabbitMQ checks
+//! the `user_id` it signs with.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use messages::{KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped};
+use messages::{
+    EndOfLifeCause, KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped,
+    StreamEndOfLife,
+};
 use releaser::overrides::Action;
 use tests::config::{self, toml};
 use tests::pipeline::{
@@ -20,6 +24,7 @@ const REQUESTED: &str = "fortnight.candidate.testing.requested";
 const THRESHOLD: &str = "fortnight.karma.threshold.reached";
 const SKIPPED: &str = "fortnight.release.skipped";
 const PUBLISHED: &str = "fortnight.release.published";
+const ENDED: &str = "fortnight.stream.end-of-life";
 
 /// Writes the CLI's configuration: the pipeline's, with `operators` as the operator's copy
 /// lists them (which may differ from what the releaser trusts).
@@ -568,22 +573,23 @@ async fn a_switch_by_command_moves_the_two_week_releases_and_status_shows_each_r
     let p = Pipeline::start(Options {
         operators: vec![alice.name.clone()],
         karma_required: false,
-        successor: Some(toml! {
+        successor: true,
+        tables: toml! {
+            [streams.tw2]
             prerelease = "beta"
-            succeeds = "tw"
-        }),
+        },
         ..Options::default()
     })
     .await;
     let config = cli_config(&p, &[&alice]);
     let mut watch = p.watch(&[PUBLISHED]).await;
     const V: &str = "44.20261123.0";
-    p.nightly_tested_in(SUCCESSOR, V).await;
+    p.nightly_tested_of(&SUCCESSOR.parse().unwrap(), V).await;
 
     let status = fortnight_ok(&config, &alice, &["status"]).await;
     for expected in [
         "tw: nothing released yet\n  two-week releases: current\n",
-        "next: nothing released yet\n  two-week releases: beta, switches when an operator says so\n",
+        "tw2: nothing released yet\n  two-week releases: beta, switches when an operator says so\n",
     ] {
         assert!(status.contains(expected), "{expected:?} in\n{status}");
     }
@@ -601,7 +607,7 @@ async fn a_switch_by_command_moves_the_two_week_releases_and_status_shows_each_r
         &alice,
         &[
             "switch",
-            "next",
+            "tw2",
             "--reason",
             "Fedora 44 released",
             "--release-now",
@@ -609,7 +615,7 @@ async fn a_switch_by_command_moves_the_two_week_releases_and_status_shows_each_r
     )
     .await;
     assert!(
-        sent.contains("fortnight.override.switch to next from tw sent by"),
+        sent.contains("fortnight.override.switch to tw2 from tw sent by"),
         "{sent}"
     );
     let published = wait_topic(&mut watch, PUBLISHED, 1).await;
@@ -622,15 +628,92 @@ async fn a_switch_by_command_moves_the_two_week_releases_and_status_shows_each_r
 
     let status = fortnight_ok(&config, &alice, &["status"]).await;
     for expected in [
-        "  two-week releases: retired: two-week releases moved to next at ",
-        "  no next tick: next has the two-week releases",
-        &format!("next: current release {V}"),
+        "  two-week releases: retired: two-week releases moved to tw2 at ",
+        "  no next tick: tw2 has the two-week releases",
+        &format!("tw2: current release {V}"),
         "  two-week releases: current\n",
     ] {
         assert!(status.contains(expected), "{expected:?} in\n{status}");
     }
     let refused = fortnight_fails(&config, &alice, &["timer", "fire", "tw"], 1).await;
     assert!(refused.contains("tw has no more ticks"), "{refused}");
+
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_of_life_is_audited_announced_and_shown_by_status() {
+    let alice = BrokerUser::create("operator");
+    let (p, config) = operated(&alice, &[], true).await;
+    let mut watch = p.watch(&[PUBLISHED, ENDED]).await;
+    const V: &str = "43.20261123.0";
+    p.nightly_tested(V, None).await;
+    fortnight_ok(
+        &config,
+        &alice,
+        &["override", "release", "tw", V, "--reason", "the last one"],
+    )
+    .await;
+    wait_topic(&mut watch, PUBLISHED, 1).await;
+    let last = p.release_head("x86_64").unwrap();
+
+    let usage = fortnight_fails(&config, &alice, &["end-of-life", "tw"], 2).await;
+    assert!(usage.contains("--reason"), "{usage}");
+    let sent = fortnight_ok(
+        &config,
+        &alice,
+        &["end-of-life", "tw", "--reason", "Fedora 43 is end of life"],
+    )
+    .await;
+    assert!(
+        sent.contains("fortnight.override.end-of-life for tw"),
+        "{sent}"
+    );
+    let ended = wait_topic(&mut watch, ENDED, 1).await;
+    let ended: StreamEndOfLife = serde_json::from_value(ended[0].body.clone()).unwrap();
+    assert_eq!(
+        ended.cause,
+        EndOfLifeCause::Operator {
+            operator: alice.name.clone(),
+            reason: "Fedora 43 is end of life".into()
+        }
+    );
+    let head = p.release_head("x86_64").unwrap();
+    assert_eq!(ended.arches[&arch("x86_64")].commit, head);
+    assert!(p.repo.is_ancestor(&last, &head).unwrap());
+
+    let log = p.audit_log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[1].action, Action::EndOfLife);
+    assert_eq!(log[1].operator, alice.name);
+    assert!(
+        log[2]
+            .outcome
+            .as_deref()
+            .is_some_and(|o| o.starts_with("ended")),
+        "{log:?}"
+    );
+
+    let status = fortnight_ok(&config, &alice, &["status", "tw"]).await;
+    assert!(
+        status.contains(&format!(
+            "  END OF LIFE since {}, by {}: Fedora 43 is end of life",
+            ended.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            alice.name
+        )),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "x86_64: fedora/tw/x86_64/release at {head} (no successor)"
+        )),
+        "{status}"
+    );
+    assert!(
+        status.contains("next tick releases nothing: the stream is at its end of life"),
+        "{status}"
+    );
 
     watch.close().await;
     p.stop().await;
