@@ -185,9 +185,9 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "reason": "no candidate passed its automated tests since 2026-11-24T03:00:00Z (3 days ago, threshold 3d)"
         })),
         outgoing::<StreamSwitched>(json!({
-            "from": "f43", "to": "f44", "at": "2027-04-20T14:00:00Z", "cause": "date",
-            "reason": "switch_at 2027-04-20T14:00:00Z of [streams.f44] reached",
-            "next_tick": "2027-04-21T12:00:00Z"
+            "from": "f43", "to": "f44", "at": "2027-04-20T14:00:00Z", "how": "operator",
+            "operator": "alice", "reason": "Fedora 44 released early",
+            "next_tick": "2027-04-20T14:00:00Z"
         })),
         outgoing::<StreamEndOfLife>(json!({
             "stream": "f43", "successor": "f44",

@@ -113,9 +113,10 @@ impl Releaser {
                     from: from.clone(),
                     to: to.clone(),
                     at: now,
-                    cause: SwitchCause::Operator,
-                    operator: Some(body.operator.clone()),
-                    reason: body.reason.clone(),
+                    cause: SwitchCause::Operator {
+                        operator: body.operator.clone(),
+                        reason: body.reason.clone(),
+                    },
                     next_tick: if body.release_now {
                         Some(now)
                     } else {
@@ -214,11 +215,6 @@ impl Releaser {
             to: to.clone(),
             at,
             cause: SwitchCause::Date,
-            operator: None,
-            reason: format!(
-                "switch_at {} of [streams.{to}] reached",
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
             next_tick: s.twoweek.as_ref().and_then(|tw| next_tick(to, tw, at)),
         };
         Ok(Some(SwitchRecord {

@@ -192,9 +192,10 @@ mod tests {
             from: "f43".parse().unwrap(),
             to: "f44".parse().unwrap(),
             at: at(switched_at),
-            cause: SwitchCause::Operator,
-            operator: Some("alice".parse().unwrap()),
-            reason: "Fedora 44 is out early".into(),
+            cause: SwitchCause::Operator {
+                operator: "alice".parse().unwrap(),
+                reason: "Fedora 44 is out early".into(),
+            },
             next_tick: None,
         };
         let record = SwitchRecord {

@@ -377,14 +377,15 @@ impl Message for OverrideSwitch {
     }
 }
 
-/// What made a switch happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
+/// What made a switch happen; the same shape as [`EndOfLifeCause`], so both announcements
+/// say `how` alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "how", rename_all = "kebab-case")]
 pub enum SwitchCause {
     /// The new stream's `switch_at` came.
     Date,
     /// An operator's `fortnight.override.switch`.
-    Operator,
+    Operator { operator: UserName, reason: String },
 }
 
 /// `fortnight.stream.switched`: two-week releases moved from one stream to its successor. Sent
@@ -396,11 +397,9 @@ pub struct StreamSwitched {
     /// The stream whose two-week releases are now the current ones, without a label.
     pub to: Stream,
     pub at: DateTime<Utc>,
+    /// `how` (`date` or `operator`), with the operator's `operator` and `reason`.
+    #[serde(flatten)]
     pub cause: SwitchCause,
-    /// The operator who switched, for an operator's switch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator: Option<UserName>,
-    pub reason: String,
     /// When `to`'s first two-week release is due: its next tick, or now with `release_now`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_tick: Option<DateTime<Utc>>,
@@ -408,7 +407,10 @@ pub struct StreamSwitched {
 impl Message for StreamSwitched {
     const TOPIC: &'static str = "fortnight.stream.switched";
     fn users(&self) -> Vec<&UserName> {
-        self.operator.iter().collect()
+        match &self.cause {
+            SwitchCause::Operator { operator, .. } => vec![operator],
+            SwitchCause::Date => Vec::new(),
+        }
     }
 }
 

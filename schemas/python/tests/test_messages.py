@@ -91,7 +91,7 @@ class Summaries(unittest.TestCase):
                 "from": "f43",
                 "to": "f44",
                 "at": "2027-04-20T14:00:00Z",
-                "cause": "operator",
+                "how": "operator",
                 "operator": "alice",
                 "reason": "Fedora 44 is out",
             },

@@ -124,8 +124,8 @@ async fn at_its_date_the_successor_takes_over_once_and_the_old_stream_releases_n
     let switched = wait_topic(&mut watch, SWITCHED, 1).await;
     let switch: StreamSwitched = body(&switched[0]);
     assert_eq!(
-        (switch.from.as_str(), switch.to.as_str(), switch.cause),
-        (STREAM, SUCCESSOR, SwitchCause::Date)
+        (switch.from.as_str(), switch.to.as_str(), &switch.cause),
+        (STREAM, SUCCESSOR, &SwitchCause::Date)
     );
     assert_eq!(
         switch.at,
@@ -227,8 +227,11 @@ async fn an_operator_switch_releases_at_once_is_audited_and_not_doubled() {
     let switched = wait_topic(&mut watch, SWITCHED, 1).await;
     let switch: StreamSwitched = body(&switched[0]);
     assert_eq!(
-        (switch.cause, switch.operator.as_ref()),
-        (SwitchCause::Operator, Some(&operator.name))
+        switch.cause,
+        SwitchCause::Operator {
+            operator: operator.name.clone(),
+            reason: "Fedora 44 is out".into(),
+        }
     );
 
     // The same message again: the same announcements under the same ids, nothing new.
