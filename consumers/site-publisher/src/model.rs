@@ -235,10 +235,11 @@ fn collect_stream(
         .list_versions(name, Tier::PassedAutotest)?
         .into_iter()
         .rev()
-        .filter(|v| !released.contains(&v) && !store.in_tier(name, v, Tier::PassedHuman))
         // Older than the current release: it can no longer be released, so asking for votes
-        // would waste testers' time.
+        // would waste testers' time. Checked first, so years of history cost no file system
+        // call per old candidate.
         .filter(|v| current.as_ref().is_none_or(|c| v > c))
+        .filter(|v| !released.contains(&v) && !store.in_tier(name, v, Tier::PassedHuman))
         .map(|version| CandidateView {
             karma: karma(&version),
             arches: stream.arches.clone(),
