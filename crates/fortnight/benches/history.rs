@@ -186,8 +186,7 @@ impl History {
                     let images = if age < RECENT {
                         let path = self.store.image_path(&stream, &version, &arch, &format);
                         let mut writer = ImageWriter::create(&path).unwrap();
-                        std::io::Write::write_all(&mut writer, version.as_str().as_bytes())
-                            .unwrap();
+                        writer.write_all(version.as_str().as_bytes()).unwrap();
                         let digest = writer.finish().unwrap();
                         vec![Image {
                             format: format.clone(),
