@@ -59,9 +59,19 @@ impl CandidateView {
     }
 }
 
-/// Every version in `all/`, newest first. Listing reads directory names only, no gate.
-pub fn versions_newest_first(store: &Store, stream: &Stream) -> Result<Vec<Version>, StoreError> {
-    let mut versions = store.list_versions(stream, Tier::All)?;
+/// The versions in `all/` that `keep` accepts, newest first. Listing reads directory names
+/// only, and only what is kept is put in version order: the history behind the current
+/// release costs one comparison per candidate.
+fn versions_newest_first(
+    store: &Store,
+    stream: &Stream,
+    keep: impl Fn(&Version) -> bool,
+) -> Result<Vec<Version>, StoreError> {
+    let mut versions: Vec<Version> = store
+        .list_versions(stream, Tier::All)?
+        .into_iter()
+        .filter(|version| keep(version))
+        .collect();
     versions.sort_by(|a, b| version_order::compare(b, a));
     Ok(versions)
 }
@@ -94,10 +104,7 @@ impl StreamView {
         now: DateTime<Utc>,
     ) -> Result<Self, StoreError> {
         let floor = current.as_ref().map(|(version, _)| version);
-        let newer: Vec<Version> = versions_newest_first(store, stream)?
-            .into_iter()
-            .take_while(|version| is_newer_than(version, floor))
-            .collect();
+        let newer = versions_newest_first(store, stream, |version| is_newer_than(version, floor))?;
         Self::with_candidates(store, stream, settings, current, newer, now)
     }
 
@@ -118,10 +125,9 @@ impl StreamView {
         let current = read_current(store, stream)?;
         let floor = current.as_ref().map(|(current, _)| current);
         let read = if is_newer_than(version, floor) {
-            versions_newest_first(store, stream)?
-                .into_iter()
-                .take_while(|newer| version_order::compare(newer, version) != Ordering::Less)
-                .collect()
+            versions_newest_first(store, stream, |other| {
+                version_order::compare(other, version) != Ordering::Less
+            })?
         } else {
             vec![version.clone()]
         };
@@ -502,7 +508,8 @@ mod tests {
         let read: Vec<_> = view.candidates.iter().map(|c| c.version.as_str()).collect();
         assert_eq!(read, ["43.20261102.0"]);
 
-        let old = StreamView::read_for(&store, &stream, s, &"43.20261101.9".parse().unwrap(), now());
+        let old =
+            StreamView::read_for(&store, &stream, s, &"43.20261101.9".parse().unwrap(), now());
         assert!(
             matches!(old, Err(StoreError::Json { .. })),
             "explain of the damaged candidate itself reads it: {old:?}"
@@ -540,11 +547,21 @@ mod tests {
         let newest = Decision::Release("43.20261104.0".parse().unwrap());
         assert_eq!(
             read("43.20261103.0"),
-            (vec!["43.20261104.0".into(), "43.20261103.0".into()], newest.clone()),
+            (
+                vec!["43.20261104.0".into(), "43.20261103.0".into()],
+                newest.clone()
+            ),
             "an eligible candidate is weighed against the newer ones"
         );
-        assert_eq!(read("43.20261104.0"), (vec!["43.20261104.0".into()], newest));
-        assert_eq!(read("43.20261101.0").0, ["43.20261101.0"], "the release itself");
+        assert_eq!(
+            read("43.20261104.0"),
+            (vec!["43.20261104.0".into()], newest)
+        );
+        assert_eq!(
+            read("43.20261101.0").0,
+            ["43.20261101.0"],
+            "the release itself"
+        );
     }
 
     #[test]

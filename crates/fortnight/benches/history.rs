@@ -57,7 +57,9 @@ const DEFAULT_RUNS: usize = 20;
 /// The candidate built `age` days before `today`.
 fn version(major: u32, today: NaiveDate, age: usize) -> Version {
     let day = today - Days::new(age as u64);
-    format!("{major}.{}.0", day.format("%Y%m%d")).parse().unwrap()
+    format!("{major}.{}.0", day.format("%Y%m%d"))
+        .parse()
+        .unwrap()
 }
 
 fn failed_arch(age: usize) -> Option<&'static str> {
@@ -149,7 +151,9 @@ impl History {
     /// A tree committed on the arch's input ref, or a made-up commit for an old candidate
     /// that nothing will release or compare.
     fn tree(&self, major: u32, arch: &str, version: &Version, real: bool) -> Tree {
-        let ostree_ref = format!("fedora/{major}/{arch}/atomic-host").parse().unwrap();
+        let ostree_ref = format!("fedora/{major}/{arch}/atomic-host")
+            .parse()
+            .unwrap();
         let commit: Commit = if real {
             let dir = self.trees.join(format!("{version}-{arch}"));
             std::fs::create_dir_all(dir.join("usr/lib")).unwrap();
@@ -162,7 +166,11 @@ impl History {
                 .commit(&ostree_ref, &dir, &[("version", version.as_str())])
                 .expect("ostree commit")
         } else {
-            let digits: String = version.as_str().chars().filter(char::is_ascii_digit).collect();
+            let digits: String = version
+                .as_str()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
             format!("{digits:0>64}").parse().unwrap()
         };
         Tree {
@@ -342,7 +350,12 @@ async fn main() {
     let tick = history.tick(&f43);
     println!(
         "{:>6}  {:>22}  {:>22}  {:>22}  {:>26}  {:>26}",
-        "N", "status", "explain newest", "explain oldest", "tick to release.skipped", "site rebuild"
+        "N",
+        "status",
+        "explain newest",
+        "explain oldest",
+        "tick to release.skipped",
+        "site rebuild"
     );
     let mut laid = 0;
     for size in SIZES {
