@@ -18,8 +18,8 @@ use bus::Publisher;
 use chrono::{DateTime, Utc};
 use karma_tracker::KarmaTracker;
 use messages::{
-    Arch, Commit, Format, Image, ImageTestsPassed, KarmaSubmitted, Outgoing, Override, RecordLine,
-    Stream, TestReport, Tree, UserName, Version,
+    Arch, Commit, Format, Image, ImageBuilt, ImageTestsPassed, KarmaSubmitted, Outgoing, Override,
+    RecordLine, Stream, TestReport, Tree, UserName, Version,
 };
 use ostree_cli::Repo;
 use releaser::Releaser;
@@ -103,6 +103,39 @@ impl Default for Options {
             other_consumers: Vec::new(),
             bootable_trees: None,
         }
+    }
+}
+
+/// Puts one qcow2 image holding `content` in `store` where the image-builder would, and
+/// returns the `fortnight.image.built` it would send for it, built from a commit of `tree_ref`.
+pub fn image_built(
+    store: &Store,
+    (stream, version, arch): (&Stream, &Version, &Arch),
+    tree_ref: &str,
+    content: &[u8],
+) -> ImageBuilt {
+    let format: Format = "qcow2".parse().unwrap();
+    let path = store.image_path(stream, version, arch, &format);
+    let mut writer = ImageWriter::create(&path).unwrap();
+    writer.write_all(content).unwrap();
+    let digest = writer.finish().unwrap();
+    ImageBuilt {
+        stream: stream.clone(),
+        version: version.clone(),
+        arch: arch.clone(),
+        tree: Tree {
+            ostree_ref: tree_ref.parse().unwrap(),
+            commit: "c".repeat(64).parse().unwrap(),
+            repo: "/nonexistent".to_owned(),
+        },
+        images: vec![Image {
+            format,
+            path: store.relative(&path),
+            size: digest.size,
+            sha256: digest.sha256,
+        }],
+        build_log: "unused".to_owned(),
+        compose_id: None,
     }
 }
 
