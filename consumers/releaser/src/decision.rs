@@ -16,7 +16,7 @@ use store::{Store, StoreError, Tier};
 
 use crate::external::ExternalGate;
 use crate::overrides::{self, Active, AuditEntry};
-use crate::version_order;
+use messages::version_order;
 
 /// One candidate and what the store says about it.
 #[derive(Debug, Clone, PartialEq)]

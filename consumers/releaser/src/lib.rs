@@ -18,7 +18,6 @@ pub mod release;
 pub mod signing;
 #[cfg(test)]
 mod step_tests;
-pub mod version_order;
 
 use std::sync::Arc;
 
