@@ -992,7 +992,7 @@ fn connection_of(app: &str) -> String {
     .expect("rabbitmqctl list_connections");
     let mine: Vec<&str> = listed
         .lines()
-        .filter(|line| line.contains(&format!("<<\"{app}\">>")))
+        .filter(|line| line.contains(&format!("{{\"app\",\"{app}\"}}")))
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     assert_eq!(mine.len(), 1, "one connection is {app}'s: {listed}");
