@@ -170,7 +170,19 @@ pub(crate) async fn close(connection: Connection, reason: &str) {
     }
 }
 
-/// How long [`close`] waits for the broker and the I/O thread.
+/// Closes `channel` and waits for the broker's answer, before its connection is closed:
+/// a channel dropped instead closes in the background, and races the connection's close
+/// (lapin logs "invalid channel state: Closing" as a connection error). Gives up after
+/// [`CLOSE_WAIT`].
+pub(crate) async fn close_channel(channel: &Channel, reason: &str) {
+    match tokio::time::timeout(CLOSE_WAIT, channel.close(200, reason)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "channel already closed"),
+        Err(_) => tracing::debug!("the broker did not answer the channel's close in time"),
+    }
+}
+
+/// How long [`close`] and [`close_channel`] wait for the broker and the I/O thread.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) async fn open_channel(connection: &Connection) -> Result<Channel, BusError> {

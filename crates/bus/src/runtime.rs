@@ -211,11 +211,12 @@ impl Session {
             mut consumer,
         } = self;
         let served = consume(ctx, step, &channel, &mut consumer, shutdown, settled).await;
-        drop((consumer, channel));
         let reason = match served {
             Ok(()) => "shutting down",
             Err(_) => "reconnecting",
         };
+        amqp::close_channel(&channel, reason).await;
+        drop((consumer, channel));
         amqp::close(connection, reason).await;
         served
     }
