@@ -302,6 +302,9 @@ struct Setup {
     quorum: bool,
 }
 
+/// Starts one implementation's consumer process for a setup; `None` when it cannot.
+type Start = Box<dyn Fn(&Setup) -> Option<Child>>;
+
 /// How one implementation is started, and how often.
 struct Contender {
     name: &'static str,
@@ -309,7 +312,7 @@ struct Contender {
     quorum: bool,
     /// Runs in every round; else in the first only.
     every_round: bool,
-    start: Box<dyn Fn(&Setup) -> Option<Child>>,
+    start: Start,
 }
 
 async fn drive() {
