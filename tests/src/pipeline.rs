@@ -18,8 +18,8 @@ use bus::Publisher;
 use chrono::{DateTime, Utc};
 use karma_tracker::KarmaTracker;
 use messages::{
-    Arch, Commit, Format, Image, ImageTestsPassed, KarmaSubmitted, Outgoing, Override, RecordLine,
-    Stream, TestReport, Tree, UserName, Version,
+    Arch, Commit, Format, Image, ImageBuilt, ImageTestsPassed, KarmaSubmitted, Outgoing, Override,
+    RecordLine, Stream, TestReport, Tree, UserName, Version,
 };
 use ostree_cli::Repo;
 use releaser::Releaser;
@@ -28,6 +28,8 @@ use signer::Signer;
 use store::{ImageWriter, Store};
 
 pub const STREAM: &str = "tw";
+/// The stream that succeeds [`STREAM`] when [`Options::successor`] says so.
+pub const SUCCESSOR: &str = "tw2";
 pub const ARCHES: [&str; 2] = ["aarch64", "x86_64"];
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -44,11 +46,16 @@ pub fn arch(text: &str) -> Arch {
 }
 
 pub fn release_ref(arch: &str) -> messages::Ref {
-    format!("fedora/{STREAM}/{arch}/release").parse().unwrap()
+    release_ref_of(&stream(), arch)
 }
 
-fn input_ref(arch: &str) -> messages::Ref {
-    format!("fedora/{STREAM}/{arch}/atomic-host")
+/// The release ref of `arch` in `stream` ([`STREAM`] or [`SUCCESSOR`]).
+pub fn release_ref_of(stream: &Stream, arch: &str) -> messages::Ref {
+    format!("fedora/{stream}/{arch}/release").parse().unwrap()
+}
+
+fn input_ref(stream: &Stream, arch: &str) -> messages::Ref {
+    format!("fedora/{stream}/{arch}/atomic-host")
         .parse()
         .unwrap()
 }
@@ -83,6 +90,9 @@ pub struct Options {
     /// machine can deploy them with `ostree admin`; the fixture caches the kernel and
     /// initramfs it builds in this directory.
     pub bootable_trees: Option<PathBuf>,
+    /// A second two-week stream, [`SUCCESSOR`], that succeeds [`STREAM`] (`succeeds`), in the
+    /// same repository: the one [`STREAM`]'s machines move to at its end of life.
+    pub successor: bool,
 }
 
 impl Default for Options {
@@ -102,7 +112,41 @@ impl Default for Options {
             tables: Table::new(),
             other_consumers: Vec::new(),
             bootable_trees: None,
+            successor: false,
         }
+    }
+}
+
+/// Puts one qcow2 image holding `content` in `store` where the image-builder would, and
+/// returns the `fortnight.image.built` it would send for it, built from a commit of `tree_ref`.
+pub fn image_built(
+    store: &Store,
+    (stream, version, arch): (&Stream, &Version, &Arch),
+    tree_ref: &str,
+    content: &[u8],
+) -> ImageBuilt {
+    let format: Format = "qcow2".parse().unwrap();
+    let path = store.image_path(stream, version, arch, &format);
+    let mut writer = ImageWriter::create(&path).unwrap();
+    writer.write_all(content).unwrap();
+    let digest = writer.finish().unwrap();
+    ImageBuilt {
+        stream: stream.clone(),
+        version: version.clone(),
+        arch: arch.clone(),
+        tree: Tree {
+            ostree_ref: tree_ref.parse().unwrap(),
+            commit: "c".repeat(64).parse().unwrap(),
+            repo: "/nonexistent".to_owned(),
+        },
+        images: vec![Image {
+            format,
+            path: store.relative(&path),
+            size: digest.size,
+            sha256: digest.sha256,
+        }],
+        build_log: "unused".to_owned(),
+        compose_id: None,
     }
 }
 
@@ -128,26 +172,56 @@ pub struct Pipeline {
 /// Arch -> `fedora/tw/<arch>/<kind>` for every arch (`atomic-host`, `release`), the table
 /// of a stream's `input_refs` or `release_refs`.
 pub fn arch_refs(kind: &str) -> Table {
+    arch_refs_of(STREAM, kind)
+}
+
+fn arch_refs_of(stream: &str, kind: &str) -> Table {
     ARCHES
         .iter()
         .map(|a| {
             (
                 (*a).to_owned(),
-                Value::from(format!("fedora/{STREAM}/{a}/{kind}")),
+                Value::from(format!("fedora/{stream}/{a}/{kind}")),
             )
         })
         .collect()
 }
 
 fn stream_config(repo: &Path, options: &Options) -> Table {
+    let mut config = Table::from_iter([(
+        "streams".to_owned(),
+        Value::Table(Table::from_iter([(
+            STREAM.to_owned(),
+            Value::Table(one_stream(STREAM, repo, options)),
+        )])),
+    )]);
+    if options.successor {
+        let mut successor = one_stream(SUCCESSOR, repo, options);
+        config::merge(&mut successor, toml! { succeeds = (STREAM) });
+        config::merge(
+            &mut config,
+            Table::from_iter([(
+                "streams".to_owned(),
+                Value::Table(Table::from_iter([(
+                    SUCCESSOR.to_owned(),
+                    Value::Table(successor),
+                )])),
+            )]),
+        );
+    }
+    config::merge(&mut config, options.tables.clone());
+    config
+}
+
+fn one_stream(name: &str, repo: &Path, options: &Options) -> Table {
     let mut stream = toml! {
         arches = (ARCHES.to_vec())
-        input_refs = (Value::Table(arch_refs("atomic-host")))
+        input_refs = (Value::Table(arch_refs_of(name, "atomic-host")))
         ostree_repo = (config::path(repo))
         formats = ["qcow2"]
 
         [twoweek]
-        release_refs = (Value::Table(arch_refs("release")))
+        release_refs = (Value::Table(arch_refs_of(name, "release")))
         anchor = "2026-01-13T12:00:00Z"
         karma_required = (options.karma_required)
         when_nothing_passed = (if options.release_next_pass { "release-next-pass" } else { "skip" })
@@ -175,15 +249,7 @@ fn stream_config(repo: &Path, options: &Options) -> Table {
         }
     }
     config::merge(&mut stream, options.stream_keys.clone());
-    let mut config = Table::from_iter([(
-        "streams".to_owned(),
-        Value::Table(Table::from_iter([(
-            STREAM.to_owned(),
-            Value::Table(stream),
-        )])),
-    )]);
-    config::merge(&mut config, options.tables.clone());
-    config
+    stream
 }
 
 fn with_health(settings: &Settings, consumer: &str) -> (Settings, std::net::SocketAddr) {
@@ -294,9 +360,23 @@ impl Pipeline {
         version_text: &str,
         packages: &[&str],
     ) -> BTreeMap<Arch, Commit> {
+        self.nightly_of(&stream(), version_text, packages)
+    }
+
+    /// [`Pipeline::nightly_with_packages`] of `s` ([`STREAM`] or [`SUCCESSOR`]).
+    fn nightly_of(
+        &self,
+        s: &Stream,
+        version_text: &str,
+        packages: &[&str],
+    ) -> BTreeMap<Arch, Commit> {
         let mut commits = BTreeMap::new();
         for a in ARCHES {
-            let tree = self.bus.dir.path().join(format!("tree-{version_text}-{a}"));
+            let tree = self
+                .bus
+                .dir
+                .path()
+                .join(format!("tree-{s}-{version_text}-{a}"));
             if !packages.is_empty() {
                 run_fixture(
                     Command::new(fixture("rpmdb-tree"))
@@ -319,11 +399,11 @@ impl Pipeline {
             .unwrap();
             let commit = self
                 .repo
-                .commit(&input_ref(a), &tree, &[("version", version_text)])
+                .commit(&input_ref(s, a), &tree, &[("version", version_text)])
                 .expect("ostree commit");
             let format: Format = "qcow2".parse().unwrap();
-            let (s, v, ar) = (stream(), version(version_text), arch(a));
-            let path = self.store.image_path(&s, &v, &ar, &format);
+            let (v, ar) = (version(version_text), arch(a));
+            let path = self.store.image_path(s, &v, &ar, &format);
             let mut writer = ImageWriter::create(&path).unwrap();
             writer
                 .write_all(format!("image {version_text} {a}").as_bytes())
@@ -332,7 +412,7 @@ impl Pipeline {
             let name: store::FileName =
                 path.file_name().unwrap().to_str().unwrap().parse().unwrap();
             store::checksum::write(
-                &self.store.checksum_path(&s, &v, &ar),
+                &self.store.checksum_path(s, &v, &ar),
                 &BTreeMap::from([(name, digest.sha256.clone())]),
             )
             .unwrap();
@@ -341,17 +421,21 @@ impl Pipeline {
         commits
     }
 
-    fn report(&self, version_text: &str, a: &str, commit: &Commit, failed: &[&str]) -> TestReport {
-        let (s, v, ar) = (stream(), version(version_text), arch(a));
+    fn report(
+        &self,
+        s: Stream,
+        version_text: &str,
+        a: &str,
+        commit: &Commit,
+        failed: &[&str],
+    ) -> TestReport {
+        let (v, ar) = (version(version_text), arch(a));
         let format: Format = "qcow2".parse().unwrap();
         let path = self.store.image_path(&s, &v, &ar, &format);
         let digest = store::hash_file(&path).unwrap();
         TestReport {
-            stream: s,
-            version: v,
-            arch: ar,
             tree: Tree {
-                ostree_ref: input_ref(a),
+                ostree_ref: input_ref(&s, a),
                 commit: commit.clone(),
                 repo: self.repo.path().display().to_string(),
             },
@@ -363,6 +447,9 @@ impl Pipeline {
             }],
             tests: Vec::new(),
             failed: failed.iter().map(|f| (*f).to_owned()).collect(),
+            stream: s,
+            version: v,
+            arch: ar,
         }
     }
 
@@ -374,7 +461,18 @@ impl Pipeline {
         commit: &Commit,
         failed: &[&str],
     ) -> TestReport {
-        let report = self.report(version_text, a, commit, failed);
+        self.write_report_of(stream(), version_text, a, commit, failed)
+    }
+
+    fn write_report_of(
+        &self,
+        s: Stream,
+        version_text: &str,
+        a: &str,
+        commit: &Commit,
+        failed: &[&str],
+    ) -> TestReport {
+        let report = self.report(s, version_text, a, commit, failed);
         store::write_json(
             &self
                 .store
@@ -434,6 +532,28 @@ impl Pipeline {
             self.tested(version_text, ar.as_str(), commit, &failed)
                 .await;
         }
+        commits
+    }
+
+    /// A nightly of [`SUCCESSOR`] that passed its tests on every arch, released at once by
+    /// `operator` (`fortnight.override.release`): the release its machines move to. Returns
+    /// the commits; the caller waits for the release.
+    pub async fn successor_release(
+        &self,
+        operator: &BrokerUser,
+        version_text: &str,
+    ) -> BTreeMap<Arch, Commit> {
+        let successor: Stream = SUCCESSOR.parse().unwrap();
+        let commits = self.nightly_of(&successor, version_text, &[]);
+        for (ar, commit) in &commits {
+            self.write_report_of(successor.clone(), version_text, ar.as_str(), commit, &[]);
+        }
+        let body = Override {
+            stream: successor,
+            ..self.override_body(operator, Some(version_text), "the next release is out")
+        };
+        self.override_as(operator, messages::OverrideRelease(body))
+            .await;
         commits
     }
 

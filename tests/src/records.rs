@@ -160,6 +160,7 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
         outgoing::<OverrideRelease>(operator(true)),
         outgoing::<OverrideHold>(operator(false)),
         outgoing::<OverrideUnhold>(operator(false)),
+        outgoing::<OverrideEndOfLife>(operator(false)),
         outgoing::<ReleasePublished>(with(json!({
             "arches": {"x86_64": {
                 "tree": tree, "release_ref": "fedora/43/x86_64/atomic-host", "images": [image]
@@ -178,6 +179,17 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "threshold_seconds": 259200, "detected_at": "2026-11-27T03:00:00Z",
             "newest_candidate": "43.20261124.0",
             "reason": "no candidate passed its automated tests since 2026-11-24T03:00:00Z (3 days ago, threshold 3d)"
+        })),
+        outgoing::<StreamEndOfLife>(json!({
+            "stream": "f43", "successor": "f44",
+            "arches": {"x86_64": {
+                "release_ref": "fedora/43/x86_64/atomic-host", "commit": "cd".repeat(32),
+                "rebase": "fedora/44/x86_64/atomic-host",
+                "message": "Fedora Atomic Host f43 has reached end of life; this machine moves to fedora/44/x86_64/atomic-host"
+            }},
+            "message": "Fedora Atomic Host f43 has reached end of life; its machines move to f44",
+            "at": "2027-05-18T00:00:00Z",
+            "how": "operator", "operator": "alice", "reason": "Fedora 43 is end of life"
         })),
         outgoing::<SignRequested>(sign_request.clone()),
         outgoing::<SignFinished>({

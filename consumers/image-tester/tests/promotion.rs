@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use bus::Outcome;
 use image_tester::ImageTester;
-use messages::{Arch, Image, ImageBuilt, Outgoing, Stream, Tree, Version, derived_id};
+use messages::{Arch, Outgoing, Stream, Version, derived_id};
 use settings::Settings;
-use store::{ImageWriter, Store, Tier};
+use store::{Store, Tier};
+use tests::pipeline::image_built;
 
 const ROUNDS: usize = 25;
 
@@ -31,40 +32,6 @@ fn settings(root: &std::path::Path, stream_keys: toml::Table) -> Arc<Settings> {
     Arc::new(Settings::from_toml(&toml::to_string(&config).unwrap()).unwrap())
 }
 
-/// Puts a small image holding `content` in the store and returns the message the builder would
-/// send for it.
-fn built(
-    store: &Store,
-    stream: &Stream,
-    version: &Version,
-    arch: &Arch,
-    content: &str,
-) -> ImageBuilt {
-    let format = "qcow2".parse().unwrap();
-    let path = store.image_path(stream, version, arch, &format);
-    let mut writer = ImageWriter::create(&path).unwrap();
-    writer.write_all(content.as_bytes()).unwrap();
-    let digest = writer.finish().unwrap();
-    ImageBuilt {
-        stream: stream.clone(),
-        version: version.clone(),
-        arch: arch.clone(),
-        tree: Tree {
-            ostree_ref: format!("fedora/43/{arch}/atomic-host").parse().unwrap(),
-            commit: "c".repeat(64).parse().unwrap(),
-            repo: "/nonexistent".to_owned(),
-        },
-        images: vec![Image {
-            format,
-            path: store.relative(&path),
-            size: digest.size,
-            sha256: digest.sha256,
-        }],
-        build_log: "unused".to_owned(),
-        compose_id: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_replicas_promote_every_candidate_exactly_once() {
     let root = tempfile::tempdir().unwrap();
@@ -84,12 +51,11 @@ async fn racing_replicas_promote_every_candidate_exactly_once() {
             .map(|arch| {
                 Outgoing::new(
                     derived_id("t", &[arch.as_str()]),
-                    &built(
+                    &image_built(
                         &store,
-                        &stream,
-                        &version,
-                        arch,
-                        &format!("{version} {arch}"),
+                        (&stream, &version, arch),
+                        &format!("fedora/43/{arch}/atomic-host"),
+                        format!("{version} {arch}").as_bytes(),
                     ),
                 )
                 .to_incoming()
@@ -148,7 +114,12 @@ async fn a_rebuilt_arch_that_fails_takes_the_version_out_of_passed_autotest() {
     let test = |content: &str, arch: &Arch| {
         let message = Outgoing::new(
             derived_id("t", &[arch.as_str(), content]),
-            &built(&store, &stream, &version, arch, content),
+            &image_built(
+                &store,
+                (&stream, &version, arch),
+                &format!("fedora/43/{arch}/atomic-host"),
+                content.as_bytes(),
+            ),
         )
         .to_incoming();
         let tester = &tester;

@@ -1,5 +1,6 @@
 //! Signing deadlines: a request nobody answers is sent once more after the stream's
-//! `signing.deadline`, and after another deadline the release is skipped.
+//! `signing.deadline`, and after another deadline the release is skipped. The same clock ends
+//! a stream's life when its `end_of_life` date comes ([`crate::endoflife`]).
 //!
 //! The releaser's queue only wakes it when a message comes, and a signer that is down sends
 //! none, so the deadlines are watched by a [`bus::Clock`] that runs beside the releaser's
@@ -15,9 +16,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use messages::Stream;
+use messages::{EndOfLifeCause, Stream};
 use settings::{Deadline, Settings};
 
+use crate::endoflife;
 use crate::signing::{self, Due, Pending};
 use crate::{NAME, Releaser};
 
@@ -32,6 +34,16 @@ pub enum DeadlineError {
     Store {
         stream: Stream,
         source: store::StoreError,
+    },
+    #[error("stream {stream}: {source}")]
+    EndOfLife {
+        stream: Stream,
+        source: endoflife::EndOfLifeError,
+    },
+    #[error("stream {stream}: cannot publish its end of life or its signing request: {source}")]
+    PublishEndOfLife {
+        stream: Stream,
+        source: Box<bus::BusError>,
     },
     #[error("stream {stream}: cannot publish for signing request {request_id}: {source}")]
     Publish {
@@ -109,6 +121,77 @@ impl Deadlines {
         Ok(next)
     }
 
+    /// Ends `stream`'s life by date unless it already ended: moves its release refs,
+    /// publishes the announcement, then records it, so a round cut short is finished by the
+    /// next with the same commits and the same message. A signed stream's end of life is
+    /// recorded as waiting for signatures and the request published instead. A stream that cannot end yet (its
+    /// successor has not released) is logged and tried again next round.
+    pub async fn end_by_date(
+        &self,
+        stream: &Stream,
+        publisher: &bus::Publisher,
+        now: DateTime<Utc>,
+    ) -> Result<(), DeadlineError> {
+        let releaser = &self.releaser;
+        let store_error = |source| DeadlineError::Store {
+            stream: stream.clone(),
+            source,
+        };
+        if endoflife::read(&releaser.store, stream)
+            .map_err(store_error)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let _guard = store::lock(&releaser.lock_path(stream)).map_err(store_error)?;
+        // Read again under the lock: an operator may have ended it meanwhile.
+        if endoflife::read(&releaser.store, stream)
+            .map_err(store_error)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        // A signed end of life already asked for: the deadlines above take care of it.
+        let waiting = signing::waiting(&releaser.store, stream).map_err(store_error)?;
+        if waiting.iter().any(|p| p.end_of_life.is_some()) {
+            return Ok(());
+        }
+        let prepared = endoflife::prepare(&releaser.settings, stream, EndOfLifeCause::Date, now)
+            .and_then(|ended| {
+                if endoflife::needs_signatures(&releaser.settings, &ended) {
+                    return releaser
+                        .ask_end_of_life_signatures(ended, now, None)
+                        .map(|request| (request, None));
+                }
+                endoflife::promote(&releaser.settings, &ended)?;
+                Ok((endoflife::announcement(&ended), Some(ended)))
+            });
+        let (message, in_place) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) if error.is_refusal() => {
+                tracing::warn!(stream = %stream, error = %error, "end-of-life date passed, but the stream cannot end yet");
+                return Ok(());
+            }
+            Err(source) => {
+                return Err(DeadlineError::EndOfLife {
+                    stream: stream.clone(),
+                    source,
+                });
+            }
+        };
+        publisher
+            .publish(&message)
+            .await
+            .map_err(|source| DeadlineError::PublishEndOfLife {
+                stream: stream.clone(),
+                source: Box::new(source),
+            })?;
+        match in_place {
+            Some(ended) => endoflife::write(&releaser.store, &ended).map_err(store_error),
+            None => Ok(()),
+        }
+    }
+
     async fn publish(
         &self,
         pending: &Pending,
@@ -170,6 +253,18 @@ impl Deadlines {
             releaser.settings.signing_topics.requested,
             resent_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
+        if pending.end_of_life.is_some() {
+            tracing::error!(stream = %stream, request_id = %pending.request.request_id, reason = %reason, "end-of-life commits not signed; nothing moved");
+            releaser
+                .record_forced_outcome(
+                    pending.forced_by.as_ref(),
+                    format!("not ended: {reason}"),
+                    now,
+                )
+                .map_err(store_error)?;
+            return signing::remove(&releaser.store, stream, &pending.request.version)
+                .map_err(store_error);
+        }
         let skipped = releaser
             .skip_unsigned(pending, twoweek, reason, now)
             .map_err(store_error)?;
@@ -188,7 +283,14 @@ impl bus::Clock for Deadlines {
         let settings = self.releaser.settings.clone();
         let mut next = Self::streams(&settings)
             .map(|(_, deadline)| signing::after(now, deadline.0))
+            .chain(endoflife::next(&settings, now))
             .min();
+        for stream in endoflife::due(&settings, now) {
+            if let Err(error) = self.end_by_date(stream, publisher, now).await {
+                tracing::error!(consumer = NAME, error = %error, "cannot end a stream's life; retrying");
+                return bus::Next::Retry;
+            }
+        }
         for (stream, deadline) in Self::streams(&settings) {
             match self.check_stream(stream, deadline, publisher, now).await {
                 Ok(Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),

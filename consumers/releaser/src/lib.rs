@@ -9,6 +9,7 @@
 
 pub mod deadlines;
 pub mod decision;
+pub mod endoflife;
 pub mod external;
 pub mod notes;
 pub mod overrides;
@@ -24,15 +25,17 @@ use std::sync::Arc;
 use bus::{BlockingStep, Outputs, StepError};
 use chrono::{DateTime, Utc};
 use messages::{
-    ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing, Override,
-    OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold, Period,
-    ReleasePublished, ReleaseSkipped, SignFinished, SignStatus, Stream, TwoweekComplete,
-    TwoweekTimerFired, UserName, Version, derived_id,
+    EndOfLifeCause, ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message,
+    Outgoing, Override, OverrideBlock, OverrideEndOfLife, OverrideHold, OverrideRelease,
+    OverrideUnblock, OverrideUnhold, Period, ReleasePublished, ReleaseSkipped, SignFinished,
+    SignStatus, Stream, StreamEndOfLife, TwoweekComplete, TwoweekTimerFired, UserName, Version,
+    derived_id,
 };
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::{FileName, Store, StoreError};
 
 pub use decision::{Decision, HumanGate, StreamView, Verdict, decide};
+use endoflife::EndOfLifeError;
 use overrides::{Action, AuditEntry};
 use periods::PeriodState;
 use release::{ReleaseError, Request};
@@ -66,6 +69,7 @@ bus::input! {
         Release(OverrideRelease),
         Hold(OverrideHold),
         Unhold(OverrideUnhold),
+        EndOfLife(OverrideEndOfLife),
     }
 }
 
@@ -181,6 +185,7 @@ impl Releaser {
             resent_at: earlier.as_ref().and_then(|e| e.resent_at),
             forced_by: forced_by.cloned(),
             answered_by: None,
+            end_of_life: None,
         };
         signing::write(&self.store, &pending)?;
         tracing::info!(stream = %request.stream, version = %request.version, request_id = %pending.request.request_id, since = %pending.since, "release staged; waiting for signatures");
@@ -262,6 +267,7 @@ impl Releaser {
             return Err(StepError::permanent(format!("tick refused: {reason}")));
         }
         self.locked(stream, || {
+            self.refuse_if_ended(stream, "tick")?;
             let state = periods::read(&self.store, stream, &period)
                 .map_err(store_error("cannot read the period record"))?;
             match state {
@@ -377,7 +383,9 @@ impl Releaser {
             };
             let state = periods::read(&self.store, stream, &period)
                 .map_err(store_error("cannot read the period record"))?;
-            if state != Some(PeriodState::Waiting) {
+            let ended = endoflife::read(&self.store, stream)
+                .map_err(store_error("cannot read the stream's end of life"))?;
+            if state != Some(PeriodState::Waiting) || ended.is_some() {
                 return Ok(Vec::new());
             }
             let view = StreamView::read(&self.store, stream, settings, Utc::now())
@@ -392,6 +400,137 @@ impl Releaser {
                 }
                 Decision::Held(_) | Decision::Nothing => Ok(Vec::new()),
             }
+        })
+    }
+
+    /// A stream past its end of life gets no more two-week releases: `what` (a tick, a forced
+    /// release) is refused, naming when and how it ended.
+    fn refuse_if_ended(&self, stream: &Stream, what: &str) -> Result<(), StepError> {
+        let ended = endoflife::read(&self.store, stream)
+            .map_err(store_error("cannot read the stream's end of life"))?;
+        match ended {
+            None => Ok(()),
+            Some(ended) => {
+                let reason = format!(
+                    "{what} refused: {stream} is at its end of life {}, so it gets no more two-week releases",
+                    endoflife::describe(&ended)
+                );
+                tracing::warn!(stream = %stream, reason = %reason, "release refused after the end of life");
+                Err(StepError::permanent(reason))
+            }
+        }
+    }
+
+    /// Ends `stream`'s life unless it already ended: returns its announcement (the same id
+    /// each time, so a second ending is a duplicate downstream), or for a signed stream the
+    /// request for the end-of-life commits' signatures. `by` is the operator's override, whose
+    /// audit log gets a signed end's outcome. The caller holds the lock.
+    fn end_locked(
+        &self,
+        stream: &Stream,
+        cause: EndOfLifeCause,
+        now: DateTime<Utc>,
+        by: Option<&AuditEntry>,
+    ) -> Result<Outgoing, EndOfLifeError> {
+        if let Some(ended) = endoflife::read(&self.store, stream)? {
+            tracing::info!(stream = %stream, at = %ended.at, "stream already at its end of life; announcing again");
+            return Ok(endoflife::announcement(&ended));
+        }
+        let ended = endoflife::prepare(&self.settings, stream, cause, now)?;
+        if endoflife::needs_signatures(&self.settings, &ended) {
+            return self.ask_end_of_life_signatures(ended, now, by);
+        }
+        endoflife::promote(&self.settings, &ended)?;
+        endoflife::write(&self.store, &ended)?;
+        Ok(endoflife::announcement(&ended))
+    }
+
+    /// Records a signed stream's end of life as waiting for the signatures of its commits,
+    /// and asks for them; asked again, the same request, still waiting since the first time
+    /// and for the first end of life asked for. The caller holds the lock.
+    pub(crate) fn ask_end_of_life_signatures(
+        &self,
+        ended: StreamEndOfLife,
+        now: DateTime<Utc>,
+        by: Option<&AuditEntry>,
+    ) -> Result<Outgoing, EndOfLifeError> {
+        let request = endoflife::sign_request(&self.store, &ended)?;
+        let earlier = signing::read(&self.store, &ended.stream, &request.version)?;
+        if let Some(busy) = earlier
+            .as_ref()
+            .filter(|p| p.request.request_id != request.request_id)
+        {
+            return Err(EndOfLifeError::SigningBusy {
+                stream: ended.stream.clone(),
+                version: busy.request.version.clone(),
+            });
+        }
+        let pending = signing::Pending {
+            period: None,
+            forced: false,
+            reason: ended.message.clone(),
+            since: earlier.as_ref().map_or(now, |e| e.since),
+            resent_at: earlier.as_ref().and_then(|e| e.resent_at),
+            forced_by: earlier
+                .as_ref()
+                .and_then(|e| e.forced_by.clone())
+                .or_else(|| by.cloned()),
+            answered_by: None,
+            end_of_life: Some(earlier.and_then(|e| e.end_of_life).unwrap_or(ended)),
+            request,
+        };
+        signing::write(&self.store, &pending)?;
+        tracing::info!(stream = %pending.request.stream, request_id = %pending.request.request_id, since = %pending.since, "end of life staged; waiting for signatures");
+        Ok(self.sign_request_message(&pending.request, false))
+    }
+
+    /// An operator's `fortnight.override.end-of-life`, kept in the stream's audit log like
+    /// the other overrides, with its outcome.
+    fn end_of_life_requested(
+        &self,
+        body: Override,
+        message: &Incoming,
+    ) -> Result<Outputs, StepError> {
+        self.check_operator(message, "end of life", &body.operator)?;
+        twoweek_stream(&self.settings, &body.stream)?;
+        if body.reason.trim().is_empty() {
+            return Err(StepError::permanent("an end of life needs a reason"));
+        }
+        let now = Utc::now();
+        let entry = AuditEntry::new(
+            self.override_id(&body, message),
+            Action::EndOfLife,
+            &body,
+            now,
+        );
+        let stream = &body.stream;
+        self.locked(stream, || {
+            if overrides::append(&self.store, &entry)
+                .map_err(store_error("cannot append to the override audit log"))?
+            {
+                tracing::info!(stream = %stream, operator = %entry.operator, reason = %entry.reason, "end of life asked for");
+            }
+            let cause = EndOfLifeCause::Operator {
+                operator: body.operator.clone(),
+                reason: body.reason.clone(),
+            };
+            let (result, outcome) = match self.end_locked(stream, cause, now, Some(&entry)) {
+                // Signed: the outcome is recorded when the signer answers.
+                Ok(out) if out.topic != StreamEndOfLife::TOPIC => return Ok(vec![out]),
+                Ok(out) => (
+                    Ok(vec![out]),
+                    "ended: the release refs point at their end-of-life commits".to_owned(),
+                ),
+                Err(error) if error.is_refusal() => {
+                    tracing::error!(stream = %stream, error = %error, "end of life refused");
+                    let outcome = format!("refused: {error}");
+                    (Err(error.into()), outcome)
+                }
+                Err(error) => return Err(error.into()),
+            };
+            overrides::append(&self.store, &entry.outcome(outcome, now))
+                .map_err(store_error("cannot append to the override audit log"))?;
+            result
         })
     }
 
@@ -412,6 +551,15 @@ impl Releaser {
             )));
         }
         Ok(())
+    }
+
+    /// The id of an override's audit log line: the message's, so a redelivered override is a
+    /// no-op in the log; without one, the body is the identity.
+    fn override_id(&self, body: &Override, message: &Incoming) -> String {
+        message.id.clone().unwrap_or_else(|| {
+            let body_text = serde_json::to_string(body).unwrap_or_default();
+            derived_id(NAME, &[&body_text]).to_string()
+        })
     }
 
     fn override_received(
@@ -435,13 +583,7 @@ impl Releaser {
             (_, false) => None,
         };
         let now = Utc::now();
-        // The id makes a redelivered override a no-op in the log; without one, the body is
-        // the identity.
-        let id = message.id.clone().unwrap_or_else(|| {
-            let body_text = serde_json::to_string(&body).unwrap_or_default();
-            derived_id(NAME, &[&body_text]).to_string()
-        });
-        let entry = AuditEntry::new(id, action, &body, now);
+        let entry = AuditEntry::new(self.override_id(&body, message), action, &body, now);
         let stream = &body.stream;
         self.locked(stream, || {
             let appended = overrides::append(&self.store, &entry)
@@ -453,6 +595,7 @@ impl Releaser {
             let Some(version) = version.filter(|_| action == Action::Release) else {
                 return Ok(Vec::new());
             };
+            self.refuse_if_ended(stream, "forced release")?;
             let request = Request {
                 stream,
                 version: &version,
@@ -503,8 +646,36 @@ impl Releaser {
                 (None, None) => return Ok(stale_reply(&finished, message)),
             };
             let now = Utc::now();
-            let out = match finished.status {
-                SignStatus::Success => {
+            let failure = || {
+                format!(
+                    "signing failed ({} {}): {}",
+                    message.topic,
+                    message.id.as_deref().unwrap_or("without id"),
+                    finished
+                        .failure_message
+                        .as_deref()
+                        .unwrap_or("the signer gave no reason")
+                )
+            };
+            let out = match (&pending.end_of_life, finished.status) {
+                (Some(ended), SignStatus::Success) => {
+                    endoflife::promote(&self.settings, ended)?;
+                    endoflife::write(&self.store, ended)
+                        .map_err(store_error("cannot record the end of life"))?;
+                    let outcome = "ended, signed: the release refs point at their end-of-life commits";
+                    self.record_forced_outcome(pending.forced_by.as_ref(), outcome.to_owned(), now)
+                        .map_err(store_error("cannot append to the override audit log"))?;
+                    vec![endoflife::announcement(ended)]
+                }
+                (Some(_), SignStatus::Failure) => {
+                    let reason = failure();
+                    tracing::error!(stream = %stream, request_id = %request_id, reason = %reason, "end-of-life commits not signed; nothing moved");
+                    self.record_forced_outcome(pending.forced_by.as_ref(), format!("not ended: {reason}"), now)
+                        .map_err(store_error("cannot append to the override audit log"))?;
+                    Vec::new()
+                }
+                (None, SignStatus::Success) => {
+
                     let request = Request {
                         stream,
                         version,
@@ -529,17 +700,8 @@ impl Releaser {
                         .map_err(store_error("cannot append to the override audit log"))?;
                     out
                 }
-                SignStatus::Failure => {
-                    let reason = format!(
-                        "signing failed ({} {}): {}",
-                        message.topic,
-                        message.id.as_deref().unwrap_or("without id"),
-                        finished
-                            .failure_message
-                            .as_deref()
-                            .unwrap_or("the signer gave no reason")
-                    );
-                    self.skip_unsigned(&pending, twoweek, reason, now)
+                (None, SignStatus::Failure) => {
+                    self.skip_unsigned(&pending, twoweek, failure(), now)
                         .map_err(store_error("cannot record the skipped release"))?
                 }
             };
@@ -591,6 +753,9 @@ impl BlockingStep for Releaser {
             }
             ReleaserInput::Unhold(OverrideUnhold(body)) => {
                 self.override_received(Action::Unhold, body, message)
+            }
+            ReleaserInput::EndOfLife(OverrideEndOfLife(body)) => {
+                self.end_of_life_requested(body, message)
             }
         }
     }

@@ -20,6 +20,8 @@ pub enum Action {
     Release,
     Hold,
     Unhold,
+    /// The stream's end of life (`fortnight.override.end-of-life`).
+    EndOfLife,
 }
 
 impl Action {

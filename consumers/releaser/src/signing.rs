@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use messages::{
     Arch, CandidateVerdict, Commit, Message, Outgoing, Period, ReleaseSkipped, ReleasedArch,
-    SignArtifact, SignCommit, SignRequested, Stream, Version, derived_id,
+    SignArtifact, SignCommit, SignRequested, Stream, StreamEndOfLife, Version, derived_id,
 };
 use serde::{Deserialize, Serialize};
 use settings::{TwoWeekSettings, WhenNothingPassed};
@@ -43,6 +43,10 @@ pub struct Pending {
     /// The message id of the reply acted on, once answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
+    /// Set when what waits is the stream's end of life ([`crate::endoflife`]), not a release:
+    /// its announcement, whose commits the request names and whose refs move on `SUCCESS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_of_life: Option<StreamEndOfLife>,
 }
 
 /// What an unanswered request is due for.
@@ -328,6 +332,7 @@ mod tests {
             resent_at: resent_at.map(|t| t.parse().unwrap()),
             forced_by: None,
             answered_by: None,
+            end_of_life: None,
         }
     }
 

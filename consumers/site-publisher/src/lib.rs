@@ -31,7 +31,7 @@ use bus::{BlockingStep, Outputs, StepError};
 use chrono::{DateTime, TimeDelta, Utc};
 use messages::{
     CandidateTestingRequested, ImageTestsFailed, ImageTestsPassed, Incoming, KarmaThresholdReached,
-    ReleasePublished, ReleaseSkipped, Stream, StreamStale,
+    ReleasePublished, ReleaseSkipped, Stream, StreamEndOfLife, StreamStale,
 };
 use settings::Settings;
 use store::Store;
@@ -49,6 +49,7 @@ bus::input! {
         Threshold(KarmaThresholdReached),
         // The page's warning appears once the stream is stale, not at the next candidate.
         Stale(StreamStale),
+        EndOfLife(StreamEndOfLife),
     }
 }
 
@@ -62,6 +63,7 @@ impl SiteInput {
             Self::TestingRequested(m) => &m.stream,
             Self::Threshold(m) => &m.stream,
             Self::Stale(m) => &m.stream,
+            Self::EndOfLife(m) => &m.stream,
         }
     }
 }

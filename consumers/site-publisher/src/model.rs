@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use messages::{Arch, Format, Stream, TestReport, TestStatus, Version};
+use messages::{Arch, Format, Stream, StreamEndOfLife, TestReport, TestStatus, Version};
 use release_notes::{ReleaseNotes, ReleaseRecord};
 use serde::Serialize;
 use settings::{Settings, StreamSettings};
@@ -39,6 +39,51 @@ pub struct StreamView {
     pub nightlies: Vec<NightlyView>,
     /// Every release of the stream, newest first (for the feed).
     pub history: Vec<ReleaseView>,
+    /// Set once the stream reached its end of life (the releaser's record).
+    pub end_of_life: Option<EndOfLifeView>,
+}
+
+/// A stream at its end of life, as the page and the stream JSON show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndOfLifeView {
+    /// RFC 3339.
+    pub at: String,
+    /// `2027-05-18`, for people.
+    pub on: String,
+    pub message: String,
+    /// The stream its machines move to.
+    pub successor: Option<Stream>,
+    pub arches: Vec<EndOfLifeArchView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndOfLifeArchView {
+    pub arch: Arch,
+    pub release_ref: String,
+    pub commit: String,
+    /// The successor's release ref the machines on this arch move to.
+    pub rebase: Option<String>,
+}
+
+impl From<StreamEndOfLife> for EndOfLifeView {
+    fn from(ended: StreamEndOfLife) -> Self {
+        Self {
+            at: ended.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            on: ended.at.format("%Y-%m-%d").to_string(),
+            message: ended.message,
+            successor: ended.successor,
+            arches: ended
+                .arches
+                .into_iter()
+                .map(|(arch, a)| EndOfLifeArchView {
+                    arch,
+                    release_ref: a.release_ref.to_string(),
+                    commit: a.commit.to_string(),
+                    rebase: a.rebase.map(|r| r.to_string()),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -213,22 +258,32 @@ fn collect_stream(
         .collect();
     history.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
 
+    let end_of_life: Option<EndOfLifeView> = tolerate(
+        store::read_json::<StreamEndOfLife>(&store.end_of_life_path(name)),
+        "end of life",
+    )
+    .map(Into::into);
     let current = store.current_release(name)?;
     let current_release = current
         .as_ref()
         .and_then(|version| history.iter().find(|(_, r)| &r.version == version))
         .cloned();
-    let stale = stream.twoweek.as_ref().and_then(|twoweek| {
-        let age = current_release.as_ref().map(|(at, _)| now - *at);
-        let period = chrono::Duration::days(i64::from(twoweek.period_days));
-        match age {
-            Some(age) if age <= period => None,
-            age => Some(Staleness {
-                age_days: age.map(|a| a.num_days()),
-                period_days: twoweek.period_days,
-            }),
-        }
-    });
+    // A stream at its end of life releases nothing more: its age alarms nobody.
+    let stale = stream
+        .twoweek
+        .as_ref()
+        .filter(|_| end_of_life.is_none())
+        .and_then(|twoweek| {
+            let age = current_release.as_ref().map(|(at, _)| now - *at);
+            let period = chrono::Duration::days(i64::from(twoweek.period_days));
+            match age {
+                Some(age) if age <= period => None,
+                age => Some(Staleness {
+                    age_days: age.map(|a| a.num_days()),
+                    period_days: twoweek.period_days,
+                }),
+            }
+        });
 
     let released: Vec<&Version> = history.iter().map(|(_, r)| &r.version).collect();
     let candidates = store
@@ -269,10 +324,14 @@ fn collect_stream(
         period_days: stream.twoweek.as_ref().map(|t| t.period_days),
         release: current_release.map(|(_, r)| r),
         stale,
-        alarms: alarms(store, name, stream, now),
+        alarms: match end_of_life {
+            Some(_) => Vec::new(),
+            None => alarms(store, name, stream, now),
+        },
         candidates,
         nightlies,
         history: history.into_iter().map(|(_, r)| r).collect(),
+        end_of_life,
     })
 }
 
@@ -495,6 +554,7 @@ impl Site {
             },
             "release": release.map(|r| &r.version),
             "architectures": architectures,
+            "end_of_life": stream.end_of_life,
         })
     }
 

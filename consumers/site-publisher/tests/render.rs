@@ -131,6 +131,53 @@ fn stream_json_follows_coreos_stream_metadata() {
 }
 
 #[test]
+fn a_stream_at_its_end_of_life_says_so_and_points_to_its_successor() {
+    let f = fixture("x");
+    let ended: messages::StreamEndOfLife = serde_json::from_value(serde_json::json!({
+        "stream": "f43", "successor": "f44",
+        "arches": {"x86_64": {
+            "release_ref": "fedora/43/x86_64/atomic-host", "commit": "cd".repeat(32),
+            "rebase": "fedora/44/x86_64/atomic-host",
+            "message": "Fedora Atomic Host f43 has reached end of life; this machine moves to fedora/44/x86_64/atomic-host"
+        }},
+        "message": "Fedora Atomic Host f43 has reached end of life; its machines move to f44",
+        "at": "2027-05-18T00:00:00Z",
+        "how": "date"
+    }))
+    .unwrap();
+    store::write_json(&f.store.end_of_life_path(&ended.stream), &ended).unwrap();
+    // Long past its period: an ended stream's age warns nobody.
+    publish(&f.settings, &f.store, f.released_at + Duration::days(200)).unwrap();
+
+    let page = read(&f.store.site_dir().join("streams/f43.html")).replace("&#x2f;", "/");
+    assert!(
+        page.contains("<strong>End of life:</strong> Fedora Atomic Host f43 has reached end of life; its machines move to f44 (since 2027-05-18)."),
+        "{page}"
+    );
+    assert!(
+        page.contains("<a href=\"../streams/f44.html\">f44</a>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<code>fedora/44/x86_64/atomic-host</code>"),
+        "{page}"
+    );
+    assert!(!page.contains("days old"), "no stale warning: {page}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&read(&f.store.site_dir().join("streams/f43.json"))).unwrap();
+    let eol = &json["end_of_life"];
+    assert_eq!(eol["at"], "2027-05-18T00:00:00Z");
+    assert_eq!(eol["successor"], "f44");
+    assert_eq!(eol["arches"][0]["arch"], "x86_64");
+    assert_eq!(eol["arches"][0]["rebase"], "fedora/44/x86_64/atomic-host");
+    assert_eq!(eol["arches"][0]["commit"], "cd".repeat(32));
+    let rawhide: serde_json::Value =
+        serde_json::from_str(&read(&f.store.site_dir().join("streams/rawhide.json"))).unwrap();
+    assert_eq!(rawhide["end_of_life"], serde_json::Value::Null);
+}
+
+#[test]
 fn latest_links_resolve_to_the_released_images() {
     let f = fixture("x");
     publish(&f.settings, &f.store, f.released_at).unwrap();
@@ -288,6 +335,7 @@ fn step_binds_every_topic_that_changes_the_page() {
         "fortnight.image.tests.failed",
         "fortnight.candidate.testing.requested",
         "fortnight.karma.threshold.reached",
+        "fortnight.stream.end-of-life",
     ] {
         assert!(topics.iter().any(|t| t == topic), "{topic}");
     }

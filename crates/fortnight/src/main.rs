@@ -59,6 +59,9 @@ enum Command {
     /// Fire a stream's two-week tick by hand.
     #[command(subcommand)]
     Timer(commands::timer::Command),
+    /// End a stream's life now: its release refs get their end-of-life commit, which moves
+    /// the machines following them to the stream that succeeds it.
+    EndOfLife(commands::override_::EndOfLife),
     /// Current releases, candidates with each gate's state, overrides in force.
     Status(commands::status::Args),
     /// Why one candidate is or is not releasable, and what it would change.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             Command::Vote(args) => commands::vote::run(&config, args).await,
             Command::Override(command) => commands::override_::run(&config, command).await,
             Command::Timer(command) => commands::timer::run(&config, command).await,
+            Command::EndOfLife(args) => commands::override_::end_of_life(&config, args).await,
             Command::Status(args) => commands::status::run(&config, args).await,
             Command::Explain(args) => commands::explain::run(&config, args).await,
             Command::Diff(args) => commands::diff::run(&config, args).await,

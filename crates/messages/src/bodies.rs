@@ -347,6 +347,12 @@ override_topic!(
     "fortnight.override.hold"
 );
 override_topic!(OverrideUnhold, "fortnight.override.unhold");
+override_topic!(
+    /// End a stream's life now: its release refs get their end-of-life commit, which moves
+    /// its clients to the stream that succeeds it. `version` and `expires` are not used.
+    OverrideEndOfLife,
+    "fortnight.override.end-of-life"
+);
 
 /// One arch of a release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -496,6 +502,64 @@ topic!(
     "fortnight.stream.stale",
     severity = Severity::Warning
 );
+
+/// One arch of a stream that reached its end of life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EndOfLifeArch {
+    /// The stream's release ref, now pointing at `commit`.
+    pub release_ref: Ref,
+    /// The end-of-life commit: the last release's tree and metadata, that release as its
+    /// parent, plus `ostree.endoflife` and (with `rebase`) `ostree.endoflife-rebase`.
+    pub commit: Commit,
+    /// The release ref of the successor that `ostree admin upgrade` and rpm-ostree move the
+    /// machine to (a ref on the same remote); absent when no stream succeeds this one on
+    /// the arch, and the clients only see the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebase: Option<Ref>,
+    /// What the machines on this arch show their users (`ostree.endoflife`).
+    pub message: String,
+}
+
+/// Who ended a stream's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "how", rename_all = "kebab-case")]
+pub enum EndOfLifeCause {
+    /// The stream's configured `end_of_life` date came.
+    Date,
+    /// An operator's `fortnight.override.end-of-life`.
+    Operator { operator: UserName, reason: String },
+}
+
+/// `fortnight.stream.end-of-life`: the stream's release refs point at their end-of-life
+/// commits, and the stream gets no more two-week releases. Sent again, under the same id,
+/// when the end of life is asked for again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StreamEndOfLife {
+    pub stream: Stream,
+    /// The stream whose release refs the clients move to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<Stream>,
+    /// The arches whose release ref had a release to end.
+    pub arches: BTreeMap<Arch, EndOfLifeArch>,
+    /// The end of life in one sentence, for the page and the people reading the bus.
+    pub message: String,
+    pub at: DateTime<Utc>,
+    /// `how` (`date` or `operator`), with the operator's `operator` and `reason`.
+    #[serde(flatten)]
+    pub cause: EndOfLifeCause,
+}
+impl Message for StreamEndOfLife {
+    const TOPIC: &'static str = "fortnight.stream.end-of-life";
+    fn severity(&self) -> Severity {
+        Severity::Warning
+    }
+    fn users(&self) -> Vec<&UserName> {
+        match &self.cause {
+            EndOfLifeCause::Operator { operator, .. } => vec![operator],
+            EndOfLifeCause::Date => Vec::new(),
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Signing, in robosignatory's shape so that Fedora's signer can answer a request.

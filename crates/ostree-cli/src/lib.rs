@@ -240,19 +240,65 @@ impl Repo {
         source: &Commit,
         release_ref: &Ref,
     ) -> Result<Commit, OstreeError> {
-        let timestamp = self.timestamp(source)?;
+        self.commit_on_top(
+            source,
+            release_ref,
+            &format!("Release {release_ref}"),
+            &[(RELEASE_OF, source.as_str())],
+        )
+    }
+
+    /// The end-of-life commit of `release_ref`, on top of `last`, the release it points at:
+    /// the same tree, metadata (version, [`RELEASE_OF`]) and timestamp, plus [`ENDOFLIFE`]
+    /// (`message`, which clients show their users) and, when given, [`ENDOFLIFE_REBASE`].
+    /// `ostree admin upgrade` (`ostree-sysroot-upgrader.c`) reads the rebase value as a bare
+    /// ref: it pulls that ref from the remote of the machine's origin and writes
+    /// `<remote>:<rebase>` as the new origin, so `rebase` must be a ref of the same
+    /// repository. Same inputs, same commit, like [`Repo::release_commit`].
+    pub fn end_of_life_commit(
+        &self,
+        last: &Commit,
+        release_ref: &Ref,
+        message: &str,
+        rebase: Option<&Ref>,
+    ) -> Result<Commit, OstreeError> {
+        let mut metadata = vec![(ENDOFLIFE, message)];
+        if let Some(rebase) = rebase {
+            metadata.push((ENDOFLIFE_REBASE, rebase.as_str()));
+        }
+        self.commit_on_top(
+            last,
+            release_ref,
+            &format!("End of life of {release_ref}"),
+            &metadata,
+        )
+    }
+
+    /// A commit of `parent`'s tree with `parent` as its parent and `parent`'s timestamp,
+    /// bound to `bound_to` alone, keeping `parent`'s metadata except its bindings and the
+    /// keys `metadata` sets anew.
+    fn commit_on_top(
+        &self,
+        parent: &Commit,
+        bound_to: &Ref,
+        subject: &str,
+        metadata: &[(&str, &str)],
+    ) -> Result<Commit, OstreeError> {
+        let timestamp = self.timestamp(parent)?;
         let mut args: Vec<String> = vec![
             "commit".into(),
             "--orphan".into(),
-            format!("--tree=ref={source}"),
-            format!("--parent={source}"),
+            format!("--tree=ref={parent}"),
+            format!("--parent={parent}"),
             format!("--timestamp={timestamp}"),
-            format!("--subject=Release {release_ref}"),
-            format!("--bind-ref={release_ref}"),
-            format!("--add-metadata-string={RELEASE_OF}={source}"),
+            format!("--subject={subject}"),
+            format!("--bind-ref={bound_to}"),
         ];
-        for key in self.metadata_keys(source)? {
-            if !BINDINGS.contains(&key.as_str()) && key != RELEASE_OF {
+        for (key, value) in metadata {
+            args.push(format!("--add-metadata-string={key}={value}"));
+        }
+        for key in self.metadata_keys(parent)? {
+            if !BINDINGS.contains(&key.as_str()) && !metadata.iter().any(|(k, _)| *k == key) {
                 args.push(format!("--keep-metadata={key}"));
             }
         }
@@ -488,6 +534,10 @@ impl Drop for History {
 
 /// The metadata key naming the commit a release commit was made from.
 pub const RELEASE_OF: &str = "fortnight.release-of";
+/// The metadata key whose text a client shows when its ref reached its end of life.
+pub const ENDOFLIFE: &str = "ostree.endoflife";
+/// The metadata key naming the ref a client moves to when its ref reached its end of life.
+pub const ENDOFLIFE_REBASE: &str = "ostree.endoflife-rebase";
 /// The metadata keys that bind a commit to refs: a release commit has its own.
 const BINDINGS: [&str; 2] = ["ostree.ref-binding", "ostree.collection-binding"];
 
@@ -689,6 +739,58 @@ mod tests {
         );
         let other: Ref = "fedora/43/x86_64/testing".parse().unwrap();
         assert_ne!(repo.release_commit(&source, &other).unwrap(), made);
+    }
+
+    #[test]
+    fn an_end_of_life_commit_is_the_last_release_plus_the_message_and_the_rebase() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, tree, branch) = archive_with_tree(dir.path());
+        let source = repo.commit(&branch, &tree, &[("version", "43.1")]).unwrap();
+        let release: Ref = "fedora/43/x86_64/stable".parse().unwrap();
+        let last = repo.release_commit(&source, &release).unwrap();
+        let next: Ref = "fedora/44/x86_64/stable".parse().unwrap();
+        let message = "Fedora 43 has reached end of life; this machine moves to fedora/44";
+
+        let eol = repo
+            .end_of_life_commit(&last, &release, message, Some(&next))
+            .unwrap();
+        assert_eq!(
+            repo.end_of_life_commit(&last, &release, message, Some(&next))
+                .unwrap(),
+            eol,
+            "made once"
+        );
+        assert!(repo.is_ancestor(&last, &eol).unwrap(), "a fast-forward");
+        assert_eq!(
+            repo.diff_counts(&last, &eol).unwrap(),
+            FileCounts::default()
+        );
+        assert_eq!(
+            repo.timestamp(&eol).unwrap(),
+            repo.timestamp(&last).unwrap()
+        );
+        let key = |key: &str| repo.metadata_string(&eol, key).unwrap();
+        assert_eq!(key(ENDOFLIFE).as_deref(), Some(message));
+        assert_eq!(key(ENDOFLIFE_REBASE).as_deref(), Some(next.as_str()));
+        assert_eq!(key("version").as_deref(), Some("43.1"));
+        assert_eq!(repo.release_source(&eol).unwrap(), source);
+        let (binding, _) = repo
+            .run([
+                "show",
+                "--print-metadata-key=ostree.ref-binding",
+                eol.as_str(),
+            ])
+            .unwrap();
+        assert_eq!(binding, format!("['{release}']"));
+
+        let alone = repo
+            .end_of_life_commit(&last, &release, message, None)
+            .unwrap();
+        assert_ne!(alone, eol);
+        assert_eq!(
+            repo.metadata_string(&alone, ENDOFLIFE_REBASE).unwrap(),
+            None
+        );
     }
 
     #[test]

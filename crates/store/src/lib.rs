@@ -25,6 +25,7 @@
 //! <root>/<stream>/overrides.jsonl                          releaser: override audit log
 //! <root>/<stream>/.periods/<period>.json                   releaser: each period's decision
 //! <root>/<stream>/.periods/waiting.json                    releaser: the period awaiting a pass
+//! <root>/<stream>/.endoflife.json                          releaser: the stream's end of life
 //! <root>/<stream>/.signed/<request id>.json               signer: the reply to each request
 //! <root>/<stream>/.signing/<version>.json                  releaser: a release awaiting signatures
 //! <root>/<stream>/.signing-answered/<request id>.json      releaser: an answered request and its reply
@@ -36,7 +37,7 @@
 //! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log`, `.built/`
 //! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs, `.external/` and `passed-autotest/`;
 //! karma-tracker writes `karma/` and `passed-human/`; releaser writes `releases/`,
-//! `overrides.jsonl`, `.periods/`, `.signing/` and `.signing-answered/`; release-timer writes `timer.json` and
+//! `overrides.jsonl`, `.periods/`, `.signing/`, `.signing-answered/` and `.endoflife.json`; release-timer writes `timer.json` and
 //! `.stale.json`; signer writes
 //! `.signed/`, `.keys/` and a detached `<file>.asc` next to each file it signs; site-publisher
 //! writes `site` and `.site/`. Everyone may read everything.
@@ -300,6 +301,12 @@ impl Store {
             "{}{PERIOD_RECORD_SUFFIX}",
             period.start().format(PERIOD_RECORD_FORMAT)
         ))
+    }
+
+    /// The releaser's record of the stream's end of life (the `fortnight.stream.end-of-life`
+    /// body); it exists once the release refs point at their end-of-life commits.
+    pub fn end_of_life_path(&self, stream: &Stream) -> PathBuf {
+        self.stream_dir(stream).join(".endoflife.json")
     }
 
     /// The release-timer's record of the stale spells it announced for `stream`.

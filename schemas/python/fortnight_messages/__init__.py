@@ -31,6 +31,8 @@ SEVERITIES = {
     "fortnight.release.skipped": message.WARNING,
     "ci.productmd-compose.test.error": message.ERROR,
     "fortnight.stream.stale": message.WARNING,
+    "fortnight.override.end-of-life": message.WARNING,
+    "fortnight.stream.end-of-life": message.WARNING,
 }
 
 #: Fedora CI's test messages Fortnight sends for each test run (its topics, not Fortnight's).
@@ -176,6 +178,8 @@ SUMMARIES = {
     "fortnight.release.published": _published,
     "fortnight.release.skipped": _skipped,
     "fortnight.stream.stale": lambda b: f"{b['stream']} is stale: {b['reason']}",
+    "fortnight.override.end-of-life": _override("ended the life of"),
+    "fortnight.stream.end-of-life": lambda b: b["message"],
     "fortnight.sign.requested": (
         lambda b: f"{_candidate(b)} asks for signatures of {len(b['artifacts'])} files "
         f"and {len(b['commits'])} commits"

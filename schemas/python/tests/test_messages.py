@@ -84,6 +84,28 @@ class Summaries(unittest.TestCase):
             "Stream: f43\nReason: mirror outage\nOperator: alice",
         )
 
+    def test_an_end_of_life_says_where_the_machines_go(self):
+        msg = load(
+            "fortnight.stream.end-of-life",
+            {
+                "stream": "f43",
+                "successor": "f44",
+                "arches": {},
+                "message": "Fedora Atomic Host f43 has reached end of life; its machines move to f44",
+                "at": "2027-05-18T00:00:00Z",
+                "how": "operator",
+                "operator": "alice",
+                "reason": "EOL",
+            },
+        )
+        self.assertEqual(
+            msg.summary,
+            "Fedora Atomic Host f43 has reached end of life; its machines move to f44",
+        )
+        self.assertEqual(msg.severity, message.WARNING)
+        self.assertEqual(msg.agent_name, "alice")
+        self.assertEqual(msg.__class__.__name__, "StreamEndOfLife")
+
     def test_a_forced_release(self):
         msg = load(
             "fortnight.release.published",

@@ -1,7 +1,8 @@
 //! The releases as a machine that follows the release ref sees them: a scratch OSTree sysroot
 //! deploys the x86_64 release ref from the pipeline's repository, and after every tick
 //! `ostree admin upgrade` must bring exactly the release of that period, whatever nightlies
-//! were built, failed or voted on in between.
+//! were built, failed or voted on in between; at the stream's end of life, the same command
+//! moves the machine to the release of the stream that succeeds it.
 
 use crate::release_support;
 
@@ -11,10 +12,13 @@ use std::path::Path;
 use std::process::Command;
 
 use messages::{
-    Arch, CandidateTestingRequested, Commit, KarmaThresholdReached, Message, Ref, ReleasePublished,
-    ReleaseSkipped,
+    Arch, CandidateTestingRequested, Commit, KarmaThresholdReached, Message, OverrideEndOfLife,
+    Ref, ReleasePublished, ReleaseSkipped, Stream, StreamEndOfLife,
 };
-use release_support::{BrokerUser, Options, Pipeline, arch, release_ref, stream, testers, version};
+use release_support::{
+    BrokerUser, Options, Pipeline, SUCCESSOR, arch, release_ref, release_ref_of, stream, testers,
+    version,
+};
 use tests::Watch;
 
 /// The arch of the machine: the one whose kernel the bootable trees carry.
@@ -109,6 +113,33 @@ impl Client {
             .into_iter()
             .next()
             .expect("the sysroot has a deployment")
+    }
+
+    /// The deployment's origin file: what `ostree admin upgrade` follows next.
+    fn origin(&self, deployment: &Deployment) -> String {
+        let path = self
+            .sysroot()
+            .join(format!("ostree/deploy/{OS}/deploy"))
+            .join(format!(
+                "{}.{}.origin",
+                deployment.checksum, deployment.serial
+            ));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    }
+
+    /// A string metadata key of what the machine's repository has for `release_ref` of the
+    /// remote: what it pulled, as its users' tools read it.
+    fn pulled_metadata(&self, release_ref: &Ref, key: &str) -> String {
+        let repo = format!("--repo={}", self.sysroot().join("ostree/repo").display());
+        ostree([
+            "show",
+            &repo,
+            &format!("--print-metadata-key={key}"),
+            &format!("{REMOTE}:{release_ref}"),
+        ])
+        .trim()
+        .to_owned()
     }
 
     /// The VERSION of the deployment's os-release: what the machine says it runs.
@@ -317,6 +348,105 @@ async fn a_machine_following_the_release_ref_upgrades_to_each_release_and_nothin
     tick_releases(&p, &mut watch, "2026-11-17T12:00:00Z", "43.20261101.0").await;
     client.upgrade();
     assert_runs(&p, &client, "43.20261101.0", &[&half_failed]);
+
+    drop(client);
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_end_of_life_a_machine_following_the_release_ref_moves_to_the_successor() {
+    let voters = testers();
+    let operator = BrokerUser::create("operator");
+    let p = Pipeline::start(Options {
+        bootable_trees: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot")),
+        operators: vec![operator.name.clone()],
+        successor: true,
+        ..Options::default()
+    })
+    .await;
+    let successor: Stream = SUCCESSOR.parse().unwrap();
+    let mut watch = p
+        .watch(&[
+            CandidateTestingRequested::TOPIC,
+            KarmaThresholdReached::TOPIC,
+            ReleasePublished::TOPIC,
+            StreamEndOfLife::TOPIC,
+        ])
+        .await;
+
+    // The old stream's last release, and a newer nightly nobody voted on.
+    candidate(&p, &mut watch, "43.20261001.0").await;
+    votes(&p, &mut watch, &voters, "43.20261001.0", 1).await;
+    let unvoted = candidate(&p, &mut watch, "43.20261003.0").await;
+    tick_releases(&p, &mut watch, "2026-10-06T12:00:00Z", "43.20261001.0").await;
+    let client = Client::follow(p.repo.path(), &release_ref(ARCH));
+    assert_runs(&p, &client, "43.20261001.0", &[&unvoted]);
+    let last = client.default_deployment();
+
+    // The successor's first release moves nobody by itself.
+    let next = p.successor_release(&operator, "44.20261010.0").await;
+    wait_until(&mut watch, |r: &ReleasePublished| r.stream == successor).await;
+    client.upgrade();
+    assert_runs(&p, &client, "43.20261001.0", &[&unvoted, &next]);
+    assert_eq!(client.default_deployment(), last);
+
+    // The operator ends the old stream: the next upgrade moves the machine.
+    let end = OverrideEndOfLife(p.override_body(&operator, None, "Fedora 43 is end of life"));
+    p.override_as(&operator, end.clone()).await;
+    let ended = wait_until(&mut watch, |e: &StreamEndOfLife| e.stream == stream()).await;
+    let successor_ref = release_ref_of(&successor, ARCH);
+    let x86 = &ended.arches[&arch(ARCH)];
+    assert_eq!(x86.rebase.as_ref(), Some(&successor_ref));
+    assert_eq!(p.release_head(ARCH).as_ref(), Some(&x86.commit));
+    client.upgrade();
+    let moved = client.default_deployment();
+    assert_eq!(
+        Some(&moved.checksum),
+        p.repo.rev_parse(&successor_ref).unwrap().as_ref(),
+        "the machine deployed what {successor_ref} points at"
+    );
+    assert_eq!(
+        p.repo.release_source(&moved.checksum).unwrap(),
+        next[&arch(ARCH)]
+    );
+    assert_eq!(client.os_release_version(&moved), "44.20261010.0");
+    let origin = client.origin(&moved);
+    assert!(
+        origin.contains(&format!("refspec={REMOTE}:{successor_ref}")),
+        "the machine now follows {successor_ref}: {origin}"
+    );
+    assert_eq!(
+        client.pulled_metadata(&release_ref(ARCH), "ostree.endoflife"),
+        format!("'{}'", x86.message),
+        "the machine's users can read why"
+    );
+    assert!(
+        x86.message.contains(successor_ref.as_str()),
+        "{}",
+        x86.message
+    );
+    assert_eq!(
+        client.deployments(),
+        [moved.clone(), last],
+        "the old stream's release stays as the rollback"
+    );
+
+    // Asked again: announced again under the same id, and nothing new committed.
+    p.override_as(&operator, end).await;
+    let announced = release_support::wait_topic(&mut watch, StreamEndOfLife::TOPIC, 2).await;
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    assert_eq!(announced[0].id, announced[1].id);
+    assert_eq!(p.release_head(ARCH).as_ref(), Some(&x86.commit));
+
+    // The old stream gets no more two-week releases.
+    candidate(&p, &mut watch, "43.20261015.0").await;
+    votes(&p, &mut watch, &voters, "43.20261015.0", 1).await;
+    p.tick("2026-10-20T12:00:00Z").await;
+    release_support::dead_letter_with(&p, "releaser", "end of life").await;
+    assert_eq!(p.release_head(ARCH).as_ref(), Some(&x86.commit));
+    client.upgrade();
+    assert_eq!(client.default_deployment(), moved);
 
     drop(client);
     watch.close().await;

@@ -120,10 +120,7 @@ async fn a_composed_tree_becomes_checked_images_that_pass_the_suite() {
         vec![built.version.clone()]
     );
 
-    builder.stop().await;
-    tester.stop().await;
-    watch.close().await;
-    bus.cleanup().await;
+    finish([builder, tester], watch, bus).await;
 }
 
 #[tokio::test]
@@ -174,10 +171,7 @@ async fn a_tree_that_breaks_a_gating_test_fails_naming_the_test() {
             .is_empty()
     );
 
-    builder.stop().await;
-    tester.stop().await;
-    watch.close().await;
-    bus.cleanup().await;
+    finish([builder, tester], watch, bus).await;
 }
 
 #[tokio::test]
@@ -241,9 +235,7 @@ async fn the_same_pungi_tree_sent_three_times_builds_once() {
     assert!(!ids.contains(&all[3].id), "a forced build is a new result");
     assert_eq!(std::fs::read_to_string(&counter).unwrap(), "run\nrun\n");
 
-    builder.stop().await;
-    watch.close().await;
-    bus.cleanup().await;
+    finish([builder], watch, bus).await;
 }
 
 #[tokio::test]
@@ -324,9 +316,7 @@ async fn failing_hanging_and_silent_recipes_give_build_failed_and_leave_nothing_
         "the recipe's own output is captured: {log}"
     );
 
-    builder.stop().await;
-    watch.close().await;
-    bus.cleanup().await;
+    finish([builder], watch, bus).await;
 }
 
 #[tokio::test]

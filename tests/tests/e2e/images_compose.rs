@@ -238,7 +238,5 @@ async fn compose_images_are_tied_to_the_commit_the_composes_tree_message_named()
         "no recipe build was attempted for the tree"
     );
 
-    builder.stop().await;
-    watch.close().await;
-    bus.cleanup().await;
+    finish([builder], watch, bus).await;
 }

@@ -131,10 +131,7 @@ async fn a_panicking_a_mislabelled_and_a_kernelless_tree_fail_the_gating_boot() 
         "{boot:?}"
     );
 
-    builder.stop().await;
-    tester.stop().await;
-    watch.close().await;
-    bus.cleanup().await;
+    finish([builder, tester], watch, bus).await;
 }
 
 #[tokio::test]
@@ -190,10 +187,7 @@ async fn a_tree_whose_boot_hangs_fails_at_the_boot_timeout_naming_the_last_conso
         "the reason names the last console lines: {reason}"
     );
 
-    builder.stop().await;
-    tester.stop().await;
-    watch.close().await;
-    bus.cleanup().await;
+    finish([builder, tester], watch, bus).await;
 }
 
 /// Zeroes the first refcount block of a qcow2: every cluster then looks unreferenced to
@@ -303,8 +297,5 @@ async fn images_broken_after_the_build_fail_the_format_and_checksum_tests() {
         "{format:?}"
     );
 
-    builder.stop().await;
-    tester.stop().await;
-    watch.close().await;
-    bus.cleanup().await;
+    finish([builder, tester], watch, bus).await;
 }

@@ -3,7 +3,7 @@
 //! published key can check the CHECKSUM and pull the release ref with `gpg-verify=true`; a
 //! refused request (bad checksum, path outside the store) signs nothing and skips the release,
 //! a forced one too; a request nobody answers is sent again once and then skipped; a replayed
-//! request signs nothing again.
+//! request signs nothing again; a stream's end-of-life commits are signed before its refs move.
 
 use crate::release_support;
 
@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use messages::{
-    Commit, Outgoing, OverrideRelease, ReleaseSkipped, SignArtifact, SignCommit, SignFinished,
-    SignRequested, SignStatus,
+    Commit, Outgoing, OverrideEndOfLife, OverrideRelease, ReleaseSkipped, SignArtifact, SignCommit,
+    SignFinished, SignRequested, SignStatus, StreamEndOfLife,
 };
 use release_support::{
     ARCHES, BrokerUser, Options, Pipeline, arch, of_topic, release_ref, stream, version, wait_topic,
@@ -25,6 +25,7 @@ const PUBLISHED: &str = "fortnight.release.published";
 const SKIPPED: &str = "fortnight.release.skipped";
 const REQUESTED: &str = "fortnight.sign.requested";
 const FINISHED: &str = "fortnight.sign.finished";
+const ENDED: &str = "fortnight.stream.end-of-life";
 const VERSION: &str = "43.20261126.0";
 const PERIOD: &str = "2026-11-17T12:00:00Z";
 
@@ -666,6 +667,55 @@ async fn a_reply_delivered_again_announces_its_outcome_again_and_another_reply_i
     );
     assert!(of_topic(settled, PUBLISHED).is_empty());
     assert_nothing_promoted(&p);
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_end_of_life_moves_the_refs_only_once_signed_and_verifies() {
+    let key = GpgHome::with_key("fortnight-43");
+    let operator = BrokerUser::create("operator");
+    let mut p = Pipeline::start(Options {
+        operators: vec![operator.name.clone()],
+        ..signed(&key)
+    })
+    .await;
+    p.start_signer().await;
+    let mut watch = p.watch(&[PUBLISHED, REQUESTED, ENDED]).await;
+    p.nightly_tested(VERSION, None).await;
+    p.tick(PERIOD).await;
+    wait_topic(&mut watch, PUBLISHED, 1).await;
+    let last: Vec<Commit> = ARCHES.iter().map(|a| p.release_head(a).unwrap()).collect();
+
+    // The signer is down: the end of life waits for it, and nothing moves meanwhile.
+    p.stop_signer().await;
+    let end = OverrideEndOfLife(p.override_body(&operator, None, "Fedora 43 is end of life"));
+    p.override_as(&operator, end).await;
+    let requested = wait_topic(&mut watch, REQUESTED, 2).await;
+    let request: SignRequested = serde_json::from_value(requested[1].body.clone()).unwrap();
+    assert!(request.artifacts.is_empty(), "{request:?}");
+    assert_eq!(request.commits.len(), ARCHES.len());
+    for (a, last) in ARCHES.iter().zip(&last) {
+        assert_eq!(p.release_head(a).as_ref(), Some(last), "{a} moved unsigned");
+    }
+    assert!(of_topic(watch.wait_for(0, Duration::ZERO).await, ENDED).is_empty());
+
+    p.start_signer().await;
+    let ended = wait_topic(&mut watch, ENDED, 1).await;
+    let ended: StreamEndOfLife = serde_json::from_value(ended[0].body.clone()).unwrap();
+    let published = p.store.keys_dir().join(format!("{}.asc", key.fingerprint));
+    for (a, last) in ARCHES.iter().zip(&last) {
+        let head = p.release_head(a).unwrap();
+        assert_eq!(head, ended.arches[&arch(a)].commit);
+        assert!(p.repo.is_ancestor(last, &head).unwrap());
+        assert_eq!(
+            signatures(&p, &head),
+            1,
+            "{a}'s end-of-life commit is signed"
+        );
+        let pulled = pull_verified(p.repo.path(), release_ref(a).as_str(), &published);
+        assert_success(&pulled, &format!("verified pull of {}", release_ref(a)));
+    }
     watch.close().await;
     p.stop().await;
 }

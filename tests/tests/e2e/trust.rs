@@ -16,8 +16,8 @@ use image_builder::ImageBuilder;
 use image_tester::ImageTester;
 use messages::{
     ImageBuilt, ImageTestsFailed, ImageTestsPassed, KarmaStatus, KarmaThresholdReached, Message,
-    Outgoing, OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock, OverrideUnhold,
-    Period, TestReport, Tree, TreeComposed,
+    Outgoing, OverrideBlock, OverrideEndOfLife, OverrideHold, OverrideRelease, OverrideUnblock,
+    OverrideUnhold, Period, TestReport, Tree, TreeComposed,
 };
 use settings::Settings;
 use site_publisher::SitePublisher;
@@ -137,6 +137,7 @@ async fn release_topics_from_an_untrusted_account_or_without_user_id_change_noth
         message(&OverrideRelease(claimed.clone())),
         message(&OverrideHold(claimed.clone())),
         message(&OverrideUnhold(claimed.clone())),
+        message(&OverrideEndOfLife(claimed.clone())),
         tick("2026-11-17T12:00:00Z", None),
         tick("2026-11-17T12:00:00Z", Some(operator.name.clone())),
     ];

@@ -1,14 +1,14 @@
-//! `fortnight override block|unblock|release|hold|unhold`: steer the releaser. Each override
-//! carries a reason, the operator (signed with the broker-checked `user_id`) and an optional
-//! expiry; the releaser keeps every one in the stream's audit log.
+//! `fortnight override block|unblock|release|hold|unhold` and `fortnight end-of-life`: steer
+//! the releaser. Each override carries a reason, the operator (signed with the broker-checked
+//! `user_id`) and an optional expiry; the releaser keeps every one in the stream's audit log.
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 use messages::{
-    Message, Override, OverrideBlock, OverrideHold, OverrideRelease, OverrideUnblock,
-    OverrideUnhold, Stream, Version,
+    Message, Override, OverrideBlock, OverrideEndOfLife, OverrideHold, OverrideRelease,
+    OverrideUnblock, OverrideUnhold, Stream, Version,
 };
 
 use super::{Identity, publish_signed};
@@ -57,6 +57,17 @@ pub struct Common {
     pub identity: Identity,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct EndOfLife {
+    /// The stream, as named in the configuration.
+    pub stream: Stream,
+    /// Why; kept in the stream's audit log and the end-of-life message.
+    #[arg(long, required = true)]
+    pub reason: String,
+    #[command(flatten)]
+    pub identity: Identity,
+}
+
 fn parse_expiry(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
@@ -93,6 +104,26 @@ async fn send<M: Message>(
         what.stream
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `fortnight end-of-life`: an override without a candidate or an expiry.
+pub async fn end_of_life(config: &std::path::Path, args: EndOfLife) -> anyhow::Result<ExitCode> {
+    let settings = super::load_settings(config)?;
+    if let Err(reason) = releaser::twoweek_stream(&settings, &args.stream) {
+        bail!("{reason}");
+    }
+    let operator = args.identity.resolve_operator(&settings)?;
+    if args.reason.trim().is_empty() {
+        bail!("--reason must say why");
+    }
+    let body = Override {
+        stream: args.stream,
+        version: None,
+        reason: args.reason,
+        operator,
+        expires: None,
+    };
+    send(&settings, OverrideEndOfLife(body.clone()), &body).await
 }
 
 pub async fn run(config: &std::path::Path, command: Command) -> anyhow::Result<ExitCode> {

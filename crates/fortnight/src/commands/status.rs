@@ -58,6 +58,18 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
         }
         (None, _) => println!("{stream}: nothing released yet"),
     }
+    let ended = releaser::endoflife::read(store, stream)
+        .with_context(|| format!("cannot read the end of life of {stream}"))?;
+    if let Some(ended) = &ended {
+        println!("  END OF LIFE {}", releaser::endoflife::describe(ended));
+        for (arch, at) in &ended.arches {
+            let rebase = at.rebase.as_ref().map_or_else(
+                || "no successor".to_owned(),
+                |r| format!("machines move to {r}"),
+            );
+            println!("    {arch}: {} at {} ({rebase})", at.release_ref, at.commit);
+        }
+    }
     let now = Utc::now();
     let pulse = release_timer::stale::pulse(store, stream, stream_settings, now)
         .with_context(|| format!("cannot tell whether stream {stream} is stale"))?;
@@ -98,6 +110,9 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
         println!("  {}  karma {karma:+}  {state}", verdict.version);
     }
     match decision {
+        _ if ended.is_some() => {
+            println!("  next tick releases nothing: the stream is at its end of life")
+        }
         Decision::Release(version) => println!("  next tick releases {version}"),
         Decision::Held(_) => println!("  next tick releases nothing: the stream is on hold"),
         Decision::Nothing => println!(

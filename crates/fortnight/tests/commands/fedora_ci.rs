@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use image_tester::ImageTester;
 use messages::{
-    Arch, CiTestComplete, CiTestError, CiTestQueued, CiTestRunning, Image, ImageBuilt, Message,
-    Outgoing, ReleasePublished, Stream, TestName, Tree, Version,
+    Arch, CiTestComplete, CiTestError, CiTestQueued, CiTestRunning, ImageBuilt, Message, Outgoing,
+    ReleasePublished, Stream, TestName, Version,
 };
 use serde_json::{Value, json};
-use store::{ImageWriter, Store};
+use store::Store;
 use tests::config::{self as config, Table, toml};
-use tests::pipeline::{BrokerUser, Options, Pipeline, WAIT, dead_letter_with, wait_topic};
+use tests::pipeline::{
+    BrokerUser, Options, Pipeline, WAIT, dead_letter_with, image_built, wait_topic,
+};
 
 use common::*;
 
@@ -38,8 +40,7 @@ fn fedora_ci() -> Table {
     }
 }
 
-/// Puts one qcow2 image of `version` in the store where the builder would, and returns the
-/// `fortnight.image.built` the builder would send for it.
+/// The `fortnight.image.built` of one qcow2 image of `version`, put in the store.
 fn built(settings: &settings::Settings, version: &str) -> ImageBuilt {
     let store = Store::open(&settings.store.root).unwrap();
     let (stream, version, arch): (Stream, Version, Arch) = (
@@ -47,29 +48,12 @@ fn built(settings: &settings::Settings, version: &str) -> ImageBuilt {
         version.parse().unwrap(),
         "x86_64".parse().unwrap(),
     );
-    let format = "qcow2".parse().unwrap();
-    let path = store.image_path(&stream, &version, &arch, &format);
-    let mut writer = ImageWriter::create(&path).unwrap();
-    writer.write_all(b"an image").unwrap();
-    let digest = writer.finish().unwrap();
-    ImageBuilt {
-        stream,
-        version,
-        arch,
-        tree: Tree {
-            ostree_ref: "fedora/43/x86_64/updates/atomic-host".parse().unwrap(),
-            commit: "c".repeat(64).parse().unwrap(),
-            repo: "/nonexistent".to_owned(),
-        },
-        images: vec![Image {
-            format,
-            path: store.relative(&path),
-            size: digest.size,
-            sha256: digest.sha256,
-        }],
-        build_log: "unused".to_owned(),
-        compose_id: None,
-    }
+    image_built(
+        &store,
+        (&stream, &version, &arch),
+        "fedora/43/x86_64/updates/atomic-host",
+        b"an image",
+    )
 }
 
 /// Runs the image-tester of `env` on one built image, its message delivered `times` times,

@@ -1,5 +1,5 @@
 //! The operator commands driven as an operator does, through the `fortnight` binary: votes,
-//! overrides, the manual tick, `status` and `explain`. The karma-tracker and releaser run
+//! overrides, the end of life, the manual tick, `status` and `explain`. The karma-tracker and releaser run
 //! in-process on the real broker and a real OSTree repository (`tests::pipeline`); every
 //! command connects as its own broker account, so RabbitMQ checks the `user_id` it signs with.
 
@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use messages::{KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped};
+use messages::{
+    EndOfLifeCause, KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped,
+    StreamEndOfLife,
+};
 use releaser::overrides::Action;
 use tests::config::{self, toml};
 use tests::pipeline::{
@@ -20,6 +23,7 @@ const REQUESTED: &str = "fortnight.candidate.testing.requested";
 const THRESHOLD: &str = "fortnight.karma.threshold.reached";
 const SKIPPED: &str = "fortnight.release.skipped";
 const PUBLISHED: &str = "fortnight.release.published";
+const ENDED: &str = "fortnight.stream.end-of-life";
 
 /// Writes the CLI's configuration: the pipeline's, with `operators` as the operator's copy
 /// lists them (which may differ from what the releaser trusts).
@@ -558,6 +562,83 @@ async fn status_and_explain_say_a_release_waits_for_signatures() {
     assert_eq!(wait_topic(&mut watch, PUBLISHED, 1).await.len(), 1);
     let status = fortnight_ok(&config, &alice, &["status", "tw"]).await;
     assert!(!status.contains("waiting for signatures"), "{status}");
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_of_life_is_audited_announced_and_shown_by_status() {
+    let alice = BrokerUser::create("operator");
+    let (p, config) = operated(&alice, &[], true).await;
+    let mut watch = p.watch(&[PUBLISHED, ENDED]).await;
+    const V: &str = "43.20261123.0";
+    p.nightly_tested(V, None).await;
+    fortnight_ok(
+        &config,
+        &alice,
+        &["override", "release", "tw", V, "--reason", "the last one"],
+    )
+    .await;
+    wait_topic(&mut watch, PUBLISHED, 1).await;
+    let last = p.release_head("x86_64").unwrap();
+
+    let usage = fortnight_fails(&config, &alice, &["end-of-life", "tw"], 2).await;
+    assert!(usage.contains("--reason"), "{usage}");
+    let sent = fortnight_ok(
+        &config,
+        &alice,
+        &["end-of-life", "tw", "--reason", "Fedora 43 is end of life"],
+    )
+    .await;
+    assert!(
+        sent.contains("fortnight.override.end-of-life for tw"),
+        "{sent}"
+    );
+    let ended = wait_topic(&mut watch, ENDED, 1).await;
+    let ended: StreamEndOfLife = serde_json::from_value(ended[0].body.clone()).unwrap();
+    assert_eq!(
+        ended.cause,
+        EndOfLifeCause::Operator {
+            operator: alice.name.clone(),
+            reason: "Fedora 43 is end of life".into()
+        }
+    );
+    let head = p.release_head("x86_64").unwrap();
+    assert_eq!(ended.arches[&arch("x86_64")].commit, head);
+    assert!(p.repo.is_ancestor(&last, &head).unwrap());
+
+    let log = p.audit_log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[1].action, Action::EndOfLife);
+    assert_eq!(log[1].operator, alice.name);
+    assert!(
+        log[2]
+            .outcome
+            .as_deref()
+            .is_some_and(|o| o.starts_with("ended")),
+        "{log:?}"
+    );
+
+    let status = fortnight_ok(&config, &alice, &["status", "tw"]).await;
+    assert!(
+        status.contains(&format!(
+            "  END OF LIFE since {}, by {}: Fedora 43 is end of life",
+            ended.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            alice.name
+        )),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "x86_64: fedora/tw/x86_64/release at {head} (no successor)"
+        )),
+        "{status}"
+    );
+    assert!(
+        status.contains("next tick releases nothing: the stream is at its end of life"),
+        "{status}"
+    );
+
     watch.close().await;
     p.stop().await;
 }

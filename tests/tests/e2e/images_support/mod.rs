@@ -213,6 +213,15 @@ pub async fn start_both(bus: &TestBus) -> (Running, Running) {
     (builder, tester)
 }
 
+/// Ends a test: stops its consumers, closes its watch and removes its bus.
+pub async fn finish(consumers: impl IntoIterator<Item = Running>, watch: Watch, bus: TestBus) {
+    for consumer in consumers {
+        consumer.stop().await;
+    }
+    watch.close().await;
+    bus.cleanup().await;
+}
+
 /// Waits until `queue` has `consumers` consumers, so that published messages are routed.
 pub async fn wait_consuming(queue: &str, consumers: usize) {
     tests::wait_consumers(queue, consumers, WAIT).await;
