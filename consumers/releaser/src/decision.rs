@@ -1,5 +1,10 @@
 //! Which candidate a tick releases, and why every other one is not releasable. The same code
 //! answers the releaser, `fortnight status`, `fortnight explain` and the demo.
+//!
+//! A candidate not newer than the current release can never be released, so its gates are
+//! not read: candidates are listed by name (a directory listing), put in version order, and
+//! only the newer ones' reports and votes are opened. A decision costs the same after years
+//! of nightlies as after a week.
 
 use std::cmp::Ordering;
 
@@ -11,7 +16,7 @@ use store::{Store, StoreError, Tier};
 
 use crate::external::ExternalGate;
 use crate::overrides::{self, Active, AuditEntry};
-use crate::version_order;
+use messages::version_order;
 
 /// One candidate and what the store says about it.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,39 +34,119 @@ pub struct StreamView {
     pub stream: Stream,
     /// What `releases/latest` points at, with its `release.json` when readable.
     pub current: Option<(Version, Option<ReleasePublished>)>,
-    /// Every candidate in `all/`, newest first.
+    /// The candidates whose gates were read, newest first: those newer than the current
+    /// release (every one when nothing was released), or the one [`StreamView::read_for`]
+    /// names.
     pub candidates: Vec<CandidateView>,
     pub overrides: Active,
     pub now: DateTime<Utc>,
 }
 
+impl CandidateView {
+    /// Reads a candidate's gates: its arches' test reports, its external results, its votes.
+    pub fn read(
+        store: &Store,
+        stream: &Stream,
+        settings: &StreamSettings,
+        version: Version,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            autotest: AutotestState::read(store, stream, settings, &version)?,
+            external: ExternalGate::read(store, stream, settings, &version)?,
+            tally: Tally::count(store.read_votes(stream, &version)?, &settings.karma),
+            version,
+        })
+    }
+}
+
+/// The versions in `all/` that `keep` accepts, newest first. Listing reads directory names
+/// only, and only what is kept is put in version order: the history behind the current
+/// release costs one comparison per candidate.
+fn versions_newest_first(
+    store: &Store,
+    stream: &Stream,
+    keep: impl Fn(&Version) -> bool,
+) -> Result<Vec<Version>, StoreError> {
+    let mut versions: Vec<Version> = store
+        .list_versions(stream, Tier::All)?
+        .into_iter()
+        .filter(|version| keep(version))
+        .collect();
+    versions.sort_by(|a, b| version_order::compare(b, a));
+    Ok(versions)
+}
+
+fn is_newer_than(version: &Version, current: Option<&Version>) -> bool {
+    current.is_none_or(|current| version_order::compare(version, current) == Ordering::Greater)
+}
+
 impl StreamView {
+    /// The stream with the gates of every candidate newer than the current release. An older
+    /// candidate can never be released, so its reports and votes are not read: a tick costs
+    /// the same after years of nightlies as after a week.
     pub fn read(
         store: &Store,
         stream: &Stream,
         settings: &StreamSettings,
         now: DateTime<Utc>,
     ) -> Result<Self, StoreError> {
-        let current = match store.current_release(stream)? {
-            Some(version) => {
-                let record = store::read_json(&store.release_record_path(stream, &version))?;
-                Some((version, record))
-            }
-            None => None,
-        };
-        let mut candidates = Vec::new();
-        for version in store.list_versions(stream, Tier::All)? {
-            let autotest = AutotestState::read(store, stream, settings, &version)?;
-            let external = ExternalGate::read(store, stream, settings, &version)?;
-            let tally = Tally::count(store.read_votes(stream, &version)?, &settings.karma);
-            candidates.push(CandidateView {
-                version,
-                autotest,
-                external,
-                tally,
-            });
+        let current = read_current(store, stream)?;
+        Self::read_against(store, stream, settings, current, now)
+    }
+
+    /// [`StreamView::read`] as if `current` were the current release (the demo replays the
+    /// tick that released against the release before it).
+    pub fn read_against(
+        store: &Store,
+        stream: &Stream,
+        settings: &StreamSettings,
+        current: Option<(Version, Option<ReleasePublished>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let floor = current.as_ref().map(|(version, _)| version);
+        let newer = versions_newest_first(store, stream, |version| is_newer_than(version, floor))?;
+        Self::with_candidates(store, stream, settings, current, newer, now)
+    }
+
+    /// The stream with the gates of `version` alone when it is not newer than the current
+    /// release, else of it and every candidate newer than it: enough for [`decide`] to say
+    /// whether the tick releases it or a newer one, and nothing older. `None` when the store
+    /// has no such candidate.
+    pub fn read_for(
+        store: &Store,
+        stream: &Stream,
+        settings: &StreamSettings,
+        version: &Version,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Self>, StoreError> {
+        if !store.in_tier(stream, version, Tier::All) {
+            return Ok(None);
         }
-        candidates.sort_by(|a, b| version_order::compare(&b.version, &a.version));
+        let current = read_current(store, stream)?;
+        let floor = current.as_ref().map(|(current, _)| current);
+        let read = if is_newer_than(version, floor) {
+            versions_newest_first(store, stream, |other| {
+                version_order::compare(other, version) != Ordering::Less
+            })?
+        } else {
+            vec![version.clone()]
+        };
+        Self::with_candidates(store, stream, settings, current, read, now).map(Some)
+    }
+
+    /// `versions` (newest first) with their gates read.
+    fn with_candidates(
+        store: &Store,
+        stream: &Stream,
+        settings: &StreamSettings,
+        current: Option<(Version, Option<ReleasePublished>)>,
+        versions: Vec<Version>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let candidates = versions
+            .into_iter()
+            .map(|version| CandidateView::read(store, stream, settings, version))
+            .collect::<Result<_, _>>()?;
         let overrides = Active::at(&overrides::read_log(store, stream)?, now);
         Ok(Self {
             stream: stream.clone(),
@@ -94,8 +179,21 @@ impl StreamView {
     }
 
     fn is_newer(&self, version: &Version) -> bool {
-        self.current_version()
-            .is_none_or(|current| version_order::compare(version, current) == Ordering::Greater)
+        is_newer_than(version, self.current_version())
+    }
+}
+
+/// What `releases/latest` points at, with its `release.json` when there is one.
+fn read_current(
+    store: &Store,
+    stream: &Stream,
+) -> Result<Option<(Version, Option<ReleasePublished>)>, StoreError> {
+    match store.current_release(stream)? {
+        Some(version) => {
+            let record = store::read_json(&store.release_record_path(stream, &version))?;
+            Ok(Some((version, record)))
+        }
+        None => Ok(None),
     }
 }
 
@@ -358,6 +456,112 @@ mod tests {
             true,
         );
         assert!(old.reasons()[0].contains("not newer than the current release 43.20261101.0"));
+    }
+
+    /// A store holding `released` as the current release, then for each `(version, readable)`
+    /// a candidate that passed on both arches with three +1 votes, or whose x86_64 report
+    /// is not JSON.
+    fn store_with(released: &str, candidates: &[(&str, bool)]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let stream: Stream = "f43".parse().unwrap();
+        for (version, readable) in candidates {
+            let v: Version = version.parse().unwrap();
+            for arch in ["x86_64", "aarch64"] {
+                let path = store.tests_json_path(&stream, &v, &arch.parse().unwrap());
+                if *readable || arch == "aarch64" {
+                    store::write_json(&path, &report(version, arch, &[])).unwrap();
+                } else {
+                    store::write_atomic(&path, b"{ damaged").unwrap();
+                }
+            }
+            for user in ["ann", "bob", "cy"] {
+                let vote = Vote {
+                    user: user.parse().unwrap(),
+                    karma: 1,
+                    comment: None,
+                    at: now(),
+                };
+                store.write_vote(&stream, &v, &vote).unwrap();
+            }
+        }
+        store
+            .set_latest_release(&stream, &released.parse().unwrap())
+            .unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn the_decision_reads_no_candidate_older_than_the_current_release() {
+        let s = &f43();
+        let stream: Stream = "f43".parse().unwrap();
+        // The damaged one is older than the release by version order, newer by text order.
+        let (_dir, store) = store_with(
+            "43.20261101.10",
+            &[("43.20261101.9", false), ("43.20261102.0", true)],
+        );
+        let view = StreamView::read(&store, &stream, s, now()).unwrap();
+        assert_eq!(
+            decide(&view, s, true).0,
+            Decision::Release("43.20261102.0".parse().unwrap())
+        );
+        let read: Vec<_> = view.candidates.iter().map(|c| c.version.as_str()).collect();
+        assert_eq!(read, ["43.20261102.0"]);
+
+        let old =
+            StreamView::read_for(&store, &stream, s, &"43.20261101.9".parse().unwrap(), now());
+        assert!(
+            matches!(old, Err(StoreError::Json { .. })),
+            "explain of the damaged candidate itself reads it: {old:?}"
+        );
+        let missing = StreamView::read_for(&store, &stream, s, &"43.1".parse().unwrap(), now());
+        assert_eq!(missing.unwrap(), None);
+    }
+
+    #[test]
+    fn explaining_a_candidate_reads_it_and_only_the_newer_ones_that_would_go_first() {
+        let s = &f43();
+        let stream: Stream = "f43".parse().unwrap();
+        let (_dir, store) = store_with(
+            "43.20261101.0",
+            &[
+                ("43.20261031.0", false),
+                ("43.20261101.0", true),
+                ("43.20261102.0", false),
+                ("43.20261103.0", true),
+                ("43.20261104.0", true),
+            ],
+        );
+        let read = |version: &str| {
+            let view = StreamView::read_for(&store, &stream, s, &version.parse().unwrap(), now())
+                .unwrap()
+                .unwrap();
+            let decision = decide(&view, s, true).0;
+            let read: Vec<String> = view
+                .candidates
+                .iter()
+                .map(|c| c.version.to_string())
+                .collect();
+            (read, decision)
+        };
+        let newest = Decision::Release("43.20261104.0".parse().unwrap());
+        assert_eq!(
+            read("43.20261103.0"),
+            (
+                vec!["43.20261104.0".into(), "43.20261103.0".into()],
+                newest.clone()
+            ),
+            "an eligible candidate is weighed against the newer ones"
+        );
+        assert_eq!(
+            read("43.20261104.0"),
+            (vec!["43.20261104.0".into()], newest)
+        );
+        assert_eq!(
+            read("43.20261101.0").0,
+            ["43.20261101.0"],
+            "the release itself"
+        );
     }
 
     #[test]

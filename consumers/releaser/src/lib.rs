@@ -21,7 +21,6 @@ pub mod signing;
 #[cfg(test)]
 mod step_tests;
 pub mod switch;
-pub mod version_order;
 
 use std::sync::Arc;
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gate::succession::{Role, two_week_role};
-use messages::{Arch, Format, Stream, StreamEndOfLife, TestReport, TestStatus, Version};
+use messages::{
+    Arch, Format, Stream, StreamEndOfLife, TestReport, TestStatus, Version, version_order,
+};
 use release_notes::{ReleaseNotes, ReleaseRecord};
 use serde::Serialize;
 use settings::{Settings, StreamSettings};
@@ -303,10 +305,15 @@ fn collect_stream(
         .list_versions(name, Tier::PassedAutotest)?
         .into_iter()
         .rev()
-        .filter(|v| !released.contains(&v) && !store.in_tier(name, v, Tier::PassedHuman))
         // Older than the current release: it can no longer be released, so asking for votes
-        // would waste testers' time.
-        .filter(|v| current.as_ref().is_none_or(|c| v > c))
+        // would waste testers' time. Checked first, so years of history cost no file system
+        // call per old candidate.
+        .filter(|v| {
+            current
+                .as_ref()
+                .is_none_or(|c| version_order::compare(v, c).is_gt())
+        })
+        .filter(|v| !released.contains(&v) && !store.in_tier(name, v, Tier::PassedHuman))
         .map(|version| CandidateView {
             karma: karma(&version),
             arches: stream.arches.clone(),

@@ -1,19 +1,26 @@
 //! Benchmark of a no-op step: consume, validate, publish one message with a confirm, ack.
-//! Three implementations run as separate processes against the real broker, driven the same
+//! The implementations run as separate processes against the real broker, driven the same
 //! way, and are printed side by side:
 //!
 //! - `fortnight`: [`bus::run`] with a step that reads the body's `n` and returns one message;
 //! - `fortnight, quorum`: the same with `quorum_queue = true` and quorum queues on both sides
 //!   of the hop (its input and the queue its result goes to), what a cluster deployment runs;
-//! - `raw lapin`: the smallest lapin loop with the same guarantees (parse, publish, await the
-//!   confirm, then ack), one message at a time like the runtime;
+//! - `raw lapin, one at a time`: the smallest lapin loop with the same guarantees (parse,
+//!   publish, await the confirm, then ack), one message at a time;
+//! - `ceiling`: the broker's ceiling for the same guarantee and the same window (prefetch
+//!   25): a raw lapin loop that publishes each result as its input arrives, keeps the
+//!   confirms outstanding and acks each run of inputs whose results are confirmed with one
+//!   `multiple` ack, in delivery order. Every row is reported as a ratio of it;
 //! - `fedora-messaging`: `fm_consumer.py` with the Python reference client (interpreter from
 //!   `FM_PYTHON`, default `/tmp/fmvenv/bin/python`); skipped when it cannot start.
 //!
 //! Throughput: `BENCH_MESSAGES` (default 5000) messages are queued before the consumer
 //! starts; msgs/s is measured from its first result to its last. Latency: 500 rounds of one
 //! message in flight, from publish to result. RSS: the consumer process after 2 s idle, and its
-//! peak (VmHWM) after the throughput phase.
+//! peak (VmHWM) after the throughput phase. `BENCH_ROUNDS` (default 5) rounds of `fortnight`,
+//! `raw lapin, one at a time` and `ceiling`, interleaved so that a machine shared with other
+//! work loads them alike, reported as min / median / max; the slow quorum and Python rows run
+//! in the first round only.
 //!
 //! Then publishing a record file with a window of confirms, `fortnight publish` against a raw
 //! client with the same window: see `support/publish.rs`.
@@ -22,13 +29,14 @@
 //! `?frame_max=` shows what the frame size costs); `BENCH_ONLY=consume` or `publish` runs one
 //! half.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bus::{Outputs, Step, StepError};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -44,6 +52,9 @@ use serde_json::{Map, Value};
 mod publish;
 
 const LATENCY_ROUNDS: usize = 500;
+/// The runtime's default `qos.prefetch_count`, the window every loop here works with.
+const PREFETCH: u16 = 25;
+const CEILING: &str = "ceiling";
 const IN: &str = "bench.in";
 const OUT: &str = "bench.out";
 
@@ -57,6 +68,7 @@ fn main() {
     match std::env::var("BENCH_ROLE").as_deref() {
         Ok("fortnight") => runtime.block_on(role_fortnight()),
         Ok("raw") => runtime.block_on(role_raw()),
+        Ok("ceiling") => runtime.block_on(role_ceiling()),
         Ok("publish-raw") => runtime.block_on(publish::role_raw()),
         Ok("publish-publisher") => runtime.block_on(publish::role_publisher()),
         // `cargo bench` passes --bench; `cargo test --all-targets` runs this too, without it.
@@ -155,17 +167,18 @@ fn properties() -> AMQPProperties {
         .with_user_id(uri.authority.userinfo.username.as_str().into())
 }
 
-/// The same guarantees as the runtime, nothing else.
-async fn role_raw() {
+/// The raw loops' consumer: the bench's queue with a window of [`PREFETCH`], on a confirm
+/// channel, and the exchange results go to.
+async fn raw_consumer() -> (Connection, Channel, lapin::Consumer, String) {
     let exchange = std::env::var("BENCH_EXCHANGE").expect("BENCH_EXCHANGE");
     let queue = std::env::var("BENCH_QUEUE").expect("BENCH_QUEUE");
     let connection = connect().await;
     let channel = confirm_channel(&connection).await;
     channel
-        .basic_qos(25, BasicQosOptions::default())
+        .basic_qos(PREFETCH, BasicQosOptions::default())
         .await
         .expect("qos");
-    let mut consumer = channel
+    let consumer = channel
         .basic_consume(
             &queue,
             "raw",
@@ -174,6 +187,37 @@ async fn role_raw() {
         )
         .await
         .expect("consume");
+    (connection, channel, consumer, exchange)
+}
+
+/// The result for an input, or `None` when it has no `n`.
+fn raw_result(delivery: &lapin::message::Delivery) -> Option<Vec<u8>> {
+    let n = serde_json::from_slice::<Value>(&delivery.data)
+        .ok()
+        .and_then(|v| v.get("n").and_then(Value::as_u64))?;
+    Some(serde_json::to_vec(&serde_json::json!({ "n": n })).expect("json"))
+}
+
+async fn publish_result(
+    channel: &Channel,
+    exchange: &str,
+    body: &[u8],
+) -> lapin::publisher_confirm::PublisherConfirm {
+    channel
+        .basic_publish(
+            exchange,
+            OUT,
+            BasicPublishOptions::default(),
+            body,
+            properties(),
+        )
+        .await
+        .expect("publish")
+}
+
+/// The same guarantees as the runtime, one message at a time, nothing else.
+async fn role_raw() {
+    let (_connection, channel, mut consumer, exchange) = raw_consumer().await;
     let shutdown = bus::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -182,30 +226,60 @@ async fn role_raw() {
             delivery = consumer.next() => delivery,
         };
         let Some(Ok(delivery)) = delivery else { break };
-        let n = serde_json::from_slice::<Value>(&delivery.data)
-            .ok()
-            .and_then(|v| v.get("n").and_then(Value::as_u64));
-        let Some(n) = n else {
+        let Some(body) = raw_result(&delivery) else {
             delivery.acker.nack(Default::default()).await.expect("nack");
             continue;
         };
-        let body = serde_json::to_vec(&serde_json::json!({ "n": n })).expect("json");
-        let confirm = channel
-            .basic_publish(
-                &exchange,
-                OUT,
-                BasicPublishOptions::default(),
-                &body,
-                properties(),
-            )
-            .await
-            .expect("publish");
+        let confirm = publish_result(&channel, &exchange, &body).await;
         assert!(!confirm.await.expect("confirm").is_nack(), "broker nacked");
         delivery
             .acker
             .ack(BasicAckOptions::default())
             .await
             .expect("ack");
+    }
+}
+
+/// The broker's ceiling for the runtime's guarantee and window: each result is published as
+/// its input arrives, the confirms stay outstanding, and every run of inputs whose results
+/// are confirmed is acked, in delivery order, with one `multiple` ack.
+async fn role_ceiling() {
+    let (_connection, channel, mut consumer, exchange) = raw_consumer().await;
+    let shutdown = bus::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut window: VecDeque<(
+        lapin::acker::Acker,
+        lapin::publisher_confirm::PublisherConfirm,
+    )> = VecDeque::with_capacity(usize::from(PREFETCH));
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            confirmation = async { (&mut window.front_mut().expect("guarded").1).await }, if !window.is_empty() => {
+                assert!(!confirmation.expect("confirm").is_nack(), "broker nacked");
+                let (mut last, _) = window.pop_front().expect("just confirmed");
+                let mut run = 1;
+                while let Some((_, confirm)) = window.front_mut() {
+                    match confirm.now_or_never() {
+                        Some(confirmation) => {
+                            assert!(!confirmation.expect("confirm").is_nack(), "broker nacked");
+                            last = window.pop_front().expect("just confirmed").0;
+                            run += 1;
+                        }
+                        None => break,
+                    }
+                }
+                last.ack(BasicAckOptions { multiple: run > 1 }).await.expect("ack");
+            }
+            delivery = consumer.next() => {
+                let Some(Ok(delivery)) = delivery else { break };
+                let Some(body) = raw_result(&delivery) else {
+                    panic!("the driver sends only inputs with `n`");
+                };
+                let confirm = publish_result(&channel, &exchange, &body).await;
+                window.push_back((delivery.acker, confirm));
+            }
+        }
     }
 }
 
@@ -228,132 +302,207 @@ struct Setup {
     quorum: bool,
 }
 
+/// Starts one implementation's consumer process for a setup; `None` when it cannot.
+type Start = Box<dyn Fn(&Setup) -> Option<Child>>;
+
+/// How one implementation is started, and how often.
+struct Contender {
+    name: &'static str,
+    messages: usize,
+    quorum: bool,
+    /// Runs in every round; else in the first only.
+    every_round: bool,
+    start: Start,
+}
+
 async fn drive() {
-    let messages: usize = std::env::var("BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+    let messages: usize = env_or("BENCH_MESSAGES", 5000);
+    let rounds = env_or("BENCH_ROUNDS", 5).max(1);
     let python = std::env::var("FM_PYTHON").unwrap_or_else(|_| "/tmp/fmvenv/bin/python".into());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/fm_consumer.py");
     let exe = std::env::current_exe().expect("own path");
-    let mut rows = Vec::new();
 
-    let fortnight = |s: &Setup| {
-        let config = s.dir.join("bench.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "amqp_url = \"{}\"\npublish_exchange = \"{}\"\n[store]\nroot = \"{}\"\n\
-                 [streams]\n[consumers.bench]\nqueue = \"{}\"\nquorum_queue = {}\n",
-                amqp_url(),
-                s.exchange,
-                s.dir.display(),
-                s.queue,
-                s.quorum
-            ),
-        )
-        .expect("bench config");
-        Command::new(&exe)
-            .env("BENCH_ROLE", "fortnight")
-            .env("BENCH_CONFIG", &config)
-            .env("FORTNIGHT_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .ok()
-    };
-    rows.push(measure("fortnight", messages, false, fortnight).await);
-    rows.push(measure("fortnight, quorum", messages, true, fortnight).await);
-    rows.push(
-        measure("raw lapin", messages, false, |s| {
-            Command::new(&exe)
-                .env("BENCH_ROLE", "raw")
-                .env("BENCH_EXCHANGE", &s.exchange)
-                .env("BENCH_QUEUE", &s.queue)
-                .stdin(Stdio::null())
-                .spawn()
-                .ok()
-        })
-        .await,
-    );
-    // The Python client is far slower; a smaller batch keeps the run short.
-    rows.push(
-        measure("fedora-messaging", (messages / 5).max(100), false, |s| {
-            let config = s.dir.join("fm.toml");
+    let fortnight = |exe: PathBuf| {
+        move |s: &Setup| {
+            let config = s.dir.join("bench.toml");
             std::fs::write(
                 &config,
                 format!(
-                    "amqp_url = \"{}\"\npublish_exchange = \"{}\"\n\
-                     [qos]\nprefetch_count = 25\nprefetch_size = 0\n",
+                    "amqp_url = \"{}\"\npublish_exchange = \"{}\"\n[store]\nroot = \"{}\"\n\
+                     [streams]\n[qos]\nprefetch_count = {PREFETCH}\n\
+                     [consumers.bench]\nqueue = \"{}\"\nquorum_queue = {}\n",
                     amqp_url(),
-                    s.exchange
+                    s.exchange,
+                    s.dir.display(),
+                    s.queue,
+                    s.quorum
                 ),
             )
-            .expect("fedora-messaging config");
-            Command::new(&python)
-                .arg(&script)
-                .env("FEDORA_MESSAGING_CONF", &config)
+            .expect("bench config");
+            Command::new(&exe)
+                .env("BENCH_ROLE", "fortnight")
+                .env("BENCH_CONFIG", &config)
+                .env("FORTNIGHT_LOG", "warn")
+                .stdin(Stdio::null())
+                .spawn()
+                .ok()
+        }
+    };
+    let raw = |exe: PathBuf, role: &'static str| {
+        move |s: &Setup| {
+            Command::new(&exe)
+                .env("BENCH_ROLE", role)
                 .env("BENCH_EXCHANGE", &s.exchange)
                 .env("BENCH_QUEUE", &s.queue)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
                 .spawn()
                 .ok()
-        })
-        .await,
-    );
+        }
+    };
+    let python_consumer = move |s: &Setup| {
+        let config = s.dir.join("fm.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "amqp_url = \"{}\"\npublish_exchange = \"{}\"\n\
+                 [qos]\nprefetch_count = {PREFETCH}\nprefetch_size = 0\n",
+                amqp_url(),
+                s.exchange
+            ),
+        )
+        .expect("fedora-messaging config");
+        Command::new(&python)
+            .arg(&script)
+            .env("FEDORA_MESSAGING_CONF", &config)
+            .env("BENCH_EXCHANGE", &s.exchange)
+            .env("BENCH_QUEUE", &s.queue)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .ok()
+    };
+    let contenders = [
+        Contender {
+            name: CEILING,
+            messages,
+            quorum: false,
+            every_round: true,
+            start: Box::new(raw(exe.clone(), "ceiling")),
+        },
+        Contender {
+            name: "fortnight",
+            messages,
+            quorum: false,
+            every_round: true,
+            start: Box::new(fortnight(exe.clone())),
+        },
+        Contender {
+            name: "raw lapin, one at a time",
+            messages,
+            quorum: false,
+            every_round: true,
+            start: Box::new(raw(exe.clone(), "raw")),
+        },
+        Contender {
+            name: "fortnight, quorum",
+            messages,
+            quorum: true,
+            every_round: false,
+            start: Box::new(fortnight(exe.clone())),
+        },
+        // The Python client is far slower; a smaller batch keeps the run short.
+        Contender {
+            name: "fedora-messaging",
+            messages: (messages / 5).max(100),
+            quorum: false,
+            every_round: false,
+            start: Box::new(python_consumer),
+        },
+    ];
+    let mut rows = Vec::new();
+    for round in 0..rounds {
+        for contender in contenders.iter().filter(|c| round == 0 || c.every_round) {
+            let measured = measure(
+                contender.name,
+                contender.messages,
+                contender.quorum,
+                &*contender.start,
+            )
+            .await;
+            rows.extend(measured);
+        }
+    }
 
     println!();
     println!(
-        "no-op step: consume, validate, publish one message with confirm, ack ({messages} messages; fedora-messaging {})",
+        "no-op step: consume, validate, publish one message with confirm, ack ({messages} messages, window {PREFETCH}; fedora-messaging {}); {rounds} rounds",
         (messages / 5).max(100)
     );
     println!(
-        "{:<18} {:>10} {:>10} {:>10} {:>12} {:>12}",
-        "implementation", "msgs/s", "p50 ms", "p99 ms", "idle RSS MB", "peak RSS MB"
+        "{:<26} {:>24} {:>10} {:>8} {:>8} {:>12} {:>12}",
+        "implementation",
+        "msgs/s min / median / max",
+        "x ceiling",
+        "p50 ms",
+        "p99 ms",
+        "idle RSS MB",
+        "peak RSS MB"
     );
-    let raw = rows
-        .iter()
-        .flatten()
-        .find(|r| r.name == "raw lapin")
-        .map(|r| r.per_second);
-    for row in rows.iter().flatten() {
-        let ratio = raw.map_or(String::new(), |raw| {
-            format!("  ({:.2}x raw lapin)", row.per_second / raw)
-        });
+    let of = |name: &str| -> Vec<&Row> { rows.iter().filter(|r| r.name == name).collect() };
+    let ceiling = median(of(CEILING).iter().map(|r| r.per_second).collect());
+    for contender in &contenders {
+        let runs = of(contender.name);
+        if runs.is_empty() {
+            println!("{:<26} did not run (see the message above)", contender.name);
+            continue;
+        }
+        let mut per_second: Vec<f64> = runs.iter().map(|r| r.per_second).collect();
+        per_second.sort_by(f64::total_cmp);
+        let middle = median(per_second.clone());
+        let ms = |pick: fn(&Row) -> Duration| {
+            median(runs.iter().map(|r| pick(r).as_secs_f64() * 1e3).collect())
+        };
+        let mib =
+            |pick: fn(&Row) -> u64| median(runs.iter().map(|r| pick(r) as f64 / 1024.0).collect());
         println!(
-            "{:<18} {:>10.0} {:>10.2} {:>10.2} {:>12.1} {:>12.1}{ratio}",
-            row.name,
-            row.per_second,
-            row.p50.as_secs_f64() * 1e3,
-            row.p99.as_secs_f64() * 1e3,
-            row.rss_kib as f64 / 1024.0,
-            row.peak_kib as f64 / 1024.0
+            "{:<26} {:>8.0} / {:>5.0} / {:>5.0} {:>10.2} {:>8.2} {:>8.2} {:>12.1} {:>12.1}",
+            contender.name,
+            per_second[0],
+            middle,
+            per_second[per_second.len() - 1],
+            middle / ceiling,
+            ms(|r| r.p50),
+            ms(|r| r.p99),
+            mib(|r| r.rss_kib),
+            mib(|r| r.peak_kib),
         );
     }
-    let per_second = |name: &str| {
-        rows.iter()
-            .flatten()
-            .find(|r| r.name == name)
+    let quorum = median(
+        of("fortnight, quorum")
+            .iter()
             .map(|r| r.per_second)
-    };
-    if let (Some(classic), Some(quorum)) =
-        (per_second("fortnight"), per_second("fortnight, quorum"))
-    {
+            .collect(),
+    );
+    let classic = median(of("fortnight").iter().map(|r| r.per_second).collect());
+    if quorum.is_finite() && classic.is_finite() {
         println!(
             "quorum queues: {:.2}x the throughput of classic ones",
             quorum / classic
         );
     }
-    for name in [
-        "fortnight",
-        "fortnight, quorum",
-        "raw lapin",
-        "fedora-messaging",
-    ] {
-        if !rows.iter().flatten().any(|r| r.name == name) {
-            println!("{name:<18} did not run (see the message above)");
-        }
-    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The median, NaN for none.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Runs one implementation through the throughput, idle and latency phases.
@@ -361,7 +510,7 @@ async fn measure(
     name: &'static str,
     messages: usize,
     quorum: bool,
-    start: impl FnOnce(&Setup) -> Option<Child>,
+    start: &dyn Fn(&Setup) -> Option<Child>,
 ) -> Option<Row> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let dir = std::env::temp_dir().join(format!("fortnight-bench-{id}"));

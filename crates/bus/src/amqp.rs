@@ -146,19 +146,44 @@ fn connection_properties(settings: &BusSettings, name: &str) -> ConnectionProper
 /// Closes `connection` and waits until its I/O thread has stopped. lapin's I/O thread
 /// outlives the close handshake by a moment and uses the tokio reactor; a program that returns
 /// from `main` in that moment shuts the runtime down under it, and lapin logs "A Tokio 1.x
-/// context was found, but it is being shutdown" as a connection error.
+/// context was found, but it is being shutdown" as a connection error. Gives up after
+/// [`CLOSE_WAIT`]: a connection to a broker that stopped answering would otherwise hold the
+/// caller until the heartbeat gives up on it.
 pub(crate) async fn close(connection: Connection, reason: &str) {
-    if let Err(error) = connection.close(200, reason).await {
-        tracing::debug!(%error, "connection already closed");
-    }
-    // `run` joins the I/O thread, which ends soon after a close (or has already ended with
-    // a failed connection); blocking on it belongs off the async workers.
-    match tokio::task::spawn_blocking(move || connection.run()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::debug!(%error, "connection ended with an error after close"),
-        Err(error) => tracing::warn!(%error, "cannot wait for the connection's I/O thread"),
+    let closed = async {
+        if let Err(error) = connection.close(200, reason).await {
+            tracing::debug!(%error, "connection already closed");
+        }
+        // `run` joins the I/O thread, which ends soon after a close (or has already ended
+        // with a failed connection); blocking on it belongs off the async workers.
+        match tokio::task::spawn_blocking(move || connection.run()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "connection ended with an error after close"),
+            Err(error) => tracing::warn!(%error, "cannot wait for the connection's I/O thread"),
+        }
+    };
+    if tokio::time::timeout(CLOSE_WAIT, closed).await.is_err() {
+        tracing::warn!(
+            wait_s = CLOSE_WAIT.as_secs(),
+            "the broker did not answer the connection's close in time, leaving it"
+        );
     }
 }
+
+/// Closes `channel` and waits for the broker's answer, before its connection is closed:
+/// a channel dropped instead closes in the background, and races the connection's close
+/// (lapin logs "invalid channel state: Closing" as a connection error). Gives up after
+/// [`CLOSE_WAIT`].
+pub(crate) async fn close_channel(channel: &Channel, reason: &str) {
+    match tokio::time::timeout(CLOSE_WAIT, channel.close(200, reason)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "channel already closed"),
+        Err(_) => tracing::debug!("the broker did not answer the channel's close in time"),
+    }
+}
+
+/// How long [`close`] and [`close_channel`] wait for the broker and the I/O thread.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) async fn open_channel(connection: &Connection) -> Result<Channel, BusError> {
     connection

@@ -6,6 +6,13 @@
 //! - at least once: the input is acked only after every message the step returned was
 //!   confirmed by the broker (or, for a [long-running](journal) step, after the input is on
 //!   disk); a redelivered input runs the step again, so steps are idempotent;
+//! - acks in delivery order: steps run one at a time, in delivery order, but the runtime does
+//!   not wait for a delivery's confirms before taking the next one. Up to
+//!   `qos.prefetch_count` deliveries wait between "published" and "acked"; a delivery is acked
+//!   once all its publishes are confirmed and every delivery before it is settled, with one
+//!   `multiple` ack per contiguous run. A refused (nacked) publish retries exactly the
+//!   delivery it belongs to; a lost connection leaves every delivery not yet acked to the
+//!   broker, which delivers it again;
 //! - bad input never reaches the step and never stops the consumer: a topic from a sender the
 //!   configuration does not trust for it (`BusSettings::senders`, checked against the
 //!   broker-validated `user_id`), an oversized body, a body that is not JSON or not an object,
@@ -21,10 +28,12 @@
 //!   them;
 //! - a lost connection is retried with capped exponential backoff and jitter, the topology is
 //!   declared again and consuming resumes; a delivery from a dead channel is never acked;
-//! - the shutdown future stops intake, lets the message in hand finish, and `run` returns.
+//! - the shutdown future stops intake, lets the message in hand finish, waits for the
+//!   confirms of every delivery in the window and acks them, closes the connection and waits
+//!   for its I/O thread, and `run` returns.
 //!
 //! Limits worth knowing:
-//! - messages are handled one at a time; the others of a prefetch wait unacked, and the
+//! - steps run one at a time; the others of a prefetch wait unacked, and the
 //!   broker's `consumer_timeout` counts for them too. A step that can take longer than
 //!   `consumer_timeout / qos.prefetch_count` should be [long-running](journal) (or run with a
 //!   smaller prefetch);

@@ -115,32 +115,67 @@ async fn publish_confirmed(
     options: BasicPublishOptions,
     metrics: &crate::Metrics,
 ) -> Result<(), BusError> {
-    let mut pending: Vec<(PublisherConfirm, &str)> = Vec::with_capacity(wires.len());
-    for wire in wires {
-        let confirm = send(channel, wire, options, metrics).await?;
-        pending.push((confirm, &wire.routing_key));
-    }
-    let mut refused = None;
-    let mut unrouted = None;
-    for (confirm, routing_key) in pending {
-        let confirmation = confirm
-            .await
-            .map_err(|source| BusError::amqp("await a publish confirm", source))?;
-        match settle(confirmation, metrics) {
-            Err(NotTaken::Nacked) => {
-                refused.get_or_insert_with(|| routing_key.to_owned());
+    send_all(channel, wires, options, metrics)
+        .await?
+        .wait(metrics)
+        .await
+}
+
+/// Messages handed to the broker whose confirms are still to come, so that a caller can go
+/// on (take the next delivery, publish the next results) while the broker works.
+#[derive(Debug)]
+pub(crate) struct Confirms(Vec<(PublisherConfirm, String)>);
+
+impl Confirms {
+    /// Waits for every confirm: `Nacked` (naming the first refused routing key) when the
+    /// broker refused one, else `Unroutable` when one came back, counted in `metrics`.
+    pub(crate) async fn wait(self, metrics: &crate::Metrics) -> Result<(), BusError> {
+        let mut refused = None;
+        let mut unrouted = None;
+        for (confirm, routing_key) in self.0 {
+            let confirmation = confirm
+                .await
+                .map_err(|source| BusError::amqp("await a publish confirm", source))?;
+            match settle(confirmation, metrics) {
+                Err(NotTaken::Nacked) => {
+                    refused.get_or_insert(routing_key);
+                }
+                Err(NotTaken::Unroutable) => {
+                    unrouted.get_or_insert(routing_key);
+                }
+                Err(NotTaken::Lost(_)) | Ok(()) => {}
             }
-            Err(NotTaken::Unroutable) => {
-                unrouted.get_or_insert_with(|| routing_key.to_owned());
-            }
-            Err(NotTaken::Lost(_)) | Ok(()) => {}
+        }
+        match (refused, unrouted) {
+            (Some(routing_key), _) => Err(BusError::Nacked { routing_key }),
+            (None, Some(routing_key)) => Err(BusError::Unroutable { routing_key }),
+            (None, None) => Ok(()),
         }
     }
-    match (refused, unrouted) {
-        (Some(routing_key), _) => Err(BusError::Nacked { routing_key }),
-        (None, Some(routing_key)) => Err(BusError::Unroutable { routing_key }),
-        (None, None) => Ok(()),
+}
+
+/// Sends every message, without waiting for a confirm: the runtime's results and its retry
+/// and dead-letter copies, published as [`publish_all`] does.
+pub(crate) async fn send_unconfirmed(
+    channel: &Channel,
+    wires: &[Wire],
+    metrics: &crate::Metrics,
+) -> Result<Confirms, BusError> {
+    send_all(channel, wires, BasicPublishOptions::default(), metrics).await
+}
+
+async fn send_all(
+    channel: &Channel,
+    wires: &[Wire],
+    options: BasicPublishOptions,
+    metrics: &crate::Metrics,
+) -> Result<Confirms, BusError> {
+    let mut pending = Vec::with_capacity(wires.len());
+    for wire in wires {
+        let confirm = send(channel, wire, options, metrics).await?;
+        pending.push((confirm, wire.routing_key.clone()));
     }
+    Ok(Confirms(pending))
 }
 
 /// Hands one message to the broker; its confirm comes later.

@@ -1,14 +1,18 @@
 //! The consume loop: connect, declare, consume, settle each delivery, reconnect.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::future::{BoxFuture, MaybeDone, maybe_done};
+use futures::{FutureExt, StreamExt};
+use lapin::acker::Acker;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::protocol::basic::AMQPProperties;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
@@ -22,7 +26,7 @@ use tracing::Instrument;
 use crate::amqp;
 use crate::health::{self, Metrics};
 use crate::journal::{Job, JobRecord, Journal, RESCAN};
-use crate::publisher::{Wire, publish_all};
+use crate::publisher::{Confirms, Wire, send_unconfirmed};
 use crate::step::{parse_input, run_step};
 use crate::topology::Topology;
 use crate::{
@@ -192,59 +196,285 @@ impl Session {
     }
 
     /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`); sets `settled`
-    /// once a delivery or a job was settled.
+    /// once a delivery or a job was settled. Closes the connection either way, and returns
+    /// once its I/O thread has stopped.
     async fn serve<S: Step>(
-        mut self,
+        self,
         ctx: &Arc<Context>,
         step: &Arc<S>,
         shutdown: &mut Pin<&mut impl Future<Output = ()>>,
         settled: &mut bool,
     ) -> Result<(), BusError> {
-        let mut job: Option<JobFuture> = None;
-        let mut scan = ctx.journal.is_some();
-        let mut rescan = tokio::time::interval(RESCAN);
-        loop {
-            // Only one job runs at a time; the journal is read when something may have changed.
-            if job.is_none()
-                && std::mem::take(&mut scan)
-                && let Some(journal) = &ctx.journal
-                && let Some(claimed) = journal.claim_next()?
-            {
-                job = Some(Box::pin(run_job(
-                    ctx.clone(),
-                    step.clone(),
-                    self.channel.clone(),
-                    claimed,
-                )));
-            }
-            tokio::select! {
-                biased;
-                () = shutdown.as_mut() => {
-                    // A running job stays in the journal; unacked deliveries are requeued
-                    // when the channel closes.
-                    drop(job);
-                    let _ = self.channel.close(200, "shutting down").await;
-                    let _ = self.connection.close(200, "shutting down").await;
-                    return Ok(());
+        let Self {
+            connection,
+            channel,
+            mut consumer,
+        } = self;
+        let served = consume(ctx, step, &channel, &mut consumer, shutdown, settled).await;
+        let reason = match served {
+            Ok(()) => "shutting down",
+            Err(_) => "reconnecting",
+        };
+        amqp::close_channel(&channel, reason).await;
+        drop((consumer, channel));
+        amqp::close(connection, reason).await;
+        served
+    }
+}
+
+/// The session's loop. One step runs at a time, in delivery order, while the broker confirms
+/// the publishes of the deliveries before it: those wait in a [`Window`] until acked.
+async fn consume<S: Step>(
+    ctx: &Arc<Context>,
+    step: &Arc<S>,
+    channel: &Channel,
+    consumer: &mut Consumer,
+    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    settled: &mut bool,
+) -> Result<(), BusError> {
+    let mut job: Option<JobFuture> = None;
+    let mut stepping: Option<BoxFuture<'_, Result<InFlight, BusError>>> = None;
+    let mut window = Window::default();
+    // The connection failed while a step ran; the session ends when the step is done.
+    let mut lost: Option<BusError> = None;
+    let mut scan = ctx.journal.is_some();
+    let mut rescan = tokio::time::interval(RESCAN);
+    loop {
+        // Only one job runs at a time; the journal is read when something may have changed.
+        if job.is_none()
+            && std::mem::take(&mut scan)
+            && let Some(journal) = &ctx.journal
+            && let Some(claimed) = journal.claim_next()?
+        {
+            job = Some(Box::pin(run_job(
+                ctx.clone(),
+                step.clone(),
+                channel.clone(),
+                claimed,
+            )));
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.as_mut() => {
+                // A running job stays in the journal.
+                drop(job);
+                // Intake stops; what was delivered and not started is requeued when the
+                // connection closes. The step in hand finishes, and every delivery whose
+                // publishes the broker confirms is acked before the connection closes.
+                if let Err(error) = channel
+                    .basic_cancel(consumer.tag().as_str(), BasicCancelOptions::default())
+                    .await
+                {
+                    tracing::debug!(%error, "cannot cancel consuming, closing anyway");
                 }
-                finished = async { job.as_mut().expect("guarded by the condition").await }, if job.is_some() => {
-                    job = None;
-                    scan = finished?;
-                    *settled = true;
-                }
-                _ = rescan.tick(), if ctx.journal.is_some() => scan = true,
-                delivery = self.consumer.next() => match delivery {
-                    Some(Ok(delivery)) => {
-                        process(ctx, step.as_ref(), &self.channel, delivery).await?;
-                        *settled = true;
-                        scan = ctx.journal.is_some();
+                let drained = async {
+                    if let Some(started) = stepping.take() {
+                        window.push(started.await?);
                     }
-                    Some(Err(source)) => return Err(BusError::amqp("receive a delivery", source)),
-                    None => return Err(BusError::ConnectionLost),
-                },
+                    loop {
+                        *settled |= window.settle_ready(ctx, channel).await? > 0;
+                        if !window.is_waiting() {
+                            return Ok::<_, BusError>(());
+                        }
+                        window.oldest_confirmed().await;
+                    }
+                };
+                // Shutdown is done either way; what was not acked is delivered again.
+                if let Err(error) = drained.await {
+                    tracing::warn!(consumer = ctx.name, error = %error, "cannot settle every delivery before stopping; the broker delivers the others again");
+                }
+                return Ok(());
             }
+            () = window.oldest_confirmed(), if window.is_waiting() && lost.is_none() => {
+                match window.settle_ready(ctx, channel).await {
+                    Ok(count) => *settled |= count > 0,
+                    // The bus never cuts a step short: the one in hand finishes first.
+                    Err(error) if stepping.is_some() => lost = Some(error),
+                    Err(error) => return Err(error),
+                }
+            }
+            started = async { stepping.as_mut().expect("guarded by the condition").await }, if stepping.is_some() => {
+                stepping = None;
+                if let Some(error) = lost.take() {
+                    return Err(error);
+                }
+                window.push(started?);
+                // A journaled delivery is acked at once, before the next one is taken.
+                *settled |= window.settle_ready(ctx, channel).await? > 0;
+                scan = ctx.journal.is_some();
+            }
+            finished = async { job.as_mut().expect("guarded by the condition").await }, if job.is_some() => {
+                job = None;
+                scan = finished?;
+                *settled = true;
+            }
+            _ = rescan.tick(), if ctx.journal.is_some() => scan = true,
+            // The broker sends at most `qos.prefetch_count` unacked deliveries, which bounds
+            // the window.
+            delivery = consumer.next(), if stepping.is_none() => match delivery {
+                Some(Ok(delivery)) => {
+                    stepping = Some(Box::pin(process(ctx, step.as_ref(), channel, delivery)));
+                }
+                Some(Err(source)) => return Err(BusError::amqp("receive a delivery", source)),
+                None => return Err(BusError::ConnectionLost),
+            },
         }
     }
+}
+
+type ConfirmFuture = MaybeDone<BoxFuture<'static, Result<(), BusError>>>;
+
+/// A delivery the step is done with, until it is acked or requeued.
+struct InFlight {
+    acker: Acker,
+    received: Received,
+    span: tracing::Span,
+    state: State,
+}
+
+enum State {
+    /// Its publishes are sent; `confirms` completes once the broker answered for each.
+    /// `retry_on_refusal`: a refused result sends the input down the retry path (see
+    /// [`settle_or_retry`]); a refused retry or dead-letter copy requeues it.
+    Confirming {
+        confirms: ConfirmFuture,
+        settled: Settled,
+        retry_on_refusal: bool,
+    },
+    /// Everything it called for is durable (confirmed, or journaled): ack it.
+    Done,
+    /// The broker refused the copy meant to retry or dead-letter it: requeue it.
+    Requeue { routing_key: String },
+}
+
+impl State {
+    fn confirming(ctx: &Context, (confirms, settled): (Confirms, Settled), retry: bool) -> Self {
+        let metrics = ctx.metrics.clone();
+        Self::Confirming {
+            confirms: maybe_done(async move { confirms.wait(&metrics).await }.boxed()),
+            settled,
+            retry_on_refusal: retry,
+        }
+    }
+}
+
+impl InFlight {
+    /// Moves on from `Confirming`, whose confirms have all come.
+    async fn confirmed(&mut self, ctx: &Context, channel: &Channel) -> Result<(), BusError> {
+        let State::Confirming {
+            mut confirms,
+            settled,
+            retry_on_refusal,
+        } = std::mem::replace(&mut self.state, State::Done)
+        else {
+            return Ok(());
+        };
+        let answer = Pin::new(&mut confirms)
+            .take_output()
+            .expect("called once the confirms completed");
+        self.state = match answer {
+            Ok(()) => {
+                self.span.in_scope(|| settled.record(ctx));
+                State::Done
+            }
+            Err(BusError::Nacked { routing_key }) if retry_on_refusal => {
+                let sent = send(ctx, channel, &self.received, refused(&routing_key))
+                    .instrument(self.span.clone())
+                    .await?;
+                State::confirming(ctx, sent, false)
+            }
+            Err(BusError::Nacked { routing_key }) => State::Requeue { routing_key },
+            Err(error) => return Err(error),
+        };
+        Ok(())
+    }
+}
+
+/// The deliveries whose step is done and that are not acked yet, in delivery order: the
+/// broker confirms one's publishes while the step works on the next. Each is acked only once
+/// every publish it called for is confirmed, and only after every delivery before it is
+/// settled, so one `multiple` ack covers a contiguous run.
+#[derive(Default)]
+struct Window(VecDeque<InFlight>);
+
+impl Window {
+    fn push(&mut self, delivery: InFlight) {
+        self.0.push_back(delivery);
+    }
+
+    /// Whether the oldest delivery waits for confirms (after [`Window::settle_ready`], the
+    /// only thing it can wait for).
+    fn is_waiting(&self) -> bool {
+        matches!(
+            self.0.front().map(|oldest| &oldest.state),
+            Some(State::Confirming { .. })
+        )
+    }
+
+    /// Completes once the oldest delivery's confirms have all come; never while it waits for
+    /// none.
+    async fn oldest_confirmed(&mut self) {
+        match self.0.front_mut().map(|oldest| &mut oldest.state) {
+            Some(State::Confirming { confirms, .. }) => confirms.await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Settles deliveries from the oldest while their confirms are in: acks each contiguous
+    /// run of done ones with one ack, requeues one whose retry copy was refused, and sends
+    /// the retry copy of one whose results were refused (which then waits for its confirm).
+    /// Returns how many it settled.
+    async fn settle_ready(&mut self, ctx: &Context, channel: &Channel) -> Result<usize, BusError> {
+        let mut run: Option<(Acker, usize)> = None;
+        let mut count = 0;
+        while let Some(mut oldest) = self.0.pop_front() {
+            match &mut oldest.state {
+                State::Confirming { confirms, .. } => {
+                    let ready = confirms.now_or_never().is_some();
+                    if ready {
+                        oldest.confirmed(ctx, channel).await?;
+                    }
+                    self.0.push_front(oldest);
+                    if !ready {
+                        break;
+                    }
+                }
+                State::Done => {
+                    count += 1;
+                    let length = run.map_or(0, |(_, length)| length);
+                    run = Some((oldest.acker, length + 1));
+                }
+                State::Requeue { routing_key } => {
+                    count += 1;
+                    ack(run.take()).await?;
+                    oldest.span.in_scope(|| tracing::warn!(routing_key = %routing_key, "broker refused a publish, requeueing the input"));
+                    oldest
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|source| BusError::amqp("requeue a delivery", source))?;
+                }
+            }
+        }
+        ack(run).await?;
+        Ok(count)
+    }
+}
+
+/// Acks a run of `length` deliveries that ends with `last`: every delivery before it on the
+/// channel is settled, so one `multiple` ack covers them all.
+async fn ack(run: Option<(Acker, usize)>) -> Result<(), BusError> {
+    let Some((last, length)) = run else {
+        return Ok(());
+    };
+    last.ack(BasicAckOptions {
+        multiple: length > 1,
+    })
+    .await
+    .map_err(|source| BusError::amqp("ack a delivery", source))
 }
 
 /// A delivery read the tolerant way, with the runtime's own headers taken apart.
@@ -421,61 +651,58 @@ fn message_span(
     )
 }
 
-/// Settles one delivery; `Err` only when the channel is unusable.
+/// Starts settling one delivery: runs its step (or journals it, or refuses it) and sends what
+/// the outcome calls for; the confirms come later. `Err` only when the channel is unusable or
+/// the journal cannot be written.
 async fn process<S: Step>(
     ctx: &Arc<Context>,
     step: &S,
     channel: &Channel,
     delivery: Delivery,
-) -> Result<(), BusError> {
+) -> Result<InFlight, BusError> {
     Metrics::count(&ctx.metrics.received);
     let received = Received::from_delivery(&delivery, ctx.own_user.as_deref());
     let incoming = received.incoming(ctx);
     let span = message_span(ctx, &received, incoming.as_ref().ok().map(|i| &i.body));
-    async {
+    let state = async {
         // A message that is not the step's input is refused here, before it is journaled.
-        let parsed = incoming.and_then(|incoming| match parse_input::<S::Input>(&ctx.settings, &incoming) {
-            Ok(input) => Ok((incoming, input)),
-            Err(refusal) => Err(refusal.0),
-        });
-        let settled = match parsed {
-            Err(reason) => dead_letter(ctx, channel, &received, &reason).await,
+        let parsed =
+            incoming.and_then(
+                |incoming| match parse_input::<S::Input>(&ctx.settings, &incoming) {
+                    Ok(input) => Ok((incoming, input)),
+                    Err(refusal) => Err(refusal.0),
+                },
+            );
+        match parsed {
+            Err(reason) => {
+                let sent =
+                    send_dead_letter(ctx, channel, &received, reason, received.attempts).await?;
+                Ok(State::confirming(ctx, sent, false))
+            }
             Ok((incoming, input)) => match &ctx.journal {
                 Some(journal) => {
                     let path = journal.write(&received.job(&incoming))?;
                     tracing::info!(path = %path.display(), "job journaled");
-                    Ok(())
+                    Ok(State::Done)
                 }
                 None => {
                     let started = Instant::now();
                     let outcome = run_step(step, input, &incoming).await;
                     ctx.metrics.observe_step(started.elapsed());
-                    settle_or_retry(ctx, channel, &received, outcome).await
+                    let sent = send(ctx, channel, &received, outcome).await?;
+                    Ok::<_, BusError>(State::confirming(ctx, sent, true))
                 }
             },
-        };
-        match settled {
-            Ok(()) => delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .map_err(|source| BusError::amqp("ack a delivery", source)),
-            Err(BusError::Nacked { routing_key }) => {
-                tracing::warn!(routing_key = %routing_key, "broker refused a publish, requeueing the input");
-                delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|source| BusError::amqp("requeue a delivery", source))
-            }
-            Err(error) => Err(error),
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await?;
+    Ok(InFlight {
+        acker: delivery.acker,
+        received,
+        span,
+        state,
+    })
 }
 
 /// Runs a journaled job; `Ok(true)` when it finished and the journal may be scanned again.
@@ -532,37 +759,95 @@ async fn settle_or_retry(
 ) -> Result<(), BusError> {
     match settle(ctx, channel, received, outcome).await {
         Err(BusError::Nacked { routing_key }) => {
-            let reason = format!("the broker refused the result published to `{routing_key}`");
-            let retry = Outcome::Retry { reason };
-            settle(ctx, channel, received, retry).await
+            settle(ctx, channel, received, refused(&routing_key)).await
         }
         settled => settled,
     }
 }
 
-/// Publishes what the outcome calls for, with confirms. The caller acks after `Ok`.
+/// The retry of an input whose result the broker refused.
+fn refused(routing_key: &str) -> Outcome {
+    Outcome::Retry {
+        reason: format!("the broker refused the result published to `{routing_key}`"),
+    }
+}
+
+/// Publishes what the outcome calls for and waits for the confirms. The caller acks after
+/// `Ok`.
 async fn settle(
     ctx: &Context,
     channel: &Channel,
     received: &Received,
     outcome: Outcome,
 ) -> Result<(), BusError> {
+    let (confirms, settled) = send(ctx, channel, received, outcome).await?;
+    confirms.wait(&ctx.metrics).await?;
+    settled.record(ctx);
+    Ok(())
+}
+
+/// What a delivery's publishes stand for, told (counted, logged) once they are confirmed.
+enum Settled {
+    Processed {
+        published: usize,
+    },
+    Retried {
+        reason: String,
+        attempts: u32,
+        delay: Duration,
+    },
+    DeadLettered {
+        reason: String,
+        attempts: u32,
+    },
+}
+
+impl Settled {
+    /// Counts and logs it, in the message's span.
+    fn record(&self, ctx: &Context) {
+        match self {
+            Self::Processed { published } => {
+                Metrics::count(&ctx.metrics.processed);
+                tracing::info!(published, "message processed");
+            }
+            Self::Retried {
+                reason,
+                attempts,
+                delay,
+            } => {
+                Metrics::count(&ctx.metrics.retried);
+                tracing::warn!(reason = %reason, attempts, delay_s = delay.as_secs(), "step failed, retrying later");
+            }
+            Self::DeadLettered { reason, attempts } => {
+                Metrics::count(&ctx.metrics.dead_lettered);
+                tracing::warn!(reason = %reason, attempts, queue = %ctx.topology.dead_letter_queue, "message dead-lettered");
+            }
+        }
+    }
+}
+
+/// Sends what the outcome calls for, without waiting for the confirms.
+async fn send(
+    ctx: &Context,
+    channel: &Channel,
+    received: &Received,
+    outcome: Outcome,
+) -> Result<(Confirms, Settled), BusError> {
     match outcome {
         Outcome::Done(messages) => {
             let wires: Vec<Wire> = messages
                 .iter()
                 .map(|m| Wire::outgoing(&ctx.settings, m))
                 .collect();
-            publish_all(channel, &wires, &ctx.metrics).await?;
-            Metrics::count(&ctx.metrics.processed);
-            tracing::info!(published = wires.len(), "message processed");
-            Ok(())
+            let confirms = send_unconfirmed(channel, &wires, &ctx.metrics).await?;
+            let published = wires.len();
+            Ok((confirms, Settled::Processed { published }))
         }
         Outcome::Retry { reason } => {
             let attempts = received.attempts.saturating_add(1);
             if attempts >= ctx.config.max_attempts {
                 let reason = format!("gave up after {attempts} attempts: {reason}");
-                return dead_letter_after(ctx, channel, received, &reason, attempts).await;
+                return send_dead_letter(ctx, channel, received, reason, attempts).await;
             }
             let wanted = ctx.config.retry_delay(attempts);
             let (delay, queue) = ctx.topology.retry_queue(wanted);
@@ -574,44 +859,38 @@ async fn settle(
                     (HEADER_REASON, Value::from(reason.clone())),
                 ],
             );
-            publish_all(channel, &[wire], &ctx.metrics).await?;
-            Metrics::count(&ctx.metrics.retried);
-            tracing::warn!(reason = %reason, attempts, delay_s = delay.as_secs(), "step failed, retrying later");
-            Ok(())
+            let confirms = send_unconfirmed(channel, &[wire], &ctx.metrics).await?;
+            let retried = Settled::Retried {
+                reason,
+                attempts,
+                delay: *delay,
+            };
+            Ok((confirms, retried))
         }
-        Outcome::Reject { reason } => dead_letter(ctx, channel, received, &reason).await,
+        Outcome::Reject { reason } => {
+            send_dead_letter(ctx, channel, received, reason, received.attempts).await
+        }
     }
 }
 
-async fn dead_letter(
+async fn send_dead_letter(
     ctx: &Context,
     channel: &Channel,
     received: &Received,
-    reason: &str,
-) -> Result<(), BusError> {
-    dead_letter_after(ctx, channel, received, reason, received.attempts).await
-}
-
-async fn dead_letter_after(
-    ctx: &Context,
-    channel: &Channel,
-    received: &Received,
-    reason: &str,
+    reason: String,
     attempts: u32,
-) -> Result<(), BusError> {
+) -> Result<(Confirms, Settled), BusError> {
     let wire = received.copy_to(
         ctx.own_user.as_deref(),
         &ctx.topology.dead_letter_queue,
         &[
             (HEADER_CONSUMER, Value::from(ctx.name)),
-            (HEADER_REASON, Value::from(reason)),
+            (HEADER_REASON, Value::from(reason.as_str())),
             (HEADER_ATTEMPTS, Value::from(attempts)),
         ],
     );
-    publish_all(channel, &[wire], &ctx.metrics).await?;
-    Metrics::count(&ctx.metrics.dead_lettered);
-    tracing::warn!(reason = %reason, attempts, queue = %ctx.topology.dead_letter_queue, "message dead-lettered");
-    Ok(())
+    let confirms = send_unconfirmed(channel, &[wire], &ctx.metrics).await?;
+    Ok((confirms, Settled::DeadLettered { reason, attempts }))
 }
 
 #[cfg(test)]

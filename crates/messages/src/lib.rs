@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod ids;
 pub mod period;
 pub mod schema;
+pub mod version_order;
 
 pub use bodies::*;
 pub use ci::{

@@ -4,13 +4,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bus::{Outputs, Step, StepError};
+use messages::{Incoming, Outgoing, Severity};
 use serde_json::Value;
 use tests::broker::{BrokerUser, queue_info};
 use tests::config::{Table, health_addr, toml};
 use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC};
-use tests::{TestBus, eventually, free_port, http_get, is_ready};
+use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
+use tokio::sync::oneshot;
 
 const PROBE_BIN: &str = env!("CARGO_BIN_EXE_probe-consumer");
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -781,5 +785,287 @@ async fn a_hostile_value_in_a_message_cannot_forge_a_log_line() {
     assert!(!text.contains(['\0', '\x1b']), "{text:?}");
 
     publisher.close().await;
+    bus.cleanup().await;
+}
+
+/// What the window tests' step consumes: `{"n": 7}`.
+const NUMBERED_RUN: &str = "fortnight.window.run";
+/// Where its results go.
+const KEPT: &str = "fortnight.window.kept";
+/// Where its results for the numbers it is told to send there go.
+const REFUSED: &str = "fortnight.window.refused";
+
+/// The first run of one number stops until the test says go.
+type Pause = (
+    u64,
+    Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+);
+
+/// A step for watching many deliveries in flight at once: each input `{"n": 7}` gives one
+/// result `{"n": 7}` (its id derived from `n`) on [`KEPT`], or on [`REFUSED`] for the numbers
+/// in `refused`. It counts its runs per number; with `pause`, the first run of that number
+/// tells the test and waits for its go-ahead before returning its result.
+struct Numbered {
+    refused: BTreeSet<u64>,
+    runs: Arc<Mutex<BTreeMap<u64, usize>>>,
+    pause: Option<Pause>,
+}
+
+impl Numbered {
+    const INPUTS: u64 = 40;
+
+    fn new(refused: BTreeSet<u64>) -> Self {
+        Self {
+            refused,
+            runs: Arc::default(),
+            pause: None,
+        }
+    }
+
+    fn message(topic: &str, id: uuid::Uuid, n: u64) -> Outgoing {
+        let mut body = serde_json::Map::new();
+        body.insert("n".into(), Value::from(n));
+        Outgoing {
+            id,
+            topic: topic.to_owned(),
+            body,
+            schema: topic.to_owned(),
+            severity: Severity::Info,
+            priority: 0,
+            users: Vec::new(),
+        }
+    }
+
+    /// Every input, from 0 on, published (each confirmed) while no consumer takes them, so
+    /// that the consumer that starts next gets a full window at once.
+    async fn queue_inputs(bus: &TestBus) {
+        let publisher = bus.publisher().await;
+        for n in 0..Self::INPUTS {
+            let message = Self::message(NUMBERED_RUN, uuid::Uuid::new_v4(), n);
+            publisher.publish(&message).await.unwrap();
+        }
+        publisher.close().await;
+    }
+
+    fn runs(&self) -> Arc<Mutex<BTreeMap<u64, usize>>> {
+        self.runs.clone()
+    }
+}
+
+impl Step for Numbered {
+    const NAME: &'static str = "window";
+    type Input = ();
+
+    fn topics(_: &settings::BusSettings) -> Vec<String> {
+        vec![NUMBERED_RUN.to_owned()]
+    }
+
+    async fn handle(&self, _: (), message: &Incoming) -> Result<Outputs, StepError> {
+        let n = message
+            .body
+            .get("n")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| StepError::permanent("no `n`"))?;
+        *self.runs.lock().unwrap().entry(n).or_default() += 1;
+        let paused = self
+            .pause
+            .as_ref()
+            .filter(|(at, _)| *at == n)
+            .and_then(|(_, pause)| pause.lock().unwrap().take());
+        if let Some((paused, go)) = paused {
+            let _ = paused.send(());
+            let _ = go.await;
+        }
+        let topic = match self.refused.contains(&n) {
+            true => REFUSED,
+            false => KEPT,
+        };
+        let id = messages::derived_id("window", &[&n.to_string()]);
+        Ok(vec![Self::message(topic, id, n)])
+    }
+}
+
+/// The `n` of each recorded message, and how often each came.
+fn numbers(seen: &[messages::RecordLine]) -> BTreeMap<u64, usize> {
+    let mut numbers = BTreeMap::new();
+    for line in seen {
+        let n = line.body["n"].as_u64().expect("every result has its n");
+        *numbers.entry(n).or_default() += 1;
+    }
+    numbers
+}
+
+/// Starts and stops the window consumer once, so its queue exists and holds what is
+/// published next until a consumer takes it.
+async fn declare_window_queue(bus: &TestBus) {
+    let running = Running::start(&bus.settings(), Numbered::new(BTreeSet::new()));
+    bus.wait_consuming(Numbered::NAME).await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_result_in_a_full_window_retries_exactly_its_input() {
+    let bus = TestBus::new().consumer(
+        Numbered::NAME,
+        toml! {
+            max_attempts = 2
+            retry_delays_seconds = [1]
+        },
+    );
+    let mut kept = bus.watch(&[KEPT]).await;
+    // A full queue that rejects publishes: the broker nacks every result routed to it.
+    let blocker = bus.watch(&[REFUSED]).await;
+    let _policy = tests::broker::Policy::apply(
+        &format!("reject-{}", bus.id),
+        blocker.queue(),
+        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+    );
+    declare_window_queue(&bus).await;
+    Numbered::queue_inputs(&bus).await;
+    // Scattered through the first window of 25 and the next.
+    let refused = BTreeSet::from([1, 2, 9, 24, 25, 33]);
+    let step = Numbered::new(refused.clone());
+    let runs = step.runs();
+    let running = Running::start(&bus.settings(), step);
+
+    let letters = bus
+        .wait_dead_letters(Numbered::NAME, refused.len(), DEADLINE)
+        .await;
+    let lettered: BTreeSet<u64> = letters
+        .iter()
+        .map(|letter| {
+            serde_json::from_slice::<Value>(&letter.body).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        lettered, refused,
+        "exactly the refused inputs are dead-lettered"
+    );
+    for letter in &letters {
+        assert_eq!(letter.attempts, 2, "retried once, then given up");
+        assert!(
+            letter.reason.contains("the broker refused the result"),
+            "{}",
+            letter.reason
+        );
+    }
+    let others = Numbered::INPUTS as usize - refused.len();
+    kept.wait_for(others, DEADLINE).await;
+    // Late duplicates, if any, would come within a moment of the others.
+    let results = numbers(kept.settle(Duration::from_secs(1)).await);
+    let expected: BTreeMap<u64, usize> = (0..Numbered::INPUTS)
+        .filter(|n| !refused.contains(n))
+        .map(|n| (n, 1))
+        .collect();
+    assert_eq!(results, expected, "every other input's result, once");
+    let expected_runs: BTreeMap<u64, usize> = (0..Numbered::INPUTS)
+        .map(|n| (n, if refused.contains(&n) { 2 } else { 1 }))
+        .collect();
+    assert_eq!(
+        *runs.lock().unwrap(),
+        expected_runs,
+        "the refused inputs ran once per attempt, every other input once: none was requeued"
+    );
+
+    running.stop().await;
+    assert_eq!(
+        queue_info(&bus.queue(Numbered::NAME), "messages").as_deref(),
+        Some("0"),
+        "every input was acked, none is left to deliver again"
+    );
+    kept.close().await;
+    blocker.close().await;
+    bus.cleanup().await;
+}
+
+/// The broker's id (`pid`) of the one connection whose client properties name `app`.
+fn connection_of(app: &str) -> String {
+    let listed = tests::broker::rabbitmqctl(&[
+        "list_connections",
+        "pid",
+        "client_properties",
+        "--no-table-headers",
+        "--quiet",
+    ])
+    .expect("rabbitmqctl list_connections");
+    let mine: Vec<&str> = listed
+        .lines()
+        .filter(|line| line.contains(&format!("{{\"app\",\"{app}\"}}")))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(mine.len(), 1, "one connection is {app}'s: {listed}");
+    mine[0].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_with_a_window_in_flight_loses_no_input_and_acks_each_once() {
+    let bus = TestBus::new().consumer(Numbered::NAME, Table::new());
+    let mut kept = bus.watch(&[KEPT]).await;
+    declare_window_queue(&bus).await;
+    Numbered::queue_inputs(&bus).await;
+    let (paused, at_pause) = oneshot::channel();
+    let (go, gone) = oneshot::channel();
+    let pause_at = 10;
+    let mut step = Numbered::new(BTreeSet::new());
+    step.pause = Some((pause_at, Mutex::new(Some((paused, gone)))));
+    let runs = step.runs();
+    // Its own name in the broker's connection list, so the test closes no other connection.
+    let app = format!("window-{}", bus.id);
+    let mut settings = bus.settings();
+    settings.client_properties.app = Some(app.clone());
+    let running = Running::start(&settings, step);
+
+    // The step is at input 10: the inputs before it are published and maybe not yet acked,
+    // the rest of the window is delivered and waiting.
+    at_pause.await.expect("the step reaches its pause");
+    let connection = connection_of(&app);
+    tests::broker::rabbitmqctl(&["close_connection", &connection, "closed by the test"])
+        .expect("rabbitmqctl close_connection");
+    let _ = go.send(());
+
+    // Results whose inputs were not acked before the close come again, so 40 results may
+    // not yet be 40 numbers.
+    let mut count = Numbered::INPUTS as usize;
+    let results = loop {
+        let seen = kept.wait_for(count, DEADLINE).await;
+        let results = numbers(seen);
+        if results.len() == Numbered::INPUTS as usize || seen.len() < count {
+            break results;
+        }
+        count = seen.len() + 1;
+    };
+    let all: BTreeSet<u64> = (0..Numbered::INPUTS).collect();
+    assert_eq!(
+        results.keys().copied().collect::<BTreeSet<_>>(),
+        all,
+        "every input's result arrived at least once"
+    );
+    assert!(
+        eventually(DEADLINE, || queue_info(
+            &bus.queue(Numbered::NAME),
+            "messages"
+        )
+        .as_deref()
+            == Some("0"))
+        .await,
+        "every input is acked in the end"
+    );
+    assert!(
+        runs.lock().unwrap()[&pause_at] >= 2,
+        "the input in hand when the connection closed ran again on the new one"
+    );
+    running.stop().await;
+    assert_eq!(
+        queue_info(&bus.queue(Numbered::NAME), "messages").as_deref(),
+        Some("0"),
+        "nothing was left unacked to come back"
+    );
+    assert!(
+        bus.dead_letters(Numbered::NAME).await.is_empty(),
+        "nothing dead-lettered"
+    );
+    kept.close().await;
     bus.cleanup().await;
 }

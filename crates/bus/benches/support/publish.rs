@@ -29,15 +29,10 @@ use lapin::{Channel, ExchangeKind};
 use messages::RecordLine;
 use serde_json::json;
 
+use super::env_or;
+
 const TOPIC: &str = "bench.publish";
 const DEFAULT_WINDOW: usize = 25;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn window() -> usize {
     env_or("BENCH_WINDOW", DEFAULT_WINDOW)
@@ -132,9 +127,7 @@ struct Row {
 
 impl Row {
     fn median(&self) -> f64 {
-        let mut sorted = self.per_second.clone();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
+        super::median(self.per_second.clone())
     }
 }
 

@@ -5,11 +5,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use chrono::Utc;
 use messages::{Stream, Version};
-use releaser::{Decision, HumanGate, Verdict, decide};
+use releaser::{Decision, HumanGate, StreamView, Verdict, decide};
 use store::Store;
-
-use super::status::read_view;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,8 +19,22 @@ pub struct Args {
 pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::load_settings(config)?;
     let store = Store::open(&settings.store.root).context("cannot open the store")?;
-    let (view, stream_settings, twoweek) = read_view(&settings, &store, &args.stream)?;
-    let Some(candidate) = view.candidate(&args.version) else {
+    let (stream_settings, twoweek) =
+        releaser::twoweek_stream(&settings, &args.stream).map_err(anyhow::Error::msg)?;
+    // The named candidate alone (and, when it could be released, the newer ones that would
+    // go first): never the years of older candidates.
+    let view = StreamView::read_for(
+        &store,
+        &args.stream,
+        stream_settings,
+        &args.version,
+        Utc::now(),
+    )
+    .with_context(|| super::status::cannot_read(&store, &args.stream))?;
+    let Some((view, candidate)) = view
+        .as_ref()
+        .and_then(|view| Some((view, view.candidate(&args.version)?)))
+    else {
         bail!(
             "{} has no candidate {} in the store ({}); see `fortnight status {}`",
             args.stream,
@@ -30,7 +43,7 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
             args.stream
         );
     };
-    let verdict = Verdict::of(&view, candidate, stream_settings, twoweek.karma_required);
+    let verdict = Verdict::of(view, candidate, stream_settings, twoweek.karma_required);
     println!("{} {}", args.stream, args.version);
     let pending = releaser::signing::read(&store, &args.stream, &args.version)
         .context("cannot read the candidate's signing request")?;
@@ -87,7 +100,7 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
         println!("  not newer than the current release {current}");
     }
     let reasons = verdict.reasons();
-    let (decision, _) = decide(&view, stream_settings, twoweek.karma_required);
+    let (decision, _) = decide(view, stream_settings, twoweek.karma_required);
     match decision {
         _ if !reasons.is_empty() => println!("not releasable: {}", reasons.join("; ")),
         Decision::Release(chosen) if chosen == args.version => {

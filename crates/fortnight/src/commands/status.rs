@@ -39,13 +39,17 @@ pub fn read_view<'a>(
 ) -> anyhow::Result<(StreamView, &'a StreamSettings, &'a TwoWeekSettings)> {
     let (stream_settings, twoweek) =
         releaser::twoweek_stream(settings, stream).map_err(anyhow::Error::msg)?;
-    let view = StreamView::read(store, stream, stream_settings, Utc::now()).with_context(|| {
-        format!(
-            "cannot read stream {stream} from the store at {}",
-            store.root().display()
-        )
-    })?;
+    let view = StreamView::read(store, stream, stream_settings, Utc::now())
+        .with_context(|| cannot_read(store, stream))?;
     Ok((view, stream_settings, twoweek))
+}
+
+/// What failed when a stream cannot be read from the store.
+pub fn cannot_read(store: &Store, stream: &Stream) -> String {
+    format!(
+        "cannot read stream {stream} from the store at {}",
+        store.root().display()
+    )
 }
 
 fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::Result<()> {

@@ -6,10 +6,11 @@
 use std::path::Path;
 
 use anyhow::Context;
+use chrono::Utc;
 use messages::{ReleasePublished, Stream};
 use ostree_cli::Repo;
 use release_notes::ReleaseRecord;
-use releaser::{Decision, decide};
+use releaser::{Decision, StreamView, decide};
 use settings::Settings;
 use store::Store;
 
@@ -123,11 +124,19 @@ fn print_not_released(
     released: Option<&ReleasePublished>,
 ) -> anyhow::Result<()> {
     let stream: Stream = STREAM.parse()?;
-    let (mut view, stream_settings, twoweek) =
-        crate::commands::status::read_view(settings, store, &stream)?;
-    if let Some(release) = released {
-        view.current = release.previous.clone().map(|version| (version, None));
+    let (stream_settings, twoweek) =
+        releaser::twoweek_stream(settings, &stream).map_err(anyhow::Error::msg)?;
+    let view = match released {
+        Some(release) => StreamView::read_against(
+            store,
+            &stream,
+            stream_settings,
+            release.previous.clone().map(|version| (version, None)),
+            Utc::now(),
+        ),
+        None => StreamView::read(store, &stream, stream_settings, Utc::now()),
     }
+    .context("cannot replay the tick's decision on the store")?;
     let (decision, verdicts) = decide(&view, stream_settings, twoweek.karma_required);
     println!("Not released:");
     for verdict in verdicts {

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use messages::Version;
+use crate::Version;
 
 fn runs(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = text;
