@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use messages::{EndOfLifeCause, Stream};
+use messages::{Cause, Stream};
 use settings::{Deadline, Settings};
 
 use crate::endoflife;
@@ -204,16 +204,22 @@ impl Deadlines {
         if waiting.iter().any(|p| p.end_of_life.is_some()) {
             return Ok(());
         }
-        let prepared = endoflife::prepare(&releaser.settings, stream, EndOfLifeCause::Date, now)
-            .and_then(|ended| {
-                if endoflife::needs_signatures(&releaser.settings, &ended) {
-                    return releaser
-                        .ask_end_of_life_signatures(ended, now, None)
-                        .map(|request| (request, None));
-                }
-                endoflife::promote(&releaser.settings, &ended)?;
-                Ok((endoflife::announcement(&ended), Some(ended)))
-            });
+        let prepared = endoflife::prepare(
+            &releaser.settings,
+            &releaser.store,
+            stream,
+            Cause::Date,
+            now,
+        )
+        .and_then(|ended| {
+            if endoflife::needs_signatures(&releaser.settings, &ended) {
+                return releaser
+                    .ask_end_of_life_signatures(ended, now, None)
+                    .map(|request| (request, None));
+            }
+            endoflife::promote(&releaser.settings, &ended)?;
+            Ok((endoflife::announcement(&ended), Some(ended)))
+        });
         let (message, in_place) = match prepared {
             Ok(prepared) => prepared,
             Err(error) if error.is_refusal() => {

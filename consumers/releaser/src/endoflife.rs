@@ -17,8 +17,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use gate::succession::Role;
 use messages::{
-    Arch, EndOfLifeArch, EndOfLifeCause, Message, Outgoing, Ref, SignCommit, SignRequested, Stream,
+    Arch, Cause, EndOfLifeArch, Message, Outgoing, Ref, SignCommit, SignRequested, Stream,
     StreamEndOfLife, Version, derived_id,
 };
 use ostree_cli::{ENDOFLIFE, OstreeError, Repo};
@@ -46,6 +47,10 @@ pub enum EndOfLifeError {
         repo: String,
     },
     #[error(
+        "{stream} cannot end yet: two-week releases have not moved to its successor {successor}, so its machines would move to a pre-release; switch first (`fortnight switch {successor}`, or {successor}'s `switch_at`)"
+    )]
+    NotSwitched { stream: Stream, successor: Stream },
+    #[error(
         "{stream} cannot end yet: the signatures of release {version} are still awaited (`fortnight status {stream}`); ask again once it is released or skipped"
     )]
     SigningBusy { stream: Stream, version: Version },
@@ -62,6 +67,7 @@ impl EndOfLifeError {
             self,
             Self::NoTwoweek(_)
                 | Self::SuccessorNotReleased { .. }
+                | Self::NotSwitched { .. }
                 | Self::SigningBusy { .. }
                 | Self::NoCurrentRelease { .. }
         )
@@ -69,7 +75,7 @@ impl EndOfLifeError {
 }
 
 /// Ending a stream that is not ready for it is refused: no retry helps until an operator
-/// acts (releases the successor). The store and `ostree` are classified as everywhere else.
+/// acts (switches to the successor, releases it). The store and `ostree` are classified as everywhere else.
 impl From<EndOfLifeError> for bus::StepError {
     fn from(error: EndOfLifeError) -> Self {
         match error {
@@ -77,6 +83,7 @@ impl From<EndOfLifeError> for bus::StepError {
             EndOfLifeError::Ostree(error) => error.into(),
             EndOfLifeError::NoTwoweek(error) => error.into(),
             EndOfLifeError::SuccessorNotReleased { .. }
+            | EndOfLifeError::NotSwitched { .. }
             | EndOfLifeError::SigningBusy { .. }
             | EndOfLifeError::NoCurrentRelease { .. } => {
                 bus::StepError::permanent(error.to_string())
@@ -98,8 +105,8 @@ pub fn write(store: &Store, ended: &StreamEndOfLife) -> Result<(), StoreError> {
 pub fn describe(ended: &StreamEndOfLife) -> String {
     let at = ended.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match &ended.cause {
-        EndOfLifeCause::Date => format!("since {at}, its configured date"),
-        EndOfLifeCause::Operator { operator, reason } => {
+        Cause::Date => format!("since {at}, its configured date"),
+        Cause::Operator { operator, reason } => {
             format!("since {at}, by {operator}: {reason}")
         }
     }
@@ -128,25 +135,36 @@ fn sentence(stream: &Stream, rebase: Option<&Ref>) -> String {
 /// Whether the machines of `stream` on `arch` can be moved to `rebase`, the successor's
 /// release ref. `ostree admin upgrade` pulls the rebase ref from the remote the machine
 /// already follows, so it must be in the same repository, with a release on it.
-///
-/// This is the one check point for "the successor is ready": once the switch of the two-week
-/// selection (`fortnight.stream.switched`) is recorded, that record belongs here too.
-fn successor_ready(repo: &Repo, rebase: &Ref) -> Result<bool, OstreeError> {
+fn successor_released(repo: &Repo, rebase: &Ref) -> Result<bool, OstreeError> {
     Ok(repo.rev_parse(rebase)?.is_some())
 }
 
 /// The end of life of `stream`, made but not yet in place: every released arch's end-of-life
-/// commit, checked to be a fast-forward to a successor that is ready. Moves nothing ([`promote`]
-/// does), so a signed stream has the commits signed first. A ref already at its end-of-life
-/// commit (a run cut short) keeps it.
+/// commit, checked to be a fast-forward to a successor that is ready: switched to, and
+/// released. Moves nothing ([`promote`] does), so a signed stream has the commits signed
+/// first. A ref already at its end-of-life commit (a run cut short) keeps it.
 pub fn prepare(
     settings: &Settings,
+    store: &Store,
     stream: &Stream,
-    cause: EndOfLifeCause,
+    cause: Cause,
     now: DateTime<Utc>,
 ) -> Result<StreamEndOfLife, EndOfLifeError> {
     let (stream_settings, twoweek) = twoweek_stream(settings, stream)?;
     let successor = settings.successor(stream);
+    // Until the switch the successor is a pre-release; its users signed up for that, the old
+    // stream's did not.
+    if let Some((next, _)) = successor
+        && !matches!(
+            gate::succession::two_week_role(settings, store, stream, now)?,
+            Role::Retired { .. }
+        )
+    {
+        return Err(EndOfLifeError::NotSwitched {
+            stream: stream.clone(),
+            successor: next.clone(),
+        });
+    }
     let repo = Repo::new(&stream_settings.ostree_repo);
     let mut arches = BTreeMap::new();
     for (arch, release_ref) in &twoweek.release_refs {
@@ -158,7 +176,7 @@ pub fn prepare(
             .and_then(|(_, s)| s.twoweek.as_ref())
             .and_then(|tw| tw.release_refs.get(arch));
         if let (Some(rebase), Some((successor, _))) = (rebase, successor)
-            && !successor_ready(&repo, rebase)?
+            && !successor_released(&repo, rebase)?
         {
             return Err(EndOfLifeError::SuccessorNotReleased {
                 stream: stream.clone(),

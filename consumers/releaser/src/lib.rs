@@ -27,11 +27,11 @@ use std::sync::Arc;
 use bus::{BlockingStep, Outputs, StepError};
 use chrono::{DateTime, Utc};
 use messages::{
-    EndOfLifeCause, ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message,
-    Outgoing, Override, OverrideBlock, OverrideEndOfLife, OverrideHold, OverrideRelease,
-    OverrideSwitch, OverrideUnblock, OverrideUnhold, Period, ReleasePublished, ReleaseSkipped,
-    SignFinished, SignStatus, Stream, StreamEndOfLife, TwoweekComplete, TwoweekTimerFired,
-    UserName, Version, derived_id,
+    Cause, ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message, Outgoing,
+    Override, OverrideBlock, OverrideEndOfLife, OverrideHold, OverrideRelease, OverrideSwitch,
+    OverrideUnblock, OverrideUnhold, Period, ReleasePublished, ReleaseSkipped, SignFinished,
+    SignStatus, Stream, StreamEndOfLife, TwoweekComplete, TwoweekTimerFired, UserName, Version,
+    derived_id,
 };
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::{FileName, Store, StoreError};
@@ -478,7 +478,7 @@ impl Releaser {
     fn end_locked(
         &self,
         stream: &Stream,
-        cause: EndOfLifeCause,
+        cause: Cause,
         now: DateTime<Utc>,
         by: Option<&AuditEntry>,
     ) -> Result<Outgoing, EndOfLifeError> {
@@ -486,7 +486,7 @@ impl Releaser {
             tracing::info!(stream = %stream, at = %ended.at, "stream already at its end of life; announcing again");
             return Ok(endoflife::announcement(&ended));
         }
-        let ended = endoflife::prepare(&self.settings, stream, cause, now)?;
+        let ended = endoflife::prepare(&self.settings, &self.store, stream, cause, now)?;
         if endoflife::needs_signatures(&self.settings, &ended) {
             return self.ask_end_of_life_signatures(ended, now, by);
         }
@@ -560,7 +560,7 @@ impl Releaser {
             {
                 tracing::info!(stream = %stream, operator = %entry.operator, reason = %entry.reason, "end of life asked for");
             }
-            let cause = EndOfLifeCause::Operator {
+            let cause = Cause::Operator {
                 operator: body.operator.clone(),
                 reason: body.reason.clone(),
             };

@@ -141,7 +141,7 @@ async fn an_end_of_life_commits_once_is_announced_the_same_way_again_and_ends_th
 }
 
 #[tokio::test]
-async fn a_stream_ends_only_once_its_successor_released_and_then_names_its_ref() {
+async fn a_stream_ends_only_once_its_successor_took_over_and_released_and_then_names_its_ref() {
     let root = tempfile::tempdir().unwrap();
     let (repo, last) = released(root.path());
     let step = releaser_with(root.path(), repo.path(), successor(repo.path()));
@@ -152,6 +152,18 @@ async fn a_stream_ends_only_once_its_successor_released_and_then_names_its_ref()
         Some("ops"),
     );
 
+    let reason = refused(bus::outcome(&step, &end).await);
+    assert!(
+        reason.contains("two-week releases have not moved to its successor f44"),
+        "{reason}"
+    );
+    published(
+        bus::outcome(
+            &step,
+            &incoming(&switch("f44", "Fedora 44 is out"), Some("ops")),
+        )
+        .await,
+    );
     let reason = refused(bus::outcome(&step, &end).await);
     assert!(
         reason.contains("its successor f44 has no release on x86_64"),

@@ -17,8 +17,7 @@
 use chrono::{DateTime, Utc};
 use gate::succession::{self, SwitchRecord};
 use messages::{
-    Incoming, Message, Outgoing, OverrideSwitch, Period, Stream, StreamSwitched, SwitchCause,
-    derived_id,
+    Cause, Incoming, Message, Outgoing, OverrideSwitch, Period, Stream, StreamSwitched, derived_id,
 };
 use settings::{StreamSettings, TwoWeekSettings};
 use store::StoreError;
@@ -113,7 +112,7 @@ impl Releaser {
                     from: from.clone(),
                     to: to.clone(),
                     at: now,
-                    cause: SwitchCause::Operator {
+                    cause: Cause::Operator {
                         operator: body.operator.clone(),
                         reason: body.reason.clone(),
                     },
@@ -214,7 +213,7 @@ impl Releaser {
             from: from.clone(),
             to: to.clone(),
             at,
-            cause: SwitchCause::Date,
+            cause: Cause::Date,
             next_tick: s.twoweek.as_ref().and_then(|tw| next_tick(to, tw, at)),
         };
         Ok(Some(SwitchRecord {

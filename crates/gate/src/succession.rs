@@ -152,7 +152,7 @@ pub fn two_week_role(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use messages::SwitchCause;
+    use messages::Cause;
 
     fn settings(f44_extra: &str) -> Settings {
         let stream = |n: u32, extra: &str| {
@@ -192,7 +192,7 @@ mod tests {
             from: "f43".parse().unwrap(),
             to: "f44".parse().unwrap(),
             at: at(switched_at),
-            cause: SwitchCause::Operator {
+            cause: Cause::Operator {
                 operator: "alice".parse().unwrap(),
                 reason: "Fedora 44 is out early".into(),
             },

@@ -377,14 +377,14 @@ impl Message for OverrideSwitch {
     }
 }
 
-/// What made a switch happen; the same shape as [`EndOfLifeCause`], so both announcements
-/// say `how` alike.
+/// What made a stream change hands: its configured date (`switch_at` for a switch,
+/// `end_of_life` for an end of life) came, or an operator asked, saying why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "how", rename_all = "kebab-case")]
-pub enum SwitchCause {
-    /// The new stream's `switch_at` came.
+pub enum Cause {
+    /// The date in the stream's configuration came.
     Date,
-    /// An operator's `fortnight.override.switch`.
+    /// An operator's override (`fortnight.override.switch`, `fortnight.override.end-of-life`).
     Operator { operator: UserName, reason: String },
 }
 
@@ -399,7 +399,7 @@ pub struct StreamSwitched {
     pub at: DateTime<Utc>,
     /// `how` (`date` or `operator`), with the operator's `operator` and `reason`.
     #[serde(flatten)]
-    pub cause: SwitchCause,
+    pub cause: Cause,
     /// When `to`'s first two-week release is due: its next tick, or now with `release_now`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_tick: Option<DateTime<Utc>>,
@@ -408,8 +408,8 @@ impl Message for StreamSwitched {
     const TOPIC: &'static str = "fortnight.stream.switched";
     fn users(&self) -> Vec<&UserName> {
         match &self.cause {
-            SwitchCause::Operator { operator, .. } => vec![operator],
-            SwitchCause::Date => Vec::new(),
+            Cause::Operator { operator, .. } => vec![operator],
+            Cause::Date => Vec::new(),
         }
     }
 }
@@ -584,16 +584,6 @@ pub struct EndOfLifeArch {
     pub message: String,
 }
 
-/// Who ended a stream's life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "how", rename_all = "kebab-case")]
-pub enum EndOfLifeCause {
-    /// The stream's configured `end_of_life` date came.
-    Date,
-    /// An operator's `fortnight.override.end-of-life`.
-    Operator { operator: UserName, reason: String },
-}
-
 /// `fortnight.stream.end-of-life`: the stream's release refs point at their end-of-life
 /// commits, and the stream gets no more two-week releases. Sent again, under the same id,
 /// when the end of life is asked for again.
@@ -610,7 +600,7 @@ pub struct StreamEndOfLife {
     pub at: DateTime<Utc>,
     /// `how` (`date` or `operator`), with the operator's `operator` and `reason`.
     #[serde(flatten)]
-    pub cause: EndOfLifeCause,
+    pub cause: Cause,
 }
 impl Message for StreamEndOfLife {
     const TOPIC: &'static str = "fortnight.stream.end-of-life";
@@ -619,8 +609,8 @@ impl Message for StreamEndOfLife {
     }
     fn users(&self) -> Vec<&UserName> {
         match &self.cause {
-            EndOfLifeCause::Operator { operator, .. } => vec![operator],
-            EndOfLifeCause::Date => Vec::new(),
+            Cause::Operator { operator, .. } => vec![operator],
+            Cause::Date => Vec::new(),
         }
     }
 }

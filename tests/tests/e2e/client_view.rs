@@ -13,7 +13,7 @@ use std::process::Command;
 
 use messages::{
     Arch, CandidateTestingRequested, Commit, KarmaThresholdReached, Message, OverrideEndOfLife,
-    Ref, ReleasePublished, ReleaseSkipped, Stream, StreamEndOfLife,
+    OverrideSwitch, Ref, ReleasePublished, ReleaseSkipped, Stream, StreamEndOfLife, StreamSwitched,
 };
 use release_support::{
     BrokerUser, Options, Pipeline, SUCCESSOR, arch, release_ref, release_ref_of, stream, testers,
@@ -372,6 +372,7 @@ async fn at_the_end_of_life_a_machine_following_the_release_ref_moves_to_the_suc
             KarmaThresholdReached::TOPIC,
             ReleasePublished::TOPIC,
             StreamEndOfLife::TOPIC,
+            StreamSwitched::TOPIC,
         ])
         .await;
 
@@ -389,6 +390,19 @@ async fn at_the_end_of_life_a_machine_following_the_release_ref_moves_to_the_suc
     wait_until(&mut watch, |r: &ReleasePublished| r.stream == successor).await;
     client.upgrade();
     assert_runs(&p, &client, "43.20261001.0", &[&unvoted, &next]);
+    assert_eq!(client.default_deployment(), last);
+
+    // Nor does the switch of the two-week releases to the successor: it only stops the old
+    // stream's releases (and an end of life before it is refused, in the releaser's tests).
+    let switch = OverrideSwitch {
+        stream: successor.clone(),
+        reason: "Fedora 44 is released".into(),
+        operator: operator.name.clone(),
+        release_now: false,
+    };
+    p.override_as(&operator, switch).await;
+    wait_until(&mut watch, |s: &StreamSwitched| s.to == successor).await;
+    client.upgrade();
     assert_eq!(client.default_deployment(), last);
 
     // The operator ends the old stream: the next upgrade moves the machine.

@@ -14,8 +14,8 @@ use crate::release_support::{
 use chrono::Utc;
 use gate::succession::{Role, two_week_role};
 use messages::{
-    Message, Outgoing, OverrideSwitch, ReleasePublished, ReleaseSkipped, Stream, StreamSwitched,
-    SwitchCause,
+    Cause, Message, Outgoing, OverrideSwitch, ReleasePublished, ReleaseSkipped, Stream,
+    StreamSwitched,
 };
 use releaser::overrides::Action;
 use tests::browser::{StaticServer, dump_dom};
@@ -125,7 +125,7 @@ async fn at_its_date_the_successor_takes_over_once_and_the_old_stream_releases_n
     let switch: StreamSwitched = body(&switched[0]);
     assert_eq!(
         (switch.from.as_str(), switch.to.as_str(), &switch.cause),
-        (STREAM, SUCCESSOR, &SwitchCause::Date)
+        (STREAM, SUCCESSOR, &Cause::Date)
     );
     assert_eq!(
         switch.at,
@@ -228,7 +228,7 @@ async fn an_operator_switch_releases_at_once_is_audited_and_not_doubled() {
     let switch: StreamSwitched = body(&switched[0]);
     assert_eq!(
         switch.cause,
-        SwitchCause::Operator {
+        Cause::Operator {
             operator: operator.name.clone(),
             reason: "Fedora 44 is out".into(),
         }

@@ -9,8 +9,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use messages::{
-    EndOfLifeCause, KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped,
-    StreamEndOfLife,
+    Cause, KarmaStatus, KarmaThresholdReached, ReleasePublished, ReleaseSkipped, StreamEndOfLife,
 };
 use releaser::overrides::Action;
 use tests::config::{self, toml};
@@ -674,7 +673,7 @@ async fn end_of_life_is_audited_announced_and_shown_by_status() {
     let ended: StreamEndOfLife = serde_json::from_value(ended[0].body.clone()).unwrap();
     assert_eq!(
         ended.cause,
-        EndOfLifeCause::Operator {
+        Cause::Operator {
             operator: alice.name.clone(),
             reason: "Fedora 43 is end of life".into()
         }
