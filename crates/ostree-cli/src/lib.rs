@@ -32,8 +32,9 @@ pub enum OstreeError {
     },
     #[error("{kind} name {name:?} is not letters, digits, `-` and `_` (not first)")]
     Name { kind: &'static str, name: String },
-    #[error("cannot read {path} of the sysroot: {source}")]
-    Read {
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },

@@ -81,12 +81,18 @@ pub struct Sysroot {
 }
 
 impl Sysroot {
-    /// `ostree admin init-fs PATH`, `os-init OS`, and no bootloader.
+    /// `ostree admin init-fs PATH` (a new directory, or an empty one), `os-init OS`, and no
+    /// bootloader.
     pub fn init(path: impl Into<PathBuf>, os: OsName) -> Result<Self, OstreeError> {
         let sysroot = Self {
             path: path.into(),
             os,
         };
+        std::fs::create_dir_all(&sysroot.path).map_err(|source| OstreeError::Io {
+            what: "create the sysroot",
+            path: sysroot.path.clone(),
+            source,
+        })?;
         let mut init = vec![OsString::from("admin"), "init-fs".into()];
         init.push(sysroot.path.clone().into());
         let (init, shown) = command(init);
@@ -198,7 +204,8 @@ impl Sysroot {
             Ok(oses) => oses,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => {
-                return Err(OstreeError::Read {
+                return Err(OstreeError::Io {
+                    what: "read the deployments of",
                     path: path.join("ostree/deploy"),
                     source,
                 });
@@ -223,5 +230,9 @@ impl Sysroot {
 }
 
 fn read(path: PathBuf) -> Result<String, OstreeError> {
-    std::fs::read_to_string(&path).map_err(|source| OstreeError::Read { path, source })
+    std::fs::read_to_string(&path).map_err(|source| OstreeError::Io {
+        what: "read",
+        path,
+        source,
+    })
 }
