@@ -161,7 +161,9 @@ pub(super) fn make_repo(dir: &Path, kernel: Kernel, progress: &Progress) -> anyh
             if broken_arch != Some(arch) {
                 std::fs::write(
                     root.join("usr/lib/os-release"),
-                    format!("NAME=\"Fedora Atomic Host\"\nID=fedora\nVERSION_ID=43\nVERSION=\"{version}\"\n"),
+                    format!(
+                        "NAME=\"Fedora Atomic Host\"\nID=fedora\nVERSION_ID=43\nVERSION=\"{version}\"\n"
+                    ),
                 )?;
             }
             let input: Ref = format!("fedora/43/{arch}/updates/atomic-host").parse()?;
