@@ -236,3 +236,27 @@ fn read(path: PathBuf) -> Result<String, OstreeError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_be_read_as_options_are_refused() {
+        assert_eq!("fedora".parse::<OsName>().unwrap().as_str(), "fedora");
+        assert_eq!(
+            "fedora-atomic_2".parse::<RemoteName>().unwrap().to_string(),
+            "fedora-atomic_2"
+        );
+        for bad in ["", "-fedora", "--os=x", "a b", "a/b", "a:b"] {
+            assert!(
+                matches!(
+                    bad.parse::<OsName>(),
+                    Err(OstreeError::Name { kind: "OS", .. })
+                ),
+                "{bad:?}"
+            );
+            assert!(bad.parse::<RemoteName>().is_err(), "{bad:?}");
+        }
+    }
+}

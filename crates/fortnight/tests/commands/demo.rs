@@ -376,7 +376,7 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         text(&again.stderr)
     );
     assert!(text(&again.stdout).contains("Released f43 43.20261125.0"));
-    assert!(text(&again.stdout).contains(&client_line.split(" (commit").next().unwrap()));
+    assert!(text(&again.stdout).contains(client_line.split(" (commit").next().unwrap()));
     std::fs::remove_dir_all(&dir).expect("the demo leaves nothing that cannot be deleted");
     let leftovers = |what: &str| {
         rabbitmqctl(&["-q", what, "name"])
