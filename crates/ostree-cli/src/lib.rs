@@ -112,9 +112,40 @@ impl Repo {
         tree: &Path,
         metadata: &[(&str, &str)],
     ) -> Result<Commit, OstreeError> {
+        self.commit_layers(Some(branch), None, tree, metadata)
+    }
+
+    /// [`commit`](Self::commit) of `tree` laid over the tree of `base`: only `tree`'s own
+    /// files are read and checksummed, so files shared by many commits (a kernel) are
+    /// checksummed once, when `base` was made ([`commit_orphan`](Self::commit_orphan)).
+    pub fn commit_over(
+        &self,
+        branch: &Ref,
+        base: &Commit,
+        tree: &Path,
+        metadata: &[(&str, &str)],
+    ) -> Result<Commit, OstreeError> {
+        self.commit_layers(Some(branch), Some(base), tree, metadata)
+    }
+
+    /// A commit of `tree` on no ref, for others to be laid over.
+    pub fn commit_orphan(&self, tree: &Path) -> Result<Commit, OstreeError> {
+        self.commit_layers(None, None, tree, &[])
+    }
+
+    fn commit_layers(
+        &self,
+        branch: Option<&Ref>,
+        base: Option<&Commit>,
+        tree: &Path,
+        metadata: &[(&str, &str)],
+    ) -> Result<Commit, OstreeError> {
         let mut args = vec![
             "commit".into(),
-            format!("--branch={branch}").into(),
+            match branch {
+                Some(branch) => format!("--branch={branch}").into(),
+                None => OsString::from("--orphan"),
+            },
             "--subject=fortnight".into(),
         ];
         for (key, value) in metadata {
@@ -122,7 +153,10 @@ impl Repo {
                 "--add-metadata-string={key}={value}"
             )));
         }
-        args.push(tree.as_os_str().to_owned());
+        let mut dir = OsString::from("--tree=dir=");
+        dir.push(tree);
+        args.extend(base.map(|base| OsString::from(format!("--tree=ref={base}"))));
+        args.push(dir);
         let (out, shown) = self.run(&args)?;
         parse_commit(&out, &shown)
     }
@@ -856,6 +890,41 @@ mod tests {
         assert_eq!(
             repo.metadata_string(&alone, ENDOFLIFE_REBASE).unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn a_commit_over_a_base_has_both_trees_and_its_own_files_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, tree, branch) = archive_with_tree(dir.path());
+        let base_tree = dir.path().join("base");
+        std::fs::create_dir_all(base_tree.join("usr/lib/modules/6.1")).unwrap();
+        std::fs::write(base_tree.join("usr/lib/modules/6.1/vmlinuz"), "kernel").unwrap();
+        std::fs::write(base_tree.join("usr/lib/os-release"), "NAME=base\n").unwrap();
+        let base = repo.commit_orphan(&base_tree).unwrap();
+        assert_eq!(
+            repo.rev_parse(&branch).unwrap(),
+            None,
+            "the base is on no ref"
+        );
+
+        let commit = repo
+            .commit_over(&branch, &base, &tree, &[("version", "43.1")])
+            .unwrap();
+        assert_eq!(repo.rev_parse(&branch).unwrap(), Some(commit.clone()));
+        assert_eq!(
+            repo.metadata_string(&commit, "version").unwrap().as_deref(),
+            Some("43.1")
+        );
+        let out = dir.path().join("checkout");
+        repo.checkout(&commit, &out).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("usr/lib/modules/6.1/vmlinuz")).unwrap(),
+            "kernel"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("usr/lib/os-release")).unwrap(),
+            "NAME=Fedora\n"
         );
     }
 

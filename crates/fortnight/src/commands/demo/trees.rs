@@ -115,7 +115,24 @@ pub(super) fn make_repo(dir: &Path, kernel: Kernel, progress: &Progress) -> anyh
         .context("cannot create the demo's OSTree repository")?;
     let scratch = tempfile::tempdir_in(dir).context("cannot create a scratch directory")?;
     let mut nightlies = Vec::new();
-    let mut no_kernel = (kernel == Kernel::Without).then(|| "not asked for".to_owned());
+    // The kernel, initramfs and userspace are the same in every x86_64 tree: committed once,
+    // and each x86_64 nightly laid over them, so that its commit does not checksum them again.
+    let (bootable, no_kernel) = match kernel {
+        Kernel::Without => (None, Some("not asked for".to_owned())),
+        Kernel::Required | Kernel::IfAvailable => {
+            let root = scratch.path().join("bootable");
+            match run_fixture(&bootable_tree, &root, &[], "a bootable tree for x86_64") {
+                Ok(()) => {
+                    let base = repo
+                        .commit_orphan(&root)
+                        .context("cannot commit the x86_64 trees' kernel")?;
+                    (Some(base), None)
+                }
+                Err(error) if kernel == Kernel::IfAvailable => (None, Some(format!("{error:#}"))),
+                Err(error) => return Err(error),
+            }
+        }
+    };
     for Planned {
         version,
         broken_arch,
@@ -124,23 +141,6 @@ pub(super) fn make_repo(dir: &Path, kernel: Kernel, progress: &Progress) -> anyh
     {
         for arch in ARCHES {
             let root = scratch.path().join(format!("{version}-{arch}"));
-            if arch == "x86_64" && no_kernel.is_none() {
-                let made = run_fixture(
-                    &bootable_tree,
-                    &root,
-                    &[],
-                    &format!("a bootable tree for {version} on {arch}"),
-                );
-                match made {
-                    Ok(()) => {}
-                    Err(error) if kernel == Kernel::IfAvailable && nightlies.is_empty() => {
-                        // The fixture checks what it needs before it writes: the tree is
-                        // as it was, and every x86_64 tree goes without alike.
-                        no_kernel = Some(format!("{error:#}"));
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
             // An empty cache argument is the fixture's default, `~/.cache/fortnight/rpms`:
             // the packages are built once and every later demo reuses them.
             let fixture_args: Vec<&str> = std::iter::once("")
@@ -167,9 +167,12 @@ pub(super) fn make_repo(dir: &Path, kernel: Kernel, progress: &Progress) -> anyh
                 )?;
             }
             let input: Ref = format!("fedora/43/{arch}/updates/atomic-host").parse()?;
-            let commit = repo
-                .commit(&input, &root, &[("version", version)])
-                .with_context(|| format!("cannot commit nightly {version} for {arch}"))?;
+            let metadata = [("version", version)];
+            let commit = match bootable.as_ref().filter(|_| arch == "x86_64") {
+                Some(base) => repo.commit_over(&input, base, &root, &metadata),
+                None => repo.commit(&input, &root, &metadata),
+            }
+            .with_context(|| format!("cannot commit nightly {version} for {arch}"))?;
             nightlies.push(Nightly {
                 version: version.parse()?,
                 arch: arch.parse()?,
