@@ -494,3 +494,37 @@ fn demo_boot_boots_every_x86_64_image_and_skips_aarch64_saying_why() {
         }
     }
 }
+
+#[test]
+fn demo_without_a_kernel_for_its_trees_releases_and_says_why_no_client_upgraded() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("demo");
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let output = Command::new(env!("CARGO_BIN_EXE_fortnight"))
+        .args(["demo", "--timeout", "120", "--run-id", &run_id, "--dir"])
+        .arg(&dir)
+        // The fixture finds no such kernel, as on a machine without linux-image-cloud-amd64.
+        .env("FORTNIGHT_KERNEL_VERSION", "0.0-none")
+        .env("FORTNIGHT_LOG", "warn")
+        .env_remove("FORTNIGHT_AMQP_URL")
+        .output()
+        .expect("run fortnight demo");
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("Released f43 {RELEASED}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "No client upgraded: the x86_64 trees carry no kernel to deploy (cannot make a \
+             bootable tree for x86_64"
+        ) && stdout.contains("no kernel 0.0-none"),
+        "{stdout}"
+    );
+    assert!(!dir.join("client").exists());
+}
