@@ -293,7 +293,9 @@ impl Pipeline {
         for _ in 0..options.releaser_replicas {
             let (releaser_settings, addr) = with_health(&settings, releaser::NAME);
             let step = Releaser::new(Arc::new(releaser_settings.clone())).unwrap();
-            if options.signing.is_some() {
+            // The releaser's clock watches signing deadlines and switch dates.
+            let switches = settings.streams.values().any(|s| s.switch_at.is_some());
+            if options.signing.is_some() || switches {
                 let deadlines = releaser::deadlines::Deadlines::new(step.clone());
                 consumers.push(Running::start_clock(&releaser_settings, deadlines));
             }
@@ -486,7 +488,19 @@ impl Pipeline {
     /// Records one arch's test result as the image-tester does (report first, then the
     /// message when it passed).
     pub async fn tested(&self, version_text: &str, a: &str, commit: &Commit, failed: &[&str]) {
-        let report = self.write_report(version_text, a, commit, failed);
+        self.tested_of(stream(), version_text, a, commit, failed)
+            .await;
+    }
+
+    async fn tested_of(
+        &self,
+        s: Stream,
+        version_text: &str,
+        a: &str,
+        commit: &Commit,
+        failed: &[&str],
+    ) {
+        let report = self.write_report_of(s, version_text, a, commit, failed);
         if failed.is_empty() {
             let id = uuid::Uuid::new_v4();
             self.publisher
@@ -503,7 +517,18 @@ impl Pipeline {
         failing: Option<(&str, &str)>,
     ) -> BTreeMap<Arch, Commit> {
         let commits = self.nightly(version_text);
-        self.tested_every_arch(version_text, commits, failing).await
+        self.tested_every_arch(&stream(), version_text, commits, failing)
+            .await
+    }
+
+    /// [`Pipeline::nightly_tested`] of `s` ([`SUCCESSOR`]), passed on every arch.
+    pub async fn nightly_tested_of(
+        &self,
+        s: &Stream,
+        version_text: &str,
+    ) -> BTreeMap<Arch, Commit> {
+        let commits = self.nightly_of(s, version_text, &[]);
+        self.tested_every_arch(s, version_text, commits, None).await
     }
 
     /// A nightly carrying `packages` ([`Pipeline::nightly_with_packages`]) that passed on
@@ -514,11 +539,13 @@ impl Pipeline {
         packages: &[&str],
     ) -> BTreeMap<Arch, Commit> {
         let commits = self.nightly_with_packages(version_text, packages);
-        self.tested_every_arch(version_text, commits, None).await
+        self.tested_every_arch(&stream(), version_text, commits, None)
+            .await
     }
 
     async fn tested_every_arch(
         &self,
+        s: &Stream,
         version_text: &str,
         commits: BTreeMap<Arch, Commit>,
         failing: Option<(&str, &str)>,
@@ -529,7 +556,7 @@ impl Pipeline {
                 .map(|(_, t)| t)
                 .into_iter()
                 .collect();
-            self.tested(version_text, ar.as_str(), commit, &failed)
+            self.tested_of(s.clone(), version_text, ar.as_str(), commit, &failed)
                 .await;
         }
         commits
@@ -607,8 +634,13 @@ impl Pipeline {
 
     /// The tick of the period starting at `period`, as the release timer publishes it.
     pub async fn tick(&self, period: &str) -> Outgoing {
+        self.tick_of(&stream(), period).await
+    }
+
+    /// The tick of `s` ([`SUCCESSOR`]) for the period starting at `period`.
+    pub async fn tick_of(&self, s: &Stream, period: &str) -> Outgoing {
         let scheduled: DateTime<Utc> = period.parse().unwrap();
-        let message = release_timer::tick_message(&stream(), scheduled, Utc::now(), None);
+        let message = release_timer::tick_message(s, scheduled, Utc::now(), None);
         self.publish(&message).await;
         message
     }

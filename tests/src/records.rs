@@ -160,6 +160,10 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
         outgoing::<OverrideRelease>(operator(true)),
         outgoing::<OverrideHold>(operator(false)),
         outgoing::<OverrideUnhold>(operator(false)),
+        outgoing::<OverrideSwitch>(json!({
+            "stream": "f44", "operator": "alice", "reason": "Fedora 44 released",
+            "release_now": true
+        })),
         outgoing::<OverrideEndOfLife>(operator(false)),
         outgoing::<ReleasePublished>(with(json!({
             "arches": {"x86_64": {
@@ -179,6 +183,11 @@ pub fn one_of_each_topic() -> Vec<Outgoing> {
             "threshold_seconds": 259200, "detected_at": "2026-11-27T03:00:00Z",
             "newest_candidate": "43.20261124.0",
             "reason": "no candidate passed its automated tests since 2026-11-24T03:00:00Z (3 days ago, threshold 3d)"
+        })),
+        outgoing::<StreamSwitched>(json!({
+            "from": "f43", "to": "f44", "at": "2027-04-20T14:00:00Z", "how": "operator",
+            "operator": "alice", "reason": "Fedora 44 released early",
+            "next_tick": "2027-04-20T14:00:00Z"
         })),
         outgoing::<StreamEndOfLife>(json!({
             "stream": "f43", "successor": "f44",

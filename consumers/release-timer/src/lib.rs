@@ -8,6 +8,9 @@
 //! tick fires once at start, however many periods were missed, because only the newest
 //! candidate matters to a release.
 //!
+//! A stream whose two-week releases moved to its successor (`gate::succession`) gets no more
+//! ticks.
+//!
 //! Each round also looks for streams that stopped moving and announces each stale spell once
 //! ([`stale`]), and sets the per-stream gauges on `/metrics`.
 
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use gate::succession::{Role, two_week_role};
 use messages::{Message, Outgoing, Period, Stream, TwoweekTimerFired, UserName, derived_id};
 use serde::{Deserialize, Serialize};
 use settings::Settings;
@@ -166,6 +170,7 @@ pub fn schedules(settings: &Settings) -> Result<Vec<(Stream, Schedule)>, TimerEr
 /// publishes the same (deterministic) message again, never loses it.
 pub async fn fire_due(
     store: &Store,
+    settings: &Settings,
     schedules: &[(Stream, Schedule)],
     publisher: &bus::Publisher,
     now: DateTime<Utc>,
@@ -175,6 +180,16 @@ pub async fn fire_due(
         let Some(scheduled_for) = schedule.current(now) else {
             continue;
         };
+        let role =
+            two_week_role(settings, store, stream, now).map_err(|source| TimerError::Read {
+                stream: stream.clone(),
+                source,
+            })?;
+        if let Role::Retired { .. } = role {
+            // Its successor has the two-week releases; a tick would only be ignored.
+            tracing::debug!(stream = %stream, role = %role, "no tick for a retired stream");
+            continue;
+        }
         let last = load_state(store, stream)?;
         if last
             .as_ref()
@@ -255,7 +270,7 @@ impl bus::Clock for Ticks {
 
     async fn round(&mut self, publisher: &bus::Publisher, metrics: &bus::Metrics) -> bus::Next {
         let now = Utc::now();
-        match fire_due(&self.store, &self.schedules, publisher, now).await {
+        match fire_due(&self.store, &self.settings, &self.schedules, publisher, now).await {
             Ok(_) => {}
             // Typical of a fresh broker, where the releaser has not bound its queue yet.
             Err(TimerError::Publish { stream, source })

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use gate::succession::{Role, two_week_role};
 use messages::{
     Outgoing, Period, ReleasePublished, StaleKind, Stream, StreamStale, Version, derived_id,
 };
@@ -154,14 +155,17 @@ fn save_record(store: &Store, stream: &Stream, record: &StaleRecord) -> Result<(
 
 /// The stream's pulse as the store shows it at `now`. Before the timer has watched the
 /// stream, nothing counts as still since before `now`.
+/// A stream whose two-week releases moved to its successor (`role`) has no more ticks, so
+/// none is overdue.
 pub fn pulse(
     store: &Store,
     stream: &Stream,
     settings: &StreamSettings,
+    role: &Role,
     now: DateTime<Utc>,
 ) -> Result<Pulse, TimerError> {
     let watched_since = load_record(store, stream)?.map_or(now, |r| r.watched_since);
-    pulse_watched_since(store, stream, settings, watched_since, now)
+    pulse_watched_since(store, stream, settings, role, watched_since, now)
 }
 
 fn read_error(stream: &Stream) -> impl FnOnce(store::StoreError) -> TimerError {
@@ -173,6 +177,7 @@ fn pulse_watched_since(
     store: &Store,
     stream: &Stream,
     settings: &StreamSettings,
+    role: &Role,
     watched_since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Pulse, TimerError> {
@@ -208,7 +213,11 @@ fn pulse_watched_since(
         period: None,
     }];
     let mut next_tick = None;
-    if let Some(twoweek) = &settings.twoweek {
+    let ticking = settings
+        .twoweek
+        .as_ref()
+        .filter(|_| !matches!(role, Role::Retired { .. }));
+    if let Some(twoweek) = ticking {
         let schedule = Schedule::for_stream(stream, twoweek)?;
         next_tick = schedule.next(now);
         if let Some(scheduled_for) = schedule.current(now) {
@@ -243,6 +252,7 @@ async fn announce(
     store: &Store,
     stream: &Stream,
     settings: &StreamSettings,
+    role: &Role,
     publisher: &bus::Publisher,
     now: DateTime<Utc>,
 ) -> Result<Pulse, TimerError> {
@@ -250,14 +260,14 @@ async fn announce(
     let lock = store::try_lock(&store.lock_path(stream, &lock_name)).map_err(read_error(stream))?;
     let Some(_lock) = lock else {
         // Another replica is announcing this stream's spells right now.
-        return pulse(store, stream, settings, now);
+        return pulse(store, stream, settings, role, now);
     };
     let recorded = load_record(store, stream)?;
     let mut record = recorded.clone().unwrap_or_else(|| StaleRecord {
         watched_since: now,
         announced: BTreeMap::new(),
     });
-    let pulse = pulse_watched_since(store, stream, settings, record.watched_since, now)?;
+    let pulse = pulse_watched_since(store, stream, settings, role, record.watched_since, now)?;
     let mut stale_kinds = BTreeSet::new();
     for standstill in pulse.stale(now) {
         stale_kinds.insert(standstill.kind);
@@ -306,7 +316,15 @@ pub async fn watch(
         look_again = Some(look_again.map_or(wait, |w| w.min(wait)));
     };
     for (stream, stream_settings) in &settings.streams {
-        match announce(store, stream, stream_settings, publisher, now).await {
+        let role = match two_week_role(settings, store, stream, now) {
+            Ok(role) => role,
+            Err(error) => {
+                tracing::warn!(stream = %stream, error = %error, "cannot read the stream's switch; trying again shortly");
+                sooner(ANNOUNCE_RETRY);
+                continue;
+            }
+        };
+        match announce(store, stream, stream_settings, &role, publisher, now).await {
             Ok(pulse) => pulses.push((stream, pulse)),
             Err(error) => {
                 tracing::warn!(stream = %stream, error = %error, "cannot announce the stream's stale spells; trying again shortly");
@@ -438,7 +456,15 @@ overdue_after = "1h"
         let store = Store::open(dir.path()).unwrap();
         let (stream, settings) = f43();
         let passed_at = passed(&store, &stream, "43.20261124.0");
-        let pulse = pulse_watched_since(&store, &stream, &settings, passed_at, passed_at).unwrap();
+        let pulse = pulse_watched_since(
+            &store,
+            &stream,
+            &settings,
+            &Role::Current,
+            passed_at,
+            passed_at,
+        )
+        .unwrap();
         let candidates = &pulse.watched[0];
         assert_eq!(candidates.kind, StaleKind::NoCandidatePassed);
         assert_eq!(candidates.since, passed_at);
@@ -474,7 +500,8 @@ overdue_after = "1h"
         let store = Store::open(dir.path()).unwrap();
         let (stream, settings) = f43();
         let began = at("2026-11-20T00:00:00Z");
-        let pulse = pulse_watched_since(&store, &stream, &settings, began, began).unwrap();
+        let pulse =
+            pulse_watched_since(&store, &stream, &settings, &Role::Current, began, began).unwrap();
         assert_eq!(pulse.newest_candidate, None);
         assert_eq!(pulse.watched[0].since, began);
         assert!(!pulse.watched[0].is_stale(began + chrono::TimeDelta::days(1)));
@@ -494,7 +521,8 @@ overdue_after = "1h"
         let began = at("2026-11-01T00:00:00Z");
         let tick = at("2026-11-24T12:00:00Z");
         let now = tick + chrono::TimeDelta::minutes(90);
-        let pulse = pulse_watched_since(&store, &stream, &settings, began, now).unwrap();
+        let pulse =
+            pulse_watched_since(&store, &stream, &settings, &Role::Current, began, now).unwrap();
         assert_eq!(pulse.next_tick, Some(at("2026-12-08T12:00:00Z")));
         let overdue: Vec<_> = pulse.stale(now).map(|s| s.kind).collect();
         assert!(overdue.contains(&StaleKind::ReleaseOverdue), "{pulse:?}");
@@ -517,7 +545,8 @@ overdue_after = "1h"
 
         let period = Period::starting_at(tick);
         store::write_json(&store.period_record_path(&stream, &period), &"skipped").unwrap();
-        let pulse = pulse_watched_since(&store, &stream, &settings, began, now).unwrap();
+        let pulse =
+            pulse_watched_since(&store, &stream, &settings, &Role::Current, began, now).unwrap();
         assert!(
             pulse
                 .watched
@@ -533,7 +562,8 @@ overdue_after = "1h"
         let store = Store::open(dir.path()).unwrap();
         let (stream, settings) = f43();
         let began = at("2026-11-25T00:00:00Z");
-        let pulse = pulse_watched_since(&store, &stream, &settings, began, began).unwrap();
+        let pulse =
+            pulse_watched_since(&store, &stream, &settings, &Role::Current, began, began).unwrap();
         let overdue = pulse
             .watched
             .iter()

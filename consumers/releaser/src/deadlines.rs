@@ -1,6 +1,9 @@
 //! Signing deadlines: a request nobody answers is sent once more after the stream's
-//! `signing.deadline`, and after another deadline the release is skipped. The same clock ends
-//! a stream's life when its `end_of_life` date comes ([`crate::endoflife`]).
+//! `signing.deadline`, and after another deadline the release is skipped. The same clock
+//! switches the two-week releases to a successor whose `switch_at` came ([`crate::switch`]):
+//! it announces the switch first and records it after, with a body and id derived from the
+//! configuration, so a round cut short is finished by the next with the same message. And it
+//! ends a stream's life when its `end_of_life` date comes ([`crate::endoflife`]).
 //!
 //! The releaser's queue only wakes it when a message comes, and a signer that is down sends
 //! none, so the deadlines are watched by a [`bus::Clock`] that runs beside the releaser's
@@ -34,6 +37,11 @@ pub enum DeadlineError {
     Store {
         stream: Stream,
         source: store::StoreError,
+    },
+    #[error("stream {stream}: cannot announce its switch: {source}")]
+    Switch {
+        stream: Stream,
+        source: Box<bus::BusError>,
     },
     #[error("stream {stream}: {source}")]
     EndOfLife {
@@ -119,6 +127,46 @@ impl Deadlines {
             }
         }
         Ok(next)
+    }
+
+    /// Switches, at their date, the streams whose `switch_at` came without a switch recorded;
+    /// returns when the next date is.
+    pub async fn switch_due(
+        &self,
+        publisher: &bus::Publisher,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, DeadlineError> {
+        let releaser = &self.releaser;
+        let switches = releaser
+            .due_switches(now)
+            .map_err(|(stream, source)| DeadlineError::Store { stream, source })?;
+        for to in switches.due {
+            let store_error = |source| DeadlineError::Store {
+                stream: to.clone(),
+                source,
+            };
+            let Some(from) = releaser
+                .settings
+                .stream(&to)
+                .and_then(|s| s.succeeds.as_ref())
+            else {
+                continue;
+            };
+            let _locks = releaser.switch_locks(from, &to).map_err(store_error)?;
+            // Read again under the locks: an operator may have switched it meanwhile.
+            let Some(record) = releaser.switch_by_date(&to).map_err(store_error)? else {
+                continue;
+            };
+            publisher
+                .publish(&crate::switch::announcement(&record))
+                .await
+                .map_err(|source| DeadlineError::Switch {
+                    stream: to.clone(),
+                    source: Box::new(source),
+                })?;
+            releaser.record_switch(&record).map_err(store_error)?;
+        }
+        Ok(switches.next)
     }
 
     /// Ends `stream`'s life by date unless it already ended: moves its release refs,
@@ -285,6 +333,17 @@ impl bus::Clock for Deadlines {
             .map(|(_, deadline)| signing::after(now, deadline.0))
             .chain(endoflife::next(&settings, now))
             .min();
+        // A switch that cannot be announced does not hold up the signing deadlines, nor
+        // the reverse: each is tried, and the round is retried if either failed.
+        let mut failed = false;
+        match self.switch_due(publisher, now).await {
+            Ok(Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(consumer = NAME, error = %error, "cannot switch a stream at its date; retrying");
+                failed = true;
+            }
+        }
         for stream in endoflife::due(&settings, now) {
             if let Err(error) = self.end_by_date(stream, publisher, now).await {
                 tracing::error!(consumer = NAME, error = %error, "cannot end a stream's life; retrying");
@@ -300,6 +359,9 @@ impl bus::Clock for Deadlines {
                     return bus::Next::Retry;
                 }
             }
+        }
+        if failed {
+            return bus::Next::Retry;
         }
         bus::Next::After(
             next.and_then(|at| (at - Utc::now()).to_std().ok())

@@ -1,8 +1,10 @@
 //! The releaser: on each two-week tick, releases the newest candidate of the stream that
 //! passed every gate, or publishes `fortnight.release.skipped` saying why each candidate is not
-//! eligible. Operators steer it with overrides (block, unblock, release, hold, unhold), each
-//! kept in the stream's audit log. With `when_nothing_passed = "release-next-pass"`, a skipped
-//! period is released as soon as a candidate becomes eligible (on tests passed or karma).
+//! eligible. Operators steer it with overrides (block, unblock, release, hold, unhold,
+//! switch), each kept in the stream's audit log. It alone moves the two-week releases from a
+//! stream to its successor ([`switch`]) and ignores the ticks of a stream that moved them.
+//! With `when_nothing_passed = "release-next-pass"`, a skipped period is released as soon as
+//! a candidate becomes eligible (on tests passed or karma).
 //!
 //! Everything that reads and then changes a stream happens under the stream's lock in the
 //! store, so replicas and duplicate messages release at most once per period.
@@ -18,6 +20,7 @@ pub mod release;
 pub mod signing;
 #[cfg(test)]
 mod step_tests;
+pub mod switch;
 
 use std::sync::Arc;
 
@@ -26,15 +29,16 @@ use chrono::{DateTime, Utc};
 use messages::{
     EndOfLifeCause, ImageTestsPassed, Incoming, KarmaStatus, KarmaThresholdReached, Message,
     Outgoing, Override, OverrideBlock, OverrideEndOfLife, OverrideHold, OverrideRelease,
-    OverrideUnblock, OverrideUnhold, Period, ReleasePublished, ReleaseSkipped, SignFinished,
-    SignStatus, Stream, StreamEndOfLife, TwoweekComplete, TwoweekTimerFired, UserName, Version,
-    derived_id,
+    OverrideSwitch, OverrideUnblock, OverrideUnhold, Period, ReleasePublished, ReleaseSkipped,
+    SignFinished, SignStatus, Stream, StreamEndOfLife, TwoweekComplete, TwoweekTimerFired,
+    UserName, Version, derived_id,
 };
 use settings::{Settings, StreamSettings, TwoWeekSettings, WhenNothingPassed};
 use store::{FileName, Store, StoreError};
 
 pub use decision::{Decision, HumanGate, StreamView, Verdict, decide};
 use endoflife::EndOfLifeError;
+use gate::succession::{self, Role};
 use overrides::{Action, AuditEntry};
 use periods::PeriodState;
 use release::{ReleaseError, Request};
@@ -68,6 +72,7 @@ bus::input! {
         Release(OverrideRelease),
         Hold(OverrideHold),
         Unhold(OverrideUnhold),
+        Switch(OverrideSwitch),
         EndOfLife(OverrideEndOfLife),
     }
 }
@@ -199,7 +204,16 @@ impl Releaser {
         request: &Request<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outgoing>, ReleaseError> {
-        let record = release::perform(&self.store, request, now, &self.settings.site.base_url)?;
+        let label = succession::two_week_role(&self.settings, &self.store, request.stream, now)?
+            .label()
+            .cloned();
+        let record = release::perform(
+            &self.store,
+            request,
+            label,
+            now,
+            &self.settings.site.base_url,
+        )?;
         tracing::info!(stream = %record.stream, version = %record.version, period = ?record.period.map(|p| p.to_string()), forced = record.forced, reason = %record.reason, "released");
         Ok(self.announce(&record, request.twoweek))
     }
@@ -267,31 +281,64 @@ impl Releaser {
         }
         self.locked(stream, || {
             self.refuse_if_ended(stream, "tick")?;
-            let state = periods::read(&self.store, stream, &period)
-                .map_err(store_error("cannot read the period record"))?;
-            match state {
-                Some(PeriodState::Released { version }) => {
-                    tracing::info!(stream = %stream, period = %period, version = %version, "period already released; announcing again");
-                    self.reannounce(stream, &version, twoweek)
+            self.tick_period(stream, settings, twoweek, &period, now)
+        })
+    }
+
+    /// A period's tick, under the stream's lock: releases or skips it, or announces again
+    /// (or finishes) what it released. A stream whose two-week releases moved to its successor
+    /// decides nothing new: the tick is ignored with a log line, not skipped, since no release
+    /// was due (what was released or under way before the switch is still announced).
+    fn tick_period(
+        &self,
+        stream: &Stream,
+        settings: &StreamSettings,
+        twoweek: &TwoWeekSettings,
+        period: &Period,
+        now: DateTime<Utc>,
+    ) -> Result<Outputs, StepError> {
+        let state = periods::read(&self.store, stream, period)
+            .map_err(store_error("cannot read the period record"))?;
+        match state {
+            Some(PeriodState::Released { version }) => {
+                tracing::info!(stream = %stream, period = %period, version = %version, "period already released; announcing again");
+                self.reannounce(stream, &version, twoweek)
+            }
+            Some(PeriodState::Releasing { version }) => {
+                tracing::warn!(stream = %stream, period = %period, version = %version, "finishing an interrupted release");
+                self.release_for_period(
+                    stream,
+                    settings,
+                    twoweek,
+                    period,
+                    &version,
+                    format!("two-week release for period {}", period),
+                )
+            }
+            Some(PeriodState::Skipped | PeriodState::Waiting) | None => {
+                if let Some(retired) = self.retired(stream, now)? {
+                    tracing::info!(stream = %stream, period = %period, role = %retired, "tick of a retired stream ignored; its successor has the two-week releases");
+                    return Ok(Vec::new());
                 }
-                Some(PeriodState::Releasing { version }) => {
-                    tracing::warn!(stream = %stream, period = %period, version = %version, "finishing an interrupted release");
-                    self.release_for_period(stream, settings, twoweek, &period, &version, format!("two-week release for period {}", period))
-                }
-                Some(PeriodState::Skipped | PeriodState::Waiting) | None => {
-                    let latest = periods::latest(&self.store, stream, now + release_timer::CLOCK_SKEW)
-                        .map_err(store_error("cannot list the period records"))?;
-                    match latest {
-                        // A replayed tick of a past period must not release today's candidate.
-                        Some(latest) if latest > period => {
-                            tracing::warn!(stream = %stream, period = %period, latest = %latest, "tick of a past period ignored");
-                            Ok(Vec::new())
-                        }
-                        _ => self.decide_tick(stream, settings, twoweek, &period),
+                let latest = periods::latest(&self.store, stream, now + release_timer::CLOCK_SKEW)
+                    .map_err(store_error("cannot list the period records"))?;
+                match latest {
+                    // A replayed tick of a past period must not release today's candidate.
+                    Some(latest) if latest > *period => {
+                        tracing::warn!(stream = %stream, period = %period, latest = %latest, "tick of a past period ignored");
+                        Ok(Vec::new())
                     }
+                    _ => self.decide_tick(stream, settings, twoweek, period),
                 }
             }
-        })
+        }
+    }
+
+    /// The stream's role when its two-week releases moved to its successor, else `None`.
+    fn retired(&self, stream: &Stream, now: DateTime<Utc>) -> Result<Option<Role>, StepError> {
+        let role = succession::two_week_role(&self.settings, &self.store, stream, now)
+            .map_err(store_error("cannot read the stream's switch"))?;
+        Ok(matches!(role, Role::Retired { .. }).then_some(role))
     }
 
     fn reannounce(
@@ -385,6 +432,10 @@ impl Releaser {
             let ended = endoflife::read(&self.store, stream)
                 .map_err(store_error("cannot read the stream's end of life"))?;
             if state != Some(PeriodState::Waiting) || ended.is_some() {
+                return Ok(Vec::new());
+            }
+            if let Some(retired) = self.retired(stream, Utc::now())? {
+                tracing::info!(stream = %stream, period = %period, role = %retired, "waiting period of a retired stream not released");
                 return Ok(Vec::new());
             }
             let view = StreamView::read(&self.store, stream, settings, Utc::now())
@@ -554,7 +605,7 @@ impl Releaser {
 
     /// The id of an override's audit log line: the message's, so a redelivered override is a
     /// no-op in the log; without one, the body is the identity.
-    fn override_id(&self, body: &Override, message: &Incoming) -> String {
+    fn override_id(&self, body: &impl serde::Serialize, message: &Incoming) -> String {
         message.id.clone().unwrap_or_else(|| {
             let body_text = serde_json::to_string(body).unwrap_or_default();
             derived_id(NAME, &[&body_text]).to_string()
@@ -585,6 +636,15 @@ impl Releaser {
         let entry = AuditEntry::new(self.override_id(&body, message), action, &body, now);
         let stream = &body.stream;
         self.locked(stream, || {
+            // Refused before it is logged: the log says what was done.
+            if action == Action::Release
+                && let Some(retired) = self.retired(stream, now)?
+            {
+                return Err(StepError::permanent(format!(
+                    "cannot force-release {stream} {}: {retired}; release a candidate of the stream that took over",
+                    entry.version.as_ref().map_or("", Version::as_str)
+                )));
+            }
             let appended = overrides::append(&self.store, &entry)
                 .map_err(store_error("cannot append to the override audit log"))?;
             match appended {
@@ -753,6 +813,7 @@ impl BlockingStep for Releaser {
             ReleaserInput::Unhold(OverrideUnhold(body)) => {
                 self.override_received(Action::Unhold, body, message)
             }
+            ReleaserInput::Switch(body) => self.switch_requested(body, message),
             ReleaserInput::EndOfLife(OverrideEndOfLife(body)) => {
                 self.end_of_life_requested(body, message)
             }

@@ -20,6 +20,8 @@ pub enum Action {
     Release,
     Hold,
     Unhold,
+    /// Two-week releases moved to the stream (`fortnight.override.switch`).
+    Switch,
     /// The stream's end of life (`fortnight.override.end-of-life`).
     EndOfLife,
 }

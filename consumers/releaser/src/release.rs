@@ -14,8 +14,8 @@ use std::path::Path;
 use bus::StepError;
 use chrono::{DateTime, Utc};
 use messages::{
-    Arch, Commit, Format, Image, LegacyArtifact, Period, ReleasePublished, ReleasedArch, Stream,
-    Tree, TwoweekComplete, Version,
+    Arch, Commit, Format, Image, LegacyArtifact, Period, Prerelease, ReleasePublished,
+    ReleasedArch, Stream, Tree, TwoweekComplete, Version,
 };
 use ostree_cli::{OstreeError, Repo};
 use release_notes::ReleaseRecord;
@@ -150,10 +150,11 @@ pub fn stage(
 }
 
 /// Runs (or finishes) the release; returns the `fortnight.release.published` body, whose
-/// release notes link starts with `base_url`.
+/// release notes link starts with `base_url`, labelled `prerelease` while its stream is one.
 pub fn perform(
     store: &Store,
     request: &Request<'_>,
+    prerelease: Option<Prerelease>,
     now: DateTime<Utc>,
     base_url: &str,
 ) -> Result<ReleasePublished, ReleaseError> {
@@ -189,6 +190,7 @@ pub fn perform(
                 previous,
                 released_at: now,
                 changes: notes.as_ref().map(|notes| notes.changes(url)),
+                prerelease,
             };
             let record = ReleaseRecord { published, notes };
             store::write_json(&record_path, &record)?;

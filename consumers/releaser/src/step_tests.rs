@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use messages::{
-    Arch, Commit, KarmaThresholdReached, OverrideBlock, OverrideRelease, Ref, ReleaseSkipped,
-    SignRequested, StreamEndOfLife,
+    Arch, Commit, KarmaThresholdReached, OverrideBlock, OverrideRelease, OverrideSwitch, Ref,
+    ReleaseSkipped, SignRequested, StreamEndOfLife, StreamSwitched,
 };
 use ostree_cli::Repo;
 use serde_json::json;
@@ -311,6 +311,79 @@ async fn a_changed_candidate_releases_nothing_where_skipped_periods_wait_for_no_
         published(bus::outcome(&step, &incoming(&stable, Some("fortnight"))).await),
         Vec::new()
     );
+}
+
+/// `f43` current and `f44`, its beta, succeeding it without a date ([`successor`]).
+fn succession(root: &Path) -> Releaser {
+    let mut f44 = successor(root);
+    tests::config::merge(
+        &mut f44,
+        toml! {
+            [streams.f44]
+            prerelease = "beta"
+        },
+    );
+    releaser_with(root, root, f44)
+}
+
+fn switch(stream: &str, reason: &str) -> OverrideSwitch {
+    serde_json::from_value(json!({
+        "stream": stream, "operator": "ops", "reason": reason,
+    }))
+    .expect("a valid switch")
+}
+
+#[tokio::test]
+async fn an_operators_switch_is_announced_once_and_ends_the_old_streams_ticks() {
+    let root = tempfile::tempdir().unwrap();
+    let step = succession(root.path());
+    let old_tick = incoming(&tick("f43", ANCHOR, None), Some("fortnight"));
+
+    let asked = incoming(&switch("f44", "Fedora 44 is out"), Some("ops"));
+    let announced = published(bus::outcome(&step, &asked).await);
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0].topic, StreamSwitched::TOPIC);
+    assert_eq!(announced[0].body["from"], "f43");
+    assert!(
+        published(bus::outcome(&step, &old_tick).await).is_empty(),
+        "the old stream's tick decides nothing"
+    );
+    let forced = incoming(
+        &OverrideRelease(body("ops", Some("43.1"), "one more")),
+        Some("ops"),
+    );
+    let reason = refused(bus::outcome(&step, &forced).await);
+    assert!(
+        reason.contains("cannot force-release f43 43.1: retired"),
+        "{reason}"
+    );
+    let f43: Stream = "f43".parse().unwrap();
+    assert!(
+        overrides::read_log(&step.store, &f43).unwrap().is_empty(),
+        "not logged"
+    );
+    assert_eq!(
+        periods::read(&step.store, &f43, &ANCHOR.parse().unwrap()).unwrap(),
+        None
+    );
+
+    let again = published(bus::outcome(&step, &asked).await);
+    assert_eq!(
+        again[0].id, announced[0].id,
+        "asked again: the same announcement"
+    );
+    let other = incoming(&switch("f44", "once more"), Some("ops"));
+    let reason = refused(bus::outcome(&step, &other).await);
+    assert!(reason.contains("already moved to it from f43"), "{reason}");
+    let log = overrides::read_log(&step.store, &"f44".parse().unwrap()).unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.action).collect::<Vec<_>>(),
+        [Action::Switch]
+    );
+
+    let nowhere = incoming(&switch("f43", "wrong way"), Some("ops"));
+    let reason = refused(bus::outcome(&step, &nowhere).await);
+    assert!(reason.contains("it succeeds no stream"), "{reason}");
 }
 
 #[tokio::test]

@@ -79,6 +79,7 @@ fn release(store: &Store, stream: &Stream, released_at: DateTime<Utc>) -> Versio
         previous: None,
         released_at,
         changes: None,
+        prerelease: None,
     };
     store::write_json(&store.release_record_path(stream, &version), &record).unwrap();
     version

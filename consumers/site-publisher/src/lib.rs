@@ -31,7 +31,7 @@ use bus::{BlockingStep, Outputs, StepError};
 use chrono::{DateTime, TimeDelta, Utc};
 use messages::{
     CandidateTestingRequested, ImageTestsFailed, ImageTestsPassed, Incoming, KarmaThresholdReached,
-    ReleasePublished, ReleaseSkipped, Stream, StreamEndOfLife, StreamStale,
+    ReleasePublished, ReleaseSkipped, Stream, StreamEndOfLife, StreamStale, StreamSwitched,
 };
 use settings::Settings;
 use store::Store;
@@ -49,6 +49,8 @@ bus::input! {
         Threshold(KarmaThresholdReached),
         // The page's warning appears once the stream is stale, not at the next candidate.
         Stale(StreamStale),
+        // Both streams' roles change at the switch, the new one's label goes.
+        Switched(StreamSwitched),
         EndOfLife(StreamEndOfLife),
     }
 }
@@ -63,6 +65,7 @@ impl SiteInput {
             Self::TestingRequested(m) => &m.stream,
             Self::Threshold(m) => &m.stream,
             Self::Stale(m) => &m.stream,
+            Self::Switched(m) => &m.to,
             Self::EndOfLife(m) => &m.stream,
         }
     }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use gate::succession::{Role, two_week_role};
 use messages::{
     Arch, Format, Stream, StreamEndOfLife, TestReport, TestStatus, Version, version_order,
 };
@@ -32,6 +33,13 @@ pub struct StreamView {
     pub name: Stream,
     /// Period between two-week releases; `None` for nightly-only streams.
     pub period_days: Option<u32>,
+    /// Its part in the two-week releases (`gate::succession`): `current`, `prerelease`,
+    /// `retired` or `nightly-only`, and the same in words.
+    pub role: &'static str,
+    pub role_text: String,
+    /// While the stream is a pre-release: its label (`beta`) and what to expect of it.
+    pub prerelease: Option<String>,
+    pub prerelease_note: Option<String>,
     pub release: Option<ReleaseView>,
     /// Set when a two-week stream's newest release is older than its period (or missing).
     pub stale: Option<Staleness>,
@@ -104,6 +112,8 @@ pub struct ReleaseView {
     pub released_on: String,
     pub forced: bool,
     pub reason: String,
+    /// The label the release was made with (`beta`), while its stream was a pre-release.
+    pub prerelease: Option<String>,
     pub karma: KarmaView,
     pub arches: Vec<ReleasedArchView>,
     /// The key that signed the release, when it is signed and the key is published.
@@ -193,7 +203,7 @@ pub fn collect(settings: &Settings, store: &Store, now: DateTime<Utc>) -> Result
     let streams: Vec<StreamView> = settings
         .streams
         .iter()
-        .map(|(name, stream)| collect_stream(store, &base_url, name, stream, now))
+        .map(|(name, stream)| collect_stream(settings, store, &base_url, name, stream, now))
         .collect::<Result<_, _>>()?;
     let key_files = streams
         .iter()
@@ -232,12 +242,14 @@ fn normalized_base(base: &str) -> String {
 }
 
 fn collect_stream(
+    settings: &Settings,
     store: &Store,
     base_url: &str,
     name: &Stream,
     stream: &StreamSettings,
     now: DateTime<Utc>,
 ) -> Result<StreamView, StoreError> {
+    let role = two_week_role(settings, store, name, now)?;
     let karma = |version: &Version| karma_of(store, name, version, stream.karma.stable_threshold);
     let mut history: Vec<(DateTime<Utc>, ReleaseView)> = store
         .list_versions(name, Tier::Releases)?
@@ -270,11 +282,12 @@ fn collect_stream(
         .as_ref()
         .and_then(|version| history.iter().find(|(_, r)| &r.version == version))
         .cloned();
-    // A stream at its end of life releases nothing more: its age alarms nobody.
+    // A stream at its end of life, or whose successor took over, releases nothing more: its
+    // age alarms nobody.
     let stale = stream
         .twoweek
         .as_ref()
-        .filter(|_| end_of_life.is_none())
+        .filter(|_| end_of_life.is_none() && !matches!(role, Role::Retired { .. }))
         .and_then(|twoweek| {
             let age = current_release.as_ref().map(|(at, _)| now - *at);
             let period = chrono::Duration::days(i64::from(twoweek.period_days));
@@ -333,8 +346,12 @@ fn collect_stream(
         stale,
         alarms: match end_of_life {
             Some(_) => Vec::new(),
-            None => alarms(store, name, stream, now),
+            None => alarms(store, name, stream, &role, now),
         },
+        role: role.kind(),
+        role_text: role.describe(),
+        prerelease: role.label().map(|label| label.to_string()),
+        prerelease_note: prerelease_note(stream, &role),
         candidates,
         nightlies,
         history: history.into_iter().map(|(_, r)| r).collect(),
@@ -348,15 +365,39 @@ fn alarms(
     store: &Store,
     name: &Stream,
     stream: &StreamSettings,
+    role: &Role,
     now: DateTime<Utc>,
 ) -> Vec<String> {
-    match release_timer::stale::pulse(store, name, stream, now) {
+    match release_timer::stale::pulse(store, name, stream, role, now) {
         Ok(pulse) => pulse.stale(now).map(|s| s.describe(now)).collect(),
         Err(error) => {
             tracing::warn!(%error, stream = %name, "staleness left off the site");
             Vec::new()
         }
     }
+}
+
+/// What a pre-release's users should expect, shown beside its releases.
+fn prerelease_note(stream: &StreamSettings, role: &Role) -> Option<String> {
+    let Role::Prerelease {
+        label: Some(label),
+        switches_at,
+    } = role
+    else {
+        return None;
+    };
+    let coming = stream
+        .succeeds
+        .as_ref()
+        .map_or("the coming release".to_owned(), |old| {
+            format!("the release that follows {old}")
+        });
+    let switch = switches_at.map_or("when the operators switch".to_owned(), |at| {
+        format!("on {}", at.format("%Y-%m-%d"))
+    });
+    Some(format!(
+        "for testing {coming}; expect bugs, and keep production machines on the current two-week release. Its {label} label goes when it becomes the current two-week release, {switch}."
+    ))
 }
 
 /// Logs and drops a read failure: the page renders without the damaged entry.
@@ -477,6 +518,7 @@ fn release_view(
         released_on: release.released_at.format("%Y-%m-%d").to_string(),
         forced: release.forced,
         reason: release.reason.clone(),
+        prerelease: release.prerelease.as_ref().map(|label| label.to_string()),
         karma,
         arches,
         key,
@@ -560,6 +602,9 @@ impl Site {
                 "generator": concat!("fortnight site-publisher ", env!("CARGO_PKG_VERSION")),
             },
             "release": release.map(|r| &r.version),
+            "prerelease": release.and_then(|r| r.prerelease.as_deref()),
+            "role": stream.role,
+            "role-description": stream.role_text,
             "architectures": architectures,
             "end_of_life": stream.end_of_life,
         })

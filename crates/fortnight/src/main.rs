@@ -59,6 +59,9 @@ enum Command {
     /// Fire a stream's two-week tick by hand.
     #[command(subcommand)]
     Timer(commands::timer::Command),
+    /// Move the two-week releases to a stream from the one it succeeds, now (checked and
+    /// audited like an override); without it the switch comes at the stream's `switch_at`.
+    Switch(commands::switch::Args),
     /// End a stream's life now: its release refs get their end-of-life commit, which moves
     /// the machines following them to the stream that succeeds it.
     EndOfLife(commands::override_::EndOfLife),
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
             Command::Vote(args) => commands::vote::run(&config, args).await,
             Command::Override(command) => commands::override_::run(&config, command).await,
             Command::Timer(command) => commands::timer::run(&config, command).await,
+            Command::Switch(args) => commands::switch::run(&config, args).await,
             Command::EndOfLife(args) => commands::override_::end_of_life(&config, args).await,
             Command::Status(args) => commands::status::run(&config, args).await,
             Command::Explain(args) => commands::explain::run(&config, args).await,

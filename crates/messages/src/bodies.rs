@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Message, Severity};
-use crate::ids::{Arch, Commit, Format, Ref, Sha256, Stream, UserName, Version};
+use crate::ids::{Arch, Commit, Format, Prerelease, Ref, Sha256, Stream, UserName, Version};
 use crate::period::Period;
 use uuid::Uuid;
 
@@ -354,6 +354,66 @@ override_topic!(
     "fortnight.override.end-of-life"
 );
 
+/// `fortnight.override.switch`: an operator moves the two-week releases to `stream` from the
+/// stream it `succeeds`, before (or without) its `switch_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OverrideSwitch {
+    /// The stream that takes over (the one whose `succeeds` names the old one).
+    pub stream: Stream,
+    pub reason: String,
+    pub operator: UserName,
+    /// Its first two-week release comes at once (its current period's tick), not at its
+    /// next tick.
+    #[serde(default)]
+    pub release_now: bool,
+}
+impl Message for OverrideSwitch {
+    const TOPIC: &'static str = "fortnight.override.switch";
+    fn severity(&self) -> Severity {
+        Severity::Warning
+    }
+    fn users(&self) -> Vec<&UserName> {
+        vec![&self.operator]
+    }
+}
+
+/// What made a switch happen; the same shape as [`EndOfLifeCause`], so both announcements
+/// say `how` alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "how", rename_all = "kebab-case")]
+pub enum SwitchCause {
+    /// The new stream's `switch_at` came.
+    Date,
+    /// An operator's `fortnight.override.switch`.
+    Operator { operator: UserName, reason: String },
+}
+
+/// `fortnight.stream.switched`: two-week releases moved from one stream to its successor. Sent
+/// once per switch (again, under the same id, when the switch is asked for again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StreamSwitched {
+    /// The stream that gets no more two-week releases (its nightlies go on).
+    pub from: Stream,
+    /// The stream whose two-week releases are now the current ones, without a label.
+    pub to: Stream,
+    pub at: DateTime<Utc>,
+    /// `how` (`date` or `operator`), with the operator's `operator` and `reason`.
+    #[serde(flatten)]
+    pub cause: SwitchCause,
+    /// When `to`'s first two-week release is due: its next tick, or now with `release_now`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_tick: Option<DateTime<Utc>>,
+}
+impl Message for StreamSwitched {
+    const TOPIC: &'static str = "fortnight.stream.switched";
+    fn users(&self) -> Vec<&UserName> {
+        match &self.cause {
+            SwitchCause::Operator { operator, .. } => vec![operator],
+            SwitchCause::Date => Vec::new(),
+        }
+    }
+}
+
 /// One arch of a release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReleasedArch {
@@ -382,6 +442,10 @@ pub struct ReleasePublished {
     /// releases made before Fortnight computed release notes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<ReleaseChanges>,
+    /// The label of a release made while its stream was a pre-release (`beta`), before it
+    /// became the current two-week stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prerelease: Option<Prerelease>,
 }
 topic!(ReleasePublished, "fortnight.release.published");
 

@@ -10,11 +10,19 @@ fn example_path() -> PathBuf {
 }
 
 #[test]
-fn the_example_config_loads_with_its_four_streams() {
+fn the_example_config_loads_with_its_five_streams() {
     let text = std::fs::read_to_string(example_path()).unwrap();
     let settings = Settings::from_toml(&text).unwrap();
     let names: Vec<&str> = settings.streams.keys().map(|s| s.as_str()).collect();
-    assert_eq!(names, ["f42", "f43", "f43-testing", "rawhide"]);
+    assert_eq!(names, ["f42", "f43", "f43-testing", "f44", "rawhide"]);
+    let f44 = &settings.streams[&"f44".parse().unwrap()];
+    assert_eq!(f44.prerelease.as_ref().map(|l| l.as_str()), Some("beta"));
+    assert_eq!(
+        settings
+            .successor(&"f43".parse().unwrap())
+            .map(|(s, _)| s.as_str()),
+        Some("f44")
+    );
 
     let f43 = &settings.streams[&"f43".parse().unwrap()];
     let arches: Vec<&str> = f43.arches.iter().map(|a| a.as_str()).collect();

@@ -29,6 +29,7 @@
 //! <root>/<stream>/.signed/<request id>.json               signer: the reply to each request
 //! <root>/<stream>/.signing/<version>.json                  releaser: a release awaiting signatures
 //! <root>/<stream>/.signing-answered/<request id>.json      releaser: an answered request and its reply
+//! <root>/<stream>/.switch.json                             releaser: two-week releases moved here
 //! <root>/.keys/<fingerprint>.asc                           signer: the public keys it signs with
 //! <root>/site -> .site/<generation>/                       site-publisher: page, JSON, feed
 //! <root>/.jobs/<consumer>/                                 the bus runtime's job journal
@@ -37,7 +38,7 @@
 //! Who writes what: image-builder writes `images/`, `build.json`, `logs/build.log`, `.built/`
 //! and `.compose-trees/`; image-tester writes `tests.json`, `junit.xml`, test logs, `.external/` and `passed-autotest/`;
 //! karma-tracker writes `karma/` and `passed-human/`; releaser writes `releases/`,
-//! `overrides.jsonl`, `.periods/`, `.signing/`, `.signing-answered/` and `.endoflife.json`; release-timer writes `timer.json` and
+//! `overrides.jsonl`, `.periods/`, `.signing/`, `.signing-answered/`, `.switch.json` and `.endoflife.json`; release-timer writes `timer.json` and
 //! `.stale.json`; signer writes
 //! `.signed/`, `.keys/` and a detached `<file>.asc` next to each file it signs; site-publisher
 //! writes `site` and `.site/`. Everyone may read everything.
@@ -301,6 +302,12 @@ impl Store {
             "{}{PERIOD_RECORD_SUFFIX}",
             period.start().format(PERIOD_RECORD_FORMAT)
         ))
+    }
+
+    /// The releaser's record that two-week releases moved to `stream` from the stream it
+    /// succeeds (`fortnight.stream.switched`); kept in the new stream's directory.
+    pub fn switch_record_path(&self, stream: &Stream) -> PathBuf {
+        self.stream_dir(stream).join(".switch.json")
     }
 
     /// The releaser's record of the stream's end of life (the `fortnight.stream.end-of-life`

@@ -28,6 +28,7 @@ SEVERITIES = {
     "fortnight.override.release": message.WARNING,
     "fortnight.override.hold": message.WARNING,
     "fortnight.override.unhold": message.WARNING,
+    "fortnight.override.switch": message.WARNING,
     "fortnight.release.skipped": message.WARNING,
     "ci.productmd-compose.test.error": message.ERROR,
     "fortnight.stream.stale": message.WARNING,
@@ -87,11 +88,12 @@ def _override(verb):
 
 
 def _published(body):
+    label = f" ({body['prerelease']})" if body.get("prerelease") else ""
     forced = " (forced)" if body.get("forced") else ""
     previous = f", replacing {body['previous']}" if body.get("previous") else ""
     arches = ", ".join(sorted(body.get("arches") or {}))
     arches = f" for {arches}" if arches else ""
-    return f"{_candidate(body)} released{forced}{arches}{previous}{_changes(body)}"
+    return f"{_candidate(body)}{label} released{forced}{arches}{previous}{_changes(body)}"
 
 
 def _changes(body):
@@ -105,6 +107,16 @@ def _changes(body):
         f" ({total['upgraded']} packages upgraded, {total['added']} added, "
         f"{total['removed']} removed)"
     )
+
+
+def _switch(body):
+    at_once = ", its first release at once" if body.get("release_now") else ""
+    return f"{body['operator']} switched two-week releases to {body['stream']}{at_once}{_reason(body)}"
+
+
+def _switched(body):
+    by = f" by {body['operator']}" if body.get("operator") else " at its date"
+    return f"two-week releases moved from {body['from']} to {body['to']}{by}{_reason(body)}"
 
 
 def _skipped(body):
@@ -175,9 +187,11 @@ SUMMARIES = {
     "fortnight.override.release": _override("forced the release of"),
     "fortnight.override.hold": _override("held releases of"),
     "fortnight.override.unhold": _override("resumed releases of"),
+    "fortnight.override.switch": _switch,
     "fortnight.release.published": _published,
     "fortnight.release.skipped": _skipped,
     "fortnight.stream.stale": lambda b: f"{b['stream']} is stale: {b['reason']}",
+    "fortnight.stream.switched": _switched,
     "fortnight.override.end-of-life": _override("ended the life of"),
     "fortnight.stream.end-of-life": lambda b: b["message"],
     "fortnight.sign.requested": (

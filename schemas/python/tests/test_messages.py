@@ -84,6 +84,53 @@ class Summaries(unittest.TestCase):
             "Stream: f43\nReason: mirror outage\nOperator: alice",
         )
 
+    def test_a_switch_says_where_the_two_week_releases_went(self):
+        msg = load(
+            "fortnight.stream.switched",
+            {
+                "from": "f43",
+                "to": "f44",
+                "at": "2027-04-20T14:00:00Z",
+                "how": "operator",
+                "operator": "alice",
+                "reason": "Fedora 44 is out",
+            },
+        )
+        self.assertEqual(
+            msg.summary,
+            "two-week releases moved from f43 to f44 by alice: Fedora 44 is out",
+        )
+        self.assertEqual(msg.agent_name, "alice")
+        asked = load(
+            "fortnight.override.switch",
+            {
+                "stream": "f44",
+                "reason": "Fedora 44 is out",
+                "operator": "alice",
+                "release_now": True,
+            },
+        )
+        self.assertEqual(
+            asked.summary,
+            "alice switched two-week releases to f44, its first release at once: Fedora 44 is out",
+        )
+        self.assertEqual(asked.severity, message.WARNING)
+
+    def test_a_beta_release_says_so(self):
+        msg = load(
+            "fortnight.release.published",
+            {
+                "stream": "f44",
+                "version": "44.1",
+                "arches": {},
+                "forced": False,
+                "reason": "newest candidate",
+                "released_at": "2027-03-24T00:01:00Z",
+                "prerelease": "beta",
+            },
+        )
+        self.assertEqual(msg.summary, "f44 44.1 (beta) released")
+
     def test_an_end_of_life_says_where_the_machines_go(self):
         msg = load(
             "fortnight.stream.end-of-life",

@@ -24,6 +24,7 @@ mod release_cycle;
 mod release_once;
 mod release_overrides;
 mod release_skips;
+mod release_switch;
 mod signing;
 mod site_browser;
 mod site_burst;

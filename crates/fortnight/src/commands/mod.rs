@@ -21,6 +21,7 @@ pub mod record;
 pub mod replay;
 pub mod schemas;
 pub mod status;
+pub mod switch;
 pub mod timer;
 pub mod topology;
 pub mod up;

@@ -1,12 +1,14 @@
 //! `fortnight status [STREAM]`: each stream's current release and its age, the candidates
 //! newer than it with the state of every gate, the overrides in force, and whether the stream
-//! is stale. Read from the store with the releaser's own decision code and the release timer's
+//! is stale, and its part in the two-week releases (current, a pre-release that switches at a
+//! date, or retired to its successor: `gate::succession`). Read from the store with the releaser's own decision code and the release timer's
 //! own staleness rules, so it says what the next tick would do and what the timer announces.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
+use gate::succession::{Role, two_week_role};
 use messages::Stream;
 use release_timer::stale::human_age;
 use releaser::{Decision, StreamView, decide};
@@ -75,7 +77,10 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
         }
     }
     let now = Utc::now();
-    let pulse = release_timer::stale::pulse(store, stream, stream_settings, now)
+    let role = two_week_role(settings, store, stream, now)
+        .with_context(|| format!("cannot read whether stream {stream} switched"))?;
+    println!("  two-week releases: {role}");
+    let pulse = release_timer::stale::pulse(store, stream, stream_settings, &role, now)
         .with_context(|| format!("cannot tell whether stream {stream} is stale"))?;
     for standstill in pulse.stale(now) {
         println!("  STALE: {}", standstill.describe(now));
@@ -112,6 +117,10 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
             .candidate(&verdict.version)
             .map_or(0, |c| c.tally.karma);
         println!("  {}  karma {karma:+}  {state}", verdict.version);
+    }
+    if let Role::Retired { to, .. } = &role {
+        println!("  no next tick: {to} has the two-week releases");
+        return Ok(());
     }
     match decision {
         _ if ended.is_some() => {

@@ -4,6 +4,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
+use gate::succession::{Role, two_week_role};
 use messages::Stream;
 
 use super::Identity;
@@ -24,6 +26,12 @@ pub async fn run(config: &std::path::Path, command: Command) -> anyhow::Result<E
     let Command::Fire { stream, identity } = command;
     // Checked before connecting, so a typo is not reported as a broker problem.
     releaser::twoweek_stream(&settings, &stream).map_err(anyhow::Error::msg)?;
+    let store = store::Store::open(&settings.store.root).context("cannot open the store")?;
+    let role = two_week_role(&settings, &store, &stream, chrono::Utc::now())
+        .with_context(|| format!("cannot read whether stream {stream} switched"))?;
+    if let Role::Retired { to, .. } = &role {
+        bail!("{stream} has no more ticks ({role}): the releaser would ignore one; fire {to}'s");
+    }
     let operator = identity.resolve_operator(&settings)?;
     let publisher = super::connect(&settings).await?;
     let fired = release_timer::fire_now(&settings, &stream, operator, &publisher).await;

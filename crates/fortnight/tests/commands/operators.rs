@@ -1,7 +1,8 @@
 //! The operator commands driven as an operator does, through the `fortnight` binary: votes,
-//! overrides, the end of life, the manual tick, `status` and `explain`. The karma-tracker and releaser run
-//! in-process on the real broker and a real OSTree repository (`tests::pipeline`); every
-//! command connects as its own broker account, so RabbitMQ checks the `user_id` it signs with.
+//! overrides, the end of life, the switch, the manual tick, `status` and `explain`. The
+//! karma-tracker and releaser run in-process on the real broker and a real OSTree repository
+//! (`tests::pipeline`); every command connects as its own broker account, so RabbitMQ checks
+//! the `user_id` it signs with.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -14,8 +15,8 @@ use messages::{
 use releaser::overrides::Action;
 use tests::config::{self, toml};
 use tests::pipeline::{
-    BrokerUser, Options, Pipeline, WAIT, arch, dead_letter_with, of_topic, stream, testers,
-    version, wait_topic,
+    BrokerUser, Options, Pipeline, SUCCESSOR, WAIT, arch, dead_letter_with, of_topic, stream,
+    testers, version, wait_topic,
 };
 use tests::process::{assert_success, text};
 
@@ -562,6 +563,81 @@ async fn status_and_explain_say_a_release_waits_for_signatures() {
     assert_eq!(wait_topic(&mut watch, PUBLISHED, 1).await.len(), 1);
     let status = fortnight_ok(&config, &alice, &["status", "tw"]).await;
     assert!(!status.contains("waiting for signatures"), "{status}");
+    watch.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_by_command_moves_the_two_week_releases_and_status_shows_each_role() {
+    let alice = BrokerUser::create("operator");
+    let p = Pipeline::start(Options {
+        operators: vec![alice.name.clone()],
+        karma_required: false,
+        successor: true,
+        tables: toml! {
+            [streams.tw2]
+            prerelease = "beta"
+        },
+        ..Options::default()
+    })
+    .await;
+    let config = cli_config(&p, &[&alice]);
+    let mut watch = p.watch(&[PUBLISHED]).await;
+    const V: &str = "44.20261123.0";
+    p.nightly_tested_of(&SUCCESSOR.parse().unwrap(), V).await;
+
+    let status = fortnight_ok(&config, &alice, &["status"]).await;
+    for expected in [
+        "tw: nothing released yet\n  two-week releases: current\n",
+        "tw2: nothing released yet\n  two-week releases: beta, switches when an operator says so\n",
+    ] {
+        assert!(status.contains(expected), "{expected:?} in\n{status}");
+    }
+    let refused = fortnight_fails(
+        &config,
+        &alice,
+        &["switch", "tw", "--reason", "wrong way"],
+        1,
+    )
+    .await;
+    assert!(refused.contains("tw succeeds no stream"), "{refused}");
+
+    let sent = fortnight_ok(
+        &config,
+        &alice,
+        &[
+            "switch",
+            "tw2",
+            "--reason",
+            "Fedora 44 released",
+            "--release-now",
+        ],
+    )
+    .await;
+    assert!(
+        sent.contains("fortnight.override.switch to tw2 from tw sent by"),
+        "{sent}"
+    );
+    let published = wait_topic(&mut watch, PUBLISHED, 1).await;
+    let release: ReleasePublished = serde_json::from_value(published[0].body.clone()).unwrap();
+    assert_eq!(
+        (release.stream.as_str(), release.version.as_str()),
+        (SUCCESSOR, V)
+    );
+    assert_eq!(release.prerelease, None, "released once it took over");
+
+    let status = fortnight_ok(&config, &alice, &["status"]).await;
+    for expected in [
+        "  two-week releases: retired: two-week releases moved to tw2 at ",
+        "  no next tick: tw2 has the two-week releases",
+        &format!("tw2: current release {V}"),
+        "  two-week releases: current\n",
+    ] {
+        assert!(status.contains(expected), "{expected:?} in\n{status}");
+    }
+    let refused = fortnight_fails(&config, &alice, &["timer", "fire", "tw"], 1).await;
+    assert!(refused.contains("tw has no more ticks"), "{refused}");
+
     watch.close().await;
     p.stop().await;
 }
