@@ -6,12 +6,16 @@
 //! that may hit a slow network filesystem wrap them in `spawn_blocking`.
 
 use std::collections::HashSet;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Lines, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use messages::{Commit, FileCounts, Ref};
+
+mod sysroot;
+
+pub use sysroot::{Deployment, OsName, RemoteName, Sysroot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OstreeError {
@@ -25,6 +29,14 @@ pub enum OstreeError {
         args: String,
         status: String,
         stderr: String,
+    },
+    #[error("{kind} name {name:?} is not letters, digits, `-` and `_` (not first)")]
+    Name { kind: &'static str, name: String },
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error("`ostree {args}` printed {output:?}, which is not {expected}")]
     Parse {
@@ -74,26 +86,7 @@ impl Repo {
         if let Some(env) = env {
             command.env_clear().envs(env.iter().copied());
         }
-        let output = match command.output() {
-            Ok(output) => output,
-            Err(source) => {
-                return Err(OstreeError::Spawn {
-                    args: shown,
-                    source,
-                });
-            }
-        };
-        if !output.status.success() {
-            return Err(OstreeError::Failed {
-                args: shown,
-                status: output.status.to_string(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
-        Ok((
-            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-            shown,
-        ))
+        output(command, shown)
     }
 
     /// `ostree ARGS --repo=PATH`, not started, and the command line as shown in errors.
@@ -102,16 +95,9 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let mut args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         args.push(format!("--repo={}", self.path.display()).into());
-        let shown = args
-            .iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut command = Command::new("ostree");
-        command.args(&args);
-        (command, shown)
+        command(args)
     }
 
     /// `ostree init --mode=archive`: a repository to serve over HTTP (tests, the demo).
@@ -126,24 +112,63 @@ impl Repo {
         tree: &Path,
         metadata: &[(&str, &str)],
     ) -> Result<Commit, OstreeError> {
+        self.commit_layers(Some(branch), None, tree, metadata)
+    }
+
+    /// [`commit`](Self::commit) of `tree` laid over the tree of `base`: only `tree`'s own
+    /// files are read and checksummed, so files shared by many commits (a kernel) are
+    /// checksummed once, when `base` was made ([`commit_orphan`](Self::commit_orphan)).
+    pub fn commit_over(
+        &self,
+        branch: &Ref,
+        base: &Commit,
+        tree: &Path,
+        metadata: &[(&str, &str)],
+    ) -> Result<Commit, OstreeError> {
+        self.commit_layers(Some(branch), Some(base), tree, metadata)
+    }
+
+    /// A commit of `tree` on no ref, for others to be laid over.
+    pub fn commit_orphan(&self, tree: &Path) -> Result<Commit, OstreeError> {
+        self.commit_layers(None, None, tree, &[])
+    }
+
+    fn commit_layers(
+        &self,
+        branch: Option<&Ref>,
+        base: Option<&Commit>,
+        tree: &Path,
+        metadata: &[(&str, &str)],
+    ) -> Result<Commit, OstreeError> {
         let mut args = vec![
             "commit".into(),
-            format!("--branch={branch}").into(),
+            match branch {
+                Some(branch) => format!("--branch={branch}").into(),
+                None => OsString::from("--orphan"),
+            },
             "--subject=fortnight".into(),
         ];
         for (key, value) in metadata {
-            args.push(std::ffi::OsString::from(format!(
+            args.push(OsString::from(format!(
                 "--add-metadata-string={key}={value}"
             )));
         }
-        args.push(tree.as_os_str().to_owned());
+        let mut dir = OsString::from("--tree=dir=");
+        dir.push(tree);
+        args.extend(base.map(|base| OsString::from(format!("--tree=ref={base}"))));
+        args.push(dir);
         let (out, shown) = self.run(&args)?;
         parse_commit(&out, &shown)
     }
 
     /// The commit a ref points at (`ostree rev-parse`); `None` when the ref does not exist.
     pub fn rev_parse(&self, tree_ref: &Ref) -> Result<Option<Commit>, OstreeError> {
-        match self.run(["rev-parse", tree_ref.as_str()]) {
+        self.rev_parse_spec(tree_ref.as_str())
+    }
+
+    /// `ostree rev-parse REFSPEC`; `None` when it names no commit here.
+    fn rev_parse_spec(&self, refspec: &str) -> Result<Option<Commit>, OstreeError> {
+        match self.run(["rev-parse", refspec]) {
             Ok((out, shown)) => parse_commit(&out, &shown).map(Some),
             Err(OstreeError::Failed { stderr, .. }) if stderr.contains("not found") => Ok(None),
             Err(e) => Err(e),
@@ -353,6 +378,45 @@ impl Repo {
         })
     }
 
+    /// `ostree remote add NAME URL`, kept when it exists: with `gpg_key` (an armored public
+    /// key file) every pull from it checks the commits' signatures against that key alone;
+    /// without, it checks none.
+    pub fn add_remote(
+        &self,
+        name: &RemoteName,
+        url: &str,
+        gpg_key: Option<&Path>,
+    ) -> Result<(), OstreeError> {
+        let mut args: Vec<OsString> = vec!["remote".into(), "add".into(), "--if-not-exists".into()];
+        match gpg_key {
+            Some(key) => {
+                let mut import = OsString::from("--gpg-import=");
+                import.push(key);
+                args.extend([import, "--set=gpg-verify=true".into()]);
+            }
+            None => args.push("--no-gpg-verify".into()),
+        }
+        args.extend([name.as_str().into(), url.into()]);
+        self.run(&args).map(drop)
+    }
+
+    /// `ostree pull REMOTE REF`: the commit `tree_ref` points at on the remote, and its
+    /// objects, checked as the remote's configuration says.
+    pub fn pull(&self, remote: &RemoteName, tree_ref: &Ref) -> Result<(), OstreeError> {
+        self.run(["pull", remote.as_str(), tree_ref.as_str()])
+            .map(drop)
+    }
+
+    /// The commit this repository last pulled for `tree_ref` of `remote`; `None` when it
+    /// pulled none.
+    pub fn remote_head(
+        &self,
+        remote: &RemoteName,
+        tree_ref: &Ref,
+    ) -> Result<Option<Commit>, OstreeError> {
+        self.rev_parse_spec(&format!("{remote}:{tree_ref}"))
+    }
+
     /// `ostree summary -u`: regenerates the summary clients read to find refs.
     pub fn update_summary(&self) -> Result<(), OstreeError> {
         self.run(["summary", "-u"]).map(drop)
@@ -530,6 +594,42 @@ impl Drop for History {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `ostree ARGS`, not started, and the command line as shown in errors.
+fn command(args: Vec<OsString>) -> (Command, String) {
+    let shown = args
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut command = Command::new("ostree");
+    command.args(&args);
+    (command, shown)
+}
+
+/// Runs `command` (`ostree <shown>`); its trimmed stdout, and `shown` for the caller's errors.
+fn output(mut command: Command, shown: String) -> Result<(String, String), OstreeError> {
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(source) => {
+            return Err(OstreeError::Spawn {
+                args: shown,
+                source,
+            });
+        }
+    };
+    if !output.status.success() {
+        return Err(OstreeError::Failed {
+            args: shown,
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok((
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        shown,
+    ))
 }
 
 /// The metadata key naming the commit a release commit was made from.
@@ -790,6 +890,41 @@ mod tests {
         assert_eq!(
             repo.metadata_string(&alone, ENDOFLIFE_REBASE).unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn a_commit_over_a_base_has_both_trees_and_its_own_files_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, tree, branch) = archive_with_tree(dir.path());
+        let base_tree = dir.path().join("base");
+        std::fs::create_dir_all(base_tree.join("usr/lib/modules/6.1")).unwrap();
+        std::fs::write(base_tree.join("usr/lib/modules/6.1/vmlinuz"), "kernel").unwrap();
+        std::fs::write(base_tree.join("usr/lib/os-release"), "NAME=base\n").unwrap();
+        let base = repo.commit_orphan(&base_tree).unwrap();
+        assert_eq!(
+            repo.rev_parse(&branch).unwrap(),
+            None,
+            "the base is on no ref"
+        );
+
+        let commit = repo
+            .commit_over(&branch, &base, &tree, &[("version", "43.1")])
+            .unwrap();
+        assert_eq!(repo.rev_parse(&branch).unwrap(), Some(commit.clone()));
+        assert_eq!(
+            repo.metadata_string(&commit, "version").unwrap().as_deref(),
+            Some("43.1")
+        );
+        let out = dir.path().join("checkout");
+        repo.checkout(&commit, &out).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("usr/lib/modules/6.1/vmlinuz")).unwrap(),
+            "kernel"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("usr/lib/os-release")).unwrap(),
+            "NAME=Fedora\n"
         );
     }
 

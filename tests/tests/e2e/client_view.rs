@@ -7,14 +7,13 @@
 use crate::release_support;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 
 use messages::{
     Arch, CandidateTestingRequested, Commit, KarmaThresholdReached, Message, OverrideEndOfLife,
     OverrideSwitch, Ref, ReleasePublished, ReleaseSkipped, Stream, StreamEndOfLife, StreamSwitched,
 };
+use ostree_cli::{Deployment, RemoteName, Sysroot};
 use release_support::{
     BrokerUser, Options, Pipeline, SUCCESSOR, arch, release_ref, release_ref_of, stream, testers,
     version,
@@ -26,168 +25,71 @@ const ARCH: &str = "x86_64";
 const OS: &str = "fedora";
 const REMOTE: &str = "fortnight";
 
-/// A deployment of the client's sysroot, as `ostree admin status` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Deployment {
-    checksum: Commit,
-    serial: String,
-}
-
-/// A machine following a release ref: a scratch sysroot (`ostree admin init-fs`) with one OS,
-/// whose repository has the pipeline's repository as a remote, and no bootloader to update.
+/// A machine following a release ref: a scratch sysroot whose repository has the pipeline's
+/// repository as a remote.
 #[derive(Debug)]
 struct Client {
-    dir: tempfile::TempDir,
+    sysroot: Sysroot,
+    _dir: tempfile::TempDir,
 }
 
 impl Client {
     /// Sets up the sysroot and deploys `release_ref` from `repo`, as an installer does.
     fn follow(repo: &Path, release_ref: &Ref) -> Self {
-        let client = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let sysroot = client.sysroot();
-        ostree([
-            OsStr::new("admin"),
-            OsStr::new("init-fs"),
-            sysroot.as_os_str(),
-        ]);
-        client.admin(["os-init", OS]);
-        let local_repo = format!("--repo={}", sysroot.join("ostree/repo").display());
-        // No bootloader here: ostree writes its boot entries and nothing else.
-        ostree(["config", &local_repo, "set", "sysroot.bootloader", "none"]);
-        let url = format!("file://{}", repo.display());
-        ostree([
-            "remote",
-            "add",
-            &local_repo,
-            "--no-gpg-verify",
-            REMOTE,
-            &url,
-        ]);
-        ostree(["pull", &local_repo, REMOTE, release_ref.as_str()]);
-        client.admin([
-            "deploy",
-            &format!("--os={OS}"),
-            &format!("{REMOTE}:{release_ref}"),
-        ]);
-        client
+        let dir = tempfile::tempdir().unwrap();
+        let sysroot = Sysroot::init(dir.path(), OS.parse().unwrap()).unwrap();
+        sysroot
+            .repo()
+            .add_remote(&remote(), &format!("file://{}", repo.display()), None)
+            .unwrap();
+        sysroot.deploy(&remote(), release_ref).unwrap();
+        Self { sysroot, _dir: dir }
     }
 
-    fn sysroot(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `ostree admin --sysroot=<sysroot> ARGS`; its standard output.
-    fn admin<const N: usize>(&self, args: [&str; N]) -> String {
-        let sysroot = format!("--sysroot={}", self.sysroot().display());
-        let mut all = vec!["admin", args[0], &sysroot];
-        all.extend_from_slice(&args[1..]);
-        ostree(all)
-    }
-
-    /// `ostree admin upgrade`: pulls the origin's ref and deploys it when it moved.
-    fn upgrade(&self) -> String {
-        self.admin(["upgrade", &format!("--os={OS}")])
+    fn upgrade(&self) {
+        self.sysroot.upgrade().unwrap();
     }
 
     /// The deployments, the default (the one that boots next) first.
     fn deployments(&self) -> Vec<Deployment> {
-        let status = self.admin(["status"]);
-        status
-            .lines()
-            .filter_map(|line| {
-                let line = line.trim_start_matches([' ', '*']);
-                let deployed = line.strip_prefix(OS)?.trim().split(' ').next()?;
-                let (checksum, serial) = deployed.split_once('.')?;
-                Some(Deployment {
-                    checksum: checksum.parse().ok()?,
-                    serial: serial.to_owned(),
-                })
-            })
-            .collect()
+        self.sysroot.deployments().unwrap()
     }
 
     fn default_deployment(&self) -> Deployment {
-        self.deployments()
-            .into_iter()
-            .next()
+        self.sysroot
+            .default_deployment()
+            .unwrap()
             .expect("the sysroot has a deployment")
-    }
-
-    /// The deployment's origin file: what `ostree admin upgrade` follows next.
-    fn origin(&self, deployment: &Deployment) -> String {
-        let path = self
-            .sysroot()
-            .join(format!("ostree/deploy/{OS}/deploy"))
-            .join(format!(
-                "{}.{}.origin",
-                deployment.checksum, deployment.serial
-            ));
-        std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
     }
 
     /// A string metadata key of what the machine's repository has for `release_ref` of the
     /// remote: what it pulled, as its users' tools read it.
-    fn pulled_metadata(&self, release_ref: &Ref, key: &str) -> String {
-        let repo = format!("--repo={}", self.sysroot().join("ostree/repo").display());
-        ostree([
-            "show",
-            &repo,
-            &format!("--print-metadata-key={key}"),
-            &format!("{REMOTE}:{release_ref}"),
-        ])
-        .trim()
-        .to_owned()
+    fn pulled_metadata(&self, release_ref: &Ref, key: &str) -> Option<String> {
+        let repo = self.sysroot.repo();
+        let pulled = repo
+            .remote_head(&remote(), release_ref)
+            .unwrap()
+            .expect("the machine pulled the release ref");
+        repo.metadata_string(&pulled, key).unwrap()
     }
 
     /// The VERSION of the deployment's os-release: what the machine says it runs.
     fn os_release_version(&self, deployment: &Deployment) -> String {
-        let path = self
-            .sysroot()
-            .join(format!("ostree/deploy/{OS}/deploy"))
-            .join(format!("{}.{}", deployment.checksum, deployment.serial))
-            .join("usr/lib/os-release");
-        let text = std::fs::read_to_string(&path).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("VERSION="))
-            .unwrap_or_else(|| panic!("{} names no VERSION: {text}", path.display()))
-            .trim_matches('"')
-            .to_owned()
+        self.sysroot
+            .os_release_version(deployment)
+            .unwrap()
+            .expect("the deployment's os-release names a VERSION")
     }
 }
 
 impl Drop for Client {
-    /// ostree makes each deployment's root immutable (`chattr +i`); the temporary directory
-    /// can only be deleted once it is not.
     fn drop(&mut self) {
-        let deploy = self.sysroot().join(format!("ostree/deploy/{OS}/deploy"));
-        for entry in std::fs::read_dir(deploy).into_iter().flatten().flatten() {
-            if entry.path().is_dir() {
-                let _ = Command::new("chattr").arg("-i").arg(entry.path()).status();
-            }
-        }
+        Sysroot::unlock(self.sysroot.path()).unwrap();
     }
 }
 
-/// Runs `ostree ARGS` (one argument per value); its standard output. Panics with stderr.
-fn ostree<I, S>(args: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut command = Command::new("ostree");
-    command.args(args);
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?} does not run: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+fn remote() -> RemoteName {
+    REMOTE.parse().unwrap()
 }
 
 /// Waits for a message of `M` for which `wanted` holds; returns it.
@@ -425,14 +327,16 @@ async fn at_the_end_of_life_a_machine_following_the_release_ref_moves_to_the_suc
         next[&arch(ARCH)]
     );
     assert_eq!(client.os_release_version(&moved), "44.20261010.0");
-    let origin = client.origin(&moved);
+    let origin = client.sysroot.origin(&moved).unwrap();
     assert!(
         origin.contains(&format!("refspec={REMOTE}:{successor_ref}")),
         "the machine now follows {successor_ref}: {origin}"
     );
     assert_eq!(
-        client.pulled_metadata(&release_ref(ARCH), "ostree.endoflife"),
-        format!("'{}'", x86.message),
+        client
+            .pulled_metadata(&release_ref(ARCH), ostree_cli::ENDOFLIFE)
+            .as_ref(),
+        Some(&x86.message),
         "the machine's users can read why"
     );
     assert!(

@@ -1,7 +1,8 @@
 //! `fortnight demo` end to end against the real RabbitMQ and ostree: what it released, what
 //! that changed against the previous release (the trees' RPM databases), the promoted refs,
-//! the page and JSON, and the messages as fedora-messaging's own consumer receives them. Then a second run in the same directory, and the advice when no broker
-//! answers.
+//! the page and JSON, the messages as fedora-messaging's own consumer receives them, and what a
+//! machine following the release ref upgraded to (the test runs as root). Then a second run
+//! in the same directory, and the advice when no broker answers.
 
 use crate::common;
 
@@ -234,6 +235,41 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         assert_eq!(metadata("version"), format!("'{RELEASED}'"));
     }
 
+    // A machine that deployed the x86_64 release ref at the previous release now runs exactly
+    // the released commit, as `ostree admin status` of its sysroot says.
+    let x86_ref = "fedora/43/x86_64/atomic-host";
+    let client_line = format!(
+        "A client following {x86_ref} now runs {RELEASED} (commit {}; it ran {PREVIOUS} before the tick).",
+        ostree(&repo, &["rev-parse", x86_ref])
+    );
+    assert!(
+        stdout.contains(&client_line),
+        "{client_line:?} missing from:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "a client following {x86_ref} deployed {PREVIOUS} ("
+        )),
+        "{stdout}"
+    );
+    let sysroot = dir.join("client");
+    let status = run_ok(
+        Command::new("ostree")
+            .args(["admin", "status"])
+            .arg(format!("--sysroot={}", sysroot.display())),
+        "ostree admin status",
+    );
+    let status = text(&status.stdout);
+    let deployed: Vec<&str> = status
+        .lines()
+        .filter_map(|l| l.trim_start_matches([' ', '*']).strip_prefix("fedora "))
+        .collect();
+    assert_eq!(deployed.len(), 2, "the release and its rollback: {status}");
+    assert!(
+        deployed[0].starts_with(&ostree(&repo, &["rev-parse", x86_ref])),
+        "{status}"
+    );
+
     // The page and the stream metadata show it, with the right checksums.
     let index = std::fs::read_to_string(store.join("site/index.html")).unwrap();
     assert!(
@@ -324,7 +360,14 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         "fedora/43/aarch64/atomic-host"
     );
 
-    // A second run in the same directory starts over and works again.
+    // A second run in the same directory starts over and works again, even over a run
+    // stopped before it unlocked its client (ostree left the deployments immutable).
+    for deployment in std::fs::read_dir(sysroot.join("ostree/deploy/fedora/deploy")).unwrap() {
+        let path = deployment.unwrap().path();
+        if path.is_dir() {
+            run_ok(Command::new("chattr").arg("+i").arg(&path), "chattr +i");
+        }
+    }
     let again = demo(&dir, &uuid::Uuid::new_v4().simple().to_string()[..12]);
     assert!(
         again.status.success(),
@@ -333,6 +376,8 @@ fn demo_releases_the_newest_candidate_that_passed_and_fedora_messaging_sees_it_a
         text(&again.stderr)
     );
     assert!(text(&again.stdout).contains("Released f43 43.20261125.0"));
+    assert!(text(&again.stdout).contains(client_line.split(" (commit").next().unwrap()));
+    std::fs::remove_dir_all(&dir).expect("the demo leaves nothing that cannot be deleted");
     let leftovers = |what: &str| {
         rabbitmqctl(&["-q", what, "name"])
             .expect("rabbitmqctl lists what is left")
@@ -448,4 +493,38 @@ fn demo_boot_boots_every_x86_64_image_and_skips_aarch64_saying_why() {
             assert!(log.contains(&expected), "{version} {arch}: {log}");
         }
     }
+}
+
+#[test]
+fn demo_without_a_kernel_for_its_trees_releases_and_says_why_no_client_upgraded() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("demo");
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let output = Command::new(env!("CARGO_BIN_EXE_fortnight"))
+        .args(["demo", "--timeout", "120", "--run-id", &run_id, "--dir"])
+        .arg(&dir)
+        // The fixture finds no such kernel, as on a machine without linux-image-cloud-amd64.
+        .env("FORTNIGHT_KERNEL_VERSION", "0.0-none")
+        .env("FORTNIGHT_LOG", "warn")
+        .env_remove("FORTNIGHT_AMQP_URL")
+        .output()
+        .expect("run fortnight demo");
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("Released f43 {RELEASED}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "No client upgraded: the x86_64 trees carry no kernel to deploy (cannot make a \
+             bootable tree for x86_64"
+        ) && stdout.contains("no kernel 0.0-none"),
+        "{stdout}"
+    );
+    assert!(!dir.join("client").exists());
 }

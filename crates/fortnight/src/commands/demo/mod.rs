@@ -3,7 +3,8 @@
 //! three new ones), runs every consumer in-process against the local RabbitMQ, publishes the
 //! tree events, releases the first by override, votes, fires the two-week tick and explains
 //! what was released, what it changed against the previous release and why the other
-//! candidates were not.
+//! candidates were not. Last, as root, a scratch OSTree sysroot that deployed the previous
+//! release upgrades and shows it now runs exactly the release.
 //!
 //! Everything it makes lives under one directory (`--dir`, or a new temporary one): the
 //! OSTree repo, the artifact tree with the site, the configuration and the test suite. Its
@@ -12,8 +13,10 @@
 //!
 //! `tools` checks what it needs and prepares its directory, `config` writes the configuration
 //! and test suite, `trees` commits the nightlies, `votes` plays the testers and the operator,
-//! `watch` follows the bus, and `report` explains the outcome.
+//! `watch` follows the bus, `report` explains the outcome, and `client` plays a machine that
+//! follows the x86_64 release ref.
 
+mod client;
 mod config;
 mod report;
 mod tools;
@@ -65,7 +68,7 @@ struct DemoKey {
 }
 
 /// Elapsed-time progress lines on standard output.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Progress {
     started: Instant,
 }
@@ -120,7 +123,17 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     )?;
     progress.say(&format!("working in {}", dir.display()));
 
-    let trees = trees::make_repo(&dir, args.boot, &progress)?;
+    let not_root = client::unavailable();
+    let kernel = match (args.boot, &not_root) {
+        (true, _) => trees::Kernel::Required,
+        (false, None) => trees::Kernel::IfAvailable,
+        (false, Some(_)) => trees::Kernel::Without,
+    };
+    let made = trees::make_repo(&dir, kernel, &progress)?;
+    let client_skipped = not_root.or_else(|| {
+        made.no_kernel
+            .map(|why| format!("the x86_64 trees carry no kernel to deploy ({why})"))
+    });
     let mut recording = bus::record::subscribe(&settings, &["fortnight.#".to_owned()])
         .await
         .context("cannot subscribe to the demo's messages")?;
@@ -146,7 +159,22 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 progress: &progress,
                 deadline,
             };
-            votes::drive(&settings, &publisher, &mut watch, &trees, &user).await
+            let follow = match &client_skipped {
+                None => Some(votes::Follow {
+                    dir: &dir,
+                    key: &key,
+                }),
+                Some(_) => None,
+            };
+            votes::drive(
+                &settings,
+                &publisher,
+                &mut watch,
+                &made.nightlies,
+                &user,
+                follow,
+            )
+            .await
         }
     };
 
@@ -156,13 +184,18 @@ pub async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     publisher.close().await;
     cleanup(&settings).await;
     signer::Gpg::new(&key.home).stop_agent();
-    result?;
+    let client = result?;
     match stopped_cleanly {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error.context("a consumer failed during the demo")),
         Err(join) => bail!("the consumers' task panicked: {join}"),
     }
     report::summarize(&settings, &dir, seen.released.as_ref(), &key)?;
+    match (client, client_skipped) {
+        (Some(client), _) => client.upgrade()?,
+        (None, Some(why)) => println!("No client upgraded: {why}."),
+        (None, None) => {}
+    }
     progress.say("done");
     Ok(ExitCode::SUCCESS)
 }

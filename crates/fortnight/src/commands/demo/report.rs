@@ -37,8 +37,13 @@ pub(super) fn summarize(
             .join(format!("{STREAM}.json"))
             .display()
     );
+    let client = if dir.join(super::client::DIR).exists() {
+        ", client/"
+    } else {
+        ""
+    };
     println!(
-        "Everything is under {} (repo/, store/, config.toml, suite/).",
+        "Everything is under {} (repo/, store/, config.toml, suite/{client}).",
         dir.display()
     );
     Ok(())

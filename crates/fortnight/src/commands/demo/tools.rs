@@ -56,6 +56,11 @@ pub(super) fn prepare_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
             let mut entries = std::fs::read_dir(&dir)
                 .with_context(|| format!("cannot read {}", dir.display()))?;
             if dir.join(MARKER).exists() {
+                // ostree made the client's deployments immutable; nothing else deletes them.
+                let client = dir.join(super::client::DIR);
+                ostree_cli::Sysroot::unlock(&client).with_context(|| {
+                    format!("cannot unlock the previous demo's {}", client.display())
+                })?;
                 for entry in std::fs::read_dir(&dir)? {
                     let path = entry?.path();
                     let removed = if path.is_dir() && !path.is_symlink() {

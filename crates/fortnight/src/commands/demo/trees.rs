@@ -1,6 +1,7 @@
 //! The demo's nightlies: an archive OSTree repository with one commit per version and arch,
 //! each tree with an RPM database (`deploy/tests/fixtures/rpmdb-tree`) so that releases carry
-//! release notes.
+//! release notes, and the x86_64 trees with this machine's kernel when it has one, so that a
+//! client can deploy them.
 
 use std::path::Path;
 
@@ -84,16 +85,29 @@ fn run_fixture(fixture: &Path, root: &Path, args: &[&str], what: &str) -> anyhow
     Ok(())
 }
 
-/// Commits the nightlies into a new archive repository, every tree with its RPM database;
-/// with `boot`, the x86_64 trees carry a kernel, an initramfs and a self-test
-/// (`deploy/tests/fixtures/bootable-tree`).
-pub(super) fn make_repo(
-    dir: &Path,
-    boot: bool,
-    progress: &Progress,
-) -> anyhow::Result<Vec<Nightly>> {
+/// Whether the x86_64 trees carry a kernel, an initramfs and a self-test
+/// (`deploy/tests/fixtures/bootable-tree`): what the boot test boots and the client deploys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kernel {
+    /// `--boot`: a demo that cannot make them fails.
+    Required,
+    /// For the client: without what the fixture needs, the trees go without.
+    IfAvailable,
+    Without,
+}
+
+/// The demo's repository as made.
+pub(super) struct Made {
+    pub(super) nightlies: Vec<Nightly>,
+    /// Why the x86_64 trees carry no kernel, when they do not.
+    pub(super) no_kernel: Option<String>,
+}
+
+/// Commits the nightlies into a new archive repository, every tree with its RPM database and
+/// the x86_64 ones with a kernel as `kernel` says.
+pub(super) fn make_repo(dir: &Path, kernel: Kernel, progress: &Progress) -> anyhow::Result<Made> {
     let fixtures = tools::shipped_tests(&tools::recipes_dir()?)?.join("fixtures");
-    let bootable_tree = boot.then(|| fixtures.join("bootable-tree"));
+    let bootable_tree = fixtures.join("bootable-tree");
     let rpmdb_tree = fixtures.join("rpmdb-tree");
     let repo_path = dir.join("repo");
     let repo = Repo::new(&repo_path);
@@ -101,6 +115,24 @@ pub(super) fn make_repo(
         .context("cannot create the demo's OSTree repository")?;
     let scratch = tempfile::tempdir_in(dir).context("cannot create a scratch directory")?;
     let mut nightlies = Vec::new();
+    // The kernel, initramfs and userspace are the same in every x86_64 tree: committed once,
+    // and each x86_64 nightly laid over them, so that its commit does not checksum them again.
+    let (bootable, no_kernel) = match kernel {
+        Kernel::Without => (None, Some("not asked for".to_owned())),
+        Kernel::Required | Kernel::IfAvailable => {
+            let root = scratch.path().join("bootable");
+            match run_fixture(&bootable_tree, &root, &[], "a bootable tree for x86_64") {
+                Ok(()) => {
+                    let base = repo
+                        .commit_orphan(&root)
+                        .context("cannot commit the x86_64 trees' kernel")?;
+                    (Some(base), None)
+                }
+                Err(error) if kernel == Kernel::IfAvailable => (None, Some(format!("{error:#}"))),
+                Err(error) => return Err(error),
+            }
+        }
+    };
     for Planned {
         version,
         broken_arch,
@@ -109,14 +141,6 @@ pub(super) fn make_repo(
     {
         for arch in ARCHES {
             let root = scratch.path().join(format!("{version}-{arch}"));
-            if let Some(fixture) = bootable_tree.as_deref().filter(|_| arch == "x86_64") {
-                run_fixture(
-                    fixture,
-                    &root,
-                    &[],
-                    &format!("a bootable tree for {version} on {arch}"),
-                )?;
-            }
             // An empty cache argument is the fixture's default, `~/.cache/fortnight/rpms`:
             // the packages are built once and every later demo reuses them.
             let fixture_args: Vec<&str> = std::iter::once("")
@@ -137,13 +161,18 @@ pub(super) fn make_repo(
             if broken_arch != Some(arch) {
                 std::fs::write(
                     root.join("usr/lib/os-release"),
-                    format!("NAME=\"Fedora Atomic Host\"\nVERSION_ID=43\nVERSION=\"{version}\"\n"),
+                    format!(
+                        "NAME=\"Fedora Atomic Host\"\nID=fedora\nVERSION_ID=43\nVERSION=\"{version}\"\n"
+                    ),
                 )?;
             }
             let input: Ref = format!("fedora/43/{arch}/updates/atomic-host").parse()?;
-            let commit = repo
-                .commit(&input, &root, &[("version", version)])
-                .with_context(|| format!("cannot commit nightly {version} for {arch}"))?;
+            let metadata = [("version", version)];
+            let commit = match bootable.as_ref().filter(|_| arch == "x86_64") {
+                Some(base) => repo.commit_over(&input, base, &root, &metadata),
+                None => repo.commit(&input, &root, &metadata),
+            }
+            .with_context(|| format!("cannot commit nightly {version} for {arch}"))?;
             nightlies.push(Nightly {
                 version: version.parse()?,
                 arch: arch.parse()?,
@@ -155,11 +184,19 @@ pub(super) fn make_repo(
             });
         }
     }
+    let kernels = if no_kernel.is_none() {
+        ", x86_64 with a kernel"
+    } else {
+        ""
+    };
     progress.say(&format!(
-        "made an OSTree repo with {} nightlies (with RPM databases) for {}: {}",
+        "made an OSTree repo with {} nightlies (with RPM databases{kernels}) for {}: {}",
         NIGHTLIES.len(),
         ARCHES.join(" and "),
         repo_path.display()
     ));
-    Ok(nightlies)
+    Ok(Made {
+        nightlies,
+        no_kernel,
+    })
 }

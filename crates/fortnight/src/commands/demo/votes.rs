@@ -2,26 +2,37 @@
 //! release by override, votes for one candidate as a tester would, fires the two-week tick as
 //! an operator would, and waits for the page.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use messages::{
-    KarmaSubmitted, Outgoing, Override, OverrideRelease, Stream, TreeComposed, UserName, Version,
-    derived_id,
+    Arch, KarmaSubmitted, Outgoing, Override, OverrideRelease, Stream, TreeComposed, UserName,
+    Version, derived_id,
 };
 use settings::Settings;
+use store::Store;
 
+use super::client::{self, Client};
 use super::trees::Nightly;
 use super::watch::Watch;
-use super::{PREVIOUS, STREAM, VOTED};
+use super::{DemoKey, PREVIOUS, STREAM, VOTED};
 
+/// What a client needs to follow the release ref: the demo's directory and key.
+pub(super) struct Follow<'a> {
+    pub(super) dir: &'a Path,
+    pub(super) key: &'a DemoKey,
+}
+
+/// Returns the client set up on the previous release, when `follow` asked for one.
 pub(super) async fn drive(
     settings: &Settings,
     publisher: &bus::Publisher,
     watch: &mut Watch<'_>,
     trees: &[Nightly],
     user: &UserName,
-) -> anyhow::Result<()> {
+    follow: Option<Follow<'_>>,
+) -> anyhow::Result<Option<Client>> {
     let progress = watch.progress;
     for nightly in trees {
         let body = TreeComposed {
@@ -74,6 +85,29 @@ pub(super) async fn drive(
     watch
         .until("the previous release", |s| s.forced.contains(&previous))
         .await?;
+    let client = match follow {
+        Some(Follow { dir, key }) => {
+            let (_, twoweek) =
+                releaser::twoweek_stream(settings, &stream).map_err(anyhow::Error::msg)?;
+            let arch: Arch = client::ARCH.parse()?;
+            let release_ref = twoweek
+                .release_refs
+                .get(&arch)
+                .with_context(|| format!("the demo's stream has no {arch} release ref"))?;
+            let key = Store::open(&settings.store.root)?
+                .keys_dir()
+                .join(format!("{}.asc", key.fingerprint));
+            // Deploying reads and writes a few megabytes: off the consumers' threads.
+            let (dir, release_ref, progress) = (dir.to_owned(), release_ref.clone(), *progress);
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    Client::follow(&dir, release_ref, &key, &progress)
+                })
+                .await??,
+            )
+        }
+        None => None,
+    };
 
     let expected = trees.len();
     let voted: Version = VOTED.parse()?;
@@ -125,5 +159,5 @@ pub(super) async fn drive(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(())
+    Ok(client)
 }
