@@ -206,9 +206,9 @@ impl Step for Probe {
     }
 }
 
-/// A probe topic's message: the probe's topics have no body type, so the envelope is filled
-/// in here with fedora-messaging's defaults.
-fn probe_message(id: uuid::Uuid, topic: &str, body: Map<String, Value>) -> Outgoing {
+/// A message of a topic with no body type (the probe's, a benchmark's or test's own): the
+/// envelope is filled in with fedora-messaging's defaults.
+pub fn probe_message(id: uuid::Uuid, topic: &str, body: Map<String, Value>) -> Outgoing {
     Outgoing {
         id,
         topic: topic.to_owned(),

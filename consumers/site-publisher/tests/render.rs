@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bus::{Outcome, Step};
 use chrono::Duration;
 use fixture::{COMMIT_ARM, COMMIT_X86, fixture, v};
-use messages::{Arch, Incoming, ReleasePublished};
+use messages::{Arch, Incoming, Message, ReleasePublished};
 use site_publisher::{SitePublisher, publish};
 
 fn read(path: &Path) -> String {
@@ -133,18 +133,13 @@ fn stream_json_follows_coreos_stream_metadata() {
 #[test]
 fn a_stream_at_its_end_of_life_says_so_and_points_to_its_successor() {
     let f = fixture("x");
-    let ended: messages::StreamEndOfLife = serde_json::from_value(serde_json::json!({
-        "stream": "f43", "successor": "f44",
-        "arches": {"x86_64": {
-            "release_ref": "fedora/43/x86_64/atomic-host", "commit": "cd".repeat(32),
-            "rebase": "fedora/44/x86_64/atomic-host",
-            "message": "Fedora Atomic Host f43 has reached end of life; this machine moves to fedora/44/x86_64/atomic-host"
-        }},
-        "message": "Fedora Atomic Host f43 has reached end of life; its machines move to f44",
-        "at": "2027-05-18T00:00:00Z",
-        "how": "date"
-    }))
-    .unwrap();
+    // The example every message test uses: f43 ends, its x86_64 machines move to f44.
+    let example = tests::records::one_of_each_topic()
+        .into_iter()
+        .find(|m| m.topic == messages::StreamEndOfLife::TOPIC)
+        .unwrap();
+    let ended: messages::StreamEndOfLife =
+        serde_json::from_value(serde_json::Value::Object(example.body)).unwrap();
     store::write_json(&f.store.end_of_life_path(&ended.stream), &ended).unwrap();
     // Long past its period: an ended stream's age warns nobody.
     publish(&f.settings, &f.store, f.released_at + Duration::days(200)).unwrap();

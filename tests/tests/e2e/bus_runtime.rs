@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus::{Outputs, Step, StepError};
-use messages::{Incoming, Outgoing, Severity};
+use messages::{Incoming, Outgoing};
 use serde_json::Value;
 use tests::broker::{BrokerUser, queue_info};
 use tests::config::{Table, health_addr, toml};
-use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC};
+use tests::probe::{DONE_TOPIC, Probe, ProbeProcess, RUN_TOPIC, probe_message};
 use tests::{Running, TestBus, eventually, free_port, http_get, is_ready};
 use tokio::sync::oneshot;
 
@@ -823,17 +823,11 @@ impl Numbered {
     }
 
     fn message(topic: &str, id: uuid::Uuid, n: u64) -> Outgoing {
-        let mut body = serde_json::Map::new();
-        body.insert("n".into(), Value::from(n));
-        Outgoing {
+        probe_message(
             id,
-            topic: topic.to_owned(),
-            body,
-            schema: topic.to_owned(),
-            severity: Severity::Info,
-            priority: 0,
-            users: Vec::new(),
-        }
+            topic,
+            serde_json::Map::from_iter([("n".into(), Value::from(n))]),
+        )
     }
 
     /// Every input, from 0 on, published (each confirmed) while no consumer takes them, so
