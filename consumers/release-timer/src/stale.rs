@@ -22,6 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use gate::succession::{Role, two_week_role};
 use messages::{
     Outgoing, Period, ReleasePublished, StaleKind, Stream, StreamStale, Version, derived_id,
+    version_order,
 };
 use serde::{Deserialize, Serialize};
 use settings::{Deadline, Settings, StreamSettings};
@@ -173,6 +174,24 @@ fn read_error(stream: &Stream) -> impl FnOnce(store::StoreError) -> TimerError {
     move |source| TimerError::Read { stream, source }
 }
 
+/// How many of the newest candidates (in version order) the staleness check looks at. A
+/// nightly passes soon after it is built, so the newest pass is among the newest versions; a
+/// re-test of a years-old one is no sign of the stream moving. Bounded, so that the check
+/// (which `fortnight status` and every page render run too) costs the same after years of
+/// nightlies as after a month.
+const RECENT_CANDIDATES: usize = 32;
+
+/// The [`RECENT_CANDIDATES`] newest of `versions`, found without sorting them all.
+fn newest_versions(mut versions: Vec<Version>) -> Vec<Version> {
+    if let Some(older) = versions.len().checked_sub(RECENT_CANDIDATES)
+        && older > 0
+    {
+        versions.select_nth_unstable_by(older, version_order::compare);
+        versions.drain(..older);
+    }
+    versions
+}
+
 fn pulse_watched_since(
     store: &Store,
     stream: &Stream,
@@ -182,10 +201,11 @@ fn pulse_watched_since(
     now: DateTime<Utc>,
 ) -> Result<Pulse, TimerError> {
     let mut newest_candidate: Option<(Version, DateTime<Utc>)> = None;
-    for version in store
-        .list_versions(stream, Tier::PassedAutotest)
-        .map_err(read_error(stream))?
-    {
+    for version in newest_versions(
+        store
+            .list_versions(stream, Tier::PassedAutotest)
+            .map_err(read_error(stream))?,
+    ) {
         let passed = store
             .promoted_at(stream, &version, Tier::PassedAutotest)
             .map_err(read_error(stream))?;
@@ -427,6 +447,26 @@ overdue_after = "1h"
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn only_the_newest_candidates_by_version_count_for_staleness() {
+        // Text order would put .9 after .10 and keep the wrong one of the two.
+        let versions: Vec<Version> = (0..100)
+            .rev()
+            .map(|n| format!("43.20261101.{n}").parse().unwrap())
+            .collect();
+        let mut kept: Vec<String> = newest_versions(versions)
+            .iter()
+            .map(|v| v.as_str().to_owned())
+            .collect();
+        kept.sort_by_key(|v| v.rsplit('.').next().unwrap().parse::<u32>().unwrap());
+        let expected: Vec<String> = (100 - RECENT_CANDIDATES..100)
+            .map(|n| format!("43.20261101.{n}"))
+            .collect();
+        assert_eq!(kept, expected);
+        let few: Vec<Version> = vec!["43.1".parse().unwrap(), "43.2".parse().unwrap()];
+        assert_eq!(newest_versions(few.clone()), few);
     }
 
     fn f43() -> (Stream, StreamSettings) {
