@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
+use gate::succession::{Role, two_week_role};
 use messages::{Stream, Version};
 use releaser::{Decision, HumanGate, StreamView, Verdict, decide};
 use store::Store;
@@ -99,7 +100,21 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
     if let Some(current) = &verdict.not_newer_than {
         println!("  not newer than the current release {current}");
     }
-    let reasons = verdict.reasons();
+    let mut reasons = verdict.reasons();
+    // Whatever its gates say, a stream that handed its two-week releases on releases nothing.
+    if let Some(ended) = releaser::endoflife::read(&store, &args.stream)
+        .context("cannot read whether the stream reached its end of life")?
+    {
+        reasons.push(format!(
+            "the stream is at its end of life {}",
+            releaser::endoflife::describe(&ended)
+        ));
+    } else if let role @ Role::Retired { .. } =
+        two_week_role(&settings, &store, &args.stream, Utc::now())
+            .with_context(|| format!("cannot read whether stream {} switched", args.stream))?
+    {
+        reasons.push(role.to_string());
+    }
     let (decision, _) = decide(view, stream_settings, twoweek.karma_required);
     match decision {
         _ if !reasons.is_empty() => println!("not releasable: {}", reasons.join("; ")),

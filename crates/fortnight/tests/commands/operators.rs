@@ -636,6 +636,14 @@ async fn a_switch_by_command_moves_the_two_week_releases_and_status_shows_each_r
     }
     let refused = fortnight_fails(&config, &alice, &["timer", "fire", "tw"], 1).await;
     assert!(refused.contains("tw has no more ticks"), "{refused}");
+    // A nightly of the old stream that passes everything is still no two-week release.
+    const OLD: &str = "43.20261124.0";
+    p.nightly_tested(OLD, None).await;
+    let explained = fortnight_ok(&config, &alice, &["explain", "tw", OLD]).await;
+    assert!(
+        explained.contains("not releasable: retired: two-week releases moved to tw2 at "),
+        "{explained}"
+    );
 
     watch.close().await;
     p.stop().await;
