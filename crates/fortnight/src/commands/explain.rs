@@ -22,16 +22,11 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
     let store = Store::open(&settings.store.root).context("cannot open the store")?;
     let (stream_settings, twoweek) =
         releaser::twoweek_stream(&settings, &args.stream).map_err(anyhow::Error::msg)?;
+    let now = Utc::now();
     // The named candidate alone (and, when it could be released, the newer ones that would
     // go first): never the years of older candidates.
-    let view = StreamView::read_for(
-        &store,
-        &args.stream,
-        stream_settings,
-        &args.version,
-        Utc::now(),
-    )
-    .with_context(|| super::status::cannot_read(&store, &args.stream))?;
+    let view = StreamView::read_for(&store, &args.stream, stream_settings, &args.version, now)
+        .with_context(|| super::status::cannot_read(&store, &args.stream))?;
     let Some((view, candidate)) = view
         .as_ref()
         .and_then(|view| Some((view, view.candidate(&args.version)?)))
@@ -109,9 +104,8 @@ pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<ExitCod
             "the stream is at its end of life {}",
             releaser::endoflife::describe(&ended)
         ));
-    } else if let role @ Role::Retired { .. } =
-        two_week_role(&settings, &store, &args.stream, Utc::now())
-            .with_context(|| format!("cannot read whether stream {} switched", args.stream))?
+    } else if let role @ Role::Retired { .. } = two_week_role(&settings, &store, &args.stream, now)
+        .with_context(|| format!("cannot read whether stream {} switched", args.stream))?
     {
         reasons.push(role.to_string());
     }
