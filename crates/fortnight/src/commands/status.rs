@@ -76,7 +76,9 @@ fn print_stream(settings: &Settings, store: &Store, stream: &Stream) -> anyhow::
             println!("    {arch}: {} at {} ({rebase})", at.release_ref, at.commit);
         }
     }
-    let now = Utc::now();
+    // The instant the view was read at, so the role and the decision see the same side of a
+    // `switch_at`.
+    let now = view.now;
     let role = two_week_role(settings, store, stream, now)
         .with_context(|| format!("cannot read whether stream {stream} switched"))?;
     println!("  two-week releases: {role}");
